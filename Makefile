@@ -1,0 +1,33 @@
+# finslerlib developer entry points. `make test` and `make demo` work from a clean clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first (CPU build from the local wheel cache on the dev machines) when the
+# virtual environment has none; override e.g. `make test TORCH_SPEC="torch==2.5.1"`.
+TORCH_SPEC ?= torch==2.13.0
+HYPOTHESIS_PROFILE ?= ci
+PYTEST_ARGS ?=
+
+.PHONY: venv install test lint bench docs docs-check demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+venv: $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+
+install: venv
+	$(PY) -m pip install -q -e ".[test]"
+
+test: install
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) site outputs .pytest_cache .hypothesis

@@ -1,0 +1,11 @@
+"""finslerlib: Randers (Finsler) geometry for PyTorch.
+
+Closed-form Randers manifolds that plug into geoopt's optimizers, and the FAIM layers built on
+them. See the documentation site for concepts, how-to guides and the API reference.
+"""
+
+from finslerlib.manifolds import FinslerManifold, Randers
+
+__version__ = "0.1.0"
+
+__all__ = ["FinslerManifold", "Randers", "__version__"]

@@ -1,0 +1,369 @@
+r"""Minkowski–Randers space: constant coefficients $(a, b)$ on $\mathbb{R}^D$.
+
+$F(v) = \sqrt{v^\top a v} + b^\top v$ at every point. Geodesics are straight lines and
+segments are globally minimizing, so everything is in closed form:
+$d(p \to q) = F(q - p)$, $\exp_p v = p + v$, $\log_p q = q - p$, and
+$d(p \to q) - d(q \to p) = 2\, b^\top (q - p)$.
+"""
+
+from __future__ import annotations
+
+import math
+
+import geoopt
+import torch
+import torch.nn.functional as nnf
+
+from finslerlib.manifolds.base import FinslerManifold
+from finslerlib.math import randers as rmath
+from finslerlib.math.pairwise import centre, pairwise_sqdist, safe_sqrt
+
+__all__ = ["Randers"]
+
+
+def _as_float_tensor(t, name: str) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return t
+
+
+class Randers(FinslerManifold):
+    r"""Constant-coefficient (Minkowski) Randers space $F(v) = \sqrt{v^\top a v} + b^\top v$.
+
+    Args:
+        a: Tensor, shape `[D, D]`, symmetric positive definite.
+        b: Tensor, shape `[D]`, with $\|b\|_{a^{-1}} < 1$; zeros (a Riemannian
+            Mahalanobis metric) when omitted.
+
+    Raises:
+        ValueError: `a` is not square, symmetric or positive definite, `b` has the wrong shape
+            or dtype, or $\|b\|_{a^{-1}} \ge 1$ (the message gives the measured value).
+
+    Example:
+        >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))
+        >>> x, y = torch.zeros(2), torch.tensor([1.0, 0.0])
+        >>> m.dist(x, y), m.dist(y, x)  # moving along b costs more
+        (tensor(1.5000), tensor(0.5000))
+    """
+
+    name = "Randers"
+
+    def __init__(self, a, b=None):
+        a = _as_float_tensor(a, "a")
+        if a.dim() != 2:
+            raise ValueError(f"a must have shape [D, D], got {tuple(a.shape)}")
+        b = torch.zeros(a.shape[-1], dtype=a.dtype, device=a.device) if b is None else b
+        b = _as_float_tensor(b, "b")
+        if b.dim() != 1:
+            raise ValueError(f"b must have shape [D], got {tuple(b.shape)}")
+        rmath.validate_randers(a, b)
+        super().__init__(a.shape[-1])
+        a = 0.5 * (a + a.mT)
+        self.register_buffer("_a", a.clone())
+        self.register_buffer("_b", b.clone())
+        self.register_buffer("_chol", torch.linalg.cholesky(a), persistent=False)
+
+    # ----------------------------------------------------------------- coefficients
+    def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(a, b)` in the module's own dtype; subclasses compute them from parameters."""
+        return self._a, self._b
+
+    def _transform(self, v: torch.Tensor) -> torch.Tensor:
+        r"""`v @ L` for a factor with $a = L L^\top$, so $\alpha(v) = |v L|$."""
+        return v @ self._chol.to(v)
+
+    @property
+    def a(self) -> torch.Tensor:
+        """The SPD matrix `a`, shape `[D, D]`."""
+        return self._coefficients()[0]
+
+    @property
+    def b(self) -> torch.Tensor:
+        """The drift one-form `b`, shape `[D]`."""
+        return self._coefficients()[1]
+
+    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self._coefficients()
+        return a.to(x), b.to(x)
+
+    def drift_norm(self) -> torch.Tensor:
+        r"""$\|b\|_{a^{-1}}$: 0 for a Riemannian metric, $< 1$ always."""
+        a, b = self._coefficients()
+        return rmath.drift_norm(a, b)
+
+    def max_asymmetry(self) -> torch.Tensor:
+        r"""$\max_v F(v) / F(-v) = (1 + \|b\|_{a^{-1}}) / (1 - \|b\|_{a^{-1}})$."""
+        s = self.drift_norm()
+        return (1 + s) / (1 - s)
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_navigation(cls, h, wind) -> Randers:
+        r"""Build from Zermelo navigation data: $F(v) = 1 \iff |v - W|_h = 1$.
+
+        Args:
+            h: Tensor, shape `[D, D]`, SPD.
+            wind: Tensor, shape `[D]`, with $|W|_h < 1$.
+
+        Example:
+            >>> m = Randers.from_navigation(torch.eye(2), torch.tensor([0.5, 0.0]))
+            >>> m.norm(torch.zeros(2), torch.tensor([1.5, 0.0]))  # with the wind: cost 1
+            tensor(1.0000)
+        """
+        h = _as_float_tensor(h, "h")
+        wind = _as_float_tensor(wind, "wind")
+        if h.dim() != 2 or h.shape[0] != h.shape[1] or wind.shape != h.shape[:1]:
+            raise ValueError(
+                f"h must be [D, D] and wind [D], got {tuple(h.shape)} and {tuple(wind.shape)}"
+            )
+        rmath.validate_randers(h, torch.zeros_like(wind))
+        size = rmath.drift_norm(h, rmath.matvec(h, wind)).item()  # |W|_h
+        if not size < 1:
+            raise ValueError(f"wind too strong: |W|_h = {size:.4g} >= 1 (need < 1)")
+        return cls(*rmath.navigation_to_randers(h, wind))
+
+    def navigation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zermelo navigation data `(h, wind)` of this metric."""
+        return rmath.randers_to_navigation(*self._coefficients())
+
+    @staticmethod
+    def learnable(
+        dim: int,
+        *,
+        rank: int | None = None,
+        max_drift: float = 0.9,
+        eps: float = 1e-4,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ) -> Randers:
+        r"""A Randers metric whose $(a, b)$ are trainable parameters, always strongly convex.
+
+        The parametrization cannot leave the valid set, whatever an optimizer does:
+
+        * full rank (`rank=None`): $a = L L^\top$ with $L$ lower triangular, diagonal
+          $\operatorname{softplus}(\cdot) + \varepsilon$; $b = L w$ with
+          $w = \text{max\_drift} \cdot \tanh(|u|)\, u / |u|$, so $\|b\|_{a^{-1}} = |w| <$
+          `max_drift`.
+        * `rank=r`: diagonal plus low rank, $a = \operatorname{diag}(d) + U U^\top$ with
+          $d = \operatorname{softplus}(\cdot) + \varepsilon$ and $U \in \mathbb{R}^{D \times r}$
+          ($D(r + 2)$ parameters instead of $D(D + 1)$); $b$ is $u$ rescaled to
+          $\|b\|_{a^{-1}} = \text{max\_drift} \cdot \tanh(\|u\|_{a^{-1}})$. It is a genuine
+          (positive definite) metric on $\mathbb{R}^D$.
+
+        Initialized as the Euclidean metric ($a \approx I$, $b = 0$). Works as an `nn.Module`
+        submodule (`state_dict`, `.to(dtype/device)`).
+
+        Args:
+            dim: dimension `D`.
+            rank: `None` for full rank, or the rank `r` of the low-rank part.
+            max_drift: upper bound on $\|b\|_{a^{-1}}$, in `[0, 1)`; it bounds the asymmetry
+                $F(v)/F(-v) \le (1 + m)/(1 - m)$ (19 for the default 0.9).
+            eps: floor on the diagonal (of $L$, or of $d$).
+            dtype: parameter dtype (default: torch's default dtype).
+            device: parameter device.
+
+        Example:
+            >>> m = Randers.learnable(3)
+            >>> sorted(name for name, _ in m.named_parameters())
+            ['chol_raw', 'drift_raw']
+            >>> m.dist(torch.zeros(3), torch.ones(3))  # starts Euclidean
+            tensor(1.7320, grad_fn=<AddBackward0>)
+        """
+        return _LearnableRanders(
+            dim, rank=rank, max_drift=max_drift, eps=eps, dtype=dtype, device=device
+        )
+
+    # ----------------------------------------------------------------- geometry
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""$\exp_x u = x + u$ (straight geodesics)."""
+        return x + u
+
+    def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""$x + u$: the exponential map is already a cheap retraction."""
+        return x + u
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""$\log_x y = y - x$."""
+        return y - x
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport is the identity (Minkowski space is flat, its connection vanishes)."""
+        return v
+
+    def retr_transp(self, x, u, v):
+        return x + u, v
+
+    def expmap_transp(self, x, u, v):
+        return x + u, v
+
+    def transp_follow_retr(self, x, u, v):
+        return v
+
+    def transp_follow_expmap(self, x, u, v):
+        return v
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        r"""Forward distance $d(x \to y) = F(y - x)$; finite gradients at $x = y$.
+
+        Args:
+            x: Tensor, shape `[..., D]`.
+            y: Tensor, shape `[..., D]`.
+            keepdim: keep the last dimension.
+
+        Returns:
+            Tensor, shape `[...]`.
+
+        Example:
+            >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))
+            >>> m.dist(torch.tensor([1.0, 0.0]), torch.zeros(2))
+            tensor(0.5000)
+        """
+        self._validate(x, y, names=("x", "y"))
+        return self.norm(x, y - x, keepdim=keepdim)
+
+    def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
+
+        Computed without an `[N, M, D]` tensor: with $a = L L^\top$, centred points mapped by
+        $L$, $|L^\top(y_j - x_i)|^2$ comes from one matmul (Gram trick) and the drift term
+        $b \cdot y_j - b \cdot x_i$ is separable. Cost $(N + M) D R + N M R$ for $L$ of
+        width $R$.
+
+        Args:
+            x: Tensor, shape `[..., N, D]`, sources.
+            y: Tensor, shape `[..., M, D]`, targets.
+
+        Returns:
+            Tensor, shape `[..., N, M]`.
+
+        Example:
+            >>> m = Randers(torch.eye(1), torch.tensor([0.5]))
+            >>> m.cdist(torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [1.0]]))
+            tensor([[0.0000, 1.5000],
+                    [0.5000, 0.0000]])
+        """
+        self._validate(x, y, names=("x", "y"))
+        if x.dim() < 2 or y.dim() < 2:
+            raise ValueError(
+                f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
+        b = self._coefficients()[1].to(x)
+        xc, yc = centre(x, y)
+        alpha = safe_sqrt(pairwise_sqdist(self._transform(xc), self._transform(yc)))
+        drift = (yc @ b).unsqueeze(-2) - (xc @ b).unsqueeze(-1)
+        return alpha + drift
+
+    def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
+        """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
+        size = geoopt.utils.size2shape(*size)
+        self._assert_check_shape(size, "x")
+        if dtype is None:
+            dtype = self.dtype
+        if device is None:
+            device = self.device
+        x = torch.randn(*size, dtype=dtype, device=device) * std
+        return geoopt.ManifoldTensor(x, manifold=self)
+
+    random_normal = random
+
+    def reverse(self) -> Randers:
+        r"""The reverse metric $F(-v)$: a Randers metric with the same $a$ and drift $-b$.
+
+        It shares this metric's parameters (a learnable metric stays learnable).
+
+        Example:
+            >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))
+            >>> x, y = torch.zeros(2), torch.tensor([1.0, 0.0])
+            >>> bool(m.reverse().dist(x, y) == m.dist(y, x))
+            True
+        """
+        return _ReversedRanders(self)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+def _squash(u: torch.Tensor, size: torch.Tensor, max_drift: float) -> torch.Tensor:
+    """Rescale `u` of (some) norm `size` to norm `max_drift * tanh(size)` smoothly, also at 0."""
+    small = size < 1e-4
+    safe = torch.where(small, torch.ones_like(size), size)
+    # tanh(s)/s -> 1 - s^2/3 as s -> 0 keeps the map smooth (and its gradient) at u = 0
+    factor = torch.where(small, 1 - size * size / 3, torch.tanh(safe) / safe)
+    return max_drift * factor * u
+
+
+class _LearnableRanders(Randers):
+    """Randers metric with trainable, always-valid coefficients (see `Randers.learnable`)."""
+
+    def __init__(self, dim, *, rank=None, max_drift=0.9, eps=1e-4, dtype=None, device=None):
+        FinslerManifold.__init__(self, dim)
+        if not 0.0 <= float(max_drift) < 1.0:
+            raise ValueError(f"max_drift must be in [0, 1), got {max_drift}")
+        if rank is not None and not 1 <= int(rank) <= dim:
+            raise ValueError(f"rank must be in [1, dim={dim}] or None, got {rank}")
+        self.rank = None if rank is None else int(rank)
+        self.max_drift = float(max_drift)
+        self.eps = float(eps)
+        factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        # softplus^{-1}(1 - eps): the diagonal starts at exactly 1
+        diag0 = math.log(math.expm1(1.0 - eps))
+        if self.rank is None:
+            raw = torch.zeros(dim, dim, **factory)
+            raw.diagonal().fill_(diag0)
+            self.chol_raw = torch.nn.Parameter(raw)
+        else:
+            self.diag_raw = torch.nn.Parameter(torch.full((dim,), diag0, **factory))
+            # nonzero start: U U^T has zero gradient at U = 0
+            self.low_rank = torch.nn.Parameter(
+                torch.randn(dim, self.rank, **factory) * (0.1 / math.sqrt(dim))
+            )
+        self.drift_raw = torch.nn.Parameter(torch.zeros(dim, **factory))
+
+    def _chol_factor(self) -> torch.Tensor:
+        raw = self.chol_raw
+        diag = nnf.softplus(raw.diagonal()) + self.eps
+        return torch.tril(raw, -1) + torch.diag_embed(diag)
+
+    def _diag(self) -> torch.Tensor:
+        return nnf.softplus(self.diag_raw) + self.eps
+
+    def _coefficients(self):
+        u = self.drift_raw
+        if self.rank is None:
+            chol = self._chol_factor()
+            w = _squash(u, u.norm(), self.max_drift)
+            return chol @ chol.mT, chol @ w
+        a = torch.diag_embed(self._diag()) + self.low_rank @ self.low_rank.mT
+        size = rmath.drift_norm(a, u)
+        return a, _squash(u, size, self.max_drift)
+
+    def _transform(self, v: torch.Tensor) -> torch.Tensor:
+        if self.rank is None:
+            return v @ self._chol_factor().to(v)
+        # a = diag(d) + U U^T = [diag(sqrt d) | U] [diag(sqrt d) | U]^T
+        return torch.cat([v * self._diag().to(v).sqrt(), v @ self.low_rank.to(v)], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, rank={self.rank}, max_drift={self.max_drift}"
+
+
+class _ReversedRanders(Randers):
+    """The reverse of a `Randers` metric, sharing its coefficients (same `a`, drift `-b`)."""
+
+    def __init__(self, source: Randers):
+        FinslerManifold.__init__(self, source.dim)
+        self.source = source
+
+    def _coefficients(self):
+        a, b = self.source._coefficients()
+        return a, -b
+
+    def _transform(self, v):
+        return self.source._transform(v)
+
+    def reverse(self) -> Randers:
+        return self.source
+
+    def extra_repr(self) -> str:
+        return f"reverse of {self.source.name}({self.source.extra_repr()})"

@@ -1,0 +1,389 @@
+r"""Pointwise Randers formulas from the coefficients $(a, b)$ given at the points.
+
+Every function here is a pure tensor function: no classes, no state. The coefficients are
+the Randers data at the point where the vectors live, so the same code serves the constant
+`Randers` space (a single `a` of shape `[D, D]` broadcast over the batch), the `FunkBall`
+(closed-form `a(x), b(x)`) and user-defined `RandersField`s (`a(x), b(x)` from callables).
+
+Shapes: `a` is `[..., D, D]` (symmetric positive definite), `b`, vectors `v` and covectors
+`xi` are `[..., D]`; leading dimensions broadcast.
+
+The norm is $F(v) = \alpha(v) + \beta(v)$ with $\alpha = \sqrt{v^\top a v}$ and
+$\beta = b^\top v$; it is a Finsler (strongly convex) norm iff
+$\|b\|_{a^{-1}}^2 = b^\top a^{-1} b < 1$. See `docs/concepts` and the project reference for
+the derivations; every formula is tested against an independent computation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from finslerlib.math.pairwise import safe_div, safe_sqrt
+
+__all__ = [
+    "matvec",
+    "solve_spd",
+    "quadratic_form",
+    "drift_norm",
+    "norm",
+    "dual_norm",
+    "legendre",
+    "inverse_legendre",
+    "fundamental_tensor",
+    "inner",
+    "navigation_to_randers",
+    "randers_to_navigation",
+    "validate_randers",
+]
+
+
+def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector product `a @ v` with broadcasting.
+
+    Args:
+        a: Tensor, shape `[..., D, D]` (or `[D, D]`).
+        v: Tensor, shape `[..., D]`.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> matvec(torch.eye(2), torch.tensor([1.0, 2.0]))
+        tensor([1., 2.])
+    """
+    if a.dim() == 2:
+        # One shared matrix: a plain matmul avoids broadcasting a copy of `a` per vector.
+        return v @ a.mT
+    return (a @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def solve_spd(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Solve `a x = v` for symmetric positive definite `a` through its Cholesky factor.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`, SPD.
+        v: Tensor, shape `[..., D]`.
+
+    Returns:
+        Tensor, shape `[..., D]`: `a^{-1} v`.
+
+    Example:
+        >>> solve_spd(2 * torch.eye(2), torch.tensor([2.0, 4.0]))
+        tensor([1., 2.])
+    """
+    chol = torch.linalg.cholesky(a)
+    if a.dim() == 2:
+        return torch.cholesky_solve(v.reshape(-1, v.shape[-1]).mT, chol).mT.reshape(v.shape)
+    shape = torch.broadcast_shapes(a.shape[:-2], v.shape[:-1])
+    chol = chol.expand(*shape, *a.shape[-2:])
+    rhs = v.expand(*shape, v.shape[-1]).unsqueeze(-1)
+    return torch.cholesky_solve(rhs, chol).squeeze(-1)
+
+
+def quadratic_form(a: torch.Tensor, v: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    r"""The quadratic form $v^\top a v$.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`.
+        v: Tensor, shape `[..., D]`.
+        keepdim: keep the last dimension (size 1).
+
+    Returns:
+        Tensor, shape `[...]` (or `[..., 1]`).
+
+    Example:
+        >>> quadratic_form(torch.eye(2), torch.tensor([3.0, 4.0]))
+        tensor(25.)
+    """
+    return (matvec(a, v) * v).sum(-1, keepdim=keepdim)
+
+
+def drift_norm(a: torch.Tensor, b: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    r"""The drift size $\|b\|_{a^{-1}} = \sqrt{b^\top a^{-1} b}$; $F$ is a Finsler norm iff it is $< 1$.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> drift_norm(4 * torch.eye(2), torch.tensor([1.0, 0.0]))
+        tensor(0.5000)
+    """
+    b_sharp = solve_spd(a, b)
+    return safe_sqrt((b * b_sharp).sum(-1, keepdim=keepdim))
+
+
+def norm(
+    v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, keepdim: bool = False
+) -> torch.Tensor:
+    r"""Randers norm $F(v) = \sqrt{v^\top a v} + b^\top v$.
+
+    The square root has a finite (zero) gradient at $v = 0$.
+
+    Args:
+        v: Tensor, shape `[..., D]`, tangent vectors.
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`, with $\|b\|_{a^{-1}} < 1$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`: $F(v) \ge 0$.
+
+    Example:
+        >>> a, b = torch.eye(2), torch.tensor([0.5, 0.0])
+        >>> norm(torch.tensor([1.0, 0.0]), a, b), norm(torch.tensor([-1.0, 0.0]), a, b)
+        (tensor(1.5000), tensor(0.5000))
+    """
+    alpha = safe_sqrt(quadratic_form(a, v, keepdim=keepdim))
+    beta = (b * v).sum(-1, keepdim=keepdim)
+    return alpha + beta
+
+
+def _dual_parts(xi: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """Shared pieces of the dual norm: `a^{-1} xi`, `b# = a^{-1} b`, `s`, `t = xi . b#`, `F*`."""
+    a_inv_xi = solve_spd(a, xi)
+    b_sharp = solve_spd(a, b)
+    lam = 1.0 - (b * b_sharp).sum(-1, keepdim=True)
+    q = (xi * a_inv_xi).sum(-1, keepdim=True)
+    t = (xi * b_sharp).sum(-1, keepdim=True)
+    s = safe_sqrt(lam * q + t * t)
+    # F* = (s - t) / lam, rewritten as q / (s + t) when t > 0 to avoid cancellation as lam -> 0.
+    pos = t > 0
+    dual = torch.where(pos, safe_div(q, s + t), (s - t) / lam)
+    return a_inv_xi, b_sharp, s, dual
+
+
+def dual_norm(
+    xi: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, keepdim: bool = False
+) -> torch.Tensor:
+    r"""Dual (co-)norm $F^*(\xi) = \sup_{F(v) = 1} \xi(v)$ of a Randers norm.
+
+    In closed form, with $b^\sharp = a^{-1} b$, $\lambda = 1 - b^\top b^\sharp$:
+    $F^*(\xi) = \big(\sqrt{\lambda\, \xi^\top a^{-1} \xi + (\xi \cdot b^\sharp)^2}
+    - \xi \cdot b^\sharp\big) / \lambda$, i.e. the Randers co-metric
+    $\sqrt{\xi^\top h^{-1} \xi} + \xi(W)$ of the navigation data $(h, W)$.
+
+    Args:
+        xi: Tensor, shape `[..., D]`, covectors.
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> a, b = torch.eye(2), torch.tensor([0.5, 0.0])
+        >>> dual_norm(torch.tensor([1.0, 0.0]), a, b)  # sup of v_1 over the unit ball
+        tensor(2.)
+    """
+    out = _dual_parts(xi, a, b)[3]
+    return out if keepdim else out.squeeze(-1)
+
+
+def legendre(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""Legendre map $\ell(v) = g_v(v, \cdot) = \tfrac12 \partial_v F^2 = F(v)\,(a v / \alpha + b)$.
+
+    $\ell(0) = 0$.
+
+    Args:
+        v: Tensor, shape `[..., D]`.
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`.
+
+    Returns:
+        Tensor, shape `[..., D]`: a covector.
+
+    Example:
+        >>> legendre(torch.tensor([2.0, 0.0]), torch.eye(2), torch.tensor([0.5, 0.0]))
+        tensor([4.5000, 0.0000])
+    """
+    av = matvec(a, v)
+    alpha = safe_sqrt((av * v).sum(-1, keepdim=True))
+    f = alpha + (b * v).sum(-1, keepdim=True)
+    return f * (safe_div(av, alpha) + b)
+
+
+def inverse_legendre(xi: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""Inverse Legendre map $\ell^{-1}(\xi) = \tfrac12 \partial_\xi F^{*2}$.
+
+    Closed form: $\ell^{-1}(\xi) = \frac{F^*(\xi)}{s}\,\big(a^{-1}\xi - F^*(\xi)\, b^\sharp\big)$
+    with $s = \sqrt{\lambda\, \xi^\top a^{-1} \xi + (\xi \cdot b^\sharp)^2}$. Applied to a
+    differential $df$ it gives the Finsler gradient. $\ell^{-1}(0) = 0$.
+
+    Args:
+        xi: Tensor, shape `[..., D]`, covectors.
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`.
+
+    Returns:
+        Tensor, shape `[..., D]`: a vector with $\ell(\ell^{-1}(\xi)) = \xi$.
+
+    Example:
+        >>> inverse_legendre(torch.tensor([4.5, 0.0]), torch.eye(2), torch.tensor([0.5, 0.0]))
+        tensor([2., 0.])
+    """
+    a_inv_xi, b_sharp, s, dual = _dual_parts(xi, a, b)
+    return safe_div(dual, s) * (a_inv_xi - dual * b_sharp)
+
+
+def fundamental_tensor(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""Fundamental tensor $g_{ij}(v) = \tfrac12 \partial^2 F^2 / \partial v^i \partial v^j$.
+
+    Closed form with $\ell = a v / \alpha$:
+    $g(v) = \frac{F}{\alpha}\,(a - \ell \ell^\top) + (\ell + b)(\ell + b)^\top$. It is positive
+    definite for $v \neq 0$ and undefined at $v = 0$ (where this returns $b b^\top$).
+
+    Args:
+        v: Tensor, shape `[..., D]`, nonzero.
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`.
+
+    Returns:
+        Tensor, shape `[..., D, D]`.
+
+    Example:
+        >>> fundamental_tensor(torch.tensor([1.0, 0.0]), torch.eye(2), torch.zeros(2))
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    av = matvec(a, v)
+    alpha = safe_sqrt((av * v).sum(-1, keepdim=True))
+    f = alpha + (b * v).sum(-1, keepdim=True)
+    ell = safe_div(av, alpha)
+    ratio = safe_div(f, alpha).unsqueeze(-1)
+    lb = ell + b
+    return ratio * (a - ell.unsqueeze(-1) * ell.unsqueeze(-2)) + lb.unsqueeze(-1) * lb.unsqueeze(-2)
+
+
+def inner(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    keepdim: bool = False,
+) -> torch.Tensor:
+    r"""The Finsler inner product $g_u(u, v) = \ell(u)(v)$ in the reference direction $u$.
+
+    $g_u(u, u) = F(u)^2$.
+
+    Args:
+        u: Tensor, shape `[..., D]`, reference direction.
+        v: Tensor, shape `[..., D]`.
+        a: Tensor, shape `[..., D, D]`.
+        b: Tensor, shape `[..., D]`.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> u = torch.tensor([1.0, 0.0])
+        >>> inner(u, u, torch.eye(2), torch.tensor([0.5, 0.0]))  # F(u)^2
+        tensor(2.2500)
+    """
+    return (legendre(u, a, b) * v).sum(-1, keepdim=keepdim)
+
+
+def navigation_to_randers(h: torch.Tensor, wind: torch.Tensor):
+    r"""Zermelo navigation data $(h, W)$ to Randers data $(a, b)$.
+
+    With $\lambda = 1 - |W|_h^2$ and $W_\flat = h W$:
+    $a = h/\lambda + W_\flat W_\flat^\top / \lambda^2$, $b = -W_\flat / \lambda$.
+    The unit ball of $F$ is the $h$-unit ball translated by the wind: moving with it is cheap.
+
+    Args:
+        h: Tensor, shape `[..., D, D]`, SPD.
+        wind: Tensor, shape `[..., D]`, with $|W|_h < 1$.
+
+    Returns:
+        `(a, b)`: Tensors of shapes `[..., D, D]` and `[..., D]`.
+
+    Example:
+        >>> a, b = navigation_to_randers(torch.eye(2), torch.tensor([0.5, 0.0]))
+        >>> norm(torch.tensor([1.5, 0.0]), a, b)  # (1 + 0.5) along the wind costs 1
+        tensor(1.)
+    """
+    w_flat = matvec(h, wind)
+    lam = 1.0 - (w_flat * wind).sum(-1, keepdim=True)
+    a = h / lam.unsqueeze(-1) + w_flat.unsqueeze(-1) * w_flat.unsqueeze(-2) / (lam * lam).unsqueeze(-1)
+    b = -w_flat / lam
+    return a, b
+
+
+def randers_to_navigation(a: torch.Tensor, b: torch.Tensor):
+    r"""Randers data $(a, b)$ to Zermelo navigation data $(h, W)$.
+
+    $\lambda = 1 - b^\top a^{-1} b$, $h = \lambda (a - b b^\top)$, $W = -a^{-1} b / \lambda$;
+    note $|W|_h = \|b\|_{a^{-1}}$.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`, SPD.
+        b: Tensor, shape `[..., D]`, $\|b\|_{a^{-1}} < 1$.
+
+    Returns:
+        `(h, wind)`: Tensors of shapes `[..., D, D]` and `[..., D]`.
+
+    Example:
+        >>> h, w = randers_to_navigation(*navigation_to_randers(torch.eye(2), torch.tensor([0.5, 0.0])))
+        >>> torch.allclose(h, torch.eye(2)), w
+        (True, tensor([0.5000, 0.0000]))
+    """
+    b_sharp = solve_spd(a, b)
+    lam = 1.0 - (b * b_sharp).sum(-1, keepdim=True)
+    h = lam.unsqueeze(-1) * (a - b.unsqueeze(-1) * b.unsqueeze(-2))
+    wind = -b_sharp / lam
+    return h, wind
+
+
+def validate_randers(a: torch.Tensor, b: torch.Tensor, *, where: str = "") -> None:
+    r"""Raise `ValueError` unless $(a, b)$ define a strongly convex Randers norm.
+
+    Checks finiteness, matching shapes and dtypes, symmetry of `a`, positive definiteness of `a`
+    (smallest eigenvalue) and $\|b\|_{a^{-1}} < 1$; the message states the measured value.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`.
+        b: Tensor, shape `[..., D]`.
+        where: text naming the point(s) the coefficients belong to, added to the message.
+
+    Example:
+        >>> validate_randers(torch.eye(2), torch.tensor([2.0, 0.0]))
+        Traceback (most recent call last):
+        ...
+        ValueError: drift too large: ||b||_{a^-1} = 2 >= 1, so F is not positive (need < 1)
+    """
+    suffix = f" {where}" if where else ""
+    if a.dim() < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"a must have shape [..., D, D], got {tuple(a.shape)}{suffix}")
+    if b.shape[-1:] != a.shape[-1:]:
+        raise ValueError(
+            f"b must have shape [..., D] with D = {a.shape[-1]} matching a, got "
+            f"{tuple(b.shape)}{suffix}"
+        )
+    if not (a.is_floating_point() and b.is_floating_point()) or a.dtype != b.dtype:
+        raise ValueError(f"a and b must share a floating dtype, got {a.dtype} and {b.dtype}")
+    with torch.no_grad():
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise ValueError(f"a and b must be finite{suffix}")
+        asym = (a - a.mT).abs().max().item()
+        scale = a.abs().max().item()
+        if asym > 1e-6 * max(scale, 1.0) * (1e3 if a.dtype != torch.float64 else 1.0):
+            raise ValueError(f"a must be symmetric: max |a - a^T| = {asym:.3g}{suffix}")
+        sym = 0.5 * (a + a.mT)
+        min_eig = torch.linalg.eigvalsh(sym).min().item()
+        if not min_eig > 0:
+            raise ValueError(
+                f"a must be positive definite: smallest eigenvalue {min_eig:.3g} <= 0{suffix}"
+            )
+        size = drift_norm(sym, b).max().item()
+        if not size < 1:
+            raise ValueError(
+                f"drift too large: ||b||_{{a^-1}} = {size:.4g} >= 1, so F is not positive "
+                f"(need < 1){suffix}"
+            )

@@ -1,0 +1,47 @@
+"""Shared test configuration: hypothesis profiles and device/dtype parametrization.
+
+Profiles: `ci` (default; fast and deterministic, derandomized) and `dev` (thorough, random).
+Select one with `HYPOTHESIS_PROFILE=dev make test`.
+"""
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    print_blob=True,
+)
+settings.register_profile(
+    "dev",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+def tol(dtype):
+    """(rtol, atol) suited to a dtype for closed-form comparisons."""
+    return (1e-4, 1e-5) if dtype == torch.float32 else (1e-9, 1e-10)
