@@ -109,7 +109,7 @@ class Randers(FinslerManifold):
         Example:
             >>> m = Randers.from_navigation(torch.eye(2), torch.tensor([0.5, 0.0]))
             >>> m.norm(torch.zeros(2), torch.tensor([1.5, 0.0]))  # with the wind: cost 1
-            tensor(1.0000)
+            tensor(1.)
         """
         h = _as_float_tensor(h, "h")
         wind = _as_float_tensor(wind, "wind")
@@ -168,7 +168,7 @@ class Randers(FinslerManifold):
             >>> sorted(name for name, _ in m.named_parameters())
             ['chol_raw', 'drift_raw']
             >>> m.dist(torch.zeros(3), torch.ones(3))  # starts Euclidean
-            tensor(1.7320, grad_fn=<AddBackward0>)
+            tensor(1.7321, grad_fn=<AddBackward0>)
         """
         return _LearnableRanders(
             dim, rank=rank, max_drift=max_drift, eps=eps, dtype=dtype, device=device
