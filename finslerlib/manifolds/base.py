@@ -59,7 +59,7 @@ class FinslerManifold(geoopt.Manifold):
         """Raise `ValueError` on a wrong last dimension, a non-float or mixed dtype."""
         names = names or tuple(f"argument {i}" for i in range(len(tensors)))
         dtype = None
-        for name, t in zip(names, tensors):
+        for name, t in zip(names, tensors, strict=True):
             if not isinstance(t, torch.Tensor):
                 raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
             if t.dim() < 1 or t.shape[-1] != self.dim:
