@@ -2,7 +2,9 @@
 
 * `on_page_markdown`: renders the benchmark table of `docs/benchmarks.md` from
   `docs/data/benchmarks.json`, the single place where measured numbers are written.
-* `on_post_build`: the API-coverage check. Every name in the `__all__` of every public
+* `on_post_build`: a raw-math scan of every built page (a `$...$` that arithmatex did not pick
+  up, e.g. `$x $` with a space before the closing dollar, would reach the reader as raw TeX),
+  then the API-coverage check. Every name in the `__all__` of every public
   finslerlib module must be documented somewhere in the API reference (present in the
   `objects.inv` inventory mkdocstrings writes). A missing one is logged as a warning, which
   fails `mkdocs build --strict`: a new public subpackage cannot land without an API page.
@@ -14,9 +16,11 @@ import importlib
 import json
 import logging
 import pkgutil
+import re
 import sys
 import types
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +39,9 @@ def benchmark_table(entries: list[dict]) -> str:
     ]
     for e in entries:
         measured = e.get("measured")
-        shown = "*not measured yet*" if measured is None else f"**{measured:g}**{e.get('unit', '')}"
-        bar = f"{e['bar_op']} {e['bar']:g}{e.get('unit', '')}"
+        shown = "*not measured yet*" if measured is None else f"**{measured:g}{e.get('unit', '')}**"
+        op = {"<=": "≤", ">=": "≥"}.get(e["bar_op"], e["bar_op"])
+        bar = f"{op} {e['bar']:g}{e.get('unit', '')}"
         lines.append(f"| {e['name']} | {e['baseline']} | {bar} | {shown} | `{e['script']}` |")
     return "\n".join(lines)
 
@@ -119,7 +124,50 @@ def undocumented(api: dict[str, object], inventory: set[str]) -> list[str]:
     return missing
 
 
+# ----------------------------------------------------------------------------- raw math scan
+RAW_MATH = re.compile(r"(?<![\\$])\$(?!\s)[^$\n]{1,200}?\$")
+
+
+class _ProseText(HTMLParser):
+    """Text of a page outside code, scripts and arithmatex-wrapped math."""
+
+    SKIP = {"script", "style", "code", "pre", "textarea"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+            "track", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[bool] = []
+        self.chunks: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        self.stack.append(tag in self.SKIP or "arithmatex" in classes)
+
+    def handle_endtag(self, tag):
+        if self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if not any(self.stack):
+            self.chunks.append(data)
+
+
+def raw_math(html: str) -> list[str]:
+    """`$...$` snippets left as plain text in a built page."""
+    parser = _ProseText()
+    parser.feed(html)
+    return RAW_MATH.findall("".join(parser.chunks))
+
+
 def on_post_build(config) -> None:
+    site = Path(config["site_dir"])
+    for page in sorted(site.rglob("*.html")):
+        for snippet in raw_math(page.read_text(encoding="utf-8"))[:3]:
+            log.warning("raw math: %s shows %r as plain text (check the $...$ in its source)",
+                        page.relative_to(site), snippet)
     inventory_path = Path(config["site_dir"]) / "objects.inv"
     if not inventory_path.is_file():
         log.warning("API coverage: %s not written (is mkdocstrings enabled?)", inventory_path)

@@ -18,11 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "assets" / "figures"
@@ -79,12 +75,23 @@ def funk_forward_sphere(x: np.ndarray, r: float, n: int = 400) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- figures
+def _pyplot():
+    """matplotlib with the file-only Agg backend (imported here: the formulas need numpy only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _unit_circle(ax, **kw):
     t = np.linspace(0, 2 * np.pi, 400)
     ax.plot(np.cos(t), np.sin(t), **kw)
 
 
 def figure_randers_indicatrix(path: Path) -> None:
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 4.4))
     eye = np.eye(2)
     cmap = plt.get_cmap("viridis")
@@ -121,6 +128,7 @@ def figure_randers_indicatrix(path: Path) -> None:
 
 
 def figure_funk(path: Path) -> None:
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 5.0))
     x = np.array([0.35, 0.2])
     ticks = np.arange(0.5, 6.01, 0.5)
@@ -164,6 +172,7 @@ def figure_funk(path: Path) -> None:
 
 
 def figure_benchmarks(path: Path, data: dict) -> None:
+    plt = _pyplot()
     entries = data["benchmarks"]
     fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(entries) + 1.4))
     ys = np.arange(len(entries))[::-1]
