@@ -172,23 +172,35 @@ def figure_funk(path: Path) -> None:
 
 
 def figure_benchmarks(path: Path, data: dict) -> None:
+    """Two panels: time ratios (lower is better) and speed-ups (higher is better), bar = black tick."""
     plt = _pyplot()
-    entries = data["benchmarks"]
-    fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(entries) + 1.4))
-    ys = np.arange(len(entries))[::-1]
-    for y, e in zip(ys, entries, strict=True):
-        ax.plot([e["bar"]], [y], marker="|", ms=22, mew=2.5, color="k")
-        if e.get("measured") is None:
-            ax.text(e["bar"], y + 0.28, "not measured yet", fontsize=8, color="0.4", ha="center")
-        else:
-            ok = e["measured"] <= e["bar"] if e["bar_op"] == "<=" else e["measured"] >= e["bar"]
-            ax.barh(y, e["measured"], height=0.5, color="C2" if ok else "C3")
-            ax.text(e["measured"], y - 0.05, f" {e['measured']:g}x", va="center", fontsize=8)
-    ax.set_yticks(ys, [f"{e['name']} ({e['bar_op']} {e['bar']:g}x)" for e in entries], fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("time ratio or speed-up (log scale); black tick = bar")
-    ax.set_title("Benchmarks: " + (data.get("measured_on") or "not measured yet"), fontsize=10)
-    ax.grid(axis="x", alpha=0.3, which="both")
+    groups = [
+        ("time / baseline (lower is better)", [e for e in data["benchmarks"] if e["bar_op"] == "<="]),
+        ("speed-up (higher is better)", [e for e in data["benchmarks"] if e["bar_op"] == ">="]),
+    ]
+    groups = [g for g in groups if g[1]]
+    heights = [len(entries) for _, entries in groups]
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(8.5, 0.55 * sum(heights) + 1.6 * len(groups)),
+        gridspec_kw={"height_ratios": heights}, squeeze=False,
+    )
+    for ax, (label, entries) in zip(axes[:, 0], groups, strict=True):
+        ys = np.arange(len(entries))[::-1]
+        top = max(max(e["bar"], e.get("measured") or 0.0) for e in entries) * 1.35
+        for y, e in zip(ys, entries, strict=True):
+            ax.plot([e["bar"]], [y], marker="|", ms=20, mew=2.5, color="k")
+            if e.get("measured") is None:
+                ax.text(e["bar"] + 0.02 * top, y, "not measured yet", fontsize=8, color="0.4", va="center")
+            else:
+                ok = e["measured"] <= e["bar"] if e["bar_op"] == "<=" else e["measured"] >= e["bar"]
+                ax.barh(y, e["measured"], height=0.5, color="C2" if ok else "C3")
+                ax.text(e["measured"] + 0.01 * top, y - 0.3, f"{e['measured']:g}x", fontsize=8)
+        ax.set_yticks(ys, [f"{e['name']} ({e['bar_op']} {e['bar']:g}x)" for e in entries], fontsize=8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(-0.7, len(entries) - 0.3)
+        ax.set_xlabel(label + "; black tick = bar", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_title("Benchmarks: " + (data.get("measured_on") or "not measured yet"), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
