@@ -438,11 +438,14 @@ def hilbert_dist(
     return 0.5 * (dist(x, y, radius=radius, keepdim=keepdim) + dist(y, x, radius=radius, keepdim=keepdim))
 
 
-def _expm1_ratio(t: torch.Tensor, sign: float) -> torch.Tensor:
-    """`expm1(sign t) / (sign t)` with its limit 1 (and slope sign/2) at t = 0."""
-    pos = t > 0
-    safe = torch.where(pos, t, torch.ones_like(t))
-    return torch.where(pos, torch.expm1(sign * safe) / (sign * safe), 1.0 + 0.5 * sign * t)
+def _rescaled(v: torch.Tensor):
+    """`(v / c, c)` with `c = max(max_i |v_i|, 1)`, detached: huge steps do not overflow `|v|^2`.
+
+    The maps below are invariant under this rescaling (F is 1-homogeneous), so holding `c`
+    constant in autograd is exact, and `c = 1` for moderate steps keeps their Jacobian plain.
+    """
+    c = v.detach().abs().amax(-1, keepdim=True).clamp_min(1.0)
+    return v / c, c
 
 
 def expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
@@ -450,7 +453,8 @@ def expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Te
 
     Always inside the ball (the Funk metric is forward complete); where $1 - e^{-F}$ rounds to 1
     the point would land on the sphere, so results are clamped to norm
-    $\max(R(1 - \varepsilon), |x|)$ (see `boundary_margin`).
+    $\max(R(1 - \varepsilon), |x|)$ (see `boundary_margin`). Any finite `v` works (huge steps are
+    rescaled before squaring).
 
     Args:
         x: Tensor, shape `[..., D]`.
@@ -464,8 +468,47 @@ def expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Te
         >>> expmap(torch.zeros(1), torch.tensor([math.log(2.0)]))  # d(0 -> 1/2) = log 2
         tensor([0.5000])
     """
-    q, _, _, _, qf = _terms(x, v, radius)
-    return _limit_norm(x + _expm1_ratio(qf / q, -1.0) * v, x, radius=radius)
+    v1, c = _rescaled(v)
+    q, _, _, _, qf = _terms(x, v1, radius)
+    f1 = qf / q
+    t = c * f1  # F(x, v); may overflow to inf, where 1 - e^{-t} = 1 still holds
+    pos = f1 > 0
+    step = torch.where(
+        pos, -torch.expm1(-t) / torch.where(pos, f1, torch.ones_like(f1)), c * (1.0 - 0.5 * t)
+    )
+    return _limit_norm(x + step * v1, x, radius=radius)
+
+
+def reverse_expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Exponential map of the reverse metric $\tilde F(x, v) = F(x, -v)$.
+
+    $\widetilde\exp_x v = x + \frac{e^{\tilde F} - 1}{\tilde F}\, v$, a geodesic only while it stays in the
+    ball: the reverse Funk metric is forward incomplete ($\tilde d(x \to y) = d(y \to x)$ stays
+    bounded as $y$ reaches the sphere). Longer steps stop at norm $\max(R(1 - \varepsilon), |x|)$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> reverse_expmap(torch.zeros(1), torch.tensor([math.log(1.5)]))  # d(1/2 -> 0) = log 1.5
+        tensor([0.5000])
+    """
+    v1, c = _rescaled(v)
+    q, _, _, _, qf_back = _terms(x, -v1, radius)
+    _, _, _, _, qf_fwd = _terms(x, v1, radius)
+    f1 = qf_back / q
+    big = math.log(torch.finfo(x.dtype).max) / 2
+    t = (c * f1).clamp_max(big)
+    pos = f1 > 0
+    step = torch.where(pos, torch.expm1(t) / torch.where(pos, f1, torch.ones_like(f1)), c * (1.0 + 0.5 * t))
+    # the sphere is at parameter 1/F(x, v1) = Q / (Q F) along v1: stop there (then clamp inside)
+    to_sphere = torch.where(qf_fwd > 0, q / torch.where(qf_fwd > 0, qf_fwd, torch.ones_like(q)), step)
+    return _limit_norm(x + torch.minimum(step, to_sphere) * v1, x, radius=radius)
 
 
 def logmap(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
@@ -491,34 +534,6 @@ def logmap(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0) -> torch.Te
     # d / F -> 1 (slope 1/2) as y -> x
     ratio = torch.where(pos, d / torch.where(pos, f, torch.ones_like(f)), 1.0 + 0.5 * f)
     return ratio * u
-
-
-def reverse_expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
-    r"""Exponential map of the reverse metric $\tilde F(x, v) = F(x, -v)$.
-
-    $\widetilde\exp_x v = x + \frac{e^{\tilde F} - 1}{\tilde F}\, v$, a geodesic only while it stays in the
-    ball: the reverse Funk metric is forward incomplete ($\tilde d(x \to y) = d(y \to x)$ stays
-    bounded as $y$ reaches the sphere). Longer steps stop at norm $\max(R(1 - \varepsilon), |x|)$.
-
-    Args:
-        x: Tensor, shape `[..., D]`.
-        v: Tensor, shape `[..., D]`.
-        radius: ball radius $R$.
-
-    Returns:
-        Tensor, shape `[..., D]`.
-
-    Example:
-        >>> reverse_expmap(torch.zeros(1), torch.tensor([math.log(1.5)]))  # d(1/2 -> 0) = log 1.5
-        tensor([0.5000])
-    """
-    q, _, _, _, qf_back = _terms(x, -v, radius)
-    _, _, _, _, qf_fwd = _terms(x, v, radius)
-    big = math.log(torch.finfo(x.dtype).max) / 2
-    step = _expm1_ratio((qf_back / q).clamp_max(big), 1.0)
-    # the sphere is at parameter 1/F(x, v) along v: do not step past it (then clamp inside)
-    step = torch.minimum(step, safe_div(q, qf_fwd).where(qf_fwd > 0, step))
-    return _limit_norm(x + step * v, x, radius=radius)
 
 
 def reverse_logmap(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
