@@ -108,6 +108,13 @@ def gap(x: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False) -> torch
     return radius * radius - (x * x).sum(-1, keepdim=keepdim)
 
 
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch < 2.3
+
+
 def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> None:
     """Raise `ValueError` unless every point of `x` is finite and strictly inside the ball.
 
@@ -125,7 +132,7 @@ def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> No
         ...
         ValueError: x: 1 of 2 point(s) not strictly inside the Funk ball of radius 1: largest norm 5 ...
     """
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return
     with torch.no_grad():
         sq = (x.detach() * x.detach()).sum(-1)
