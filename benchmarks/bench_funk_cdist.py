@@ -15,15 +15,18 @@ import torch
 from finslerlib import FunkBall
 
 
-def _median_time(fn, *, warmup: int, repeats: int) -> float:
+def _median_times(fns, *, warmup: int, repeats: int) -> list[float]:
+    """Median wall time of each function; runs are interleaved so machine noise hits all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def run(
@@ -39,11 +42,12 @@ def run(
     """Time both cdists on the same random points of the ball; returns times and the ratio."""
     torch.manual_seed(seed)
     ball = FunkBall(dim)
-    x = ball.random(n, dim, dtype=dtype)
-    y = ball.random(m, dim, dtype=dtype)
+    x = ball.random(n, dim, dtype=dtype).as_subclass(torch.Tensor)
+    y = ball.random(m, dim, dtype=dtype).as_subclass(torch.Tensor)
     with torch.no_grad():
-        t_funk = _median_time(lambda: ball.cdist(x, y), warmup=warmup, repeats=repeats)
-        t_ref = _median_time(lambda: torch.cdist(x, y), warmup=warmup, repeats=repeats)
+        t_funk, t_ref = _median_times(
+            [lambda: ball.cdist(x, y), lambda: torch.cdist(x, y)], warmup=warmup, repeats=repeats
+        )
     return {"funk_s": t_funk, "torch_cdist_s": t_ref, "ratio": t_funk / t_ref}
 
 
