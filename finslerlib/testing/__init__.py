@@ -8,6 +8,13 @@ r"""Verify a Finsler metric: a conformance suite, hypothesis strategies and pyte
 * `finslerlib.testing.strategies` has hypothesis strategies (`points`, `tangent_vectors`,
   `covectors`, `randers_params`); it needs hypothesis, from the `test` extra
   (`pip install finslerlib[test]`), and is not imported by this package.
+
+Example:
+    >>> from finslerlib import Randers
+    >>> from finslerlib.testing import check_manifold
+    >>> m = Randers(torch.eye(2, dtype=torch.float64), torch.tensor([0.5, 0.0], dtype=torch.float64))
+    >>> check_manifold(m, n=8).ok
+    True
 """
 
 from finslerlib.testing.check import (
@@ -17,6 +24,7 @@ from finslerlib.testing.check import (
     PropertyViolation,
     check_manifold,
 )
+from finslerlib.testing.conformance import ManifoldConformance, parametrize_manifolds, run_property
 
 __all__ = [
     "PROPERTIES",
@@ -24,4 +32,7 @@ __all__ = [
     "PropertyResult",
     "PropertyViolation",
     "check_manifold",
+    "ManifoldConformance",
+    "parametrize_manifolds",
+    "run_property",
 ]
