@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from hypothesis import find, given
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from finslerlib import FinslerManifold, Randers
@@ -285,7 +285,7 @@ def _broken(cls, dtype=F64):
 @pytest.mark.parametrize(("cls", "prop"), BROKEN, ids=[c.__name__ for c, _ in BROKEN])
 def test_catches_broken_manifold(cls, prop):
     m = _broken(cls)
-    report = check_manifold(m, raise_on_failure=False)
+    report = check_manifold(m, n=8, raise_on_failure=False)
     assert prop in report.failed, str(report)
     # the targeted property alone raises, naming itself, the tolerance and a counterexample
     with pytest.raises(AssertionError) as info:
@@ -428,10 +428,16 @@ def test_points_strategy_respects_bounded_domain(data):
     assert (ball.norm(x, v) <= 0.1 * (1 + 1e-5)).all()
 
 
-@given(fst.randers_manifolds(2, max_drift=0.95))
-def test_strategy_manifolds_pass_fenchel_young(m):
-    # Fenchel-Young through the public check on strategy-built metrics (cheap subset)
-    check_manifold(m, n=6, properties=["legendre", "norm_triangle"])
+@settings(max_examples=10)
+@given(fst.randers_manifolds(st.integers(1, 3), max_drift=0.95, min_eig=0.01, max_eig=100.0))
+def test_strategy_manifolds_pass_the_pointwise_laws(m):
+    check_manifold(m, n=6, properties=["legendre", "norm_triangle", "strong_convexity"])
+
+
+def test_device_and_dtype_follow_the_manifold(device, dtype):
+    m = _randers(5, dtype=dtype).to(device)
+    report = check_manifold(m, n=8)
+    assert report.ok and report.settings["dtype"] == dtype and report.settings["device"].type == device.type
 
 
 def test_strategy_argument_validation():

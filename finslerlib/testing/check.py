@@ -277,8 +277,9 @@ def _numerical_dual_norm(norm_fn: Callable, xi: torch.Tensor, starts: torch.Tens
 # ---------------------------------------------------------------------------------- the checker
 class _Checker:
     def __init__(self, manifold, *, n, seed, atol, rtol, dtype, device, scale, large_steps, thorough,
-                 points):
+                 points, user_seed=None):
         self.m = manifold
+        self.user_seed = seed if user_seed is None else user_seed
         self.D = manifold.dim
         self.n = n
         self.seed = seed
@@ -382,7 +383,7 @@ class _Checker:
 
     def fail(self, prop, law, tol, context: dict, i: int, lines: list[str]):
         body = [f"check_manifold({self.name}): property '{prop}' violated: {law}",
-                f"  tolerance: {tol} ({self.dtype}, n={self.n}, seed={self.seed})",
+                f"  tolerance: {tol} ({self.dtype}, n={self.n}, seed={self.user_seed})",
                 "  counterexample:"]
         for key, val in context.items():
             if isinstance(val, torch.Tensor) and val.dim() >= 1 and val.shape[0] > i:
@@ -394,7 +395,7 @@ class _Checker:
     def fail_shape(self, prop, law, lines: list[str]):
         """A violation without a numerical tolerance (shapes, dtypes, membership)."""
         body = [f"check_manifold({self.name}): property '{prop}' violated: {law}",
-                f"  tolerance: exact ({self.dtype}, n={self.n}, seed={self.seed})",
+                f"  tolerance: exact ({self.dtype}, n={self.n}, seed={self.user_seed})",
                 "  counterexample:"] + [f"    {line}" for line in lines]
         raise PropertyViolation(prop, "\n".join(body))
 
@@ -957,7 +958,7 @@ def check_manifold(
         # a fresh checker per property: the samples of one property do not depend on which others ran
         checker = _Checker(manifold, n=n, seed=seed * 1000 + list(PROPERTIES).index(name), atol=atol,
                            rtol=rtol, dtype=dtype, device=device, scale=scale,
-                           large_steps=large_steps, thorough=thorough, points=points)
+                           large_steps=large_steps, thorough=thorough, points=points, user_seed=seed)
         start = time.perf_counter()
         try:
             detail = getattr(checker, f"prop_{name}")() or ""
