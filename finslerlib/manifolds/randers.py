@@ -16,7 +16,7 @@ import torch.nn.functional as nnf
 
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import centre, pairwise_sqdist, safe_sqrt
+from finslerlib.math.pairwise import centre, pairwise_dist, pairwise_randers
 
 __all__ = ["Randers"]
 
@@ -72,6 +72,21 @@ class Randers(FinslerManifold):
     def _transform(self, v: torch.Tensor) -> torch.Tensor:
         r"""`v @ L` for a factor with $a = L L^\top$, so $\alpha(v) = |v L|$."""
         return v @ self._chol.to(v)
+
+    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""`(L, w)` with $a = L L^\top$ and $b = L w$ (square $L$), or `None` if unavailable."""
+        chol, b = self._chol, self._b
+        w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
+        return chol, w
+
+    def _transform_with_drift(self, *vs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        r"""`(v @ L, b . v)` for each `v`: the $\alpha$-coordinates and the drift term.
+
+        One call for all point sets, so learnable subclasses build their factor once (and need
+        neither $a = L L^\top$ nor $b$ itself: $b \cdot v = w \cdot (L^\top v)$).
+        """
+        b = self._coefficients()[1]
+        return [(self._transform(v), v @ b.to(v)) for v in vs]
 
     @property
     def a(self) -> torch.Tensor:
@@ -248,11 +263,14 @@ class Randers(FinslerManifold):
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
             )
-        b = self._coefficients()[1].to(x)
         xc, yc = centre(x, y)
-        alpha = safe_sqrt(pairwise_sqdist(self._transform(xc), self._transform(yc)))
-        drift = (yc @ b).unsqueeze(-2) - (xc @ b).unsqueeze(-1)
-        return alpha + drift
+        factored = self._factor_and_drift() if x.dim() == 2 and y.dim() == 2 else None
+        if factored is not None:
+            # the common case (a batch against a set, e.g. a classifier head): fused kernel
+            factor, w = factored
+            return pairwise_randers(xc, yc, factor.to(xc), w.to(xc))
+        (xt, x_drift), (yt, y_drift) = self._transform_with_drift(xc, yc)
+        return pairwise_dist(xt, yt) + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -338,6 +356,24 @@ class _LearnableRanders(Randers):
         size = rmath.drift_norm(a, u)
         return a, _squash(u, size, self.max_drift)
 
+    def _factor_and_drift(self):
+        if self.rank is not None:
+            return None
+        u = self.drift_raw
+        return self._chol_factor(), _squash(u, u.norm(), self.max_drift)
+
+    def _transform_with_drift(self, *vs):
+        if self.rank is not None:
+            return super()._transform_with_drift(*vs)
+        chol = self._chol_factor()
+        u = self.drift_raw
+        w = _squash(u, u.norm(), self.max_drift)  # b = L w, so b . v = w . (L^T v)
+        out = []
+        for v in vs:
+            t = v @ chol.to(v)
+            out.append((t, t @ w.to(v)))
+        return out
+
     def _transform(self, v: torch.Tensor) -> torch.Tensor:
         if self.rank is None:
             return v @ self._chol_factor().to(v)
@@ -361,6 +397,13 @@ class _ReversedRanders(Randers):
 
     def _transform(self, v):
         return self.source._transform(v)
+
+    def _factor_and_drift(self):
+        factored = self.source._factor_and_drift()
+        return None if factored is None else (factored[0], -factored[1])
+
+    def _transform_with_drift(self, *vs):
+        return [(t, -drift) for t, drift in self.source._transform_with_drift(*vs)]
 
     def reverse(self) -> Randers:
         return self.source
