@@ -8,13 +8,13 @@ import time
 import geoopt
 import pytest
 import torch
+from conftest import tol
 from hypothesis import given
 from hypothesis import strategies as st
 from nn_toys import MANIFOLD_KINDS, make_manifold, pairwise_by_dist, randers_brute_force
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import tol
 from finslerlib import Randers
 from finslerlib.nn import FAIMHead
 
@@ -283,7 +283,8 @@ def test_dtype_and_device_follow(dtype, device):
     reference = FAIMHead(5, 3, dtype=torch.float64)
     reference.load_state_dict({k: v.double().cpu() for k, v in head.state_dict().items()})
     rtol, atol = tol(dtype)
-    torch.testing.assert_close(out.double().cpu(), reference(x.double().cpu()), rtol=10 * rtol, atol=10 * atol)
+    expected = reference(x.double().cpu())
+    torch.testing.assert_close(out.double().cpu(), expected, rtol=10 * rtol, atol=10 * atol)
 
 
 def test_module_to_converts_everything(device):
