@@ -202,6 +202,14 @@ class Randers(FinslerManifold):
         r"""$\log_x y = y - x$."""
         return y - x
 
+    def expmap0(self, u: torch.Tensor) -> torch.Tensor:
+        r"""$\exp_0 u = u$: the chart is linear (returns `u` itself, no copy)."""
+        return u
+
+    def logmap0(self, y: torch.Tensor) -> torch.Tensor:
+        r"""$\log_0 y = y$ (returns `y` itself, no copy)."""
+        return y
+
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport is the identity (Minkowski space is flat, its connection vanishes)."""
         return v
@@ -263,12 +271,12 @@ class Randers(FinslerManifold):
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
             )
-        xc, yc = centre(x, y)
         factored = self._factor_and_drift() if x.dim() == 2 and y.dim() == 2 else None
         if factored is not None:
             # the common case (a batch against a set, e.g. a classifier head): fused kernel
             factor, w = factored
-            return pairwise_randers(xc, yc, factor.to(xc), w.to(xc))
+            return pairwise_randers(x, y, factor.to(x), w.to(x))
+        xc, yc = centre(x, y)
         (xt, x_drift), (yt, y_drift) = self._transform_with_drift(xc, yc)
         return pairwise_dist(xt, yt) + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
 

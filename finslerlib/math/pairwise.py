@@ -197,24 +197,28 @@ class _PairwiseRanders(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, factor, w):
-        xt = x @ factor
-        yt = y @ factor
+        # centre on the common mean inside the kernel (t = (v - c) L = v L - c L, one fused
+        # addmm each): no centred copies of the inputs are made or kept for backward
+        c = (x.sum(0) + y.sum(0)).div_(x.shape[0] + y.shape[0])
+        shift = (c @ factor).unsqueeze(0)
+        xt = torch.addmm(shift, x, factor, beta=-1.0)
+        yt = torch.addmm(shift, y, factor, beta=-1.0)
         # squared norms via vector_norm: one read pass, no [N, R] temporary
         y2 = torch.linalg.vector_norm(yt, dim=-1).square_()
         x2 = torch.linalg.vector_norm(xt, dim=-1).square_()
         alpha = torch.addmm(y2.unsqueeze(0), xt, yt.mT, alpha=-2.0)
         alpha.add_(x2.unsqueeze(1)).clamp_min_(0.0).sqrt_()
         out = (alpha + (yt @ w).unsqueeze(0)).sub_((xt @ w).unsqueeze(1))
-        ctx.save_for_backward(x, y, factor, w, xt, yt, alpha)
+        ctx.save_for_backward(x, y, factor, w, c, xt, yt, alpha)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, y, factor, w, xt, yt, alpha = ctx.saved_tensors
+        x, y, factor, w, c, xt, yt, alpha = ctx.saved_tensors
         if torch.is_grad_enabled():
             # double backward: the saved intermediates carry no graph, so rebuild them as
             # differentiable functions of the inputs (only on this rare path)
-            xt, yt = x @ factor, y @ factor
+            xt, yt = (x - c) @ factor, (y - c) @ factor
             alpha = safe_sqrt(pairwise_sqdist(xt, yt))
         # alpha part: d|t_j - s_i| / ds_i = (s_i - t_j) / alpha_ij, and 0 where alpha is 0
         g = (grad / alpha).masked_fill(alpha == 0, 0.0)
@@ -224,12 +228,15 @@ class _PairwiseRanders(torch.autograd.Function):
         grad_xt = (xt * g.sum(1, keepdim=True)).addr_(rows, w, alpha=-1.0).addmm_(g, yt, alpha=-1.0)
         grad_yt = (yt * g.sum(0).unsqueeze(1)).addr_(cols, w).addmm_(g.mT, xt, alpha=-1.0)
         grad_x = grad_y = grad_factor = grad_w = None
+        # the result does not depend on the centre c, so c is held constant
         if ctx.needs_input_grad[0]:
             grad_x = grad_xt @ factor.mT
         if ctx.needs_input_grad[1]:
             grad_y = grad_yt @ factor.mT
         if ctx.needs_input_grad[2]:
+            # (x - c)^T grad_xt + (y - c)^T grad_yt, without forming x - c
             grad_factor = torch.addmm(x.mT @ grad_xt, y.mT, grad_yt)
+            grad_factor = grad_factor.addr_(c, grad_xt.sum(0) + grad_yt.sum(0), alpha=-1.0)
         if ctx.needs_input_grad[3]:
             grad_w = yt.mT @ cols - xt.mT @ rows
         return grad_x, grad_y, grad_factor, grad_w
@@ -243,8 +250,8 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
     never an `[N, M, D]` tensor. Forward and backward are fused by hand (a few passes over
     the `[N, M]` result instead of the dozens autograd makes, which dominate at classifier
     sizes); double backward (Hessians) works too, through a slower recomputation. The gradient is
-    finite (the $\alpha$ part contributes 0) where two points coincide. Inputs should be
-    centred (see `centre`) when far from the origin.
+    finite (the $\alpha$ part contributes 0) where two points coincide. Both sets are
+    centred on their common mean inside the kernel (against cancellation in the Gram trick).
 
     Args:
         x: Tensor, shape `[N, D]`, sources.
