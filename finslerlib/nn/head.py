@@ -36,7 +36,8 @@ class FAIMHead(nn.Module):
     since $\max(\alpha + \beta, \alpha - \beta) = \alpha + |\beta|$ (a symmetric metric); the
     other two directions are the asymmetric ones.
 
-    All `[B, C]` distances come from `manifold.cdist`: no `[B, C, D]` tensor is ever built.
+    All `[B, C]` distances come from `manifold.cdist`: no `[B, C, D]` tensor is ever built
+    (`"max"` needs both directions, i.e. two `cdist` calls, about twice the cost).
     The distance math runs outside `torch.autocast`, in float32 at least (float64 stays
     float64); the logits are float32 under autocast.
 

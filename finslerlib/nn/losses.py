@@ -30,7 +30,7 @@ class FAIMInfoNCELoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, manifold, temperature: float = 0.1, *, symmetric: bool = False,
+    def __init__(self, manifold, temperature: float = 0.1, symmetric: bool = False, *,
                  reduction: str = "mean"):
         super().__init__()
         if not temperature > 0:
