@@ -136,3 +136,13 @@ def test_randers_expmap0_logmap0_are_the_identity():
     u = torch.randn(2, 3)
     assert m.expmap0(u) is u and m.logmap0(u) is u
     torch.testing.assert_close(m.expmap(torch.zeros(3), u), m.expmap0(u))
+
+
+def test_fixed_randers_cdist_after_load_state_dict():
+    # regression: the (non-persistent) Cholesky factor used by cdist went stale on load
+    target = Randers(4 * torch.eye(2, dtype=torch.float64), torch.tensor([0.5, 0.0], dtype=torch.float64))
+    loaded = Randers(torch.eye(2, dtype=torch.float64))
+    loaded.load_state_dict(target.state_dict())
+    x, y = torch.zeros(1, 2, dtype=torch.float64), torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(loaded.cdist(x, y), torch.tensor([[2.5]], dtype=torch.float64))
+    torch.testing.assert_close(loaded.cdist(x, y), loaded.dist(x, y).unsqueeze(-1))

@@ -63,6 +63,8 @@ class Randers(FinslerManifold):
         self.register_buffer("_a", a.clone())
         self.register_buffer("_b", b.clone())
         self.register_buffer("_chol", torch.linalg.cholesky(a), persistent=False)
+        # `_chol` is derived from `_a` and not saved: refresh it when a state_dict is loaded
+        self.register_load_state_dict_post_hook(_refresh_cholesky)
 
     # ----------------------------------------------------------------- coefficients
     def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,6 +310,11 @@ class Randers(FinslerManifold):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+def _refresh_cholesky(module: Randers, incompatible_keys) -> None:
+    with torch.no_grad():
+        module._chol = torch.linalg.cholesky(module._a)
 
 
 def _squash(u: torch.Tensor, size: torch.Tensor, max_drift: float) -> torch.Tensor:
