@@ -206,8 +206,9 @@ class _PairwiseRanders(torch.autograd.Function):
         # squared norms via vector_norm: one read pass, no [N, R] temporary
         y2 = torch.linalg.vector_norm(yt, dim=-1).square_()
         x2 = torch.linalg.vector_norm(xt, dim=-1).square_()
-        alpha = torch.addmm(y2.unsqueeze(0), xt, yt.mT, alpha=-2.0)
-        alpha.add_(x2.unsqueeze(1)).clamp_min_(0.0).sqrt_()
+        # |s_i|^2 + |t_j|^2 written once, then the Gram product accumulated into it in place
+        alpha = (x2.unsqueeze(1) + y2.unsqueeze(0)).addmm_(xt, yt.mT, alpha=-2.0)
+        alpha.clamp_min_(0.0).sqrt_()
         out = (alpha + (yt @ w).unsqueeze(0)).sub_((xt @ w).unsqueeze(1))
         ctx.save_for_backward(x, y, factor, w, c, xt, yt, alpha)
         return out
@@ -221,7 +222,7 @@ class _PairwiseRanders(torch.autograd.Function):
             xt, yt = (x - c) @ factor, (y - c) @ factor
             alpha = safe_sqrt(pairwise_sqdist(xt, yt))
         # alpha part: d|t_j - s_i| / ds_i = (s_i - t_j) / alpha_ij, and 0 where alpha is 0
-        g = (grad / alpha).masked_fill(alpha == 0, 0.0)
+        g = (grad / alpha).masked_fill_(alpha == 0, 0.0)
         # drift part: d(w.t_j - w.s_i) / ds_i = -w, summed over j (and the reverse for t_j)
         rows, cols = grad.sum(1), grad.sum(0)
         # in place on fresh buffers (their producers do not save them): no extra passes
