@@ -380,9 +380,16 @@ class RandersField(FinslerManifold):
             # the exact first derivatives of the solution of R = 0.
             with torch.no_grad():
                 jac = endpoint_jacobian(self.raw_coefficients, xf.detach(), p, steps=steps)
+                eye = torch.eye(self.dim, dtype=jac.dtype, device=jac.device)
+                jac = torch.where((p == 0).all(-1)[:, None, None], eye, jac)
             end = geodesic_flow(self.raw_coefficients, xf, p, steps=steps)[0]
             p = p - torch.linalg.solve(jac, (end - yf).unsqueeze(-1)).squeeze(-1)
         v = rmath.inverse_legendre(p, a, b)
+        # At y = x the log map is 0 with derivative dv/dy = I (exp is C^1 at 0 with d exp = I),
+        # while the shooting Jacobian degenerates there (l^{-1} is not differentiable at 0).
+        chord = yf - xf
+        trivial = (chord.detach() == 0).all(-1, keepdim=True)
+        v = torch.where(trivial, chord - chord.detach(), v)
         v = torch.where(failed.unsqueeze(-1), torch.full_like(v, float("nan")), v)
         return v.reshape(*batch, self.dim)
 
@@ -504,6 +511,23 @@ class _NavigationField(RandersField):
 
     def raw_coefficients(self, x):
         return rmath.navigation_to_randers(*self.navigation(x))
+
+    def check_coefficients(self, x, a, b):
+        # Name the navigation quantity: past |W|_h = 1 the Randers data stop being meaningful.
+        with torch.no_grad():
+            h, wind = self.navigation(x)
+            ok, size, _ = randers_validity(h, rmath.matvec(h, wind))
+            shape = torch.broadcast_shapes(ok.shape, x.shape[:-1])
+            spd_ok = randers_validity(h, torch.zeros_like(wind))[0].expand(shape)
+            strong = (~ok.expand(shape) & spd_ok).reshape(-1)
+            if bool(strong.any()):
+                i = strong.nonzero()[0, 0]
+                point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
+                raise ValueError(
+                    f"{self.name}: wind too strong at x = {_fmt(point)}: |W(x)|_h(x) = "
+                    f"{size.expand(shape).reshape(-1)[i].item():.4g} >= 1 (need < 1)"
+                )
+        super().check_coefficients(x, a, b)
 
     def a(self, x):
         return self.raw_coefficients(x)[0]
