@@ -94,7 +94,7 @@ def default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
     """
     if dtype == torch.float64:
         return 1e-10, 1e-9
-    return 1e-5, 1e-4
+    return 1e-5, 1e-5
 
 
 def endpoint_jacobian(

@@ -66,7 +66,7 @@ class RandersField(FinslerManifold):
             data then give NaN or a `torch.linalg` error instead of a clear message).
         steps: default number of RK4 steps per unit-time geodesic.
         atol, rtol: default shooting tolerances on $|x(1) - y|$ (`None`: 1e-10/1e-9 in float64,
-            1e-5/1e-4 in float32).
+            1e-5/1e-5 in float32).
         max_iter: default maximum number of shooting iterations.
         jacobian: `"broyden"` (default) or `"newton"`; see `finslerlib.geodesics.solve_boundary_value`.
         on_failure: `"raise"` (default) or `"nan"`: what `logmap`/`dist`/`cdist` do with a pair
@@ -266,6 +266,11 @@ class RandersField(FinslerManifold):
 
         Raises:
             ValueError: the geodesic leaves the region where the metric is strongly convex.
+
+        Example:
+            >>> euclid = RandersField(dim=2)
+            >>> euclid.expmap(torch.zeros(2), torch.tensor([1.0, 2.0]), steps=4)
+            tensor([1., 2.])
         """
         x, u, batch = self._flat(x, u, ("x", "u"))
         steps = self.steps if steps is None else int(steps)
@@ -310,6 +315,12 @@ class RandersField(FinslerManifold):
         Returns:
             `finslerlib.geodesics.BoundarySolution` over the flattened broadcast batch: the
             momenta, trajectories, `residual`, `tolerance` and `converged` of every pair.
+
+        Example:
+            >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
+            >>> report = field.solve(torch.zeros(3, 2), torch.randn(3, 2), max_iter=0)
+            >>> report.converged.shape, report.residual.shape  # after 0 iterations: maybe not
+            (torch.Size([3]), torch.Size([3]))
         """
         x, y, _ = self._flat(x, y, ("x", "y"))
         steps, atol, rtol, max_iter, _ = self._options(steps, atol, rtol, max_iter, None)
@@ -370,6 +381,12 @@ class RandersField(FinslerManifold):
 
         Raises:
             GeodesicConvergenceError: a pair did not converge and `on_failure="raise"`.
+
+        Example:
+            >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
+            >>> x, y = torch.zeros(2), torch.tensor([1.0, -0.5])
+            >>> torch.allclose(field.expmap(x, field.logmap(x, y)), y, atol=1e-5)
+            True
         """
         xf, yf, batch, sol, failed, steps = self._solved(x, y, steps, atol, rtol, max_iter, on_failure)
         p = sol.momentum
@@ -381,7 +398,8 @@ class RandersField(FinslerManifold):
             with torch.no_grad():
                 jac = endpoint_jacobian(self.raw_coefficients, xf.detach(), p, steps=steps)
                 eye = torch.eye(self.dim, dtype=jac.dtype, device=jac.device)
-                jac = torch.where((p == 0).all(-1)[:, None, None], eye, jac)
+                # x = y and failed pairs get a placeholder (their outputs are set below)
+                jac = torch.where(((p == 0).all(-1) | failed)[:, None, None], eye, jac)
             end = geodesic_flow(self.raw_coefficients, xf, p, steps=steps)[0]
             p = p - torch.linalg.solve(jac, (end - yf).unsqueeze(-1)).squeeze(-1)
         v = rmath.inverse_legendre(p, a, b)
@@ -424,6 +442,14 @@ class RandersField(FinslerManifold):
 
         Raises:
             GeodesicConvergenceError: a pair did not converge and `on_failure="raise"`.
+
+        Example:
+            >>> drift = torch.nn.Linear(2, 2)  # its parameters get gradients through dist
+            >>> field = RandersField(b=lambda x: 0.3 * torch.tanh(drift(x)), dim=2)
+            >>> x, y = torch.zeros(2), torch.tensor([1.0, 0.5], requires_grad=True)
+            >>> field.dist(x, y).backward()
+            >>> y.grad.shape, drift.weight.grad.shape
+            (torch.Size([2]), torch.Size([2, 2]))
         """
         xf, yf, batch, sol, failed, steps = self._solved(x, y, steps, atol, rtol, max_iter, on_failure)
         with torch.no_grad():
@@ -464,6 +490,11 @@ class RandersField(FinslerManifold):
 
         Returns:
             Tensor, shape `[..., N, M]`.
+
+        Example:
+            >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
+            >>> field.cdist(torch.zeros(1, 2), torch.zeros(3, 2))
+            tensor([[0., 0., 0.]])
         """
         self._validate(x, y, names=("x", "y"))
         if x.dim() < 2 or y.dim() < 2:
@@ -485,6 +516,12 @@ class RandersField(FinslerManifold):
         r"""The reverse metric $F(x, -v)$ (same `a`, drift $-b$), sharing this field's parameters.
 
         Its forward distances are this field's backward ones: `reverse().dist(x, y) == dist(y, x)`.
+
+        Example:
+            >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
+            >>> x, u = torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0])
+            >>> bool(field.reverse().norm(x, u) == field.norm(x, -u))
+            True
         """
         return _ReversedField(self)
 
