@@ -27,6 +27,11 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The tests use small tensors, where intra-op threading only adds synchronisation (and, on a
+# shared 2-core machine, stalls of milliseconds per op). One thread is faster and deterministic;
+# benchmarks/ set their own thread counts.
+torch.set_num_threads(int(os.environ.get("FINSLERLIB_TEST_THREADS", "1")))
+
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
 DTYPES = [torch.float32, torch.float64]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import finslerlib
-from finslerlib import FunkBall, Randers
+from finslerlib import FunkBall, Randers, RandersField
 from finslerlib.testing import check_manifold
 
 
@@ -26,6 +26,20 @@ def _learnable() -> Randers:
     return m
 
 
+def _field() -> RandersField:
+    """A genuinely position-dependent metric: conformal a(x), bounded nonlinear drift."""
+
+    def a(x):
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        return eye * (1 + 0.1 * (x * x).sum(-1))[..., None, None]
+
+    return RandersField(a=a, b=lambda x: 0.3 * torch.tanh(x), dim=2)
+
+
+# numerical geodesics: tolerances at the solver's accuracy (16 RK4 steps), fewer samples and a
+# moderate "large step" (each is a long integration)
+FIELD_OPTIONS = {"n": 8, "rtol": 1e-4, "atol": 1e-6, "large_steps": (3.0,)}
+
 CASES = {
     "randers": (lambda: _randers(0), {}),
     "randers-strong-drift": (lambda: _randers(1, drift=0.9), {}),
@@ -36,6 +50,7 @@ CASES = {
     # the reverse Funk metric is forward incomplete: the boundary is at finite distance
     # (at most log 2 from the centre), so "short" steps must be short against that
     "funk-reverse": (lambda: FunkBall(3).reverse(), {"scale": 0.1}),
+    "field": (_field, FIELD_OPTIONS),
 }
 
 
@@ -43,6 +58,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_builtin_manifold_conforms(case, dtype):
     make, options = CASES[case]
+    if case == "field" and dtype == torch.float32:
+        options = {**options, "rtol": 2e-3, "atol": 1e-4}
     report = check_manifold(make(), dtype=dtype, seed=0, **options)
     assert report.ok and not report.failed
     # nothing silently skipped: these manifolds implement the whole API

@@ -1,11 +1,12 @@
 """Numerical geodesics of position-dependent Randers metrics given as functions `x -> (a, b)`.
 
+* `CoefficientFn`: the type of the metric argument, `x -> (a(x), b(x))`.
 * `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$.
 * `geodesic_flow`: batched fixed-step RK4 integration (the exponential map).
 * `solve_boundary_value`: batched (quasi-)Newton shooting with autograd Jacobians (the log map).
 """
 
-from finslerlib.geodesics.hamiltonian import (
+from finslerlib.geodesics.hamilton import (
     CoefficientFn,
     guarded,
     hamiltonian,
@@ -22,7 +23,6 @@ from finslerlib.geodesics.shooting import (
 )
 
 __all__ = [
-    "CoefficientFn",
     "hamiltonian",
     "hamiltonian_vector_field",
     "randers_validity",

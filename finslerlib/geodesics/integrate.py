@@ -11,7 +11,7 @@ import functools
 
 import torch
 
-from finslerlib.geodesics.hamiltonian import CoefficientFn, hamiltonian_vector_field
+from finslerlib.geodesics.hamilton import CoefficientFn, hamiltonian_vector_field
 
 __all__ = ["geodesic_flow", "simpson_weights"]
 

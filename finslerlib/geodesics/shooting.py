@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jvp, vmap
 
-from finslerlib.geodesics.hamiltonian import CoefficientFn, guarded
+from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow
 from finslerlib.math import randers as rmath
 

@@ -65,8 +65,9 @@ class RandersField(FinslerManifold):
             `ValueError` naming the offending point; `False` skips the checks for speed (invalid
             data then give NaN or a `torch.linalg` error instead of a clear message).
         steps: default number of RK4 steps per unit-time geodesic.
-        atol, rtol: default shooting tolerances on $|x(1) - y|$ (`None`: 1e-10/1e-9 in float64,
-            1e-5/1e-5 in float32).
+        atol: default absolute shooting tolerance on $|x(1) - y|$ (`None`: 1e-10 in float64,
+            1e-5 in float32).
+        rtol: default relative shooting tolerance (`None`: 1e-9 in float64, 1e-5 in float32).
         max_iter: default maximum number of shooting iterations.
         jacobian: `"broyden"` (default) or `"newton"`; see `finslerlib.geodesics.solve_boundary_value`.
         on_failure: `"raise"` (default) or `"nan"`: what `logmap`/`dist`/`cdist` do with a pair
@@ -310,7 +311,10 @@ class RandersField(FinslerManifold):
         Args:
             x: Tensor, shape `[..., D]`.
             y: Tensor, shape `[..., D]`.
-            steps, atol, rtol, max_iter: override the field's defaults.
+            steps: overrides the field's default number of RK4 steps.
+            atol: overrides the field's absolute shooting tolerance.
+            rtol: overrides the field's relative shooting tolerance.
+            max_iter: overrides the field's maximum number of shooting iterations.
 
         Returns:
             `finslerlib.geodesics.BoundarySolution` over the flattened broadcast batch: the
@@ -373,7 +377,10 @@ class RandersField(FinslerManifold):
         Args:
             x: Tensor, shape `[..., D]`.
             y: Tensor, shape `[..., D]`.
-            steps, atol, rtol, max_iter: override the field's solver defaults.
+            steps: overrides the field's default number of RK4 steps.
+            atol: overrides the field's absolute shooting tolerance.
+            rtol: overrides the field's relative shooting tolerance.
+            max_iter: overrides the field's maximum number of shooting iterations.
             on_failure: `"raise"` or `"nan"` (NaN rows for pairs that did not converge).
 
         Returns:
@@ -434,7 +441,10 @@ class RandersField(FinslerManifold):
             x: Tensor, shape `[..., D]`, sources.
             y: Tensor, shape `[..., D]`, targets.
             keepdim: keep the last dimension.
-            steps, atol, rtol, max_iter: override the field's solver defaults.
+            steps: overrides the field's default number of RK4 steps.
+            atol: overrides the field's absolute shooting tolerance.
+            rtol: overrides the field's relative shooting tolerance.
+            max_iter: overrides the field's maximum number of shooting iterations.
             on_failure: `"raise"` or `"nan"` (NaN for pairs that did not converge).
 
         Returns:
@@ -496,7 +506,7 @@ class RandersField(FinslerManifold):
             >>> field.cdist(torch.zeros(1, 2), torch.zeros(3, 2))
             tensor([[0., 0., 0.]])
         """
-        self._validate(x, y, names=("x", "y"))
+        self._validate(x, y, names=("x", "y"), batch_dims=2)
         if x.dim() < 2 or y.dim() < 2:
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"

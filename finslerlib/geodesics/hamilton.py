@@ -24,7 +24,7 @@ from torch.func import vjp
 from finslerlib.math import randers as rmath
 from finslerlib.math.pairwise import safe_div, safe_sqrt
 
-__all__ = ["CoefficientFn", "hamiltonian", "hamiltonian_vector_field", "randers_validity", "guarded"]
+__all__ = ["hamiltonian", "hamiltonian_vector_field", "randers_validity", "guarded"]
 
 CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
