@@ -210,6 +210,138 @@ def plot_learning_curves(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+@torch.no_grad()
+def head_embeddings(model: Classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test points on the head's manifold (`FAIMHead.embed`) and the prototypes, float64 on CPU."""
+    model.eval()
+    z = model.head.embed(model.backbone(images))
+    model.train()
+    mu = model.head.prototypes.detach()
+    return z.double().cpu(), mu.as_subclass(torch.Tensor).double().cpu()
+
+
+@torch.no_grad()
+def _unit_circle_section(manifold, basis: torch.Tensor, n: int = 721) -> tuple[np.ndarray, np.ndarray]:
+    r"""Points of $\{v : F(v) = 1\}$ and of the reverse $\{v : F(-v) = 1\}$ in the plane `basis`.
+
+    `basis` is `[D, 2]` with orthonormal columns $e_1, e_2$; a direction $u_\theta$ of the plane
+    reaches the unit sphere of $F$ at radius $1 / F(u_\theta)$ (positive homogeneity). The
+    coordinates returned are $(\langle v, e_1\rangle, \langle v, e_2\rangle)$.
+    """
+    theta = torch.linspace(0, 2 * math.pi, n, dtype=torch.float64)
+    plane = torch.stack([theta.cos(), theta.sin()], -1)  # [n, 2]
+    dirs = (plane @ basis.mT).to(manifold_dtype(manifold))  # [n, D]
+    origin = torch.zeros_like(dirs)
+    forward = manifold.norm(origin, dirs).double()
+    backward = manifold.norm(origin, -dirs).double()
+    return (plane / forward[:, None]).numpy(), (plane / backward[:, None]).numpy()
+
+
+def manifold_dtype(manifold) -> torch.dtype:
+    for t in (*manifold.parameters(), *manifold.buffers()):
+        return t.dtype
+    return torch.get_default_dtype()
+
+
+def _top_directions(x: torch.Tensor, k: int, *, centre: bool) -> torch.Tensor:
+    """`[D, k]` orthonormal top-k principal directions of the rows of `x`."""
+    if centre:
+        x = x - x.mean(0)
+    return torch.linalg.svd(x, full_matrices=False).Vh[:k].mT
+
+
+def plot_randers_indicatrix(result: dict, test_images: torch.Tensor, path: Path) -> None:
+    """The learned Randers unit ball in two planes of feature space (see the subplot titles)."""
+    plt = _pyplot()
+    model = result["model"]
+    manifold = model.head.manifold
+    z, _ = head_embeddings(model, test_images)
+    with torch.no_grad():
+        a, b = (t.detach().double().cpu() for t in manifold.coefficients(z[:1]))
+    a, b = a.reshape(a.shape[-2:]), b.reshape(-1)
+    pca = _top_directions(z, 2, centre=True)
+    # F(v)/F(-v) is largest along b# = a^{-1} b (the direction the drift favours most)
+    b_sharp = torch.linalg.solve(a, b)
+    planes = [("top-2 principal directions of the test features", pca, ("PC 1", "PC 2"))]
+    if b_sharp.norm() > 1e-8:
+        e1 = b_sharp / b_sharp.norm()
+        e2 = pca[:, 0] - (pca[:, 0] @ e1) * e1
+        e2 = e2 / e2.norm()
+        planes.append(
+            ("most asymmetric direction $a^{-1}b$ and PC 1", torch.stack([e1, e2], -1), ("$a^{-1}b$", "PC 1"))
+        )
+    fig, axes = plt.subplots(1, len(planes), figsize=(5.2 * len(planes), 5.2), squeeze=False)
+    theta = np.linspace(0, 2 * np.pi, 361)
+    for ax, (title, basis, labels) in zip(axes[0], planes, strict=True):
+        fwd, bwd = _unit_circle_section(manifold, basis)
+        ratio = np.linalg.norm(fwd, axis=1) / np.linalg.norm(bwd, axis=1)
+        ax.plot(np.cos(theta), np.sin(theta), c="0.7", lw=1, label="Euclidean $|v| = 1$ (initial metric)")
+        ax.fill(fwd[:, 0], fwd[:, 1], alpha=0.15, c="C1")
+        ax.plot(fwd[:, 0], fwd[:, 1], c="C1", lw=2, label="learned $F(v) = 1$")
+        ax.plot(bwd[:, 0], bwd[:, 1], c="C0", lw=1.2, ls="--", label="reverse $F(-v) = 1$")
+        ax.scatter([0], [0], c="k", s=12)
+        ax.set_aspect("equal")
+        ax.set(xlabel=labels[0], ylabel=labels[1])
+        ax.set_title(
+            f"plane of the {title}\nlargest $F(-v)/F(v)$ in this plane: {ratio.max():.2f}", fontsize=9
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    drift = manifold.drift_norm().item()
+    fig.suptitle(
+        f"Learned Randers metric of the FAIM head (D = {manifold.dim}): 2-D sections of its unit ball\n"
+        f"$\\|b\\|_{{a^{{-1}}}}$ = {drift:.3f}; the sections are shifted ellipses, off-centre by the drift",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_funk_embeddings(result: dict, test_data, path: Path) -> None:
+    """Test embeddings and prototypes of the Funk head, orthogonally projected to a 2-D disk."""
+    plt = _pyplot()
+    model = result["model"]
+    images, labels = test_data
+    z, mu = head_embeddings(model, images)
+    # A plane through the centre, so the projection of the unit ball is the unit disk and the
+    # straight chords that are the Funk geodesics stay straight; distances are not preserved.
+    basis = _top_directions(torch.cat([z, mu]), 2, centre=False)
+    zp, mup = (z @ basis).numpy(), (mu @ basis).numpy()
+    labels = labels.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6.6, 7.0))
+    theta = np.linspace(0, 2 * np.pi, 361)
+    ax.plot(np.cos(theta), np.sin(theta), c="k", lw=1)
+    cmap = plt.get_cmap("tab10")
+    ax.scatter(zp[:, 0], zp[:, 1], c=cmap(labels % 10), s=9, alpha=0.6, linewidths=0)
+    for k, (px, py) in enumerate(mup):
+        ax.scatter(px, py, marker="*", s=260, c=[cmap(k)], edgecolors="k", linewidths=0.8, zorder=3)
+        ax.annotate(str(k), (px, py), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_axis_off()
+    radius = z.norm(dim=-1)
+    ax.set_title(
+        f"Funk head (D = {z.shape[1]}): test embeddings (dots) and class prototypes (stars)\n"
+        f"test accuracy {result['test_acc']:.3f}; embedding radius in the D-ball: median "
+        f"{radius.median():.3f}, max {radius.max():.3f}",
+        fontsize=9,
+    )
+    fig.text(
+        0.5,
+        0.02,
+        "2-D view: orthogonal projection onto the plane (through the centre) of the top-2 singular\n"
+        "directions of embeddings and prototypes. The ball projects into the unit disk and Funk\n"
+        "geodesics (straight chords) stay straight; distances and radii shrink, colour = true digit.",
+        ha="center",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -266,6 +398,13 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     figures = {"learning_curves": args.out / "learning_curves.png"}
     plot_learning_curves(results, figures["learning_curves"])
+    by_head = {r["head"]: r for r in results}
+    if "randers" in by_head:
+        figures["randers_indicatrix"] = args.out / "randers_indicatrix.png"
+        plot_randers_indicatrix(by_head["randers"], test_data[0], figures["randers_indicatrix"])
+    if "funk" in by_head:
+        figures["funk_embeddings"] = args.out / "funk_embeddings.png"
+        plot_funk_embeddings(by_head["funk"], test_data, figures["funk_embeddings"])
     summary = {
         "config": {k: (str(v) if isinstance(v, Path | torch.device) else v) for k, v in vars(args).items()},
         "results": [{k: v for k, v in r.items() if k != "model"} for r in results],
