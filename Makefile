@@ -36,5 +36,14 @@ lint: install
 bench: install
 	$(PY) benchmarks/run_all.py
 
+# Docs: `make docs` builds site/ with `mkdocs build --strict` (KaTeX fetched with npm, figures drawn
+# with matplotlib); `make docs-check` then renders pages in headless Chromium (apt-get install chromium).
+docs: install
+	$(PY) -m pip install -q -e ".[test,docs]"
+	$(PY) scripts/build_docs.py
+
+docs-check: docs
+	$(PY) scripts/check_docs_render.py
+
 clean:
-	rm -rf $(VENV) site outputs .pytest_cache .hypothesis
+	rm -rf $(VENV) site outputs .pytest_cache .hypothesis docs/assets/katex docs/assets/figures

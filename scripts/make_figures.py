@@ -1,0 +1,222 @@
+"""Generate the docs figures into `docs/assets/figures/` (git-ignored; run by `make docs`).
+
+Every figure is drawn from closed-form formulas (numpy only, see the Concepts pages), so the
+script does not depend on which finslerlib manifolds are merged:
+
+* `randers_indicatrix.png`: unit balls $\\{v : F(v) \\le 1\\}$ of Minkowski–Randers norms for
+  growing drifts, and the navigation picture (an ellipse translated by the wind).
+* `funk_geodesics.png`: Funk geodesics from one point (straight chords, equal-distance ticks
+  piling up at the boundary) and forward vs backward balls.
+* `benchmarks.png`: measured ratios against their bars, from `docs/data/benchmarks.json`.
+
+Usage: `python scripts/make_figures.py [--out DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "assets" / "figures"
+BENCHMARKS_JSON = ROOT / "docs" / "data" / "benchmarks.json"
+DPI = 110
+
+
+# ----------------------------------------------------------------------------- formulas
+def randers_norm(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """$F(v) = \\sqrt{v^T a v} + b^T v$ for rows `v` of shape `[N, D]`."""
+    return np.sqrt(np.einsum("nd,de,ne->n", v, a, v)) + v @ b
+
+
+def indicatrix(a: np.ndarray, b: np.ndarray, n: int = 400) -> np.ndarray:
+    """Points of the unit sphere $\\{F = 1\\}$ in 2-D: each direction $u$ scaled to $u / F(u)$."""
+    theta = np.linspace(0.0, 2.0 * np.pi, n)
+    u = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    return u / randers_norm(a, b, u)[:, None]
+
+
+def navigation_to_randers(h: np.ndarray, wind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zermelo data $(h, W)$ to Randers data: $a = h/\\lambda + W^\\flat W^{\\flat T}/\\lambda^2$,
+    $b = -W^\\flat / \\lambda$ with $W^\\flat = h W$, $\\lambda = 1 - |W|_h^2$."""
+    w_flat = h @ wind
+    lam = 1.0 - wind @ w_flat
+    return h / lam + np.outer(w_flat, w_flat) / lam**2, -w_flat / lam
+
+
+def funk_norm(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Funk metric of the unit ball, rows `x`, `v` of shape `[N, D]` (broadcast)."""
+    x, v = np.broadcast_arrays(x, v)
+    xx = (x * x).sum(-1)
+    xv = (x * v).sum(-1)
+    vv = (v * v).sum(-1)
+    return (np.sqrt((1.0 - xx) * vv + xv**2) + xv) / (1.0 - xx)
+
+
+def funk_dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Forward Funk distance $d(x \\to y) = -\\log(1 - F(x, y - x))$."""
+    return -np.log1p(-funk_norm(x, y - x))
+
+
+def funk_geodesic(x: np.ndarray, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Unit-speed forward geodesic $\\sigma(t) = x + (1 - e^{-t}) v / F(x, v)$, shape `[T, D]`."""
+    f = funk_norm(x[None], v[None])[0]
+    return x[None] + (1.0 - np.exp(-t))[:, None] * (v / f)[None]
+
+
+def funk_forward_sphere(x: np.ndarray, r: float, n: int = 400) -> np.ndarray:
+    """The forward sphere $\\{y : d(x \\to y) = r\\}$ in 2-D: follow each geodesic for time r."""
+    theta = np.linspace(0.0, 2.0 * np.pi, n)
+    u = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    return x[None] + (1.0 - np.exp(-r)) * u / funk_norm(x[None], u)[:, None]
+
+
+# ----------------------------------------------------------------------------- figures
+def _pyplot():
+    """matplotlib with the file-only Agg backend (imported here: the formulas need numpy only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _unit_circle(ax, **kw):
+    t = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(t), np.sin(t), **kw)
+
+
+def figure_randers_indicatrix(path: Path) -> None:
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 4.4))
+    eye = np.eye(2)
+    cmap = plt.get_cmap("viridis")
+    drifts = [0.0, 0.3, 0.5, 0.7]
+    for i, s in enumerate(drifts):
+        pts = indicatrix(eye, np.array([s, 0.0]))
+        ax1.plot(pts[:, 0], pts[:, 1], color=cmap(i / len(drifts)), lw=2, label=rf"$|b| = {s:g}$")
+    ax1.annotate("", xy=(1.0, -1.7), xytext=(0.1, -1.7), arrowprops={"arrowstyle": "->", "lw": 1.5})
+    ax1.text(0.55, -1.6, r"$b$", ha="center")
+    ax1.plot([0], [0], "k+", ms=10)
+    ax1.set_title(r"Unit balls $F(v) \leq 1$, $a = I$, $b = (s, 0)$")
+    ax1.legend(loc="upper left", fontsize=8, frameon=False)
+
+    h = np.array([[1.0, 0.3], [0.3, 0.6]])
+    wind = np.array([0.25, 0.55])
+    a, b = navigation_to_randers(h, wind)
+    pts = indicatrix(a, b)
+    ell = indicatrix(h, np.zeros(2))  # the h-unit sphere, before the wind moves it
+    ax2.plot(ell[:, 0], ell[:, 1], "--", color="0.55", lw=1.5, label=r"$|v|_h = 1$ (no wind)")
+    ax2.plot(pts[:, 0], pts[:, 1], color="C3", lw=2, label=r"$F(v) = 1$: $|v - W|_h = 1$")
+    ax2.annotate("", xy=tuple(wind), xytext=(0, 0), arrowprops={"arrowstyle": "->", "lw": 1.5, "color": "C0"})
+    ax2.text(wind[0] + 0.05, wind[1] - 0.1, r"$W$", color="C0")
+    ax2.plot([0], [0], "k+", ms=10)
+    ax2.set_title("Navigation data: the h-ball translated by the wind")
+    ax2.legend(loc="lower right", fontsize=8, frameon=False)
+    for ax in (ax1, ax2):
+        ax.set_aspect("equal")
+        ax.set_xlim(-3.5, 1.6)
+        ax.set_ylim(-2.0, 2.2)
+        ax.grid(alpha=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def figure_funk(path: Path) -> None:
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 5.0))
+    x = np.array([0.35, 0.2])
+    ticks = np.arange(0.5, 6.01, 0.5)
+    t = np.linspace(0.0, 8.0, 200)
+    for k in range(10):
+        phi = 2 * np.pi * k / 10 + 0.2
+        v = np.array([np.cos(phi), np.sin(phi)])
+        path_pts = funk_geodesic(x, v, t)
+        ax1.plot(path_pts[:, 0], path_pts[:, 1], color="C0", lw=1)
+        marks = funk_geodesic(x, v, ticks)
+        ax1.plot(marks[:, 0], marks[:, 1], ".", color="C3", ms=3)
+    ax1.set_title("Geodesics from $x$: straight chords,\nticks every 0.5 of distance")
+
+    n = 301
+    grid = np.linspace(-0.999, 0.999, n)
+    gx, gy = np.meshgrid(grid, grid)
+    y = np.stack([gx, gy], axis=-1).reshape(-1, 2)
+    inside = (y * y).sum(-1) < 0.998**2
+    fwd = np.full(len(y), np.nan)
+    bwd = np.full(len(y), np.nan)
+    fwd[inside] = funk_dist(x[None], y[inside])
+    bwd[inside] = funk_dist(y[inside], x[None])
+    radii = [0.5, 1.0, 2.0]
+    ax2.contour(gx, gy, fwd.reshape(n, n), levels=radii, colors="C0", linewidths=1.8)
+    ax2.contour(gx, gy, bwd.reshape(n, n), levels=radii, colors="C3", linewidths=1.2, linestyles="--")
+    ax2.plot([], [], color="C0", label=r"forward: $d(x \to y) = 0.5, 1, 2$")
+    ax2.plot([], [], "--", color="C3", label=r"backward: $d(y \to x) = 0.5, 1, 2$")
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False, ncol=2)
+    ax2.set_title("Forward and backward balls around $x$")
+    for ax in (ax1, ax2):
+        _unit_circle(ax, color="k", lw=1.2)
+        ax.plot(*x, "k*", ms=9)
+        ax.text(x[0] + 0.04, x[1] + 0.05, "$x$")
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.08, 1.08)
+        ax.set_ylim(-1.08, 1.08)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def figure_benchmarks(path: Path, data: dict) -> None:
+    """Two panels: time ratios (lower is better) and speed-ups (higher is better), bar = black tick."""
+    plt = _pyplot()
+    groups = [
+        ("time / baseline (lower is better)", [e for e in data["benchmarks"] if e["bar_op"] == "<="]),
+        ("speed-up (higher is better)", [e for e in data["benchmarks"] if e["bar_op"] == ">="]),
+    ]
+    groups = [g for g in groups if g[1]]
+    heights = [len(entries) for _, entries in groups]
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(8.5, 0.55 * sum(heights) + 1.6 * len(groups)),
+        gridspec_kw={"height_ratios": heights}, squeeze=False,
+    )
+    for ax, (label, entries) in zip(axes[:, 0], groups, strict=True):
+        ys = np.arange(len(entries))[::-1]
+        top = max(max(e["bar"], e.get("measured") or 0.0) for e in entries) * 1.35
+        for y, e in zip(ys, entries, strict=True):
+            ax.plot([e["bar"]], [y], marker="|", ms=20, mew=2.5, color="k")
+            if e.get("measured") is None:
+                ax.text(e["bar"] + 0.02 * top, y, "not measured yet", fontsize=8, color="0.4", va="center")
+            else:
+                ok = e["measured"] <= e["bar"] if e["bar_op"] == "<=" else e["measured"] >= e["bar"]
+                ax.barh(y, e["measured"], height=0.5, color="C2" if ok else "C3")
+                ax.text(e["measured"] + 0.01 * top, y - 0.3, f"{e['measured']:g}x", fontsize=8)
+        ax.set_yticks(ys, [f"{e['name']} ({e['bar_op']} {e['bar']:g}x)" for e in entries], fontsize=8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(-0.7, len(entries) - 0.3)
+        ax.set_xlabel(label + "; black tick = bar", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_title("Benchmarks: " + (data.get("measured_on") or "not measured yet"), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure_randers_indicatrix(args.out / "randers_indicatrix.png")
+    figure_funk(args.out / "funk_geodesics.png")
+    figure_benchmarks(args.out / "benchmarks.png", json.loads(BENCHMARKS_JSON.read_text()))
+    print(f"make_figures: wrote 3 figures to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
