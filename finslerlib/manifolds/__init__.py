@@ -1,6 +1,7 @@
 """Thin manifold classes over `finslerlib.math`: parameters, checks, geoopt plumbing."""
 
 from finslerlib.manifolds.base import FinslerManifold
+from finslerlib.manifolds.funk import FunkBall
 from finslerlib.manifolds.randers import Randers
 
-__all__ = ["FinslerManifold", "Randers"]
+__all__ = ["FinslerManifold", "FunkBall", "Randers"]

@@ -1,0 +1,604 @@
+r"""Closed forms of the Funk metric of the open ball $B_R = \{x : |x| < R\}$.
+
+The Funk metric is the Minkowski functional of the ball seen from $x$:
+$F(x, v) = \inf\{t > 0 : x + v / t \in B_R\}$, so $x + v / F(x, v)$ lies on the sphere $|\cdot| = R$.
+Solving $|x + v/F|^2 = R^2$ gives, with $Q = R^2 - |x|^2$, $p = \langle x, v\rangle$ and
+$s = \sqrt{Q |v|^2 + p^2}$,
+
+$$F(x, v) = \frac{s + p}{Q} = \frac{|v|^2}{s - p},$$
+
+(the second form is used when $p < 0$, where the first one cancels). It is the Randers metric
+with $a = I/Q + x x^\top / Q^2$, $b = x / Q$ (navigation data $h = I / R^2$, $W = -x$). For
+$R = 1$ these are the formulas of the project reference; the radius-$R$ metric is the pull-back
+of the unit one by $x \mapsto x / R$: $F_R(x, v) = F_1(x/R, v/R)$, $d_R(x \to y) = d_1(x/R \to y/R)$,
+$\exp_R(x, v) = R \exp_1(x/R, v/R)$. Distances are scale invariant (dimensionless); every formula
+below is written directly with $R^2$ (no rescaled copies of the inputs).
+
+Closed forms (all $O(D)$ per point, no `[..., D, D]` tensor except `fundamental_tensor` and
+`coefficients`):
+
+* dual norm $F^*(x, \xi) = R|\xi| - \langle \xi, x\rangle$;
+* Legendre map $\ell(v) = F\,(v + F x) / s$, inverse $\ell^{-1}(\xi) = F^*(\xi)\,(R \hat\xi - x)$;
+* forward distance $d(x \to y) = \operatorname{log1p}\big((Q_x F(x, u) + |u|^2) / Q_y\big)$, $u = y - x$
+  (equal to $-\log(1 - F(x, y - x))$ but without the cancellation of $1 - F$ near the
+  boundary, nor of a difference of logarithms for nearby points);
+* in Gram form, with $G = \langle x, y\rangle$:
+  $d(x \to y) = \log\big((R^2 - G + \sqrt{(R^2 - G)^2 - Q_x Q_y}) / Q_y\big)$, i.e.
+  $d(x \to y) = d_H(x, y) + \tfrac12 \log(Q_x / Q_y)$ with the Hilbert (Klein) distance
+  $d_H = \operatorname{arccosh}\big((R^2 - G) / \sqrt{Q_x Q_y}\big)$;
+* unit-speed geodesics are straight: $\exp_x v = x + \frac{1 - e^{-F(x, v)}}{F(x, v)}\, v$,
+  $\log_x y = \frac{d(x \to y)}{F(x, y - x)}\,(y - x)$;
+* the reverse metric $\tilde F(x, v) = F(x, -v)$ has $\tilde d(x \to y) = d(y \to x)$ and
+  $\widetilde\exp_x v = x + \frac{e^{\tilde F} - 1}{\tilde F}\, v$ (forward incomplete: defined
+  while the result stays in the ball).
+
+Boundary handling: results of `expmap` / `project` are kept in the *working ball*
+$|x| \le R(1 - \varepsilon)$ with $\varepsilon = \sqrt{\text{machine epsilon}}$ of the dtype
+(`boundary_margin`): there $1 - |x|^2/R^2$ keeps about half the digits of the dtype, so
+distances and gradients stay accurate. Functions here do not check their inputs (points outside
+the ball give NaN); `finslerlib.FunkBall` checks and raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from finslerlib.math.pairwise import safe_div, safe_sqrt
+
+__all__ = [
+    "boundary_margin",
+    "gap",
+    "check_inside",
+    "project",
+    "clamp_norm",
+    "coefficients",
+    "norm",
+    "dual_norm",
+    "legendre",
+    "inverse_legendre",
+    "fundamental_tensor",
+    "dist",
+    "cdist",
+    "hilbert_dist",
+    "expmap",
+    "logmap",
+    "reverse_expmap",
+    "reverse_logmap",
+    "to_poincare",
+    "from_poincare",
+]
+
+
+def boundary_margin(dtype: torch.dtype) -> float:
+    r"""Relative width $\varepsilon = \sqrt{\text{eps}}$ of the shell kept free near the sphere.
+
+    `expmap`, `retr` and `projx` return points with $|x| \le R (1 - \varepsilon)$ (unless they start
+    further out). About `3.5e-4` for float32 and `1.5e-8` for float64.
+
+    Args:
+        dtype: a floating dtype.
+
+    Returns:
+        float.
+
+    Example:
+        >>> boundary_margin(torch.float64) < 1e-6 < boundary_margin(torch.float32) < 1e-3
+        True
+    """
+    return math.sqrt(torch.finfo(dtype).eps)
+
+
+def gap(x: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False) -> torch.Tensor:
+    r"""$Q(x) = R^2 - |x|^2$, positive exactly inside the ball.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> gap(torch.tensor([0.6, 0.0]))
+        tensor(0.6400)
+    """
+    return radius * radius - (x * x).sum(-1, keepdim=keepdim)
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch < 2.3
+
+
+def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> None:
+    """Raise `ValueError` unless every point of `x` is finite and strictly inside the ball.
+
+    One reduction and one host sync; skipped while `torch.compile` traces (then points outside
+    give NaN, as in the unchecked functions of this module).
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+        name: the argument name used in the message.
+
+    Example:
+        >>> check_inside(torch.tensor([[0.5, 0.0], [3.0, 4.0]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: x: 1 of 2 point(s) not strictly inside the Funk ball of radius 1: largest norm 5 ...
+    """
+    if _is_compiling():
+        return
+    with torch.no_grad():
+        sq = (x.detach() * x.detach()).sum(-1)
+        bad = ~(sq < radius * radius)  # also catches NaN
+        if bool(bad.any()):
+            count = int(bad.sum())
+            finite = torch.isfinite(sq)
+            worst = sq[bad & finite].max().sqrt().item() if bool((bad & finite).any()) else float("nan")
+            raise ValueError(
+                f"{name}: {count} of {sq.numel()} point(s) not strictly inside the Funk ball of radius "
+                f"{radius:g}: largest norm {worst:.6g} (need |x| < {radius:g}; non-finite entries count "
+                f"too). The Funk metric is only defined in the open ball; use projx() to pull points in."
+            )
+
+
+def clamp_norm(y: torch.Tensor, max_norm: torch.Tensor | float) -> torch.Tensor:
+    """Scale the points `y` whose norm exceeds `max_norm` radially down to `max_norm`.
+
+    Args:
+        y: Tensor, shape `[..., D]`.
+        max_norm: float or Tensor broadcastable to `[..., 1]`.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> clamp_norm(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), 1.0)
+        tensor([[0.6000, 0.8000],
+                [0.3000, 0.4000]])
+    """
+    n = safe_sqrt((y * y).sum(-1, keepdim=True))
+    over = n > max_norm
+    scale = torch.where(over, max_norm / torch.where(over, n, torch.ones_like(n)), torch.ones_like(n))
+    return y * scale
+
+
+def project(x: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Pull points into the working ball $|x| \le R(1 - \varepsilon)$ radially (see `boundary_margin`).
+
+    Idempotent; the identity on the working ball. Points outside the ball, on the sphere, or in the
+    thin shell $R(1 - \varepsilon) < |x| < R$ are scaled to norm $R(1 - \varepsilon)$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> project(torch.tensor([2.0, 0.0], dtype=torch.float64)) < 1
+        tensor([True, True])
+    """
+    return clamp_norm(x, radius * (1.0 - boundary_margin(x.dtype)))
+
+
+def _limit_norm(y: torch.Tensor, x: torch.Tensor, *, radius: float) -> torch.Tensor:
+    """Clamp step results to norm `max(R(1 - eps), |x|)`: inside, and never pulls `x` itself in."""
+    xn = (x * x).sum(-1, keepdim=True).sqrt()
+    bound = torch.clamp_min(xn, radius * (1.0 - boundary_margin(y.dtype)))
+    return clamp_norm(y, bound)
+
+
+def coefficients(x: torch.Tensor, *, radius: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Randers data $a = I/Q + x x^\top / Q^2$, $b = x / Q$ of the Funk metric ($Q = R^2 - |x|^2$).
+
+    For generic code (`finslerlib.math.randers`); the closed forms here never build `a`.
+
+    Args:
+        x: Tensor, shape `[..., D]`, points inside the ball.
+        radius: ball radius $R$.
+
+    Returns:
+        `(a, b)`: Tensors of shapes `[..., D, D]` and `[..., D]`.
+
+    Example:
+        >>> a, b = coefficients(torch.zeros(2))
+        >>> a, b
+        (tensor([[1., 0.],
+                [0., 1.]]), tensor([0., 0.]))
+    """
+    q = gap(x, radius=radius, keepdim=True)
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    b = x / q
+    a = eye / q.unsqueeze(-1) + b.unsqueeze(-1) * b.unsqueeze(-2)
+    return a, b
+
+
+def _terms(x: torch.Tensor, v: torch.Tensor, radius: float):
+    """Shared pieces `(Q, p, |v|^2, s, Q F)` with `Q F = s + p` computed without cancellation."""
+    q = gap(x, radius=radius, keepdim=True)
+    p = (x * v).sum(-1, keepdim=True)
+    n2 = (v * v).sum(-1, keepdim=True)
+    s = safe_sqrt(q * n2 + p * p)
+    # s + p cancels when p < 0; there (s + p)(s - p) = Q |v|^2 gives it exactly.
+    qf = torch.where(p > 0, s + p, safe_div(q * n2, s - p))
+    return q, p, n2, s, qf
+
+
+def norm(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False) -> torch.Tensor:
+    r"""Funk norm $F(x, v) = (\sqrt{Q|v|^2 + \langle x, v\rangle^2} + \langle x, v\rangle) / Q$.
+
+    Args:
+        x: Tensor, shape `[..., D]`, points inside the ball.
+        v: Tensor, shape `[..., D]`, tangent vectors.
+        radius: ball radius $R$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> x = torch.tensor([0.5, 0.0])
+        >>> norm(x, torch.tensor([1.0, 0.0])), norm(x, torch.tensor([-1.0, 0.0]))  # 1/0.5, 1/1.5
+        (tensor(2.), tensor(0.6667))
+    """
+    q, _, _, _, qf = _terms(x, v, radius)
+    out = qf / q
+    return out if keepdim else out.squeeze(-1)
+
+
+def dual_norm(
+    x: torch.Tensor, xi: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False
+) -> torch.Tensor:
+    r"""Dual norm $F^*(x, \xi) = R|\xi| - \langle \xi, x\rangle$ (the support function of $B_R - x$).
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        xi: Tensor, shape `[..., D]`, covectors.
+        radius: ball radius $R$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> dual_norm(torch.tensor([0.5, 0.0]), torch.tensor([1.0, 0.0]))
+        tensor(0.5000)
+    """
+    out = radius * safe_sqrt((xi * xi).sum(-1, keepdim=True)) - (xi * x).sum(-1, keepdim=True)
+    return out if keepdim else out.squeeze(-1)
+
+
+def legendre(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Legendre map $\ell_x(v) = \tfrac12 \partial_v F^2 = F\,(v + F x) / s$, $s = \sqrt{Q|v|^2 + p^2}$.
+
+    $\ell_x(0) = 0$. (The covector is normal to the sphere at the exit point $x + v/F$.)
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> legendre(torch.zeros(2), torch.tensor([2.0, 0.0]))
+        tensor([2., 0.])
+    """
+    q, _, _, s, qf = _terms(x, v, radius)
+    f = qf / q
+    return safe_div(f, s) * (v + f * x)
+
+
+def inverse_legendre(x: torch.Tensor, xi: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Inverse Legendre map $\ell_x^{-1}(\xi) = F^*(x, \xi)\,(R \xi / |\xi| - x)$; the Finsler gradient.
+
+    $\ell_x^{-1}(0) = 0$. The descent step $-\ell_x^{-1}(df)$ aims at the boundary point
+    $-R\,\widehat{df}$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        xi: Tensor, shape `[..., D]`, covectors (e.g. Euclidean gradients).
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> inverse_legendre(torch.zeros(2), torch.tensor([2.0, 0.0]))
+        tensor([2., 0.])
+    """
+    size = safe_sqrt((xi * xi).sum(-1, keepdim=True))
+    dual = radius * size - (xi * x).sum(-1, keepdim=True)
+    return dual * (radius * safe_div(xi, size) - x)
+
+
+def fundamental_tensor(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Fundamental tensor $g_{ij}(x, v) = \tfrac12 \partial^2 F^2 / \partial v^i \partial v^j$.
+
+    Randers form with $\alpha = s/Q$, $\ell = a v / \alpha = (v + p x / Q)/s$, $b = x/Q$:
+    $g = \frac{F Q}{s}\,\big(I/Q + x x^\top/Q^2 - \ell \ell^\top\big) + (\ell + b)(\ell + b)^\top$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`, nonzero.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D, D]`.
+
+    Example:
+        >>> fundamental_tensor(torch.zeros(2), torch.tensor([1.0, 0.0]))
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    q, p, _, s, qf = _terms(x, v, radius)
+    b = x / q
+    ell = safe_div(v + p * b, s)
+    ratio = safe_div(qf, s).unsqueeze(-1)  # F / alpha = F Q / s
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    a = eye / q.unsqueeze(-1) + b.unsqueeze(-1) * b.unsqueeze(-2)
+    lb = ell + b
+    return ratio * (a - ell.unsqueeze(-1) * ell.unsqueeze(-2)) + lb.unsqueeze(-1) * lb.unsqueeze(-2)
+
+
+def dist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False) -> torch.Tensor:
+    r"""Forward distance $d(x \to y) = \operatorname{log1p}\big((Q_x F(x, u) + |u|^2)/Q_y\big)$, $u = y - x$.
+
+    Equal to $-\log(1 - F(x, y - x))$ and to $\log(|x - a| / |y - a|)$ with $a$ the exit point of
+    the ray from $x$ through $y$. Accurate for nearby points and near the boundary; finite
+    gradients at $x = y$.
+
+    Args:
+        x: Tensor, shape `[..., D]`, sources.
+        y: Tensor, shape `[..., D]`, targets.
+        radius: ball radius $R$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> x, y = torch.zeros(2), torch.tensor([0.5, 0.0])
+        >>> dist(x, y), dist(y, x)  # log 2 and log(3/2)
+        (tensor(0.6931), tensor(0.4055))
+    """
+    _, _, n2, _, qf = _terms(x, y - x, radius)
+    out = torch.log1p((qf + n2) / gap(y, radius=radius, keepdim=True))
+    return out if keepdim else out.squeeze(-1)
+
+
+def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: bool = False) -> torch.Tensor:
+    r"""All forward distances `[..., i, j]` $= d(x_i \to y_j)$ from one matmul (no `[N, M, D]` tensor).
+
+    With $G = x y^\top$ and $w = R^2 - G$:
+    $d(x_i \to y_j) = \log\big((w + \sqrt{w^2 - Q_{x_i} Q_{y_j}}) / Q_{y_j}\big)$.
+    `reverse=True` divides by $Q_{x_i}$ instead: $d(y_j \to x_i)$ (the reverse metric).
+    Like every Gram-matrix distance, entries for nearly equal points carry an absolute error of
+    order $\sqrt{\text{eps}} / Q$; use `dist` when those matter. Without autograd the
+    elementwise work runs in place (a fast path), otherwise out of place with finite gradients at
+    $x_i = y_j$.
+
+    Args:
+        x: Tensor, shape `[..., N, D]`.
+        y: Tensor, shape `[..., M, D]`.
+        radius: ball radius $R$.
+        reverse: distances of the reverse metric.
+
+    Returns:
+        Tensor, shape `[..., N, M]`.
+
+    Example:
+        >>> cdist(torch.tensor([[0.0], [0.5]]), torch.tensor([[0.0], [0.5]]))
+        tensor([[0.0000, 0.6931],
+                [0.4055, 0.0000]])
+    """
+    r2 = radius * radius
+    qx = gap(x, radius=radius, keepdim=True)  # [..., N, 1]
+    qy = gap(y, radius=radius, keepdim=True).mT  # [..., 1, M]
+    den = qx if reverse else qy
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    if needs_grad:
+        w = r2 - x @ y.mT
+        s = safe_sqrt(w * w - qx * qy)
+        return torch.log((w + s) / den).clamp_min(0.0)
+    if x.dim() == 2 and y.dim() == 2:
+        w = torch.addmm(x.new_full((1, 1), r2), x, y.mT, alpha=-1.0)
+        s = torch.mul(w, w).addr_(qx.squeeze(-1), qy.squeeze(-2), alpha=-1.0)
+    else:
+        w = (x @ y.mT).neg_().add_(r2)
+        s = torch.mul(w, w).sub_(qx * qy)
+    s.clamp_min_(0.0).sqrt_().add_(w)
+    return s.div_(den).log_().clamp_min_(0.0)
+
+
+def hilbert_dist(
+    x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False
+) -> torch.Tensor:
+    r"""Hilbert (symmetrized Funk) distance $\tfrac12 (d(x \to y) + d(y \to x))$.
+
+    It is the Klein-model distance of curvature $-1$,
+    $\operatorname{arccosh}\big((R^2 - \langle x, y\rangle) / \sqrt{Q_x Q_y}\big)$, computed through
+    the two accurate forward distances (no arccosh cancellation near $x = y$).
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        y: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+        keepdim: keep the last dimension.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> hilbert_dist(torch.zeros(1), torch.tensor([0.5]))  # artanh(0.5)
+        tensor(0.5493)
+    """
+    return 0.5 * (dist(x, y, radius=radius, keepdim=keepdim) + dist(y, x, radius=radius, keepdim=keepdim))
+
+
+def _rescaled(v: torch.Tensor):
+    """`(v / c, c)` with `c = max(max_i |v_i|, 1)`, detached: huge steps do not overflow `|v|^2`.
+
+    The maps below are invariant under this rescaling (F is 1-homogeneous), so holding `c`
+    constant in autograd is exact, and `c = 1` for moderate steps keeps their Jacobian plain.
+    """
+    c = v.detach().abs().amax(-1, keepdim=True).clamp_min(1.0)
+    return v / c, c
+
+
+def expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Exponential map $\exp_x v = x + \frac{1 - e^{-F(x, v)}}{F(x, v)}\, v$ (straight geodesics).
+
+    Always inside the ball (the Funk metric is forward complete); where $1 - e^{-F}$ rounds to 1
+    the point would land on the sphere, so results are clamped to norm
+    $\max(R(1 - \varepsilon), |x|)$ (see `boundary_margin`). Any finite `v` works (huge steps are
+    rescaled before squaring).
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> expmap(torch.zeros(1), torch.tensor([math.log(2.0)]))  # d(0 -> 1/2) = log 2
+        tensor([0.5000])
+    """
+    v1, c = _rescaled(v)
+    q, _, _, _, qf = _terms(x, v1, radius)
+    f1 = qf / q
+    t = c * f1  # F(x, v); may overflow to inf, where 1 - e^{-t} = 1 still holds
+    pos = f1 > 0
+    step = torch.where(
+        pos, -torch.expm1(-t) / torch.where(pos, f1, torch.ones_like(f1)), c * (1.0 - 0.5 * t)
+    )
+    return _limit_norm(x + step * v1, x, radius=radius)
+
+
+def reverse_expmap(x: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Exponential map of the reverse metric $\tilde F(x, v) = F(x, -v)$.
+
+    $\widetilde\exp_x v = x + \frac{e^{\tilde F} - 1}{\tilde F}\, v$, a geodesic only while it stays in the
+    ball: the reverse Funk metric is forward incomplete ($\tilde d(x \to y) = d(y \to x)$ stays
+    bounded as $y$ reaches the sphere). Longer steps stop at norm $\max(R(1 - \varepsilon), |x|)$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> reverse_expmap(torch.zeros(1), torch.tensor([math.log(1.5)]))  # d(1/2 -> 0) = log 1.5
+        tensor([0.5000])
+    """
+    v1, c = _rescaled(v)
+    q, _, _, _, qf_back = _terms(x, -v1, radius)
+    _, _, _, _, qf_fwd = _terms(x, v1, radius)
+    f1 = qf_back / q
+    big = math.log(torch.finfo(x.dtype).max) / 2
+    t = (c * f1).clamp_max(big)
+    pos = f1 > 0
+    step = torch.where(pos, torch.expm1(t) / torch.where(pos, f1, torch.ones_like(f1)), c * (1.0 + 0.5 * t))
+    # the sphere is at parameter 1/F(x, v1) = Q / (Q F) along v1: stop there (then clamp inside)
+    to_sphere = torch.where(qf_fwd > 0, q / torch.where(qf_fwd > 0, qf_fwd, torch.ones_like(q)), step)
+    return _limit_norm(x + torch.minimum(step, to_sphere) * v1, x, radius=radius)
+
+
+def logmap(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Logarithm $\log_x y = \frac{d(x \to y)}{F(x, y - x)}\,(y - x)$; $F(x, \log_x y) = d(x \to y)$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        y: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> logmap(torch.zeros(1), torch.tensor([0.5]))
+        tensor([0.6931])
+    """
+    u = y - x
+    q, _, n2, _, qf = _terms(x, u, radius)
+    d = torch.log1p((qf + n2) / gap(y, radius=radius, keepdim=True))
+    f = qf / q
+    pos = f > 0
+    # d / F -> 1 (slope 1/2) as y -> x
+    ratio = torch.where(pos, d / torch.where(pos, f, torch.ones_like(f)), 1.0 + 0.5 * f)
+    return ratio * u
+
+
+def reverse_logmap(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Logarithm of the reverse metric: $\frac{d(y \to x)}{F(x, x - y)}\,(y - x)$.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        y: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> reverse_logmap(torch.zeros(1), torch.tensor([0.5]))
+        tensor([0.4055])
+    """
+    u = y - x
+    q, _, _, _, qf = _terms(x, -u, radius)
+    d = dist(y, x, radius=radius, keepdim=True)
+    f = qf / q
+    pos = f > 0
+    ratio = torch.where(pos, d / torch.where(pos, f, torch.ones_like(f)), 1.0 - 0.5 * f)
+    return ratio * u
+
+
+def to_poincare(x: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Klein (Funk ball) coordinates to the unit Poincaré ball: $k/(1 + \sqrt{1 - |k|^2})$, $k = x/R$.
+
+    The Hilbert distance of the Funk ball equals `geoopt.PoincareBall(c=1).dist` of the images.
+
+    Args:
+        x: Tensor, shape `[..., D]`.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`, in the unit ball.
+
+    Example:
+        >>> to_poincare(torch.tensor([0.8, 0.0]))
+        tensor([0.5000, 0.0000])
+    """
+    root = safe_sqrt(gap(x, radius=radius, keepdim=True))  # R sqrt(1 - |k|^2)
+    return x / (radius + root)
+
+
+def from_poincare(p: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
+    r"""Unit Poincaré ball to Klein (Funk ball) coordinates: $x = R \cdot 2p / (1 + |p|^2)$.
+
+    Args:
+        p: Tensor, shape `[..., D]`, in the unit ball.
+        radius: ball radius $R$.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> from_poincare(torch.tensor([0.5, 0.0]))
+        tensor([0.8000, 0.0000])
+    """
+    return (2.0 * radius) * p / (1.0 + (p * p).sum(-1, keepdim=True))
