@@ -59,7 +59,7 @@ def river_metric(strength: float):
         return conformal[..., None, None] * torch.eye(2, dtype=x.dtype, device=x.device)
 
     def b(x: torch.Tensor) -> torch.Tensor:
-        current = -strength * torch.exp(-x[..., 1] ** 2)
+        current = -strength * torch.exp(-(x[..., 1] ** 2))
         return torch.stack([current, torch.zeros_like(current)], -1)
 
     return a, b
