@@ -59,7 +59,13 @@ def assert_png(path: Path) -> None:
 
 def test_examples_found():
     names = {p.name for p in SCRIPTS}
-    assert {"digits_demo.py", "frechet_mean.py"} <= names
+    assert {
+        "digits_demo.py",
+        "frechet_mean.py",
+        "custom_field.py",
+        "contrastive.py",
+        "faim_blocks.py",
+    } <= names
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -113,3 +119,26 @@ def test_demo_cli_help():
     assert proc.returncode == 0, proc.stderr
     for option in ("--epochs", "--heads", "--device", "--out", "--seed", "--smoke"):
         assert option in proc.stdout
+
+
+def test_custom_field_checks_and_catches(smoke):
+    out, folder = smoke("custom_field")
+    assert out["report"].ok and "exp_log_inverse" in out["report"].passed
+    assert "dist_is_norm_of_log" in out["caught"].failed  # the straight-segment dist is caught
+    (d_xy, d_yx), (s_xy, s_yx) = out["dist"], out["straight"]
+    assert d_xy <= s_xy and d_yx <= s_yx and abs(d_xy - d_yx) > 0.1  # asymmetric, geodesics shorter
+    assert out["endpoint_miss"] < 1e-5
+    assert_png(folder / "custom_field.png")
+
+
+def test_contrastive_lowers_loss(smoke):
+    out, _ = smoke("contrastive")
+    assert out["losses"][-1] < out["losses"][0]
+    assert 0.0 <= out["knn_before"] <= 1.0 and 0.0 <= out["knn_after"] <= 1.0
+
+
+def test_faim_blocks_identity_and_inside(smoke):
+    out, _ = smoke("faim_blocks")
+    assert out["identity_gap"] < 1e-5
+    assert out["losses"][-1] < out["losses"][0]
+    assert max(out["radii"]) < 1.0
