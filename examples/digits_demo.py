@@ -142,6 +142,9 @@ def train(head: str, train_data, test_data, args) -> dict:
                 loss = nnf.cross_entropy(model(x_tr[idx]), y_tr[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if args.clip:
+                    # the same for every head, when asked for
+                    nn.utils.clip_grad_norm_(model.parameters(), args.clip)
                 optimizer.step()
                 running += loss.item() * len(idx)
                 bar.update()
@@ -365,6 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--dim", type=int, default=16, help="feature dimension D of the heads (default 16)")
     parser.add_argument("--lr", type=float, default=3e-3, help="RiemannianAdam learning rate (default 3e-3)")
+    parser.add_argument(
+        "--clip", type=float, default=0.0, help="gradient-norm clipping, 0 for none (default 0)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument(
         "--threads",
