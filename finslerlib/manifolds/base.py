@@ -55,8 +55,11 @@ class FinslerManifold(geoopt.Manifold):
         self.dim = int(dim)
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, *tensors: torch.Tensor, names: tuple[str, ...] | None = None) -> None:
-        """Raise `ValueError` on a wrong last dimension, a non-float or mixed dtype."""
+    def _validate(
+        self, *tensors: torch.Tensor, names: tuple[str, ...] | None = None, batch_dims: int = 1
+    ) -> None:
+        """Raise `ValueError` on a wrong last dimension, a non-float or mixed dtype, or batch shapes
+        that do not broadcast (all but the last `batch_dims` dimensions; `cdist` passes 2)."""
         names = names or tuple(f"argument {i}" for i in range(len(tensors)))
         dtype = None
         for name, t in zip(names, tensors, strict=True):
@@ -71,6 +74,11 @@ class FinslerManifold(geoopt.Manifold):
             if dtype is not None and t.dtype != dtype:
                 raise ValueError(f"dtype mismatch: {names[0]} is {dtype} but {name} is {t.dtype}")
             dtype = t.dtype
+        try:
+            torch.broadcast_shapes(*(t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors))
+        except RuntimeError:
+            shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
+            raise ValueError(f"batch shapes do not broadcast: {shapes}") from None
 
     def _check_shape(self, shape, name):
         if len(shape) < 1 or shape[-1] != self.dim:

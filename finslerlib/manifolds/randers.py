@@ -62,7 +62,6 @@ class Randers(FinslerManifold):
         a = 0.5 * (a + a.mT)
         self.register_buffer("_a", a.clone())
         self.register_buffer("_b", b.clone())
-        self.register_buffer("_chol", torch.linalg.cholesky(a), persistent=False)
 
     # ----------------------------------------------------------------- coefficients
     def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +70,9 @@ class Randers(FinslerManifold):
 
     def _transform(self, v: torch.Tensor) -> torch.Tensor:
         r"""`v @ L` for a factor with $a = L L^\top$, so $\alpha(v) = |v L|$."""
-        return v @ self._chol.to(v)
+        # Factored on every call (O(D^3), small next to any pairwise use) rather than cached: a
+        # cached factor goes stale when `_a` changes (load_state_dict, in-place edits).
+        return v @ torch.linalg.cholesky(self._a).to(v)
 
     @property
     def a(self) -> torch.Tensor:
@@ -133,6 +134,7 @@ class Randers(FinslerManifold):
         *,
         rank: int | None = None,
         max_drift: float = 0.9,
+        max_condition: float = 1e4,
         eps: float = 1e-4,
         dtype: torch.dtype | None = None,
         device=None,
@@ -141,24 +143,32 @@ class Randers(FinslerManifold):
 
         The parametrization cannot leave the valid set, whatever an optimizer does:
 
-        * full rank (`rank=None`): $a = L L^\top$ with $L$ lower triangular, diagonal
-          $\operatorname{softplus}(\cdot) + \varepsilon$; $b = L w$ with
-          $w = \text{max\_drift} \cdot \tanh(|u|)\, u / |u|$, so $\|b\|_{a^{-1}} = |w| <$
-          `max_drift`.
-        * `rank=r`: diagonal plus low rank, $a = \operatorname{diag}(d) + U U^\top$ with
-          $d = \operatorname{softplus}(\cdot) + \varepsilon$ and $U \in \mathbb{R}^{D \times r}$
+        * full rank (`rank=None`): $a = L L^\top + \rho I$ with $L$ lower triangular, diagonal
+          $\operatorname{softplus}(\cdot) + \varepsilon$, and the relative ridge
+          $\rho = \operatorname{tr}(L L^\top) / (\text{max\_condition} - 1)$; $b = C w$ with
+          $C$ the Cholesky factor of $a$ and $w = \text{max\_drift} \cdot \tanh(|u|)\, u / |u|$,
+          so $\|b\|_{a^{-1}} = |w| <$ `max_drift`.
+        * `rank=r`: diagonal plus low rank, $a = \operatorname{diag}(d + \rho) + U U^\top$ with
+          $d = \operatorname{softplus}(\cdot) + \varepsilon$, $U \in \mathbb{R}^{D \times r}$ and
+          $\rho = \operatorname{tr}(\operatorname{diag}(d) + U U^\top) / (\text{max\_condition} - 1)$
           ($D(r + 2)$ parameters instead of $D(D + 1)$); $b$ is $u$ rescaled to
           $\|b\|_{a^{-1}} = \text{max\_drift} \cdot \tanh(\|u\|_{a^{-1}})$. It is a genuine
-          (positive definite) metric on $\mathbb{R}^D$.
+          (positive definite) metric on $\mathbb{R}^D$, not a metric on a projection.
 
-        Initialized as the Euclidean metric ($a \approx I$, $b = 0$). Works as an `nn.Module`
-        submodule (`state_dict`, `.to(dtype/device)`).
+        The ridge bounds the condition number of $a$ by `max_condition` whatever the parameters,
+        so $a$ stays *numerically* positive definite (its Cholesky factorization succeeds, in
+        float32 too) even after huge optimizer steps; without it, a triangular $L$ with large
+        off-diagonal entries makes $L L^\top$ singular to working precision.
+
+        Initialized as the Euclidean metric ($a = I$ for full rank, $a \approx I$ for `rank=r`;
+        $b = 0$). Works as an `nn.Module` submodule (`state_dict`, `.to(dtype/device)`).
 
         Args:
             dim: dimension `D`.
             rank: `None` for full rank, or the rank `r` of the low-rank part.
             max_drift: upper bound on $\|b\|_{a^{-1}}$, in `[0, 1)`; it bounds the asymmetry
                 $F(v)/F(-v) \le (1 + m)/(1 - m)$ (19 for the default 0.9).
+            max_condition: bound (> 1) on the condition number of $a$.
             eps: floor on the diagonal (of $L$, or of $d$).
             dtype: parameter dtype (default: torch's default dtype).
             device: parameter device.
@@ -171,7 +181,13 @@ class Randers(FinslerManifold):
             tensor(1.7321, grad_fn=<AddBackward0>)
         """
         return _LearnableRanders(
-            dim, rank=rank, max_drift=max_drift, eps=eps, dtype=dtype, device=device
+            dim,
+            rank=rank,
+            max_drift=max_drift,
+            max_condition=max_condition,
+            eps=eps,
+            dtype=dtype,
+            device=device,
         )
 
     # ----------------------------------------------------------------- geometry
@@ -243,16 +259,27 @@ class Randers(FinslerManifold):
             tensor([[0.0000, 1.5000],
                     [0.5000, 0.0000]])
         """
-        self._validate(x, y, names=("x", "y"))
         if x.dim() < 2 or y.dim() < 2:
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
             )
+        self._validate(x, y, names=("x", "y"), batch_dims=2)
         b = self._coefficients()[1].to(x)
         xc, yc = centre(x, y)
-        alpha = safe_sqrt(pairwise_sqdist(self._transform(xc), self._transform(yc)))
-        drift = (yc @ b).unsqueeze(-2) - (xc @ b).unsqueeze(-1)
-        return alpha + drift
+        xt, yt = self._transform(xc), self._transform(yc)
+        x_drift, y_drift = xc @ b, yc @ b
+        if torch.is_grad_enabled() and (xt.requires_grad or yt.requires_grad or b.requires_grad):
+            alpha = safe_sqrt(pairwise_sqdist(xt, yt))
+            return alpha + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
+        # Inference: one matmul for |xt_i - yt_j|^2 (norms folded in as extra columns, like
+        # torch.cdist), then in-place clamp, sqrt and a rank-2 update for the drift y_j - x_i.
+        ones_x, ones_y = torch.ones_like(x_drift), torch.ones_like(y_drift)
+        x_aug = torch.cat([xt, (xt * xt).sum(-1, keepdim=True), ones_x.unsqueeze(-1)], dim=-1)
+        y_aug = torch.cat([-2.0 * yt, ones_y.unsqueeze(-1), (yt * yt).sum(-1, keepdim=True)], dim=-1)
+        out = (x_aug @ y_aug.mT).clamp_min_(0.0).sqrt_()
+        drift_x = torch.stack([ones_x, -x_drift], dim=-1)  # [..., N, 2]
+        drift_y = torch.stack([y_drift, ones_y], dim=-2)  # [..., 2, M]
+        return out.addmm_(drift_x, drift_y) if out.dim() == 2 else out.add_(drift_x @ drift_y)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -296,18 +323,27 @@ def _squash(u: torch.Tensor, size: torch.Tensor, max_drift: float) -> torch.Tens
 class _LearnableRanders(Randers):
     """Randers metric with trainable, always-valid coefficients (see `Randers.learnable`)."""
 
-    def __init__(self, dim, *, rank=None, max_drift=0.9, eps=1e-4, dtype=None, device=None):
+    def __init__(
+        self, dim, *, rank=None, max_drift=0.9, max_condition=1e4, eps=1e-4, dtype=None, device=None
+    ):
         FinslerManifold.__init__(self, dim)
         if not 0.0 <= float(max_drift) < 1.0:
             raise ValueError(f"max_drift must be in [0, 1), got {max_drift}")
         if rank is not None and not 1 <= int(rank) <= dim:
             raise ValueError(f"rank must be in [1, dim={dim}] or None, got {rank}")
+        if not float(max_condition) > 1.0:
+            raise ValueError(f"max_condition must be > 1, got {max_condition}")
         self.rank = None if rank is None else int(rank)
         self.max_drift = float(max_drift)
+        self.max_condition = float(max_condition)
         self.eps = float(eps)
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
-        # softplus^{-1}(1 - eps): the diagonal starts at exactly 1
-        diag0 = math.log(math.expm1(1.0 - eps))
+        # Start at a = I: the ridge adds tr(a0) / (max_condition - 1) = D c^2 / (max_condition - 1)
+        # to a0 = c^2 I, so c^2 = 1 / (1 + D / (max_condition - 1)); softplus(diag0) + eps = c.
+        scale0 = 1.0 / math.sqrt(1.0 + dim / (self.max_condition - 1.0))
+        if self.rank is not None:
+            scale0 = scale0 * scale0  # d enters a linearly, not squared
+        diag0 = math.log(math.expm1(scale0 - eps))
         if self.rank is None:
             raw = torch.zeros(dim, dim, **factory)
             raw.diagonal().fill_(diag0)
@@ -320,13 +356,23 @@ class _LearnableRanders(Randers):
             )
         self.drift_raw = torch.nn.Parameter(torch.zeros(dim, **factory))
 
+    def _ridge(self, trace: torch.Tensor) -> torch.Tensor:
+        # lambda_min(a) >= ridge and lambda_max(a) <= trace + ridge, so cond(a) <= max_condition
+        return trace / (self.max_condition - 1.0)
+
     def _chol_factor(self) -> torch.Tensor:
+        """Cholesky factor `C` of `a = L L^T + ridge I` (well conditioned by construction)."""
         raw = self.chol_raw
         diag = nnf.softplus(raw.diagonal()) + self.eps
-        return torch.tril(raw, -1) + torch.diag_embed(diag)
+        low = torch.tril(raw, -1) + torch.diag_embed(diag)
+        a0 = low @ low.mT
+        eye = torch.eye(self.dim, dtype=raw.dtype, device=raw.device)
+        return torch.linalg.cholesky(a0 + self._ridge((low * low).sum()) * eye)
 
     def _diag(self) -> torch.Tensor:
-        return nnf.softplus(self.diag_raw) + self.eps
+        """Diagonal `d + ridge` of the diagonal-plus-low-rank `a`."""
+        d = nnf.softplus(self.diag_raw) + self.eps
+        return d + self._ridge(d.sum() + (self.low_rank * self.low_rank).sum())
 
     def _coefficients(self):
         u = self.drift_raw
@@ -345,7 +391,10 @@ class _LearnableRanders(Randers):
         return torch.cat([v * self._diag().to(v).sqrt(), v @ self.low_rank.to(v)], dim=-1)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, rank={self.rank}, max_drift={self.max_drift}"
+        return (
+            f"dim={self.dim}, rank={self.rank}, max_drift={self.max_drift}, "
+            f"max_condition={self.max_condition:g}"
+        )
 
 
 class _ReversedRanders(Randers):

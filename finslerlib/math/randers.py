@@ -57,12 +57,14 @@ def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (a @ v.unsqueeze(-1)).squeeze(-1)
 
 
-def solve_spd(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def solve_spd(a: torch.Tensor, v: torch.Tensor, *, chol: torch.Tensor | None = None) -> torch.Tensor:
     """Solve `a x = v` for symmetric positive definite `a` through its Cholesky factor.
 
     Args:
         a: Tensor, shape `[..., D, D]`, SPD.
         v: Tensor, shape `[..., D]`.
+        chol: the lower Cholesky factor of `a` when the caller already has it (several solves
+            with one `a` then cost one factorization).
 
     Returns:
         Tensor, shape `[..., D]`: `a^{-1} v`.
@@ -71,7 +73,8 @@ def solve_spd(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         >>> solve_spd(2 * torch.eye(2), torch.tensor([2.0, 4.0]))
         tensor([1., 2.])
     """
-    chol = torch.linalg.cholesky(a)
+    if chol is None:
+        chol = torch.linalg.cholesky(a)
     if a.dim() == 2:
         return torch.cholesky_solve(v.reshape(-1, v.shape[-1]).mT, chol).mT.reshape(v.shape)
     shape = torch.broadcast_shapes(a.shape[:-2], v.shape[:-1])
@@ -145,8 +148,9 @@ def norm(
 
 def _dual_parts(xi: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     """Shared pieces of the dual norm: `a^{-1} xi`, `b# = a^{-1} b`, `s`, `t = xi . b#`, `F*`."""
-    a_inv_xi = solve_spd(a, xi)
-    b_sharp = solve_spd(a, b)
+    chol = torch.linalg.cholesky(a)
+    a_inv_xi = solve_spd(a, xi, chol=chol)
+    b_sharp = solve_spd(a, b, chol=chol)
     lam = 1.0 - (b * b_sharp).sum(-1, keepdim=True)
     q = (xi * a_inv_xi).sum(-1, keepdim=True)
     t = (xi * b_sharp).sum(-1, keepdim=True)
