@@ -65,8 +65,8 @@ class FunkBall(FinslerManifold):
         self.radius = radius
 
     # ------------------------------------------------------------------ checks
-    def _inside(self, *tensors: torch.Tensor, names: tuple[str, ...]) -> None:
-        self._validate(*tensors, names=names)
+    def _inside(self, *tensors: torch.Tensor, names: tuple[str, ...], batch_dims: int = 1) -> None:
+        self._validate(*tensors, names=names, batch_dims=batch_dims)
         for name, t in zip(names, tensors, strict=True):
             fmath.check_inside(t, radius=self.radius, name=name)
 
@@ -214,7 +214,7 @@ class FunkBall(FinslerManifold):
             tensor([[0.6931],
                     [0.0000]])
         """
-        self._inside(x, y, names=("x", "y"))
+        self._inside(x, y, names=("x", "y"), batch_dims=2)
         _check_matrices(x, y)
         return fmath.cdist(x, y, radius=self.radius)
 
@@ -370,7 +370,7 @@ class _ReverseFunkBall(FunkBall):
         return super().dist(y, x, keepdim=keepdim)
 
     def cdist(self, x, y):
-        self._inside(x, y, names=("x", "y"))
+        self._inside(x, y, names=("x", "y"), batch_dims=2)
         _check_matrices(x, y)
         return fmath.cdist(x, y, radius=self.radius, reverse=True)
 
