@@ -16,7 +16,7 @@ import torch.nn.functional as nnf
 
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import centre, pairwise_sqdist, safe_sqrt
+from finslerlib.math.pairwise import centre, pairwise_dist, pairwise_randers
 
 __all__ = ["Randers"]
 
@@ -73,6 +73,21 @@ class Randers(FinslerManifold):
         # Factored on every call (O(D^3), small next to any pairwise use) rather than cached: a
         # cached factor goes stale when `_a` changes (load_state_dict, in-place edits).
         return v @ torch.linalg.cholesky(self._a).to(v)
+
+    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""`(L, w)` with $a = L L^\top$ and $b = L w$ (square $L$), or `None` if unavailable."""
+        chol, b = torch.linalg.cholesky(self._a), self._b
+        w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
+        return chol, w
+
+    def _transform_with_drift(self, *vs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        r"""`(v @ L, b . v)` for each `v`: the $\alpha$-coordinates and the drift term.
+
+        One call for all point sets, so learnable subclasses build their factor once (and need
+        neither $a = L L^\top$ nor $b$ itself: $b \cdot v = w \cdot (L^\top v)$).
+        """
+        b = self._coefficients()[1]
+        return [(self._transform(v), v @ b.to(v)) for v in vs]
 
     @property
     def a(self) -> torch.Tensor:
@@ -203,6 +218,14 @@ class Randers(FinslerManifold):
         r"""$\log_x y = y - x$."""
         return y - x
 
+    def expmap0(self, u: torch.Tensor) -> torch.Tensor:
+        r"""$\exp_0 u = u$: the chart is linear (returns `u` itself, no copy)."""
+        return u
+
+    def logmap0(self, y: torch.Tensor) -> torch.Tensor:
+        r"""$\log_0 y = y$ (returns `y` itself, no copy)."""
+        return y
+
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport is the identity (Minkowski space is flat, its connection vanishes)."""
         return v
@@ -264,22 +287,14 @@ class Randers(FinslerManifold):
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
             )
         self._validate(x, y, names=("x", "y"), batch_dims=2)
-        b = self._coefficients()[1].to(x)
+        factored = self._factor_and_drift() if x.dim() == 2 and y.dim() == 2 else None
+        if factored is not None:
+            # the common case (a batch against a set, e.g. a classifier head): fused kernel
+            factor, w = factored
+            return pairwise_randers(x, y, factor.to(x), w.to(x))
         xc, yc = centre(x, y)
-        xt, yt = self._transform(xc), self._transform(yc)
-        x_drift, y_drift = xc @ b, yc @ b
-        if torch.is_grad_enabled() and (xt.requires_grad or yt.requires_grad or b.requires_grad):
-            alpha = safe_sqrt(pairwise_sqdist(xt, yt))
-            return alpha + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
-        # Inference: one matmul for |xt_i - yt_j|^2 (norms folded in as extra columns, like
-        # torch.cdist), then in-place clamp, sqrt and a rank-2 update for the drift y_j - x_i.
-        ones_x, ones_y = torch.ones_like(x_drift), torch.ones_like(y_drift)
-        x_aug = torch.cat([xt, (xt * xt).sum(-1, keepdim=True), ones_x.unsqueeze(-1)], dim=-1)
-        y_aug = torch.cat([-2.0 * yt, ones_y.unsqueeze(-1), (yt * yt).sum(-1, keepdim=True)], dim=-1)
-        out = (x_aug @ y_aug.mT).clamp_min_(0.0).sqrt_()
-        drift_x = torch.stack([ones_x, -x_drift], dim=-1)  # [..., N, 2]
-        drift_y = torch.stack([y_drift, ones_y], dim=-2)  # [..., 2, M]
-        return out.addmm_(drift_x, drift_y) if out.dim() == 2 else out.add_(drift_x @ drift_y)
+        (xt, x_drift), (yt, y_drift) = self._transform_with_drift(xc, yc)
+        return pairwise_dist(xt, yt) + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -384,6 +399,24 @@ class _LearnableRanders(Randers):
         size = rmath.drift_norm(a, u)
         return a, _squash(u, size, self.max_drift)
 
+    def _factor_and_drift(self):
+        if self.rank is not None:
+            return None
+        u = self.drift_raw
+        return self._chol_factor(), _squash(u, u.norm(), self.max_drift)
+
+    def _transform_with_drift(self, *vs):
+        if self.rank is not None:
+            return super()._transform_with_drift(*vs)
+        chol = self._chol_factor()
+        u = self.drift_raw
+        w = _squash(u, u.norm(), self.max_drift)  # b = L w, so b . v = w . (L^T v)
+        out = []
+        for v in vs:
+            t = v @ chol.to(v)
+            out.append((t, t @ w.to(v)))
+        return out
+
     def _transform(self, v: torch.Tensor) -> torch.Tensor:
         if self.rank is None:
             return v @ self._chol_factor().to(v)
@@ -410,6 +443,13 @@ class _ReversedRanders(Randers):
 
     def _transform(self, v):
         return self.source._transform(v)
+
+    def _factor_and_drift(self):
+        factored = self.source._factor_and_drift()
+        return None if factored is None else (factored[0], -factored[1])
+
+    def _transform_with_drift(self, *vs):
+        return [(t, -drift) for t, drift in self.source._transform_with_drift(*vs)]
 
     def reverse(self) -> Randers:
         return self.source

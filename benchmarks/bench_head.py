@@ -1,0 +1,211 @@
+"""FAIMHead vs nn.Linear (and the design notes' einsum head): time and activation memory.
+
+Usage:
+    PYTHONPATH=. python benchmarks/bench_head.py [--batch 256 --features 512 --classes 1000]
+
+All numbers are measured in the same run and printed as RATIOS against `nn.Linear`:
+
+* time: forward + backward (`out.sum().backward()`), all heads timed round-robin (so load
+  from other processes hits them alike); the statistic is the minimum over repeats (robust
+  on a shared machine), the median is printed too.
+* memory ("act MiB"): bytes of the tensors autograd saves for backward that are not
+  parameters or the input (deduplicated by storage), plus the output: the activation memory a
+  training step keeps alive per head, measured with `torch.autograd.graph.saved_tensors_hooks`.
+  It is the peak-memory growth of a training step on top of the weights, not counting
+  temporaries freed within the forward. With `--device cuda` the script also reports the
+  `torch.cuda.max_memory_allocated` growth of one forward + backward ("peak MiB").
+
+Bars (issue 5): full rank <= 4.0x Linear time, rank=64 <= 1.5x, >= 50x faster than the notes'
+einsum formulation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from finslerlib.nn import FAIMHead
+
+EINSUM = "notes' einsum head"
+
+
+class NotesHead(nn.Module):
+    """The design notes' reference head (integration A), verbatim apart from ASCII names."""
+
+    def __init__(self, feat_dim, n_cls, lam=0.1):
+        super().__init__()
+        self.mu = nn.Parameter(torch.randn(n_cls, feat_dim))
+        self.L = nn.Parameter(torch.eye(feat_dim))
+        self.beta = nn.Parameter(torch.randn(feat_dim))
+        self.lmbda = nn.Parameter(torch.tensor(lam))
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        eye = torch.eye(self.L.size(0), device=self.L.device)
+        sigma = self.L @ self.L.T + 1e-6 * eye
+        diff = x.unsqueeze(1) - self.mu
+        quad = torch.einsum("bcd,df,bcf->bc", diff, sigma, diff)
+        beta_dot = torch.einsum("d,bcd->bc", self.beta, diff)
+        d_f = torch.sqrt(quad) + self.lmbda * beta_dot.abs()
+        return -self.scale * d_f
+
+
+class MatmulFloor(nn.Module):
+    """Only the matrix products a full-rank Randers head must do (forward and backward).
+
+    Forward: `x L`, `mu L`, the Gram product; backward: the Gram's two products, then
+    `g L^T` and `v^T g` for both point sets. Its time is a floor for the full-rank head
+    (about 3.5x an `nn.Linear` in flops); `head / floor` is the overhead of everything else.
+    """
+
+    def __init__(self, d, c, device):
+        super().__init__()
+        self.factor = torch.randn(d, d, device=device)
+        self.mu = torch.randn(c, d, device=device)
+        self.grad = None
+
+    def forward(self, x):
+        floor = self
+
+        class _Out(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                xt, yt = x @ floor.factor, floor.mu @ floor.factor
+                ctx.save_for_backward(x, xt, yt)
+                return xt @ yt.mT
+
+            @staticmethod
+            def backward(ctx, g):
+                x, xt, yt = ctx.saved_tensors
+                gx, gy = g @ yt, g.mT @ xt
+                (x.mT @ gx).addmm_(floor.mu.mT, gy)
+                floor.mu_grad = gy @ floor.factor.mT
+                return gx @ floor.factor.mT
+
+        return _Out.apply(x)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fwd_bwd_seconds(module, x):
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    _sync(x.device)
+    start = time.perf_counter()
+    module(x).sum().backward()
+    _sync(x.device)
+    return time.perf_counter() - start
+
+
+def saved_activation_bytes(module, x):
+    """Bytes saved for backward (excluding parameters and the input) plus the output's."""
+    excluded = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    excluded.add(x.untyped_storage().data_ptr())
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = module(x)
+    storages[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
+    out.sum().backward()
+    return sum(storages.values())
+
+
+def cuda_peak_growth(module, x):
+    module.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    module(x).sum().backward()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--features", type=int, default=512)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--einsum-repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--skip-einsum", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    b, d, c = args.batch, args.features, args.classes
+    x = torch.randn(b, d, device=device, requires_grad=True)
+
+    heads = {
+        "nn.Linear": nn.Linear(d, c),
+        "FAIMHead full rank": FAIMHead(d, c),
+        f"FAIMHead rank={args.rank}": FAIMHead(d, c, rank=args.rank),
+        "FAIMHead full, direction=max": FAIMHead(d, c, direction="max"),
+    }
+    heads = {name: h.to(device) for name, h in heads.items()}
+    heads["matmul floor (full rank)"] = MatmulFloor(d, c, device)
+    threads = torch.get_num_threads() if device.type == "cpu" else "-"
+    print(f"device={device} threads={threads} B={b} D={d} C={c} float32, forward+backward")
+
+    times = {name: [] for name in heads}
+    for head in heads.values():  # warm-up
+        for _ in range(3):
+            fwd_bwd_seconds(head, x)
+    for _ in range(args.repeats):
+        for name, head in heads.items():
+            times[name].append(fwd_bwd_seconds(head, x))
+    if not args.skip_einsum:
+        notes = NotesHead(d, c).to(device)
+        fwd_bwd_seconds(notes, x)
+        times[EINSUM] = [fwd_bwd_seconds(notes, x) for _ in range(args.einsum_repeats)]
+        heads[EINSUM] = notes
+
+    base_t = min(times["nn.Linear"])
+    rows = {}
+    for name, head in heads.items():
+        mem = saved_activation_bytes(head, x)
+        peak = cuda_peak_growth(head, x) if device.type == "cuda" else None
+        rows[name] = (min(times[name]), statistics.median(times[name]), mem, peak)
+    base_mem, base_peak = rows["nn.Linear"][2], rows["nn.Linear"][3]
+
+    header = f"{'head':30s} {'min ms':>8s} {'med ms':>8s} {'x Linear':>9s} {'act MiB':>8s} {'x Linear':>9s}"
+    if device.type == "cuda":
+        header += f" {'peak MiB':>9s} {'x Linear':>9s}"
+    print(header)
+    for name, (t, med, mem, peak) in rows.items():
+        line = f"{name:30s} {1e3 * t:8.2f} {1e3 * med:8.2f} {t / base_t:9.2f}"
+        line += f" {mem / 2**20:8.2f} {mem / base_mem:9.2f}"
+        if peak is not None:
+            line += f" {peak / 2**20:9.2f} {peak / base_peak:9.2f}"
+        print(line)
+    full_t = rows["FAIMHead full rank"][0]
+    low_t = rows[f"FAIMHead rank={args.rank}"][0]
+    floor_t = rows["matmul floor (full rank)"][0]
+    print(f"full rank / Linear    = {full_t / base_t:.2f}x  (bar <= 4.0x; its matmuls alone: "
+          f"{floor_t / base_t:.2f}x)")
+    print(f"rank={args.rank} / Linear      = {low_t / base_t:.2f}x  (bar <= 1.5x)")
+    if EINSUM in rows:
+        print(f"einsum / full rank    = {rows[EINSUM][0] / full_t:.1f}x slower (bar >= 50x)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

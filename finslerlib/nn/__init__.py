@@ -1,0 +1,24 @@
+"""Neural-network layers on Finsler manifolds (the FAIM integrations of the design notes).
+
+* `FAIMHead`: prototype classifier with geodesic logits, a drop-in for the last `nn.Linear`.
+* `FAIMInfoNCELoss`, `FAIMTripletLoss`, `FAIMMarginLoss` (and `functional`): metric-learning
+  losses with geodesic distances.
+* `FAIMBlock`: $x \\mapsto \\exp_p(f(\\log_p x))$, stackable tangent-space layers.
+
+All of them use manifolds only through the manifold API (`cdist`, `dist`, `expmap`, `logmap`,
+`expmap0`, `logmap0`, `projx`), so they work on every finslerlib manifold.
+"""
+
+from finslerlib.nn import functional
+from finslerlib.nn.block import FAIMBlock
+from finslerlib.nn.head import FAIMHead
+from finslerlib.nn.losses import FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
+
+__all__ = [
+    "FAIMBlock",
+    "FAIMHead",
+    "FAIMInfoNCELoss",
+    "FAIMMarginLoss",
+    "FAIMTripletLoss",
+    "functional",
+]

@@ -1,0 +1,126 @@
+r"""Module forms of the FAIM losses (see `finslerlib.nn.functional` for the formulas)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from finslerlib.nn import functional as F
+
+__all__ = ["FAIMInfoNCELoss", "FAIMTripletLoss", "FAIMMarginLoss"]
+
+
+class FAIMInfoNCELoss(nn.Module):
+    r"""InfoNCE over geodesic logits $-d(a_i \to p_j)/\tau$ with in-batch negatives.
+
+    See `finslerlib.nn.functional.info_nce_loss`. The manifold is a submodule, so a learnable
+    metric is trained by this loss too.
+
+    Args:
+        manifold: a finslerlib manifold.
+        temperature: $\tau > 0$.
+        symmetric: average with the column-wise (positive -> anchor) cross-entropy.
+        reduction: `"mean"`, `"sum"` or `"none"`.
+
+    Example:
+        >>> from finslerlib import Randers
+        >>> loss = FAIMInfoNCELoss(Randers.learnable(3), temperature=0.5)
+        >>> a = torch.randn(6, 3)
+        >>> loss(a, a).shape
+        torch.Size([])
+    """
+
+    def __init__(self, manifold, temperature: float = 0.1, symmetric: bool = False, *,
+                 reduction: str = "mean"):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        F._check_reduction(reduction)
+        self.manifold = manifold
+        self.temperature = float(temperature)
+        self.symmetric = bool(symmetric)
+        self.reduction = reduction
+
+    def forward(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Loss for `anchors` `[N, D]` paired row by row with `positives` `[N, D]`."""
+        return F.info_nce_loss(self.manifold, anchors, positives, temperature=self.temperature,
+                               symmetric=self.symmetric, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, symmetric={self.symmetric}"
+
+
+class FAIMTripletLoss(nn.Module):
+    r"""Triplet loss $\max(0, d(a \to p) - d(a \to n) + m)$ with forward geodesic distances.
+
+    Args:
+        manifold: a finslerlib manifold.
+        margin: $m \ge 0$.
+        reduction: `"mean"`, `"sum"` or `"none"`.
+
+    Example:
+        >>> from finslerlib import Randers
+        >>> loss = FAIMTripletLoss(Randers(torch.eye(2)), margin=1.0)
+        >>> a = torch.zeros(1, 2)
+        >>> loss(a, a, a + 5.0)  # negative far away: no loss
+        tensor(0.)
+    """
+
+    def __init__(self, manifold, margin: float = 1.0, *, reduction: str = "mean"):
+        super().__init__()
+        if not margin >= 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        F._check_reduction(reduction)
+        self.manifold = manifold
+        self.margin = float(margin)
+        self.reduction = reduction
+
+    def forward(self, anchors, positives, negatives) -> torch.Tensor:
+        """Loss for row-aligned triplets, each `[N, D]`."""
+        return F.triplet_loss(self.manifold, anchors, positives, negatives, margin=self.margin,
+                              reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+
+class FAIMMarginLoss(nn.Module):
+    r"""Geodesic additive-margin softmax loss for a `FAIMHead` (CosFace/ArcFace idea).
+
+    $\mathcal{L} = \mathrm{CE}\big(-s\,(\delta(x, \mu) + m\,\mathrm{onehot}(y)),\ y\big)$ with
+    $\delta$ = `head.distances` and $s$ the head's current (possibly learned) scale. With
+    `margin=0` it equals `cross_entropy(head(x), y)`. The head is referenced, not owned:
+    its parameters belong to the model, not to this loss.
+
+    Args:
+        head: a `FAIMHead`.
+        margin: $m \ge 0$, in distance units.
+        reduction: `"mean"`, `"sum"` or `"none"`.
+
+    Example:
+        >>> from finslerlib.nn import FAIMHead
+        >>> head = FAIMHead(8, 3)
+        >>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+        >>> plain = torch.nn.functional.cross_entropy(head(x), y)
+        >>> torch.allclose(FAIMMarginLoss(head, margin=0.0)(x, y), plain)
+        True
+    """
+
+    def __init__(self, head, margin: float = 0.5, *, reduction: str = "mean"):
+        super().__init__()
+        if not margin >= 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        F._check_reduction(reduction)
+        # keep the head out of this module's parameters/state_dict (a plain attribute)
+        object.__setattr__(self, "head", head)
+        self.margin = float(margin)
+        self.reduction = reduction
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss for `features` `[B, in_features]` and integer `labels` `[B]`."""
+        distances = self.head.distances(features)
+        return F.margin_loss(distances, labels, scale=self.head.scale, margin=self.margin,
+                             reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
