@@ -68,17 +68,31 @@ class Randers(FinslerManifold):
         """`(a, b)` in the module's own dtype; subclasses compute them from parameters."""
         return self._a, self._b
 
+    def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""`(L, w)`: lower-triangular $L$ with $a = L L^\top$ and $w$ with $b = L w$.
+
+        In the coordinates $y = L^\top v$ the norm is $|y| + w \cdot y$ and
+        $\|b\|_{a^{-1}} = |w|$; every pointwise method works there, so no method factors or
+        inverts `a` again (and a learnable factor is used as is, however ill-conditioned).
+        """
+        # Factored on every call (O(D^3), small next to any batched use) rather than cached: a
+        # cached factor goes stale when `_a` changes (load_state_dict, in-place edits).
+        a, b = self._coefficients()
+        chol = torch.linalg.cholesky(a)
+        w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
+        return chol, w
+
+    def _factor_like(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chol, w = self._factor()
+        return chol.to(x), w.to(x)
+
     def _transform(self, v: torch.Tensor) -> torch.Tensor:
         r"""`v @ L` for a factor with $a = L L^\top$, so $\alpha(v) = |v L|$."""
-        # Factored on every call (O(D^3), small next to any pairwise use) rather than cached: a
-        # cached factor goes stale when `_a` changes (load_state_dict, in-place edits).
-        return v @ torch.linalg.cholesky(self._a).to(v)
+        return v @ self._factor()[0].to(v)
 
     def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         r"""`(L, w)` with $a = L L^\top$ and $b = L w$ (square $L$), or `None` if unavailable."""
-        chol, b = torch.linalg.cholesky(self._a), self._b
-        w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
-        return chol, w
+        return self._factor()
 
     def _transform_with_drift(self, *vs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         r"""`(v @ L, b . v)` for each `v`: the $\alpha$-coordinates and the drift term.
@@ -105,13 +119,51 @@ class Randers(FinslerManifold):
 
     def drift_norm(self) -> torch.Tensor:
         r"""$\|b\|_{a^{-1}}$: 0 for a Riemannian metric, $< 1$ always."""
-        a, b = self._coefficients()
-        return rmath.drift_norm(a, b)
+        return self._factor()[1].norm()
 
     def max_asymmetry(self) -> torch.Tensor:
         r"""$\max_v F(v) / F(-v) = (1 + \|b\|_{a^{-1}}) / (1 - \|b\|_{a^{-1}})$."""
         s = self.drift_norm()
         return (1 + s) / (1 - s)
+
+    # ----------------------------------------------------------------- pointwise, whitened
+    # With a = L L^T and b = L w, y = L^T v turns F into the "unit" Randers norm |y| + w.y:
+    # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
+    def _whiten_covector(self, chol: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        flat = xi.reshape(-1, xi.shape[-1])
+        eta = torch.linalg.solve_triangular(chol.mT, flat, upper=True, left=False)
+        return eta.reshape(xi.shape)
+
+    def _unwhiten_vector(self, chol: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(-1, z.shape[-1])
+        u = torch.linalg.solve_triangular(chol, flat, upper=False, left=False)
+        return u.reshape(z.shape)
+
+    def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        self._validate(x, u, names=("x", "u"))
+        chol, w = self._factor_like(u)
+        return rmath.norm(u @ chol, None, w, keepdim=keepdim)
+
+    def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self._validate(x, u, names=("x", "u"))
+        chol, w = self._factor_like(u)
+        return rmath.legendre(u @ chol, None, w) @ chol.mT
+
+    def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        self._validate(x, xi, names=("x", "xi"))
+        chol, w = self._factor_like(xi)
+        return rmath.dual_norm(self._whiten_covector(chol, xi), None, w, keepdim=keepdim)
+
+    def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        self._validate(x, xi, names=("x", "xi"))
+        chol, w = self._factor_like(xi)
+        z = rmath.inverse_legendre(self._whiten_covector(chol, xi), None, w)
+        return self._unwhiten_vector(chol, z)
+
+    def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self._validate(x, u, names=("x", "u"))
+        chol, w = self._factor_like(u)
+        return chol @ rmath.fundamental_tensor(u @ chol, None, w) @ chol.mT
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -158,22 +210,22 @@ class Randers(FinslerManifold):
 
         The parametrization cannot leave the valid set, whatever an optimizer does:
 
-        * full rank (`rank=None`): $a = L L^\top + \rho I$ with $L$ lower triangular, diagonal
-          $\operatorname{softplus}(\cdot) + \varepsilon$, and the relative ridge
-          $\rho = \operatorname{tr}(L L^\top) / (\text{max\_condition} - 1)$; $b = C w$ with
-          $C$ the Cholesky factor of $a$ and $w = \text{max\_drift} \cdot \tanh(|u|)\, u / |u|$,
-          so $\|b\|_{a^{-1}} = |w| <$ `max_drift`.
+        * full rank (`rank=None`): $a = L L^\top$ with $L$ lower triangular, diagonal
+          $\operatorname{softplus}(\cdot) + \varepsilon$, and $b = L w$ with
+          $w = \text{max\_drift} \cdot \tanh(|u|)\, u / |u|$, so $\|b\|_{a^{-1}} = |w| <$
+          `max_drift` exactly. Every method works in the coordinates $y = L^\top v$, where
+          $F = |y| + w \cdot y \ge (1 - |w|)\,|y| > 0$: nothing ever factors or inverts $a$
+          (only triangular solves with $L$), so the metric stays valid in floating point too,
+          however large an optimizer step, and the head's cost stays at its matmuls.
         * `rank=r`: diagonal plus low rank, $a = \operatorname{diag}(d + \rho) + U U^\top$ with
           $d = \operatorname{softplus}(\cdot) + \varepsilon$, $U \in \mathbb{R}^{D \times r}$ and
+          the relative ridge
           $\rho = \operatorname{tr}(\operatorname{diag}(d) + U U^\top) / (\text{max\_condition} - 1)$
           ($D(r + 2)$ parameters instead of $D(D + 1)$); $b$ is $u$ rescaled to
           $\|b\|_{a^{-1}} = \text{max\_drift} \cdot \tanh(\|u\|_{a^{-1}})$. It is a genuine
-          (positive definite) metric on $\mathbb{R}^D$, not a metric on a projection.
-
-        The ridge bounds the condition number of $a$ by `max_condition` whatever the parameters,
-        so $a$ stays *numerically* positive definite (its Cholesky factorization succeeds, in
-        float32 too) even after huge optimizer steps; without it, a triangular $L$ with large
-        off-diagonal entries makes $L L^\top$ singular to working precision.
+          (positive definite) metric on $\mathbb{R}^D$, not a metric on a projection. The ridge
+          bounds the condition number of $a$ by `max_condition` whatever the parameters, so its
+          Cholesky factorization succeeds (in float32 too) even after huge optimizer steps.
 
         Initialized as the Euclidean metric ($a = I$ for full rank, $a \approx I$ for `rank=r`;
         $b = 0$). Works as an `nn.Module` submodule (`state_dict`, `.to(dtype/device)`).
@@ -183,7 +235,7 @@ class Randers(FinslerManifold):
             rank: `None` for full rank, or the rank `r` of the low-rank part.
             max_drift: upper bound on $\|b\|_{a^{-1}}$, in `[0, 1)`; it bounds the asymmetry
                 $F(v)/F(-v) \le (1 + m)/(1 - m)$ (19 for the default 0.9).
-            max_condition: bound (> 1) on the condition number of $a$.
+            max_condition: bound (> 1) on the condition number of $a$ for `rank=r`.
             eps: floor on the diagonal (of $L$, or of $d$).
             dtype: parameter dtype (default: torch's default dtype).
             device: parameter device.
@@ -353,11 +405,12 @@ class _LearnableRanders(Randers):
         self.max_condition = float(max_condition)
         self.eps = float(eps)
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
-        # Start at a = I: the ridge adds tr(a0) / (max_condition - 1) = D c^2 / (max_condition - 1)
-        # to a0 = c^2 I, so c^2 = 1 / (1 + D / (max_condition - 1)); softplus(diag0) + eps = c.
-        scale0 = 1.0 / math.sqrt(1.0 + dim / (self.max_condition - 1.0))
+        # Start at a = I. Full rank: softplus(diag0) + eps = 1. Rank r: the ridge adds
+        # tr(a0) / (max_condition - 1) ~ D d0 / (max_condition - 1) to a0 ~ d0 I, so
+        # d0 = 1 / (1 + D / (max_condition - 1)) (U starts tiny).
+        scale0 = 1.0
         if self.rank is not None:
-            scale0 = scale0 * scale0  # d enters a linearly, not squared
+            scale0 = 1.0 / (1.0 + dim / (self.max_condition - 1.0))
         diag0 = math.log(math.expm1(scale0 - eps))
         if self.rank is None:
             raw = torch.zeros(dim, dim, **factory)
@@ -376,41 +429,44 @@ class _LearnableRanders(Randers):
         return trace / (self.max_condition - 1.0)
 
     def _chol_factor(self) -> torch.Tensor:
-        """Cholesky factor `C` of `a = L L^T + ridge I` (well conditioned by construction)."""
+        """Full rank: the lower-triangular factor `L` (diagonal `softplus + eps`), `a = L L^T`."""
         raw = self.chol_raw
-        diag = nnf.softplus(raw.diagonal()) + self.eps
-        low = torch.tril(raw, -1) + torch.diag_embed(diag)
-        a0 = low @ low.mT
-        eye = torch.eye(self.dim, dtype=raw.dtype, device=raw.device)
-        return torch.linalg.cholesky(a0 + self._ridge((low * low).sum()) * eye)
+        return torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + self.eps)
 
     def _diag(self) -> torch.Tensor:
         """Diagonal `d + ridge` of the diagonal-plus-low-rank `a`."""
         d = nnf.softplus(self.diag_raw) + self.eps
         return d + self._ridge(d.sum() + (self.low_rank * self.low_rank).sum())
 
-    def _coefficients(self):
+    def _drift_full(self) -> torch.Tensor:
         u = self.drift_raw
+        return _squash(u, u.norm(), self.max_drift)
+
+    def _dense_low_rank(self) -> torch.Tensor:
+        return torch.diag_embed(self._diag()) + self.low_rank @ self.low_rank.mT
+
+    def _coefficients(self):
         if self.rank is None:
             chol = self._chol_factor()
-            w = _squash(u, u.norm(), self.max_drift)
-            return chol @ chol.mT, chol @ w
-        a = torch.diag_embed(self._diag()) + self.low_rank @ self.low_rank.mT
-        size = rmath.drift_norm(a, u)
-        return a, _squash(u, size, self.max_drift)
+            return chol @ chol.mT, chol @ self._drift_full()
+        a = self._dense_low_rank()
+        u = self.drift_raw
+        return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
+
+    def _factor(self):
+        if self.rank is None:
+            return self._chol_factor(), self._drift_full()
+        a, b = self._coefficients()
+        chol = torch.linalg.cholesky(a)
+        return chol, torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
 
     def _factor_and_drift(self):
-        if self.rank is not None:
-            return None
-        u = self.drift_raw
-        return self._chol_factor(), _squash(u, u.norm(), self.max_drift)
+        return self._factor() if self.rank is None else None
 
     def _transform_with_drift(self, *vs):
         if self.rank is not None:
             return super()._transform_with_drift(*vs)
-        chol = self._chol_factor()
-        u = self.drift_raw
-        w = _squash(u, u.norm(), self.max_drift)  # b = L w, so b . v = w . (L^T v)
+        chol, w = self._factor()  # b = L w, so b . v = w . (L^T v)
         out = []
         for v in vs:
             t = v @ chol.to(v)
@@ -443,6 +499,10 @@ class _ReversedRanders(Randers):
 
     def _transform(self, v):
         return self.source._transform(v)
+
+    def _factor(self):
+        chol, w = self.source._factor()
+        return chol, -w
 
     def _factor_and_drift(self):
         factored = self.source._factor_and_drift()

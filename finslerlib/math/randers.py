@@ -6,7 +6,9 @@ the Randers data at the point where the vectors live, so the same code serves th
 (closed-form `a(x), b(x)`) and user-defined `RandersField`s (`a(x), b(x)` from callables).
 
 Shapes: `a` is `[..., D, D]` (symmetric positive definite), `b`, vectors `v` and covectors
-`xi` are `[..., D]`; leading dimensions broadcast.
+`xi` are `[..., D]`; leading dimensions broadcast. `a=None` stands for the identity: with a
+factor $a = L L^\top$ and $b = L w$, the norm in the coordinates $y = L^\top v$ is
+$|y| + w \cdot y$, which is how `Randers` evaluates everything (no factorization of `a`).
 
 The norm is $F(v) = \alpha(v) + \beta(v)$ with $\alpha = \sqrt{v^\top a v}$ and
 $\beta = b^\top v$; it is a Finsler (strongly convex) norm iff
@@ -51,6 +53,8 @@ def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         >>> matvec(torch.eye(2), torch.tensor([1.0, 2.0]))
         tensor([1., 2.])
     """
+    if a is None:
+        return v
     if a.dim() == 2:
         # One shared matrix: a plain matmul avoids broadcasting a copy of `a` per vector.
         return v @ a.mT
@@ -73,6 +77,8 @@ def solve_spd(a: torch.Tensor, v: torch.Tensor, *, chol: torch.Tensor | None = N
         >>> solve_spd(2 * torch.eye(2), torch.tensor([2.0, 4.0]))
         tensor([1., 2.])
     """
+    if a is None:
+        return v
     if chol is None:
         chol = torch.linalg.cholesky(a)
     if a.dim() == 2:
@@ -148,7 +154,7 @@ def norm(
 
 def _dual_parts(xi: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     """Shared pieces of the dual norm: `a^{-1} xi`, `b# = a^{-1} b`, `s`, `t = xi . b#`, `F*`."""
-    chol = torch.linalg.cholesky(a)
+    chol = None if a is None else torch.linalg.cholesky(a)
     a_inv_xi = solve_spd(a, xi, chol=chol)
     b_sharp = solve_spd(a, b, chol=chol)
     lam = 1.0 - (b * b_sharp).sum(-1, keepdim=True)
@@ -261,6 +267,8 @@ def fundamental_tensor(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tor
     ell = safe_div(av, alpha)
     ratio = safe_div(f, alpha).unsqueeze(-1)
     lb = ell + b
+    if a is None:
+        a = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
     return ratio * (a - ell.unsqueeze(-1) * ell.unsqueeze(-2)) + lb.unsqueeze(-1) * lb.unsqueeze(-2)
 
 
