@@ -1,0 +1,145 @@
+"""Batched `RandersField.dist` versus per-pair polyline minimization with scipy.
+
+The field is a nonlinear 3-D Randers metric $F(x, v) = \\sqrt{s(x)}\\,|v| + b(x) \\cdot v$ with
+$s(x) = 1 + \\tfrac12 \\sum_i \\sin^2(k x_i)$ and $b(x) = c\\,(\\sin k x_1, \\sin k x_2, \\sin k x_0)$.
+
+* finslerlib: one batched shooting solve for all pairs (`RandersField.dist`, RK4 with `--steps`).
+* baseline: for each pair, minimize the energy $N \\sum_k F(m_k, \\Delta_k)^2$ of an `--segments`-segment
+  polyline (midpoint rule, analytic numpy gradient) with scipy's L-BFGS-B, and report its length
+  $\\sum_k F(m_k, \\Delta_k)$ (energy minimizers are constant-speed length minimizers).
+
+Both are compared with a reference distance from the shooting solver at `--ref-steps` RK4 steps.
+Both run single-threaded (`torch.set_num_threads(1)`); the printed ratio is baseline time over
+finslerlib time, measured in the same run.
+
+    PYTHONPATH=. python benchmarks/bench_field_dist.py [--pairs 256] [--steps 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from finslerlib import RandersField
+
+
+def make_field(freq: float, drift: float, steps: int) -> RandersField:
+    def a(x):
+        s = 1.0 + 0.5 * torch.sin(freq * x).pow(2).sum(-1)
+        return s[..., None, None] * torch.eye(3, dtype=x.dtype, device=x.device)
+
+    def b(x):
+        return drift * torch.sin(freq * x[..., [1, 2, 0]])
+
+    return RandersField(a, b, dim=3, steps=steps)
+
+
+def polyline_distance(x, y, freq, drift, segments):
+    """Length of the energy-minimizing `segments`-segment polyline from x to y (numpy + L-BFGS-B)."""
+    n = segments
+    t = np.linspace(0.0, 1.0, n + 1)[1:-1, None]
+    interior0 = (x + t * (y - x)).ravel()
+
+    def parts(flat):
+        nodes = np.vstack([x, flat.reshape(n - 1, 3), y])
+        mid = 0.5 * (nodes[1:] + nodes[:-1])
+        delta = nodes[1:] - nodes[:-1]
+        sk = np.sin(freq * mid)
+        s = 1.0 + 0.5 * (sk * sk).sum(-1)
+        root = np.sqrt(s)
+        norm = np.sqrt((delta * delta).sum(-1))
+        b = drift * sk[:, [1, 2, 0]]
+        f = root * norm + (b * delta).sum(-1)
+        return nodes, mid, delta, sk, root, norm, f
+
+    def energy(flat):
+        nodes, mid, delta, sk, root, norm, f = parts(flat)
+        ds = 0.5 * freq * np.sin(2.0 * freq * mid)  # grad of s
+        ck = drift * freq * np.cos(freq * mid)
+        # dF/dm = grad(sqrt s)|delta| + J_b^T delta ; dF/ddelta = sqrt(s) delta/|delta| + b
+        dfdm = ds / (2.0 * root[:, None]) * norm[:, None]
+        dfdm = dfdm + np.stack([ck[:, 0] * delta[:, 2], ck[:, 1] * delta[:, 0], ck[:, 2] * delta[:, 1]], -1)
+        dfdd = root[:, None] * delta / np.maximum(norm, 1e-300)[:, None] + drift * sk[:, [1, 2, 0]]
+        coef = 2.0 * n * f[:, None]
+        gm, gd = coef * dfdm, coef * dfdd
+        grad_nodes = np.zeros_like(nodes)
+        grad_nodes[1:] += 0.5 * gm + gd
+        grad_nodes[:-1] += 0.5 * gm - gd
+        return n * (f * f).sum(), grad_nodes[1:-1].ravel()
+
+    res = minimize(energy, interior0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15})
+    return parts(res.x)[-1].sum(), res.nit
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=12, help="RK4 steps of the batched solver")
+    parser.add_argument("--ref-steps", type=int, default=64, help="RK4 steps of the reference")
+    parser.add_argument("--segments", type=int, default=40, help="polyline segments of the baseline")
+    parser.add_argument("--freq", type=float, default=1.5)
+    parser.add_argument("--drift", type=float, default=0.35)
+    parser.add_argument("--spread", type=float, default=1.0, help="points uniform in [-spread, spread]^3")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    dtype = torch.float64
+    x = (torch.rand(args.pairs, 3, dtype=dtype) * 2 - 1) * args.spread
+    y = (torch.rand(args.pairs, 3, dtype=dtype) * 2 - 1) * args.spread
+
+    fast = make_field(args.freq, args.drift, args.steps)
+    ref_field = make_field(args.freq, args.drift, args.ref_steps)
+    with torch.no_grad():
+        reference = ref_field.dist(x, y)
+        # the accuracy target of the solve: far below the discretization errors compared here
+        fast.dist(x, y, atol=1e-9, rtol=1e-8)  # warm-up
+        times, cpu_times = [], []
+        for _ in range(args.repeats):
+            start, cpu = time.perf_counter(), time.process_time()
+            ours = fast.dist(x, y, atol=1e-9, rtol=1e-8)
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
+    t_ours, c_ours = min(times), min(cpu_times)
+
+    xn, yn = x.numpy(), y.numpy()
+    start, cpu = time.perf_counter(), time.process_time()
+    base = []
+    iters = []
+    for i in range(args.pairs):
+        d, nit = polyline_distance(xn[i], yn[i], args.freq, args.drift, args.segments)
+        base.append(d)
+        iters.append(nit)
+    t_base, c_base = time.perf_counter() - start, time.process_time() - cpu
+    base = torch.tensor(base, dtype=dtype)
+
+    def errors(d):
+        rel = ((d - reference).abs() / reference).numpy()
+        return f"max rel err {rel.max():.2e}, median {np.median(rel):.2e}"
+
+    print(f"{args.pairs} pairs, 3-D field (freq {args.freq}, drift {args.drift}), float64, 1 thread")
+    print(f"reference: shooting with {args.ref_steps} RK4 steps; mean distance {reference.mean():.4f}")
+    print(
+        f"finslerlib batched dist ({args.steps} RK4 steps): wall {t_ours * 1e3:9.1f} ms, "
+        f"cpu {c_ours * 1e3:9.1f} ms   {errors(ours)}"
+    )
+    print(
+        f"scipy L-BFGS-B {args.segments}-segment polyline:   wall {t_base * 1e3:9.1f} ms, "
+        f"cpu {c_base * 1e3:9.1f} ms   {errors(base)}   (mean {np.mean(iters):.0f} iterations/pair)"
+    )
+    print(
+        f"speed ratio (scipy / finslerlib): {c_base / c_ours:.1f}x cpu time, {t_base / t_ours:.1f}x wall "
+        "(cpu time is the steadier figure on a shared machine)"
+    )
+    return c_base / c_ours
+
+
+if __name__ == "__main__":
+    main()

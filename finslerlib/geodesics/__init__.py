@@ -1,0 +1,37 @@
+"""Numerical geodesics of position-dependent Randers metrics given as functions `x -> (a, b)`.
+
+* `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$.
+* `geodesic_flow`: batched fixed-step RK4 integration (the exponential map).
+* `solve_boundary_value`: batched (quasi-)Newton shooting with autograd Jacobians (the log map).
+"""
+
+from finslerlib.geodesics.hamiltonian import (
+    CoefficientFn,
+    guarded,
+    hamiltonian,
+    hamiltonian_vector_field,
+    randers_validity,
+)
+from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
+from finslerlib.geodesics.shooting import (
+    BoundarySolution,
+    GeodesicConvergenceError,
+    default_tolerances,
+    endpoint_jacobian,
+    solve_boundary_value,
+)
+
+__all__ = [
+    "CoefficientFn",
+    "hamiltonian",
+    "hamiltonian_vector_field",
+    "randers_validity",
+    "guarded",
+    "geodesic_flow",
+    "simpson_weights",
+    "BoundarySolution",
+    "GeodesicConvergenceError",
+    "default_tolerances",
+    "endpoint_jacobian",
+    "solve_boundary_value",
+]

@@ -1,0 +1,153 @@
+r"""Geodesic flow of a position-dependent Randers metric as a Hamiltonian system.
+
+The metric is given as a **function** `coefficients(x) -> (a, b)` returning the Randers data at
+the points `x` (shapes `[..., D, D]` and `[..., D]`), not as a class. Geodesics are the
+projections of the flow of $H(x, p) = \tfrac12 F^*(x, p)^2$ (Bao–Chern–Shen ch. 5):
+
+$$\dot x = \partial_p H = \ell_x^{-1}(p), \qquad \dot p = -\partial_x H,$$
+
+where $F^*$ is the dual (co-)norm from `finslerlib.math.randers.dual_norm`, so no inverse
+fundamental tensor is ever formed. The costate is the Legendre image of the velocity,
+$p = \ell_x(\dot x)$, and $H$ (hence the speed $F(x, \dot x)$) is conserved along the flow.
+The derivative in $x$ is one `torch.func.vjp` of `coefficients`, which also works under
+`torch.no_grad()` and composes with ordinary autograd, so integrating with it is differentiable
+with respect to the initial data and to any parameters that `coefficients` closes over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import vjp
+
+from finslerlib.math import randers as rmath
+from finslerlib.math.pairwise import safe_div, safe_sqrt
+
+__all__ = ["CoefficientFn", "hamiltonian", "hamiltonian_vector_field", "randers_validity", "guarded"]
+
+CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def hamiltonian(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    r"""The geodesic Hamiltonian $H(x, p) = \tfrac12 F^*(x, p)^2$.
+
+    Args:
+        coefficients: callable `x -> (a, b)` with `a` of shape `[..., D, D]` (SPD) and `b` of
+            shape `[..., D]`.
+        x: Tensor, shape `[..., D]`, points.
+        p: Tensor, shape `[..., D]`, covectors (momenta) at `x`.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2), torch.zeros(2))
+        >>> hamiltonian(euclid, torch.zeros(2), torch.tensor([3.0, 4.0]))
+        tensor(12.5000)
+    """
+    a, b = coefficients(x)
+    return 0.5 * rmath.dual_norm(p, a, b) ** 2
+
+
+def hamiltonian_vector_field(
+    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Hamilton's equations $(\dot x, \dot p) = (\partial_p H, -\partial_x H)$, batched.
+
+    Evaluated through the Legendre duality instead of differentiating $F^*$: with
+    $u = \ell_x^{-1}(p)$ (closed form) and $L(x, u) = \tfrac12 F(x, u)^2$,
+    $\partial_p H = u$ and $\partial_x H = -\partial_x L(x, u)$ at fixed $u$. The latter is one
+    vector-Jacobian product of `coefficients` with the closed-form cotangents
+    $\partial L / \partial a = \tfrac{F}{2\alpha}\, u u^\top$, $\partial L / \partial b = F u$,
+    so the reverse pass runs only through the user's `a(x), b(x)` and never through a Cholesky
+    factorization. `torch.func.vjp` keeps it differentiable by outer autograd and `torch.func`
+    transforms (used for the shooting Jacobian).
+
+    Args:
+        coefficients: callable `x -> (a, b)`; see `hamiltonian`.
+        x: Tensor, shape `[B, D]` (any leading shape works).
+        p: Tensor, same shape as `x`.
+
+    Returns:
+        `(dx, dp)`, Tensors of the shape of `x`.
+
+    Example:
+        >>> constant = lambda x: (torch.eye(2), torch.tensor([0.5, 0.0]))
+        >>> dx, dp = hamiltonian_vector_field(constant, torch.zeros(2), torch.tensor([4.5, 0.0]))
+        >>> dx, dp  # velocity = inverse Legendre of p; constant metric: p does not change
+        (tensor([2., 0.]), tensor([0., 0.]))
+    """
+    (a, b), pullback = vjp(coefficients, x)
+    u = rmath.inverse_legendre(p, a, b)
+    au = rmath.matvec(a, u)
+    alpha = safe_sqrt((au * u).sum(-1, keepdim=True))
+    f = alpha + (b * u).sum(-1, keepdim=True)
+    scale = safe_div(f, 2.0 * alpha)
+    cot_a = (scale.unsqueeze(-1) * u.unsqueeze(-1) * u.unsqueeze(-2)).sum_to_size(a.shape)
+    cot_b = (f * u).sum_to_size(b.shape)
+    (grad_x,) = pullback((cot_a, cot_b))
+    return u, grad_x
+
+
+def randers_validity(a: torch.Tensor, b: torch.Tensor):
+    r"""Cheap batched strong-convexity check of Randers data: `a` SPD and $\|b\|_{a^{-1}} < 1$.
+
+    One `torch.linalg.cholesky_ex` (no exception, an `info` code per matrix) and one triangular
+    solve: with $a = L L^\top$, $\|b\|_{a^{-1}} = |L^{-1} b|$. No host synchronization, so it
+    can run inside `torch.func` transforms.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`, symmetric.
+        b: Tensor, shape `[..., D]`.
+
+    Returns:
+        `(ok, drift, spd)`: bool Tensor `[...]` (valid and finite), the drift size
+        $\|b\|_{a^{-1}}$ `[...]` (meaningless where `a` is not SPD), bool Tensor `[...]`
+        (`a` positive definite).
+
+    Example:
+        >>> ok, drift, spd = randers_validity(torch.eye(2), torch.tensor([[0.5, 0.0], [2.0, 0.0]]))
+        >>> ok, drift
+        (tensor([ True, False]), tensor([0.5000, 2.0000]))
+    """
+    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-1])
+    d = b.shape[-1]
+    a = a.expand(*shape, d, d)
+    b = b.expand(*shape, d)
+    chol, info = torch.linalg.cholesky_ex(a)
+    spd = (info == 0) & torch.isfinite(a).all(-1).all(-1)
+    eye = torch.eye(d, dtype=a.dtype, device=a.device)
+    chol = torch.where(spd.unsqueeze(-1).unsqueeze(-1), chol, eye)
+    w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
+    drift = w.norm(dim=-1)
+    ok = spd & (drift < 1) & torch.isfinite(drift)
+    return ok, drift, spd
+
+
+def guarded(coefficients: CoefficientFn) -> CoefficientFn:
+    """Wrap `coefficients` so invalid data poison the flow with NaN instead of raising.
+
+    Where `(a, b)` fails `randers_validity`, returns `(I, NaN)`: the Hamiltonian, and so the
+    trajectory through that point, becomes NaN, which a solver sees as a failed trial step
+    (a Newton step leaving the domain of the metric) rather than an exception for the batch.
+
+    Example:
+        >>> bad = guarded(lambda x: (torch.eye(1), 2.0 * x))
+        >>> bad(torch.tensor([[0.1], [1.0]]))[1]
+        tensor([[0.2000],
+                [   nan]])
+    """
+
+    def safe(x: torch.Tensor):
+        a, b = coefficients(x)
+        ok = randers_validity(a, b)[0]
+        shape = ok.shape
+        d = b.shape[-1]
+        keep = ok.unsqueeze(-1)
+        eye = torch.eye(d, dtype=b.dtype, device=b.device)
+        a = torch.where(keep.unsqueeze(-1), a.expand(*shape, d, d), eye)
+        b = torch.where(keep, b.expand(*shape, d), torch.full_like(b.expand(*shape, d), float("nan")))
+        return a, b
+
+    return safe
