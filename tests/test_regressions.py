@@ -28,3 +28,18 @@ def test_funk_expmap_gradient_finite_at_origin_base_point(dtype):
         ]
     )
     torch.testing.assert_close(p.grad, fd, atol=1e-6 if dtype == torch.float64 else 2e-2, rtol=1e-4)
+
+
+def test_randers_field_cdist_with_different_set_sizes():
+    """cdist(x [N, D], y [M, D]) with N != M: the N and M dimensions are not batch dimensions.
+
+    Compared with dist on explicitly broadcast pairs (the definition of cdist).
+    """
+    field = finslerlib.RandersField(b=lambda x: 0.3 * torch.tanh(x), dim=2)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    d = field.cdist(x, y)
+    assert d.shape == (3, 2)
+    pairs = field.dist(x[:, None, :].expand(3, 2, 2), y[None, :, :].expand(3, 2, 2))
+    torch.testing.assert_close(d, pairs)

@@ -496,7 +496,7 @@ class RandersField(FinslerManifold):
             >>> field.cdist(torch.zeros(1, 2), torch.zeros(3, 2))
             tensor([[0., 0., 0.]])
         """
-        self._validate(x, y, names=("x", "y"))
+        self._validate(x, y, names=("x", "y"), batch_dims=2)
         if x.dim() < 2 or y.dim() < 2:
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
