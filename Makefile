@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
+# e.g. `make demo DEMO_ARGS="--epochs 5 --heads linear funk"`
+DEMO_ARGS ?=
 
 .PHONY: venv install test lint bench docs docs-check demo clean
 
@@ -17,11 +19,16 @@ $(PY):
 venv: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 
+# the examples extra too: the test suite runs every example's --smoke mode (tests/test_examples.py)
 install: venv
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,examples]"
 
 test: install
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job on bundled data (README): CNN on scikit-learn's digits with three heads, plots in outputs/.
+demo: install
+	$(PY) examples/digits_demo.py $(DEMO_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -191,7 +191,7 @@ def project(x: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
 
 def _limit_norm(y: torch.Tensor, x: torch.Tensor, *, radius: float) -> torch.Tensor:
     """Clamp step results to norm `max(R(1 - eps), |x|)`: inside, and never pulls `x` itself in."""
-    xn = (x * x).sum(-1, keepdim=True).sqrt()
+    xn = safe_sqrt((x * x).sum(-1, keepdim=True))  # finite gradient at x = 0 (the origin)
     bound = torch.clamp_min(xn, radius * (1.0 - boundary_margin(y.dtype)))
     return clamp_norm(y, bound)
 

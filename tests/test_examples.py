@@ -1,0 +1,152 @@
+"""Every script in `examples/` runs in its `--smoke` mode, so the examples break CI when the API changes.
+
+Each example exposes `main(argv) -> dict` and accepts `--smoke` and `--out DIR`; the tests call
+`main` in this process (one torch import for all of them) and check what the example promises:
+its own verifications pass (they raise otherwise), its figures are real PNG files, and the demo is
+reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+pytest.importorskip("tqdm")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_smoke(path: Path, out: Path, *extra: str) -> dict:
+    return load(path).main(["--smoke", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """`smoke(name)`: the example's `--smoke` result and output folder, run once per module."""
+    cache: dict[str, tuple[dict, Path]] = {}
+
+    def get(name: str) -> tuple[dict, Path]:
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name)
+            cache[name] = (run_smoke(EXAMPLES / f"{name}.py", out), out)
+        return cache[name]
+
+    return get
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"missing figure {path}"
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    assert len(data) > 5_000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+def test_examples_found():
+    names = {p.name for p in SCRIPTS}
+    assert {
+        "digits_demo.py",
+        "frechet_mean.py",
+        "custom_field.py",
+        "contrastive.py",
+        "faim_blocks.py",
+    } <= names
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_example_smoke(script: Path, smoke):
+    result, out = smoke(script.stem)
+    assert isinstance(result, dict)
+    for png in out.glob("*.png"):
+        assert_png(png)
+
+
+def test_digits_demo_outputs(tmp_path: Path):
+    out = run_smoke(EXAMPLES / "digits_demo.py", tmp_path, "--heads", "linear", "--quiet")
+    (result,) = out["results"]
+    assert result["head"] == "linear"
+    assert 0.0 <= result["test_acc"] <= 1.0 and math.isfinite(result["test_loss"])
+    assert len(result["history"]["test_acc"]) == 2
+    assert_png(tmp_path / "learning_curves.png")
+    assert (tmp_path / "digits_results.json").is_file()
+
+
+def test_digits_demo_reproducible(tmp_path: Path):
+    """Same seed, same numbers (bitwise): the demo's table is reproducible."""
+    demo = load(EXAMPLES / "digits_demo.py")
+    args = ["--smoke", "--heads", "linear", "--quiet", "--seed", "3"]
+    first = demo.main([*args, "--out", str(tmp_path / "a")])["results"][0]["history"]
+    second = demo.main([*args, "--out", str(tmp_path / "b")])["results"][0]["history"]
+    assert first == second
+    other = demo.main(
+        ["--smoke", "--heads", "linear", "--quiet", "--seed", "4", "--out", str(tmp_path / "c")]
+    )
+    assert other["results"][0]["history"] != first
+
+
+def test_frechet_mean_matches_scipy(smoke):
+    out, folder = smoke("frechet_mean")
+    assert_png(folder / "frechet_mean.png")
+    for (direction, optimizer), r in out["results"].items():
+        assert r["error"] < 1e-5, (direction, optimizer, r["error"])
+    # asymmetry has a visible effect: the two means are far apart, the forward one upwind
+    assert out["upwind_offset"] < -0.5
+
+
+def test_demo_cli_help():
+    """`make demo` runs the file as a script: its entry point and --help work."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "digits_demo.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--epochs", "--heads", "--device", "--out", "--seed", "--smoke"):
+        assert option in proc.stdout
+
+
+def test_custom_field_checks_and_catches(smoke):
+    out, folder = smoke("custom_field")
+    assert out["report"].ok and "exp_log_inverse" in out["report"].passed
+    assert "dist_is_norm_of_log" in out["caught"].failed  # the straight-segment dist is caught
+    (d_xy, d_yx), (s_xy, s_yx) = out["dist"], out["straight"]
+    assert d_xy <= s_xy and d_yx <= s_yx and abs(d_xy - d_yx) > 0.1  # asymmetric, geodesics shorter
+    assert out["endpoint_miss"] < 1e-5
+    assert_png(folder / "custom_field.png")
+
+
+def test_contrastive_lowers_loss(smoke):
+    out, _ = smoke("contrastive")
+    assert out["losses"][-1] < out["losses"][0]
+    assert 0.0 <= out["knn_before"] <= 1.0 and 0.0 <= out["knn_after"] <= 1.0
+
+
+def test_faim_blocks_identity_and_inside(smoke):
+    out, _ = smoke("faim_blocks")
+    assert out["identity_gap"] < 1e-5
+    assert out["losses"][-1] < out["losses"][0]
+    assert max(out["radii"]) < 1.0
+
+
+def test_readme_quickstart_runs():
+    """The README's quickstart block is executed as is, so it cannot drift from the API."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 12
+    exec(compile(block, "README.md quickstart", "exec"), {})
