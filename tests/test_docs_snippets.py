@@ -9,6 +9,10 @@ before a block, change what happens to it:
 * `<!-- snippet: signature dotted.name -->`: the block is a call signature such as
   `FAIMHead(in_features, num_classes, manifold=None, *, scale=10.0)`; it is not run but compared
   with `inspect.signature(dotted.name)` (names, kinds, order and defaults; annotations ignored).
+
+Test functions a page defines (`def test_...`, e.g. a hypothesis `@given` test or one decorated
+with `parametrize_manifolds`) are called after the page's blocks, once per parameter, so the
+tests the docs recommend pass too.
 """
 
 from __future__ import annotations
@@ -90,6 +94,28 @@ def _documented_parameters(code: str) -> list[tuple[str, str, object]]:
     ]
 
 
+def _call_page_tests(namespace: dict, where: str) -> int:
+    """Call the module-level `test_*` functions of a page (pytest-parametrized ones per value)."""
+    called = 0
+    for name, fn in list(namespace.items()):
+        if not (name.startswith("test_") and inspect.isfunction(fn)):
+            continue
+        marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
+        if marks:
+            (mark,) = marks
+            argname, values = mark.args[0], mark.args[1]
+            calls = [{argname: v} for v in values]
+        else:
+            calls = [{}]
+        for kwargs in calls:
+            try:
+                fn(**kwargs)
+            except Exception as err:
+                raise AssertionError(f"{where}: the page's {name}({kwargs}) failed: {err}") from err
+            called += 1
+    return called
+
+
 def _actual_parameters(obj) -> list[tuple[str, str, object]]:
     sig = inspect.signature(obj)
     return [
@@ -134,6 +160,9 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
             exec(compile(b.code, b.where, "exec"), namespace)
         except Exception as err:
             raise AssertionError(f"snippet at {b.where} failed: {type(err).__name__}: {err}") from err
+    called = _call_page_tests(namespace, str(page.relative_to(ROOT)))
+    defined = sum(len(re.findall(r"^def test_", b.code, re.M)) for b in blocks(page) if b.kind == "run")
+    assert called >= defined, f"{page.name}: {defined} test functions defined, only {called} called"
 
 
 @pytest.mark.parametrize(
