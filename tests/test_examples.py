@@ -143,10 +143,3 @@ def test_faim_blocks_identity_and_inside(smoke):
     assert out["losses"][-1] < out["losses"][0]
     assert max(out["radii"]) < 1.0
 
-
-def test_readme_quickstart_runs():
-    """The README's quickstart block is executed as is, so it cannot drift from the API."""
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    block = readme.split("## Quickstart", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    assert len(block.strip().splitlines()) <= 12
-    exec(compile(block, "README.md quickstart", "exec"), {})

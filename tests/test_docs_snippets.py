@@ -1,0 +1,181 @@
+"""Every ```python block of README.md and docs/**/*.md runs, so the documentation cannot drift from the API.
+
+The blocks of one page run in order in one namespace (a later block may use an earlier block's
+names), in a fresh temporary working directory. Two HTML comments, written on the line(s) right
+before a block, change what happens to it:
+
+* `<!-- snippet: skip (reason) -->`: the block is not run (GPU, long training, a third-party
+  model); the reason is required. Use sparingly: prefer a snippet small enough to run.
+* `<!-- snippet: signature dotted.name -->`: the block is a call signature such as
+  `FAIMHead(in_features, num_classes, manifold=None, *, scale=10.0)`; it is not run but compared
+  with `inspect.signature(dotted.name)` (names, kinds, order and defaults; annotations ignored).
+
+Test functions a page defines (`def test_...`, e.g. a hypothesis `@given` test or one decorated
+with `parametrize_manifolds`) are called after the page's blocks, once per parameter, so the
+tests the docs recommend pass too.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [p for p in PAGES if "assets" not in p.relative_to(ROOT).parts]
+
+FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+MARKER = re.compile(r"<!--\s*snippet:\s*(?P<kind>\w+)\s*(?P<arg>.*?)\s*-->\s*\Z", re.S)
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # 1-based line of the opening fence
+    code: str
+    kind: str  # "run", "skip" or "signature"
+    arg: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        before = text[: match.start()].rstrip()
+        marker = MARKER.search(before[-300:])
+        kind, arg = ("run", "") if marker is None else (marker["kind"], marker["arg"])
+        found.append(Block(page, line, match[1], kind, arg))
+    return found
+
+
+def _resolve(dotted: str):
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        return obj
+    raise LookupError(dotted)
+
+
+def _documented_parameters(code: str) -> list[tuple[str, str, object]]:
+    """`Name(params)` as written in the docs -> [(name, kind, default)], kinds as in inspect."""
+    call = code.strip()
+    params = call[call.index("(") + 1 : call.rindex(")")]
+    fn = ast.parse(f"def f({params}): pass").body[0].args
+    out = []
+    positional = fn.posonlyargs + fn.args
+    defaults = [inspect.Parameter.empty] * (len(positional) - len(fn.defaults)) + fn.defaults
+    for arg, default in zip(positional, defaults, strict=True):
+        out.append((arg.arg, "POSITIONAL_OR_KEYWORD", default))
+    if fn.vararg:
+        out.append((fn.vararg.arg, "VAR_POSITIONAL", inspect.Parameter.empty))
+    for arg, default in zip(fn.kwonlyargs, fn.kw_defaults, strict=True):
+        out.append((arg.arg, "KEYWORD_ONLY", inspect.Parameter.empty if default is None else default))
+    if fn.kwarg:
+        out.append((fn.kwarg.arg, "VAR_KEYWORD", inspect.Parameter.empty))
+    return [
+        (name, kind, d if d is inspect.Parameter.empty else ast.literal_eval(d)) for name, kind, d in out
+    ]
+
+
+def _call_page_tests(namespace: dict, where: str) -> int:
+    """Call the module-level `test_*` functions of a page (pytest-parametrized ones per value)."""
+    called = 0
+    for name, fn in list(namespace.items()):
+        if not (name.startswith("test_") and inspect.isfunction(fn)):
+            continue
+        marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
+        if marks:
+            (mark,) = marks
+            argname, values = mark.args[0], mark.args[1]
+            calls = [{argname: v} for v in values]
+        else:
+            calls = [{}]
+        for kwargs in calls:
+            try:
+                fn(**kwargs)
+            except Exception as err:
+                raise AssertionError(f"{where}: the page's {name}({kwargs}) failed: {err}") from err
+            called += 1
+    return called
+
+
+def _actual_parameters(obj) -> list[tuple[str, str, object]]:
+    sig = inspect.signature(obj)
+    return [
+        (p.name, "POSITIONAL_OR_KEYWORD" if p.kind is p.POSITIONAL_ONLY else p.kind.name, p.default)
+        for p in sig.parameters.values()
+        if p.name != "self"
+    ]
+
+
+ALL = [b for page in PAGES for b in blocks(page)]
+
+
+def test_pages_have_snippets():
+    """The extraction finds the blocks (a broken regex would make every page pass vacuously)."""
+    pages = {b.page.name for b in ALL}
+    assert {"README.md", "getting-started.md", "custom-metric.md", "verify-metric.md"} <= pages
+    assert sum(b.kind == "run" for b in ALL) >= 20
+
+
+def test_markers_are_known_and_skips_give_a_reason():
+    for b in ALL:
+        assert b.kind in {"run", "skip", "signature"}, f"{b.where}: unknown snippet marker {b.kind!r}"
+        if b.kind == "skip":
+            assert re.fullmatch(r"\(.{8,}\)", b.arg), f"{b.where}: `snippet: skip` needs a (reason)"
+        if b.kind == "signature":
+            assert b.arg, f"{b.where}: `snippet: signature` needs the dotted name of the callable"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [p for p in PAGES if any(b.kind == "run" for b in blocks(p))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_page_snippets_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # snippets that save files write into a scratch folder
+    torch.manual_seed(0)
+    namespace: dict = {"__name__": f"snippets_{page.stem}"}
+    for b in blocks(page):
+        if b.kind != "run":
+            continue
+        try:
+            exec(compile(b.code, b.where, "exec"), namespace)
+        except Exception as err:
+            raise AssertionError(f"snippet at {b.where} failed: {type(err).__name__}: {err}") from err
+    called = _call_page_tests(namespace, str(page.relative_to(ROOT)))
+    defined = sum(len(re.findall(r"^def test_", b.code, re.M)) for b in blocks(page) if b.kind == "run")
+    assert called >= defined, f"{page.name}: {defined} test functions defined, only {called} called"
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in ALL if b.kind == "signature"], ids=lambda b: f"{b.where} {b.arg}"
+)
+def test_documented_signatures_match(block):
+    documented = _documented_parameters(block.code)
+    actual = _actual_parameters(_resolve(block.arg))
+    assert documented == actual, f"{block.where}: the documented signature of {block.arg} is stale"
+
+
+def test_readme_quickstart_is_short():
+    """The README quickstart (run with the other README blocks above) stays a quickstart."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 12
