@@ -24,6 +24,7 @@ install: venv
 	$(PY) -m pip install -q -e ".[test,examples]"
 
 test: install
+	$(PY) -m ruff check .
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
 
 # The main job on bundled data (README): CNN on scikit-learn's digits with three heads, plots in outputs/.

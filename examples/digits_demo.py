@@ -88,9 +88,8 @@ def build_head(name: str, dim: int) -> nn.Module:
     """The classifier on top of the backbone's `dim` features."""
     if name == "linear":
         return nn.Linear(dim, NUM_CLASSES)
-    from finslerlib.nn import FAIMHead
-
     import finslerlib
+    from finslerlib.nn import FAIMHead
 
     if name == "randers":
         # manifold=None: a learnable full-rank Randers metric on R^dim, trained with the network

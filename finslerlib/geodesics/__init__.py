@@ -7,7 +7,9 @@
 """
 
 from finslerlib.geodesics.hamilton import (
-    CoefficientFn,
+    CoefficientFn as CoefficientFn,
+)
+from finslerlib.geodesics.hamilton import (
     guarded,
     hamiltonian,
     hamiltonian_vector_field,
