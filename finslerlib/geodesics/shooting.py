@@ -146,7 +146,7 @@ def _difference_jacobian(coefficients: CoefficientFn, x: torch.Tensor, p: torch.
     eye = torch.eye(d, dtype=p.dtype, device=p.device)
     shifts = torch.cat([eye, -eye]).unsqueeze(1) * h[None, :, None]  # [2D, B, D]
     q = (p.unsqueeze(0) + shifts).reshape(-1, d)
-    ends = geodesic_flow(coefficients, x.repeat(2 * d, 1), q, steps=steps)[0].view(2, d, n, d)
+    ends = geodesic_flow(coefficients, x.repeat(2 * d, 1), q, steps=steps, guard=True)[0].view(2, d, n, d)
     return ((ends[0] - ends[1]) / (2.0 * h[None, :, None])).permute(1, 2, 0)
 
 
@@ -214,15 +214,15 @@ def solve_boundary_value(
     rtol = default_rtol if rtol is None else float(rtol)
     x, y = x.detach(), y.detach()
     n, d = x.shape
-    # Trial steps may leave the region where the metric is valid: poison, do not raise.
-    coefficients = guarded(coefficients)
+    # Trial steps may leave the region where the metric is valid: poison, do not raise
+    # (`guard=True` in every flow below; the polyline start gets the `guarded` wrapper).
 
     chord = y - x
     tolerance = atol + rtol * chord.norm(dim=-1)
-    a0, b0 = coefficients(x)
+    a0, b0 = guarded(coefficients)(x)
     trivial = (chord == 0).all(-1)
     if start == "polyline":
-        p = polyline_momentum(coefficients, x, y, segments=segments)[0]
+        p = polyline_momentum(guarded(coefficients), x, y, segments=segments)[0]
         p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, rmath.legendre(chord, a0, b0))
     else:
         p = rmath.legendre(chord, a0, b0)
@@ -237,7 +237,7 @@ def solve_boundary_value(
         v0 = torch.where(trivial.unsqueeze(-1), torch.ones_like(chord), v0)
         jac = torch.linalg.inv(rmath.fundamental_tensor(v0, a0, b0).expand(n, d, d))
 
-    x1, p1, xs, ps = geodesic_flow(coefficients, x, p, steps=steps, return_path=True)
+    x1, p1, xs, ps = geodesic_flow(coefficients, x, p, steps=steps, return_path=True, guard=True)
     res_vec = x1 - y
     res = _norm(res_vec)
     converged = res <= tolerance
@@ -270,7 +270,7 @@ def solve_boundary_value(
             p_all = p[sub] + s_all
             x1_t, p1_t, xs_t, ps_t = geodesic_flow(
                 coefficients, x[sub].repeat(len(scales), 1), p_all.reshape(-1, d), steps=steps,
-                return_path=True,
+                return_path=True, guard=True,
             )
             rv_all = (x1_t - y[sub].repeat(len(scales), 1)).view(len(scales), m, d)
             r_all = _norm(rv_all)
