@@ -427,3 +427,62 @@ def test_manifold_parameter_trains_with_riemannian_sgd():
         loss.backward()
         opt.step()
     assert field.dist(point.detach(), target).item() < 1e-3 * start
+
+
+# ---------------------------------------------------------------------------- distant points
+def _bench_field(steps):
+    # the nonlinear 3-D field of benchmarks/bench_field_dist.py (freq 1.5, drift 0.35)
+    def a(x):
+        s = 1.0 + 0.5 * torch.sin(1.5 * x).pow(2).sum(-1)
+        return s[..., None, None] * torch.eye(3, dtype=x.dtype)
+
+    def b(x):
+        return 0.35 * torch.sin(1.5 * x[..., [1, 2, 0]])
+
+    return RandersField(a, b, dim=3, steps=steps)
+
+
+def _polyline_length(field, x, y, segments):
+    """Independent oracle: length of the scipy-minimized energy of a fine polyline x -> y."""
+    from scipy.optimize import minimize
+
+    t = torch.linspace(0, 1, segments + 1, dtype=F64)[1:-1, None]
+    start = (x + t * (y - x)).reshape(-1).numpy()
+
+    def parts(flat):
+        nodes = torch.cat([x[None], torch.as_tensor(flat).view(segments - 1, 3), y[None]])
+        delta = nodes[1:] - nodes[:-1]
+        return field.norm(0.5 * (nodes[1:] + nodes[:-1]), delta)
+
+    def energy(flat):
+        z = torch.tensor(flat, dtype=F64, requires_grad=True)
+        e = segments * (parts(z) ** 2).sum()
+        (g,) = torch.autograd.grad(e, z)
+        return e.item(), g.numpy()
+
+    res = minimize(energy, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-11})
+    with torch.no_grad():
+        return parts(torch.as_tensor(res.x)).sum().item()
+
+
+def test_distant_pairs_converge_and_match_fine_polyline():
+    # Points spread over [-2, 2]^3: shooting from the straight chord fails on many of these pairs
+    # (checked below, so this test cannot pass vacuously); the polyline start makes all converge.
+    from finslerlib.geodesics import solve_boundary_value
+
+    torch.manual_seed(0)
+    x = (torch.rand(256, 3, dtype=F64) * 2 - 1) * 2
+    y = (torch.rand(256, 3, dtype=F64) * 2 - 1) * 2
+    field = _bench_field(steps=16)
+    chord = solve_boundary_value(
+        field.raw_coefficients, x, y, steps=16, start="chord", initial_jacobian="chord"
+    )
+    hard = (~chord.converged).nonzero().squeeze(-1)
+    assert hard.numel() >= 10
+    d = field.dist(x, y)  # raises GeodesicConvergenceError if any pair fails
+    assert torch.isfinite(d).all()
+    report = field.solve(x, y)
+    assert bool((report.residual <= report.tolerance).all())
+    for i in hard[:3].tolist():
+        oracle = _polyline_length(field, x[i], y[i], segments=64)
+        assert abs(d[i].item() - oracle) / oracle < 2e-4, (i, d[i].item(), oracle)

@@ -23,6 +23,7 @@ def geodesic_flow(
     *,
     steps: int = 16,
     return_path: bool = False,
+    guard: bool = False,
 ):
     r"""Integrate Hamilton's geodesic equations from $(x, p)$ over $t \in [0, 1]$ with RK4.
 
@@ -36,6 +37,8 @@ def geodesic_flow(
         p: Tensor, shape `[B, D]`, initial momenta (covectors).
         steps: number of RK4 steps (positive).
         return_path: also return the nodes of the trajectory.
+        guard: NaN instead of errors where the metric is not strongly convex (see
+            `hamiltonian_vector_field`).
 
     Returns:
         `(x1, p1)`, Tensors of shape `[B, D]`: the end point and end momentum; with
@@ -50,7 +53,7 @@ def geodesic_flow(
     if int(steps) < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     steps = int(steps)
-    field = functools.partial(hamiltonian_vector_field, coefficients)
+    field = functools.partial(hamiltonian_vector_field, coefficients, guard=guard)
     h = 1.0 / steps
     xs, ps = [x], [p]
     for _ in range(steps):
