@@ -40,6 +40,8 @@ def benchmark_table(entries: list[dict]) -> str:
     for e in entries:
         measured = e.get("measured")
         shown = "*not measured yet*" if measured is None else f"**{measured:g}{e.get('unit', '')}**"
+        if e.get("note"):
+            shown += f" ({e['note']})"
         op = {"<=": "≤", ">=": "≥"}.get(e["bar_op"], e["bar_op"])
         bar = f"{op} {e['bar']:g}{e.get('unit', '')}"
         lines.append(f"| {e['name']} | {e['baseline']} | {bar} | {shown} | `{e['script']}` |")

@@ -27,7 +27,6 @@ from finslerlib.geodesics.shooting import (
 )
 
 __all__ = [
-    "CoefficientFn",
     "hamiltonian",
     "hamiltonian_vector_field",
     "randers_validity",
