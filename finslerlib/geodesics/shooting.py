@@ -7,9 +7,11 @@ conservation of $H$ the distance is $F(x, \ell_x^{-1}(p_0))$.
 
 Method, per element:
 
-* start from the straight line, $p_0 = \ell_x(y - x)$, with the Jacobian
-  $\partial x(1) / \partial p_0 \approx \partial \ell_x^{-1} / \partial p = g_v^{-1}$ (exact for a
-  constant metric, where the first residual is already zero);
+* start (default `start="polyline"`) from the first segment of a minimized discrete path: the
+  energy of a `segments`-segment polyline from $x$ to $y$ is minimized for all pairs at once
+  (`polyline_momentum`), and its initial velocity, through the Legendre map, gives $p_0$; this is
+  what makes distant pairs converge. `start="chord"` uses the straight line, $p_0 = \ell_x(y - x)$,
+  with the Jacobian $\partial x(1) / \partial p_0 \approx g_v^{-1}$ (exact for a constant metric);
 * Newton steps $\delta p = -J^{-1} R$ with backtracking on $|R|$; `jacobian="newton"` recomputes the
   exact Jacobian each iteration by forward-mode autograd through the integrator
   (`endpoint_jacobian`), `jacobian="broyden"` (default, cheaper) updates it by Broyden's rank-one
@@ -17,8 +19,8 @@ Method, per element:
 * an element converges when $|R| \le$ `atol + rtol * |y - x|`; an element whose exact-Jacobian step
   cannot reduce $|R|$, or that runs out of iterations, is reported as not converged.
 
-Shooting finds *a* geodesic from $x$ to $y$; started from the straight line it is the minimizing
-one as long as the metric does not bend geodesics so much that several of them (or conjugate
+Shooting finds *a* geodesic from $x$ to $y$; started from a minimized discrete path (or the
+straight line) it is the minimizing one as long as the metric does not bend geodesics so much that several of them (or conjugate
 points) appear between $x$ and $y$, the usual caveat of every local BVP solver.
 Everything here runs without building an autograd graph (inputs are detached); the manifold
 attaches gradients afterwards (first variation / implicit function theorem).
