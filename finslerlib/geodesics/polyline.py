@@ -66,7 +66,7 @@ def polyline_momentum(
         nodes `[B, K + 1, D]`. Pairs with `x == y` get momentum 0.
 
     Example:
-        >>> rotation = lambda x: (torch.eye(2), 0.3 * torch.stack([-x[..., 1], x[..., 0]], -1))
+        >>> rotation = lambda x: (torch.eye(2, dtype=x.dtype), 0.3 * torch.stack([-x[..., 1], x[..., 0]], -1))
         >>> x = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
         >>> y = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
         >>> p, nodes = polyline_momentum(rotation, x, y)
