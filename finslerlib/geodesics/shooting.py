@@ -20,8 +20,9 @@ Method, per element:
   cannot reduce $|R|$, or that runs out of iterations, is reported as not converged.
 
 Shooting finds *a* geodesic from $x$ to $y$; started from a minimized discrete path (or the
-straight line) it is the minimizing one as long as the metric does not bend geodesics so much that several of them (or conjugate
-points) appear between $x$ and $y$, the usual caveat of every local BVP solver.
+straight line) it is the minimizing one as long as the metric does not bend geodesics so much
+that several of them (or conjugate points) appear between $x$ and $y$, the usual caveat of every
+local BVP solver.
 Everything here runs without building an autograd graph (inputs are detached); the manifold
 attaches gradients afterwards (first variation / implicit function theorem).
 """
