@@ -66,7 +66,7 @@ def polyline_momentum(
         nodes `[B, K + 1, D]`. Pairs with `x == y` get momentum 0.
 
     Example:
-        >>> rotation = lambda x: (torch.eye(2), 0.3 * torch.stack([-x[..., 1], x[..., 0]], -1))
+        >>> rotation = lambda x: (torch.eye(2, dtype=x.dtype), 0.3 * torch.stack([-x[..., 1], x[..., 0]], -1))
         >>> x = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
         >>> y = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
         >>> p, nodes = polyline_momentum(rotation, x, y)
@@ -84,7 +84,6 @@ def polyline_momentum(
     m = (k - 1) * d
     # Block positions of the frozen-metric Hessian: segment j couples nodes j and j + 1.
     rows = torch.arange(k - 1, device=x.device)
-    batch = torch.arange(n, device=x.device)
     scales = torch.tensor([0.5**i for i in range(max_backtracks + 1)], dtype=x.dtype, device=x.device)
     with torch.enable_grad():
         interior = nodes[:, 1:-1].clone().requires_grad_(True)
@@ -104,19 +103,30 @@ def polyline_momentum(
             hess = (2.0 * k) * hess.permute(0, 1, 3, 2, 4).reshape(n, m, m)
             step = -torch.linalg.solve(hess, grad.reshape(n, m, 1)).reshape(n, k - 1, d)
             step = torch.where(active[:, None, None], step, torch.zeros_like(step))
-            trials = interior.detach().unsqueeze(0) + scales.view(-1, 1, 1, 1) * step  # [S, B, K-1, D]
-            s = scales.numel()
-            full = torch.cat(
-                [x[None, :, None].expand(s, n, 1, d), trials, y[None, :, None].expand(s, n, 1, d)], 2
-            )
-            e_trials = _energy(coefficients, full)[0]  # [S, B]
-            ok = e_trials < energy.detach()
-            pick = torch.argmax(ok.to(torch.int8), 0)  # the largest decreasing step of each pair
-            accept = ok.any(0) & active
-            best = trials[pick, batch]
-            new_interior = torch.where(accept[:, None, None], best, interior.detach())
-            decrease = torch.where(accept, energy.detach() - e_trials[pick, batch], 0.0)
-            active = accept & (decrease > rtol * energy.detach())
+            # Line search in two rounds: the full step for every pair, then all halvings at once
+            # only for the pairs whose full step did not decrease the energy (usually few).
+            base, current = interior.detach(), energy.detach()
+            best = base + step
+            e_best = _energy(coefficients, torch.cat([x[:, None], best, y[:, None]], 1))[0]  # [B]
+            ok = e_best < current
+            retry = (active & ~ok).nonzero().squeeze(-1)
+            if retry.numel() and max_backtracks:
+                r, s = retry.numel(), max_backtracks
+                trials = base[retry] + scales[1:].view(-1, 1, 1, 1) * step[retry]  # [S, r, K-1, D]
+                ends = [z[retry][None, :, None].expand(s, r, 1, d) for z in (x, y)]
+                full = torch.cat([ends[0], trials, ends[1]], 2)
+                e_trials = _energy(coefficients, full)[0]  # [S, r]
+                ok_trials = e_trials < current[retry]
+                pick = torch.argmax(ok_trials.to(torch.int8), 0)  # the largest decreasing step of each pair
+                found = ok_trials.any(0)
+                cols = torch.arange(r, device=x.device)
+                best[retry] = torch.where(found[:, None, None], trials[pick, cols], best[retry])
+                e_best[retry] = torch.where(found, e_trials[pick, cols], e_best[retry])
+                ok[retry] = found
+            accept = ok & active
+            new_interior = torch.where(accept[:, None, None], best, base)
+            decrease = torch.where(accept, current - e_best, 0.0)
+            active = accept & (decrease > rtol * current)
         with torch.enable_grad():
             interior = new_interior.requires_grad_(True)
             energy, delta, a, b = _energy(coefficients, torch.cat([x[:, None], interior, y[:, None]], 1))
