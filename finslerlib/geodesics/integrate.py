@@ -24,6 +24,7 @@ def geodesic_flow(
     steps: int = 16,
     return_path: bool = False,
     guard: bool = False,
+    differentiable: bool = True,
 ):
     r"""Integrate Hamilton's geodesic equations from $(x, p)$ over $t \in [0, 1]$ with RK4.
 
@@ -39,6 +40,8 @@ def geodesic_flow(
         return_path: also return the nodes of the trajectory.
         guard: NaN instead of errors where the metric is not strongly convex (see
             `hamiltonian_vector_field`).
+        differentiable: `False` for a flow that no gradient or `torch.func` transform goes through
+            (faster; see `hamiltonian_vector_field`).
 
     Returns:
         `(x1, p1)`, Tensors of shape `[B, D]`: the end point and end momentum; with
@@ -53,7 +56,9 @@ def geodesic_flow(
     if int(steps) < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     steps = int(steps)
-    field = functools.partial(hamiltonian_vector_field, coefficients, guard=guard)
+    field = functools.partial(
+        hamiltonian_vector_field, coefficients, guard=guard, differentiable=differentiable
+    )
     h = 1.0 / steps
     xs, ps = [x], [p]
     for _ in range(steps):

@@ -159,7 +159,8 @@ def _difference_jacobian(
     if with_center:
         q, copies = torch.cat([q, p]), copies + 1
     flow = geodesic_flow(
-        coefficients, x.repeat(copies, 1), q, steps=steps, guard=True, return_path=with_center
+        coefficients, x.repeat(copies, 1), q, steps=steps, guard=True, return_path=with_center,
+        differentiable=False,
     )
     ends = flow[0][: 2 * d * n].view(2, d, n, d)
     jac = ((ends[0] - ends[1]) / (2.0 * h[None, :, None])).permute(1, 2, 0)
@@ -256,7 +257,9 @@ def solve_boundary_value(
         v0 = rmath.inverse_legendre(p, a0, b0)
         v0 = torch.where(trivial.unsqueeze(-1), torch.ones_like(chord), v0)
         jac = torch.linalg.inv(rmath.fundamental_tensor(v0, a0, b0).expand(n, d, d))
-        x1, p1, xs, ps = geodesic_flow(coefficients, x, p, steps=steps, return_path=True, guard=True)
+        x1, p1, xs, ps = geodesic_flow(
+            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
+        )
     res_vec = x1 - y
     res = _norm(res_vec)
     converged = res <= tolerance
@@ -289,7 +292,7 @@ def solve_boundary_value(
             p_all = p[sub] + s_all
             x1_t, p1_t, xs_t, ps_t = geodesic_flow(
                 coefficients, x[sub].repeat(len(scales), 1), p_all.reshape(-1, d), steps=steps,
-                return_path=True, guard=True,
+                return_path=True, guard=True, differentiable=False,
             )
             rv_all = (x1_t - y[sub].repeat(len(scales), 1)).view(len(scales), m, d)
             r_all = _norm(rv_all)
