@@ -137,20 +137,38 @@ def endpoint_jacobian(
     return vmap(column)(tangents).permute(1, 2, 0)
 
 
-def _difference_jacobian(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, *, steps: int):
+def _difference_jacobian(
+    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, *, steps: int, with_center: bool = False
+):
     r"""$\partial x(1) / \partial p_0$ by central differences: one flow of `2 D` copies of the batch.
 
     Several times cheaper than the forward-mode `endpoint_jacobian` (no `vmap` of `jvp` through
     the reverse-mode vector field), and accurate to about $\epsilon^{2/3}$ relative, which is all
     Newton's method needs: the residual it drives to zero is evaluated exactly.
+
+    With `with_center=True` the unperturbed trajectory rides along in the same flow (one more
+    copy of the batch instead of a separate flow, whose cost is mostly per operation) and
+    `(jac, (x1, p1, xs, ps))` is returned, as `geodesic_flow(..., return_path=True)` would.
     """
     n, d = p.shape
     h = torch.finfo(p.dtype).eps ** (1.0 / 3.0) * p.norm(dim=-1).clamp_min(1e-3)  # [B]
     eye = torch.eye(d, dtype=p.dtype, device=p.device)
     shifts = torch.cat([eye, -eye]).unsqueeze(1) * h[None, :, None]  # [2D, B, D]
     q = (p.unsqueeze(0) + shifts).reshape(-1, d)
-    ends = geodesic_flow(coefficients, x.repeat(2 * d, 1), q, steps=steps, guard=True)[0].view(2, d, n, d)
-    return ((ends[0] - ends[1]) / (2.0 * h[None, :, None])).permute(1, 2, 0)
+    copies = 2 * d
+    if with_center:
+        q, copies = torch.cat([q, p]), copies + 1
+    flow = geodesic_flow(
+        coefficients, x.repeat(copies, 1), q, steps=steps, guard=True, return_path=with_center,
+        differentiable=False,
+    )
+    ends = flow[0][: 2 * d * n].view(2, d, n, d)
+    jac = ((ends[0] - ends[1]) / (2.0 * h[None, :, None])).permute(1, 2, 0)
+    if not with_center:
+        return jac
+    x1, p1, xs, ps = flow
+    center = slice(2 * d * n, None)
+    return jac, (x1[center], p1[center], xs[:, center], ps[:, center])
 
 
 def _norm(r: torch.Tensor) -> torch.Tensor:
@@ -231,7 +249,7 @@ def solve_boundary_value(
         p = rmath.legendre(chord, a0, b0)
     fresh = torch.zeros(n, dtype=torch.bool, device=x.device)
     if initial_jacobian == "exact" and n:
-        jac = _difference_jacobian(coefficients, x, p, steps=steps)
+        jac, (x1, p1, xs, ps) = _difference_jacobian(coefficients, x, p, steps=steps, with_center=True)
         jac = torch.where(trivial[:, None, None], torch.eye(d, dtype=x.dtype, device=x.device), jac)
         fresh[:] = True
     else:
@@ -239,8 +257,9 @@ def solve_boundary_value(
         v0 = rmath.inverse_legendre(p, a0, b0)
         v0 = torch.where(trivial.unsqueeze(-1), torch.ones_like(chord), v0)
         jac = torch.linalg.inv(rmath.fundamental_tensor(v0, a0, b0).expand(n, d, d))
-
-    x1, p1, xs, ps = geodesic_flow(coefficients, x, p, steps=steps, return_path=True, guard=True)
+        x1, p1, xs, ps = geodesic_flow(
+            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
+        )
     res_vec = x1 - y
     res = _norm(res_vec)
     converged = res <= tolerance
@@ -273,7 +292,7 @@ def solve_boundary_value(
             p_all = p[sub] + s_all
             x1_t, p1_t, xs_t, ps_t = geodesic_flow(
                 coefficients, x[sub].repeat(len(scales), 1), p_all.reshape(-1, d), steps=steps,
-                return_path=True, guard=True,
+                return_path=True, guard=True, differentiable=False,
             )
             rv_all = (x1_t - y[sub].repeat(len(scales), 1)).view(len(scales), m, d)
             r_all = _norm(rv_all)
