@@ -58,7 +58,8 @@ def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """
     nonzero = den != 0
     den_safe = torch.where(nonzero, den, torch.ones_like(den))
-    return torch.where(nonzero, num / den_safe, torch.zeros_like(num / den_safe))
+    ratio = num / den_safe
+    return torch.where(nonzero, ratio, torch.zeros((), dtype=ratio.dtype, device=ratio.device))
 
 
 def centre(x: torch.Tensor, y: torch.Tensor):
