@@ -380,6 +380,13 @@ def test_invalid_field_raises_naming_point_and_value():
     not_spd = RandersField(a=diagonal, dim=2)
     with pytest.raises(ValueError, match=r"not positive definite at x = \[-0.5, 1\].*-0.5"):
         not_spd.norm(torch.tensor([[1.0, 0.0], [-0.5, 1.0]], dtype=F64), torch.ones(2, 2, dtype=F64))
+    def skew(x):
+        a = torch.eye(2, dtype=x.dtype).expand(*x.shape[:-1], 2, 2).clone()
+        a[..., 0, 1] = 0.3  # a[1, 0] stays 0: not symmetric
+        return a
+
+    with pytest.raises(ValueError, match=r"must be symmetric: max \|a - a\^T\| = 0.3"):
+        RandersField(a=skew, dim=2).dist(torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64))
     windy_nav = RandersField.from_navigation(wind=lambda x: x, dim=2)
     with pytest.raises(ValueError, match=r"x = \[1.5, 0\].*1.5 >= 1"):
         windy_nav.norm(torch.tensor([1.5, 0.0], dtype=F64), torch.ones(2, dtype=F64))
