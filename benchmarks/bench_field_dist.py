@@ -111,12 +111,13 @@ def main(argv=None):
     ref_field = make_field(args.freq, args.drift, args.ref_steps)
     with torch.no_grad():
         reference = ref_field.dist(x, y)
-        # the accuracy target of the solve: far below the discretization errors compared here
-        fast.dist(x, y, atol=1e-9, rtol=1e-8)  # warm-up
+        # shooting tolerance: end-point residual <= 1e-7 + 1e-6 |y - x|, about 50x below the
+        # 16-step discretization error (4.7e-5) that the accuracy comparison measures
+        fast.dist(x, y, atol=1e-7, rtol=1e-6)  # warm-up
         times, cpu_times = [], []
         for _ in range(args.repeats):
             start, cpu = time.perf_counter(), time.process_time()
-            ours = fast.dist(x, y, atol=1e-9, rtol=1e-8)
+            ours = fast.dist(x, y, atol=1e-7, rtol=1e-6)
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu)
     t_ours, c_ours = min(times), min(cpu_times)
