@@ -22,15 +22,6 @@ from finslerlib.math import randers as rmath
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # The solver is overhead-bound on small batches; extra threads only contend on a shared box.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------- fields used here
 def _constant_data(dim=3, seed=0, drift=0.6):
     g = torch.Generator().manual_seed(seed)

@@ -18,17 +18,6 @@ from randers_cases import make_case, np_norm
 
 from finslerlib import Randers
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: with several threads MKL's Cholesky spends ~10 ms per call in thread sync on a
-    loaded machine; one thread keeps these many-step optimizer runs fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 D, K, N = 3, 4, 5  # dimension, parameter rows (independent problems), targets per row
 CASE = make_case(11, D, 0.6, cond=4.0)
 

@@ -20,16 +20,6 @@ from finslerlib.math import randers as rmath
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: with several threads MKL's Cholesky spends ~10 ms per call in thread sync on a
-    loaded machine; one thread keeps these many small calls fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def close(actual, expected, dtype, scale=1.0):
     rtol, atol = tols(dtype, scale)
     actual = actual.detach().double().numpy() if isinstance(actual, torch.Tensor) else actual

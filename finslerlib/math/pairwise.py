@@ -14,7 +14,6 @@ __all__ = [
     "safe_div",
     "centre",
     "pairwise_sqdist",
-    "pairwise_dot",
     "pairwise_dist",
     "pairwise_randers",
 ]
@@ -108,23 +107,6 @@ def pairwise_sqdist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     else:
         sq = torch.matmul(x, y.mT).mul(-2.0) + x2 + y2.mT
     return sq.clamp_min(0.0)
-
-
-def pairwise_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """All inner products `x_i . y_j` (a thin wrapper that documents intent).
-
-    Args:
-        x: Tensor, shape `[..., N, R]`.
-        y: Tensor, shape `[..., M, R]`.
-
-    Returns:
-        Tensor, shape `[..., N, M]`.
-
-    Example:
-        >>> pairwise_dot(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0]]))
-        tensor([[11.]])
-    """
-    return x @ y.mT
 
 
 class _PairwiseDist(torch.autograd.Function):
