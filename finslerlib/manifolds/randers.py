@@ -424,6 +424,19 @@ class _LearnableRanders(Randers):
             )
         self.drift_raw = torch.nn.Parameter(torch.zeros(dim, **factory))
 
+    def reset_parameters(self) -> None:
+        """Back to the constructor's start: the Euclidean metric (used after meta-device init)."""
+        dim = self.drift_raw.shape[-1]
+        scale0 = 1.0 if self.rank is None else 1.0 / (1.0 + dim / (self.max_condition - 1.0))
+        diag0 = math.log(math.expm1(scale0 - self.eps))
+        with torch.no_grad():
+            if self.rank is None:
+                self.chol_raw.zero_().diagonal().fill_(diag0)
+            else:
+                self.diag_raw.fill_(diag0)
+                self.low_rank.normal_().mul_(0.1 / math.sqrt(dim))
+            self.drift_raw.zero_()
+
     def _ridge(self, trace: torch.Tensor) -> torch.Tensor:
         # lambda_min(a) >= ridge and lambda_max(a) <= trace + ridge, so cond(a) <= max_condition
         return trace / (self.max_condition - 1.0)

@@ -11,6 +11,7 @@ import geoopt
 import torch
 from torch import nn
 
+from finslerlib.nn._init import IdentityLinear, ZeroLinear, reset_children
 from finslerlib.nn.functional import compute_dtype
 
 __all__ = ["FAIMBlock"]
@@ -53,8 +54,9 @@ class FAIMBlock(nn.Module):
         torch.Size([3, 4])
     """
 
-    def __init__(self, manifold, inner: nn.Module | None = None, *, base_point: str = "shared",
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(self, manifold: geoopt.Manifold, inner: nn.Module | None = None, *,
+                 base_point: str = "shared", dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> None:
         super().__init__()
         if base_point not in _BASE_POINTS:
             raise ValueError(f"base_point must be one of {_BASE_POINTS}, got {base_point!r}")
@@ -66,10 +68,7 @@ class FAIMBlock(nn.Module):
         self.dim = dim
         self.base_point_mode = base_point
         if inner is None:
-            inner = nn.Linear(dim, dim, **factory)
-            with torch.no_grad():
-                inner.weight.copy_(torch.eye(dim, **factory))
-                inner.bias.zero_()
+            inner = IdentityLinear(dim, dim, **factory)
         self.inner = inner
         if base_point == "shared":
             self.base_point = geoopt.ManifoldParameter(
@@ -80,11 +79,22 @@ class FAIMBlock(nn.Module):
             self.base_point = None
             hidden = max(dim // 4, 1)
             self.base_map = nn.Sequential(
-                nn.Linear(dim, hidden, **factory), nn.Tanh(), nn.Linear(hidden, dim, **factory)
+                nn.Linear(dim, hidden, **factory), nn.Tanh(), ZeroLinear(hidden, dim, **factory)
             )
+
+    def reset_parameters(self) -> None:
+        """Back to the constructor's initialization: the identity map with the default `inner`.
+
+        The base point back to the origin, and every submodule's own `reset_parameters` (the
+        default `inner` back to the identity, the dynamic base map's last layer back to zero, a
+        learnable metric back to the Euclidean one, a custom `inner` to its own initialization).
+        Used after meta-device construction (`to_empty(device=...)` then `reset_parameters()`).
+        """
+        if self.base_point is not None:
             with torch.no_grad():
-                self.base_map[-1].weight.zero_()
-                self.base_map[-1].bias.zero_()
+                self.base_point.copy_(self.manifold.origin(self.dim, dtype=self.base_point.dtype,
+                                                           device=self.base_point.device))
+        reset_children(self)
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """The base point $p$: shape `[D]` (shared) or `[..., D]` like `x` (dynamic).

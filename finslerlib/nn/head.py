@@ -10,12 +10,15 @@ into the ball for `FunkBall`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import geoopt
 import torch
 from torch import nn
 
 from finslerlib.manifolds import Randers
+from finslerlib.nn import _swap
+from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
 from finslerlib.nn.functional import compute_dtype
 
 __all__ = ["FAIMHead"]
@@ -65,8 +68,10 @@ class FAIMHead(nn.Module):
             (a buffer, still saved in the `state_dict`).
         direction: `"to_prototype"`, `"from_prototype"` or `"max"` (see above).
         rank: `None`, or the dimension `r` of a learned projection (see above).
+        margin: default additive geodesic margin $m \ge 0$ applied by `forward(x, labels)`.
         dtype: parameter dtype (default: torch's default dtype).
-        device: parameter device.
+        device: parameter device (`"meta"` for deferred initialization: materialize with
+            `to_empty(device=...)`, then call `reset_parameters()`).
 
     Attributes:
         manifold: the manifold (a submodule when it has parameters).
@@ -91,15 +96,16 @@ class FAIMHead(nn.Module):
         self,
         in_features: int,
         num_classes: int,
-        manifold=None,
+        manifold: geoopt.Manifold | None = None,
         *,
         scale: float = 10.0,
         learn_scale: bool = True,
         direction: str = "to_prototype",
         rank: int | None = None,
+        margin: float = 0.0,
         dtype: torch.dtype | None = None,
-        device=None,
-    ):
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         if int(in_features) < 1 or int(num_classes) < 1:
             raise ValueError(f"in_features and num_classes must be >= 1, got {in_features}, {num_classes}")
@@ -107,6 +113,8 @@ class FAIMHead(nn.Module):
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         if not float(scale) > 0:
             raise ValueError(f"scale must be positive, got {scale}")
+        if not float(margin) >= 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
         if rank is not None and not 1 <= int(rank) <= int(in_features):
             raise ValueError(f"rank must be None or in [1, in_features={in_features}], got {rank}")
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
@@ -114,6 +122,7 @@ class FAIMHead(nn.Module):
         self.num_classes = int(num_classes)
         self.direction = direction
         self.rank = None if rank is None else int(rank)
+        self.margin = float(margin)
         manifold_dim = self.in_features if rank is None else self.rank
         if manifold is None:
             manifold = Randers.learnable(manifold_dim, **factory)
@@ -127,26 +136,148 @@ class FAIMHead(nn.Module):
         if rank is None:
             self.projection = None
         else:
-            self.projection = nn.Linear(self.in_features, self.rank, bias=False, **factory)
+            self.projection = ScaledOrthogonalLinear(self.in_features, self.rank, bias=False, **factory)
         self.prototypes = geoopt.ManifoldParameter(
             torch.empty(self.num_classes, manifold_dim, **factory), manifold=manifold
         )
-        log_scale = torch.tensor(math.log(float(scale)), **factory)
+        self._init_log_scale = math.log(float(scale))
+        log_scale = torch.tensor(self._init_log_scale, **factory)
         if learn_scale:
             self.log_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_scale", log_scale)
-        self.reset_parameters()
+        self._reset_own_parameters()
 
     def reset_parameters(self) -> None:
-        r"""Prototypes $\exp_0(v)$ with $v \sim \mathcal{N}(0, I/D')$ (norm about 1); a
-        projection with orthonormal rows scaled by $\sqrt{D/r}$, so $|Px| \approx |x|$."""
+        r"""Every parameter and buffer of the head back to its constructor's initialization.
+
+        Prototypes $\exp_0(v)$ with $v \sim \mathcal{N}(0, I/D')$ (norm about 1); the scale
+        back to its initial value; the submodules' own `reset_parameters` (a learnable metric
+        back to the Euclidean one, a projection with orthonormal rows scaled by $\sqrt{D/r}$, so
+        $|Px| \approx |x|$). On the meta device only shapes exist, so only the scale is set.
+        Fixed-coefficient manifolds (`Randers(a, b)`) hold data, not an initialization: after
+        `to_empty` load them from a `state_dict`.
+        """
+        reset_children(self)
+        self._reset_own_parameters()
+
+    def _reset_own_parameters(self) -> None:
+        """The scale and the prototypes (the submodules initialize themselves when built)."""
+        with torch.no_grad():
+            self.log_scale.fill_(self._init_log_scale)
+        if self.prototypes.is_meta:
+            return
         dim = self.prototypes.shape[-1]
         with torch.no_grad():
-            v = torch.randn_like(self.prototypes) / math.sqrt(dim)
-            self.prototypes.copy_(self.manifold.projx(self.manifold.expmap0(v)))
-            if self.projection is not None:
-                nn.init.orthogonal_(self.projection.weight, gain=math.sqrt(self.in_features / self.rank))
+            v = torch.randn(self.prototypes.shape, dtype=self.prototypes.dtype, device=self.prototypes.device)
+            self._set_prototypes(self.manifold.projx(self.manifold.expmap0(v / math.sqrt(dim))))
+
+    def _set_prototypes(self, points: torch.Tensor) -> None:
+        """Store manifold points `[C, D']` as the prototypes (the one place that writes them)."""
+        with torch.no_grad():
+            self.prototypes.copy_(points)
+
+    @property
+    def out_features(self) -> int:
+        """`num_classes` (the name `nn.Linear` uses, so code reading `head.out_features` works)."""
+        return self.num_classes
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        manifold: geoopt.Manifold | None = None,
+        **kwargs: Any,
+    ) -> FAIMHead:
+        r"""A head replacing `linear`, with prototypes that reproduce its class ranking.
+
+        Same `in_features`, `num_classes` (= `linear.out_features`), dtype and device as
+        `linear`; `kwargs` go to the constructor (`scale`, `direction`, `rank`, ...). With
+        $a, b$ the metric's coefficients at the origin, the prototypes are
+        $\mu_k = \exp_0\big(\tfrac{\lambda}{2} a^{-1} w_k + e\big)$, with $e$ solving the bias
+        equations of `finslerlib.nn._swap` ($\lambda$ sets their mean $a$-norm to 1).
+
+        What holds: when the metric is constant and Riemannian ($b = 0$: the default learnable
+        metric at initialization, `Randers(a)`), features are used as they are (`Randers`, whose
+        `expmap0` is the identity) and `num_classes <= D' + 1` with $[W, -1]$ of full row rank,
+        the head orders the classes exactly as `linear` does, for every input (same argmax,
+        same ranking; the softmax probabilities differ: distances are not affine). With
+        `rank=r` the projection is the top-`r` right singular subspace of $W$, exact when
+        $\operatorname{rank} W \le r$ (and `num_classes <= r + 1`). Otherwise (more classes, a
+        drift, a curved manifold such as `FunkBall`) the bias equations are solved in the least
+        squares sense and the ranking is approximate.
+
+        Args:
+            linear: the `nn.Linear(in_features, num_classes)` to replace.
+            manifold: as in the constructor (`None`: a learnable Randers metric).
+            **kwargs: further constructor arguments.
+
+        Returns:
+            A new `FAIMHead`.
+
+        Example:
+            >>> linear = torch.nn.Linear(8, 5)
+            >>> head = FAIMHead.from_linear(linear)
+            >>> x = torch.randn(100, 8)
+            >>> bool((head(x).argsort(-1) == linear(x).argsort(-1)).all())
+            True
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        kwargs.setdefault("dtype", linear.weight.dtype)
+        kwargs.setdefault("device", linear.weight.device)
+        head = cls(linear.in_features, linear.out_features, manifold, **kwargs)
+        weight = linear.weight.detach()
+        bias = None if linear.bias is None else linear.bias.detach()
+        if head.projection is not None:
+            proj, weight = _swap.projection_from_weight(weight, head.rank)
+            with torch.no_grad():
+                head.projection.weight.copy_(proj)
+        origin = head.manifold.origin(weight.shape[-1], dtype=torch.float64, device=weight.device)
+        a, _ = head.manifold.coefficients(origin)
+        coords, _ = _swap.linear_prototypes(weight, bias, a.detach())
+        dtype = head.prototypes.dtype
+        with torch.no_grad():
+            head._set_prototypes(head.manifold.projx(head.manifold.expmap0(coords.to(dtype))))
+        return head
+
+    def init_prototypes_(self, features: torch.Tensor, labels: torch.Tensor) -> FAIMHead:
+        r"""Set each prototype to its class mean, taken on the manifold: $\mu_k = \exp_0(\bar v_k)$.
+
+        $\bar v_k$ is the mean of $\log_0$ of the embedded features (`embed`, i.e. after the
+        projection and `expmap0`) of class `k`; on a flat `Randers` space it is the plain class
+        mean. Classes without samples keep their prototype.
+
+        Args:
+            features: Tensor, shape `[N, in_features]`.
+            labels: Tensor, shape `[N]`, integer classes in `[0, num_classes)`.
+
+        Returns:
+            The head itself.
+
+        Example:
+            >>> head = FAIMHead(2, 2)
+            >>> x = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
+            >>> head.init_prototypes_(x, torch.tensor([0, 0, 1])).prototypes.data
+            tensor([[1., 0.],
+                    [0., 4.]])
+        """
+        if features.dim() != 2 or labels.shape != features.shape[:1] or labels.is_floating_point():
+            raise ValueError(
+                f"features must be [N, {self.in_features}] and labels integer [N], "
+                f"got {tuple(features.shape)} and {labels.dtype} {tuple(labels.shape)}"
+            )
+        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}), got [{labels.min()}, {labels.max()}]"
+            )
+        with torch.no_grad():
+            tangent = self.manifold.logmap0(self.embed(features.detach()))
+            means, counts = _swap.class_means(tangent, labels, self.num_classes)
+            points = self.manifold.projx(self.manifold.expmap0(means)).to(self.prototypes.dtype)
+            keep = (counts == 0).unsqueeze(-1)
+            self._set_prototypes(torch.where(keep, self.prototypes.detach(), points))
+        return self
 
     @property
     def scale(self) -> torch.Tensor:
@@ -192,21 +323,50 @@ class FAIMHead(nn.Module):
                 d = torch.maximum(self.manifold.cdist(z, mu), self.manifold.cdist(mu, z).mT)
         return d.reshape(*lead, self.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits $-s\\, \\delta(x, \\mu_k)$.
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, *, margin: float | None = None
+    ) -> torch.Tensor:
+        r"""Logits $-s\, \delta(x, \mu_k)$; with `labels`, the geodesic-margin logits.
+
+        With `labels`, the true class is pushed `margin` further away,
+        $-s\,(\delta(x, \mu_k) + m\,\mathbb{1}[k = y])$, so `cross_entropy(head(x, y), y)` is
+        the additive geodesic-margin loss (`functional.margin_loss`, the CosFace idea on
+        distances). Computing it here, inside the module's forward, is what keeps it correct
+        under `DistributedDataParallel` (call the wrapped model with the labels).
 
         Args:
             x: Tensor, shape `[..., in_features]`.
+            labels: optional Tensor, shape `[...]`, integer classes in `[0, num_classes)`.
+            margin: $m \ge 0$ for this call (default: the head's `margin`); used only with labels.
 
         Returns:
             Tensor, shape `[..., num_classes]`, float32 at least.
+
+        Example:
+            >>> head = FAIMHead(8, 3, margin=0.5)
+            >>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+            >>> bool((head(x, y) < head(x)).gather(1, y[:, None]).all())  # only the true class moves
+            True
         """
         d = self.distances(x)
-        return d * -self.scale.to(d.dtype)
+        scale = self.scale.to(d.dtype)
+        if labels is None:
+            return d * -scale
+        m = self.margin if margin is None else float(margin)
+        if not m >= 0:
+            raise ValueError(f"margin must be >= 0, got {m}")
+        if labels.shape != d.shape[:-1] or labels.is_floating_point():
+            raise ValueError(
+                f"labels must be integer classes of shape {tuple(d.shape[:-1])}, "
+                f"got {labels.dtype} of shape {tuple(labels.shape)}"
+            )
+        shifted = d.scatter_add(-1, labels.unsqueeze(-1), torch.full_like(d[..., :1], m))
+        return shifted * -scale
 
     def extra_repr(self) -> str:
         rank = "" if self.rank is None else f", rank={self.rank}"
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, "
-            f"direction={self.direction!r}{rank}, learn_scale={isinstance(self.log_scale, nn.Parameter)}"
+            f"direction={self.direction!r}{rank}, margin={self.margin}, "
+            f"learn_scale={isinstance(self.log_scale, nn.Parameter)}"
         )

@@ -3,9 +3,12 @@ r"""Module forms of the FAIM losses (see `finslerlib.nn.functional` for the form
 from __future__ import annotations
 
 import torch
+import torch.distributed
+import torch.nn.functional as nnf
 from torch import nn
 
 from finslerlib.nn import functional as F
+from finslerlib.nn.head import FAIMHead
 
 __all__ = ["FAIMInfoNCELoss", "FAIMTripletLoss", "FAIMMarginLoss"]
 
@@ -92,8 +95,17 @@ class FAIMMarginLoss(nn.Module):
     `margin=0` it equals `cross_entropy(head(x), y)`. The head is referenced, not owned:
     its parameters belong to the model, not to this loss.
 
+    The margin logits come from calling `head(features, labels, margin=m)`, i.e. the head's
+    forward. Under `DistributedDataParallel`, pass the **wrapped** module (a DDP-wrapped head)
+    so that its forward runs through DDP, or, simpler, skip this class and compute
+    `cross_entropy(ddp_model(x, labels), labels)` with a model whose forward hands the labels to
+    its `FAIMHead` (whose `margin` is set). Given a bare `FAIMHead` while a multi-process
+    `torch.distributed` group is initialized, the loss raises: it would bypass DDP's gradient
+    synchronization and the ranks would drift apart silently.
+
     Args:
-        head: a `FAIMHead`.
+        head: a `FAIMHead`, or a module wrapping one whose forward accepts
+            `(features, labels, margin=...)` (e.g. `DistributedDataParallel(head)`).
         margin: $m \ge 0$, in distance units.
         reduction: `"mean"`, `"sum"` or `"none"`.
 
@@ -106,7 +118,7 @@ class FAIMMarginLoss(nn.Module):
         True
     """
 
-    def __init__(self, head, margin: float = 0.5, *, reduction: str = "mean"):
+    def __init__(self, head: nn.Module, margin: float = 0.5, *, reduction: str = "mean") -> None:
         super().__init__()
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
@@ -118,9 +130,22 @@ class FAIMMarginLoss(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss for `features` `[B, in_features]` and integer `labels` `[B]`."""
-        distances = self.head.distances(features)
-        return F.margin_loss(distances, labels, scale=self.head.scale, margin=self.margin,
-                             reduction=self.reduction)
+        if _bypasses_data_parallel(self.head):
+            raise RuntimeError(
+                "FAIMMarginLoss was given a bare FAIMHead while torch.distributed runs several "
+                "processes: its forward would bypass DistributedDataParallel and gradients would not "
+                "be synchronized. Put the margin in the model's forward instead: build the head with "
+                "FAIMHead(..., margin=m), pass the labels through, `logits = ddp_model(x, labels)`, "
+                "and use cross_entropy(logits, labels); or give this loss the DDP-wrapped head."
+            )
+        logits = self.head(features, labels, margin=self.margin)
+        return nnf.cross_entropy(logits, labels, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
+
+
+def _bypasses_data_parallel(head: nn.Module) -> bool:
+    """A bare FAIMHead (not a wrapper's module) used inside a multi-process group."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return isinstance(head, FAIMHead) and distributed and torch.distributed.get_world_size() > 1
