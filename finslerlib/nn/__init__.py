@@ -4,6 +4,7 @@
 * `FAIMInfoNCELoss`, `FAIMTripletLoss`, `FAIMMarginLoss` (and `functional`): metric-learning
   losses with geodesic distances.
 * `FAIMBlock`: $x \\mapsto \\exp_p(f(\\log_p x))$, stackable tangent-space layers.
+* `replace_classifier`: swap a timm/torchvision model's final `nn.Linear` for a head.
 
 All of them use manifolds only through the manifold API (`cdist`, `dist`, `expmap`, `logmap`,
 `expmap0`, `logmap0`, `projx`), so they work on every finslerlib manifold.
@@ -11,6 +12,7 @@ All of them use manifolds only through the manifold API (`cdist`, `dist`, `expma
 
 from finslerlib.nn import functional
 from finslerlib.nn.block import FAIMBlock
+from finslerlib.nn.classifier import replace_classifier
 from finslerlib.nn.head import FAIMHead
 from finslerlib.nn.losses import FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
 
@@ -21,4 +23,5 @@ __all__ = [
     "FAIMMarginLoss",
     "FAIMTripletLoss",
     "functional",
+    "replace_classifier",
 ]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from finslerlib.manifolds import Randers
-from finslerlib.nn import _swap
+from finslerlib.nn import classifier as _swap
 from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
 from finslerlib.nn.functional import compute_dtype
 
@@ -195,17 +195,18 @@ class FAIMHead(nn.Module):
         `linear`; `kwargs` go to the constructor (`scale`, `direction`, `rank`, ...). With
         $a, b$ the metric's coefficients at the origin, the prototypes are
         $\mu_k = \exp_0\big(\tfrac{\lambda}{2} a^{-1} w_k + e\big)$, with $e$ solving the bias
-        equations of `finslerlib.nn._swap` ($\lambda$ sets their mean $a$-norm to 1).
+        equations of `finslerlib.nn.classifier` ($\lambda$ sets their mean $a$-norm to 1).
 
         What holds: when the metric is constant and Riemannian ($b = 0$: the default learnable
         metric at initialization, `Randers(a)`), features are used as they are (`Randers`, whose
-        `expmap0` is the identity) and `num_classes <= D' + 1` with $[W, -1]$ of full row rank,
-        the head orders the classes exactly as `linear` does, for every input (same argmax,
-        same ranking; the softmax probabilities differ: distances are not affine). With
-        `rank=r` the projection is the top-`r` right singular subspace of $W$, exact when
-        $\operatorname{rank} W \le r$ (and `num_classes <= r + 1`). Otherwise (more classes, a
-        drift, a curved manifold such as `FunkBall`) the bias equations are solved in the least
-        squares sense and the ranking is approximate.
+        `expmap0` is the identity) and the $C \times (D' + 1)$ matrix $[W, -1]$ has full row
+        rank (for generic weights: `num_classes <= D' + 1`), the head orders the classes exactly
+        as `linear` does, for every input (same argmax, same ranking; the softmax probabilities
+        differ: distances are not affine in $x$). With `rank=r` the projection spans the top-`r`
+        right singular vectors of $W$ and $W$ is replaced by $W' = W V_r$ (rescaled): exact when
+        also $\operatorname{rank} W \le r$. Otherwise (more classes, a drift, a curved manifold
+        such as `FunkBall`) the bias equations are solved in the least-squares sense and the
+        ranking is approximate.
 
         Args:
             linear: the `nn.Linear(in_features, num_classes)` to replace.

@@ -13,9 +13,12 @@ $\kappa$): $C$ linear equations in $D' + 1$ unknowns, solvable when $[W, -1]$ ha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+__all__ = ["replace_classifier"]
 
 
 def linear_prototypes(
@@ -99,3 +102,38 @@ def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, leaf = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, leaf, module)
+
+
+def replace_classifier(model: nn.Module, head_factory: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """Swap a timm or torchvision model's final `nn.Linear` for `head_factory(linear)`, in place.
+
+    The classifier is found as timm's `model.get_classifier()`, or else the last `nn.Linear`
+    under torchvision's attribute `fc` (ResNet), `classifier` (VGG, MobileNet, EfficientNet,
+    ConvNeXt, DenseNet), `head` (Swin) or `heads` (ViT). The model's forward then calls the new
+    head wherever it called the old layer.
+
+    Args:
+        model: the network (changed in place).
+        head_factory: called with the old `nn.Linear`, returns its replacement, e.g.
+            `FAIMHead.from_linear` or `lambda linear: FAIMHead(linear.in_features, linear.out_features)`.
+
+    Returns:
+        The new head (the module now inside `model`).
+
+    Raises:
+        ValueError: no classifier found (the message says where it looked).
+
+    Example:
+        >>> from finslerlib.nn import FAIMHead
+        >>> net = torch.nn.Sequential()
+        >>> net.fc = torch.nn.Linear(16, 10)  # torchvision-style attribute
+        >>> head = replace_classifier(net, FAIMHead.from_linear)
+        >>> net.fc is head, head.out_features
+        (True, 10)
+    """
+    name, linear = find_classifier(model)
+    head = head_factory(linear)
+    if not isinstance(head, nn.Module):
+        raise ValueError(f"head_factory must return an nn.Module, got {type(head).__name__}")
+    set_submodule(model, name, head)
+    return head
