@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # e.g. `make demo DEMO_ARGS="--epochs 5 --heads linear funk"`
 DEMO_ARGS ?=
 
-.PHONY: venv install test lint bench docs docs-check demo clean
+.PHONY: venv install test typecheck lint bench docs docs-serve docs-check demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,23 @@ $(PY):
 venv: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 
-# the examples extra too: the test suite runs every example's --smoke mode (tests/test_examples.py)
+# The examples extra too: the test suite runs every example's --smoke mode (tests/test_examples.py).
+# The installed torch is pinned as a constraint, so no extra (pytorch-metric-learning, ...) can make
+# pip replace it (it fails instead of downloading another build).
+TORCH_PIN := $(VENV)/torch-constraint.txt
+
 install: venv
-	$(PY) -m pip install -q -e ".[test,examples]"
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(TORCH_PIN)
+	$(PY) -m pip install -q -c $(TORCH_PIN) -e ".[test,examples]"
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
+
+# mypy --strict on the typed subset listed in pyproject.toml ([tool.mypy] files)
+typecheck: install
+	$(PY) -m mypy
 
 # The main job on bundled data (README): CNN on scikit-learn's digits with three heads, plots in outputs/.
 demo: install
@@ -40,8 +50,12 @@ bench: install
 # Docs: `make docs` builds site/ with `mkdocs build --strict` (KaTeX fetched with npm, figures drawn
 # with matplotlib); `make docs-check` then renders pages in headless Chromium (apt-get install chromium).
 docs: install
-	$(PY) -m pip install -q -e ".[test,docs]"
+	$(PY) -m pip install -q -c $(TORCH_PIN) -e ".[test,docs]"
 	$(PY) scripts/build_docs.py
+
+# live-reloading preview at http://127.0.0.1:8000 (KaTeX and figures prepared by `make docs` first)
+docs-serve: docs
+	$(PY) -m mkdocs serve
 
 docs-check: docs
 	$(PY) scripts/check_docs_render.py

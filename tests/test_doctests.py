@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest
@@ -17,8 +18,15 @@ def _modules():
     return sorted(names)
 
 
+# modules whose examples need an optional dependency (an extra): skipped without it
+OPTIONAL = {"finslerlib.integrations.pml": "pytorch_metric_learning"}
+
+
 @pytest.mark.parametrize("name", _modules())
 def test_docstring_examples(name):
+    needs = OPTIONAL.get(name)
+    if needs is not None and importlib.util.find_spec(needs) is None:
+        pytest.skip(f"{name}'s examples need {needs} (an optional extra)")
     module = importlib.import_module(name)
     torch.manual_seed(0)
     default = torch.get_default_dtype()

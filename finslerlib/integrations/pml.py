@@ -34,7 +34,7 @@ except ImportError:  # optional dependency
 __all__ = ["FinslerDistance"]
 
 
-class FinslerDistance(_Base):
+class FinslerDistance(_Base):  # type: ignore[misc]  # PML is untyped
     r"""Forward geodesic distance as a pytorch-metric-learning distance.
 
     `compute_mat(q, r)[i, j]` $= d(q_i \to r_j)$, from one `manifold.cdist` (no `[N, M, D]`
@@ -84,10 +84,12 @@ class FinslerDistance(_Base):
         ref = query_emb if ref_emb is None else ref_emb
         dtype = compute_dtype(query_emb, ref)
         with torch.autocast(device_type=query_emb.device.type, enabled=False):
-            return self.manifold.cdist(query_emb.to(dtype), ref.to(dtype))
+            mat: torch.Tensor = self.manifold.cdist(query_emb.to(dtype), ref.to(dtype))
+        return mat
 
     def pairwise_distance(self, query_emb: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
         """`[N]` forward distances $d(q_i \\to r_i)$ of row-aligned pairs."""
         dtype = compute_dtype(query_emb, ref_emb)
         with torch.autocast(device_type=query_emb.device.type, enabled=False):
-            return self.manifold.dist(query_emb.to(dtype), ref_emb.to(dtype))
+            dist: torch.Tensor = self.manifold.dist(query_emb.to(dtype), ref_emb.to(dtype))
+        return dist

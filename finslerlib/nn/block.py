@@ -7,6 +7,8 @@ result forward along geodesics. Blocks stack in `nn.Sequential`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import geoopt
 import torch
 from torch import nn
@@ -63,7 +65,7 @@ class FAIMBlock(nn.Module):
         dim = getattr(manifold, "dim", None)
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"manifold must have a positive integer `dim`, got {dim!r}")
-        factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        factory: dict[str, Any] = {"dtype": dtype or torch.get_default_dtype(), "device": device}
         self.manifold = manifold
         self.dim = dim
         self.base_point_mode = base_point
@@ -106,11 +108,12 @@ class FAIMBlock(nn.Module):
             Tensor on the manifold, in `x`'s dtype.
         """
         if self.base_map is None:
-            return self.base_point.to(x.dtype)
+            return self.base_point.to(x.dtype)  # type: ignore[no-any-return]
         g = self.base_map
         with torch.autocast(device_type=x.device.type, enabled=False):
             tangent = g(self.manifold.logmap0(x).to(g[0].weight.dtype)).to(x.dtype)
-            return self.manifold.projx(self.manifold.expmap0(tangent))
+            point: torch.Tensor = self.manifold.projx(self.manifold.expmap0(tangent))
+            return point
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """$\\exp_p(\\mathrm{inner}(\\log_p x))$.
@@ -131,7 +134,8 @@ class FAIMBlock(nn.Module):
             v = self.manifold.logmap(p.expand_as(x), x)
         v = self.inner(v)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.manifold.expmap(p.expand_as(v), v.to(dtype))
+            out: torch.Tensor = self.manifold.expmap(p.expand_as(v), v.to(dtype))
+            return out
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base_point={self.base_point_mode!r}"

@@ -2,6 +2,7 @@ r"""Module forms of the FAIM losses (see `finslerlib.nn.functional` for the form
 
 from __future__ import annotations
 
+import geoopt
 import torch
 import torch.distributed
 import torch.nn.functional as nnf
@@ -33,8 +34,8 @@ class FAIMInfoNCELoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, manifold, temperature: float = 0.1, symmetric: bool = False, *,
-                 reduction: str = "mean"):
+    def __init__(self, manifold: geoopt.Manifold, temperature: float = 0.1, symmetric: bool = False, *,
+                 reduction: str = "mean") -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -69,7 +70,7 @@ class FAIMTripletLoss(nn.Module):
         tensor(0.)
     """
 
-    def __init__(self, manifold, margin: float = 1.0, *, reduction: str = "mean"):
+    def __init__(self, manifold: geoopt.Manifold, margin: float = 1.0, *, reduction: str = "mean") -> None:
         super().__init__()
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
@@ -78,7 +79,9 @@ class FAIMTripletLoss(nn.Module):
         self.margin = float(margin)
         self.reduction = reduction
 
-    def forward(self, anchors, positives, negatives) -> torch.Tensor:
+    def forward(
+        self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """Loss for row-aligned triplets, each `[N, D]`."""
         return F.triplet_loss(self.manifold, anchors, positives, negatives, margin=self.margin,
                               reduction=self.reduction)
@@ -117,6 +120,8 @@ class FAIMMarginLoss(nn.Module):
         >>> torch.allclose(FAIMMarginLoss(head, margin=0.0)(x, y), plain)
         True
     """
+
+    head: nn.Module
 
     def __init__(self, head: nn.Module, margin: float = 0.5, *, reduction: str = "mean") -> None:
         super().__init__()
