@@ -6,6 +6,8 @@ before a block, change what happens to it:
 
 * `<!-- snippet: skip (reason) -->`: the block is not run (GPU, long training, a third-party
   model); the reason is required. Use sparingly: prefer a snippet small enough to run.
+* `<!-- snippet: requires module -->`: the block runs only where `module` is importable (an
+  optional extra such as `pytorch_metric_learning` or `lightning`); otherwise it is skipped.
 * `<!-- snippet: signature dotted.name -->`: the block is a call signature such as
   `FAIMHead(in_features, num_classes, manifold=None, *, scale=10.0)`; it is not run but compared
   with `inspect.signature(dotted.name)` (names, kinds, order and defaults; annotations ignored).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import re
 from dataclasses import dataclass
@@ -58,6 +61,13 @@ def blocks(page: Path) -> list[Block]:
         kind, arg = ("run", "") if marker is None else (marker["kind"], marker["arg"])
         found.append(Block(page, line, match[1], kind, arg))
     return found
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def _resolve(dotted: str):
@@ -137,16 +147,19 @@ def test_pages_have_snippets():
 
 def test_markers_are_known_and_skips_give_a_reason():
     for b in ALL:
-        assert b.kind in {"run", "skip", "signature"}, f"{b.where}: unknown snippet marker {b.kind!r}"
+        known = {"run", "skip", "signature", "requires"}
+        assert b.kind in known, f"{b.where}: unknown snippet marker {b.kind!r}"
         if b.kind == "skip":
             assert re.fullmatch(r"\(.{8,}\)", b.arg), f"{b.where}: `snippet: skip` needs a (reason)"
         if b.kind == "signature":
             assert b.arg, f"{b.where}: `snippet: signature` needs the dotted name of the callable"
+        if b.kind == "requires":
+            assert re.fullmatch(r"[\w.]+", b.arg), f"{b.where}: `snippet: requires` needs a module name"
 
 
 @pytest.mark.parametrize(
     "page",
-    [p for p in PAGES if any(b.kind == "run" for b in blocks(p))],
+    [p for p in PAGES if any(b.kind in ("run", "requires") for b in blocks(p))],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_page_snippets_run(page, tmp_path, monkeypatch):
@@ -154,14 +167,17 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
     torch.manual_seed(0)
     namespace: dict = {"__name__": f"snippets_{page.stem}"}
     for b in blocks(page):
-        if b.kind != "run":
+        if b.kind == "requires" and not _importable(b.arg):
+            continue
+        if b.kind not in ("run", "requires"):
             continue
         try:
             exec(compile(b.code, b.where, "exec"), namespace)
         except Exception as err:
             raise AssertionError(f"snippet at {b.where} failed: {type(err).__name__}: {err}") from err
     called = _call_page_tests(namespace, str(page.relative_to(ROOT)))
-    defined = sum(len(re.findall(r"^def test_", b.code, re.M)) for b in blocks(page) if b.kind == "run")
+    ran = [b for b in blocks(page) if b.kind == "run" or (b.kind == "requires" and _importable(b.arg))]
+    defined = sum(len(re.findall(r"^def test_", b.code, re.M)) for b in ran)
     assert called >= defined, f"{page.name}: {defined} test functions defined, only {called} called"
 
 
