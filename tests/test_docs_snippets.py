@@ -142,6 +142,7 @@ def test_pages_have_snippets():
     """The extraction finds the blocks (a broken regex would make every page pass vacuously)."""
     pages = {b.page.name for b in ALL}
     assert {"README.md", "getting-started.md", "custom-metric.md", "verify-metric.md"} <= pages
+    assert {"timm-torchvision.md", "pml.md", "distributed.md", "compile-export.md"} <= pages  # Integrations
     assert sum(b.kind == "run" for b in ALL) >= 20
 
 
