@@ -234,9 +234,13 @@ class FAIMHead(nn.Module):
             proj, weight = _swap.projection_from_weight(weight, head.rank)
             with torch.no_grad():
                 head.projection.weight.copy_(proj)
-        origin = head.manifold.origin(weight.shape[-1], dtype=torch.float64, device=weight.device)
-        a, _ = head.manifold.coefficients(origin)
-        coords, _ = _swap.linear_prototypes(weight, bias, a.detach())
+        dim = weight.shape[-1]
+        try:
+            a, _ = head.manifold.coefficients(torch.zeros(dim, dtype=torch.float64, device=weight.device))
+            a = a.detach().reshape(dim, dim)
+        except NotImplementedError:  # a manifold without Randers data: the Euclidean chart
+            a = torch.eye(dim, dtype=torch.float64, device=weight.device)
+        coords, _ = _swap.linear_prototypes(weight, bias, a)
         dtype = head.prototypes.dtype
         with torch.no_grad():
             head._set_prototypes(head.manifold.projx(head.manifold.expmap0(coords.to(dtype))))
