@@ -36,6 +36,13 @@ def fmt(t) -> str:
     return str(t)
 
 
+def _at(t, i: int) -> float:
+    """Sample `i` of a per-sample tolerance (a float or a tensor)."""
+    if isinstance(t, torch.Tensor):
+        return float(t.reshape(-1)[i] if t.numel() > 1 else t)
+    return float(t)
+
+
 class Context:
     """Samples and assertions for one property (see the module docstring).
 
@@ -183,7 +190,7 @@ class Context:
               atol=None, rtol=None, tol_extra="", where=None):
         """Sample-wise |actual - expected| <= atol + rtol * ref (Euclidean norm for vectors).
 
-        `atol` may be a per-sample tensor; `where` (bool `[K]`) restricts the samples compared.
+        `atol` and `rtol` may be per-sample tensors; `where` (bool `[K]`) restricts the samples compared.
         """
         atol = self.atol if atol is None else atol
         rtol = self.rtol if rtol is None else rtol
@@ -205,9 +212,7 @@ class Context:
             excess = torch.where(torch.isfinite(err), err - allowed, torch.full_like(err, math.inf))
             excess = torch.where(bad, excess, torch.full_like(err, -math.inf))
             i = int(excess.argmax())
-            atol_i = float(atol.reshape(-1)[i] if atol.numel() > 1 else atol) \
-                if isinstance(atol, torch.Tensor) else float(atol)
-            tol = self.tol_text(atol_i, rtol, tol_extra)
+            tol = self.tol_text(_at(atol, i), _at(rtol, i), tol_extra)
             self.fail(law, tol, context, i, [
                 f"{names[0]} = {fmt(actual[i])}",
                 f"{names[1]} = {fmt(expected[i])}",

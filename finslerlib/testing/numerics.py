@@ -37,8 +37,9 @@ def half_sq_grad(norm_fn: Callable, v: torch.Tensor, *, create_graph=False) -> t
 def minimize_on_unit_sphere(fn: Callable, starts: torch.Tensor, *, iters: int):
     """Minimize a sample-wise `fn(c)` over unit `c` from candidate starts `[C, K, n]`.
 
-    Best candidate per sample, then Riemannian gradient descent on the sphere with a per-sample
-    backtracking step (never accepts an increase). Returns `(min_value [K], argmin [K, n])`.
+    Best candidate per sample, then Riemannian gradient descent on the sphere along the
+    normalized gradient (steps are angles, so the scale of `fn` does not matter) with a
+    per-sample backtracking step (never accepts an increase). Returns `(min_value [K], argmin [K, n])`.
     """
     starts = starts / starts.norm(dim=-1, keepdim=True)
     with torch.no_grad():
@@ -51,21 +52,21 @@ def minimize_on_unit_sphere(fn: Callable, starts: torch.Tensor, *, iters: int):
         with torch.enable_grad():
             (g,) = torch.autograd.grad(fn(w).sum(), w)
         g = torch.nan_to_num(g - (g * u).sum(-1, keepdim=True) * u)
+        g = g / g.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
         with torch.no_grad():
-            step = step * 2
+            step = (step * 2).clamp_max(1.0)
             for _ in range(30):
                 trial = u - step.unsqueeze(-1) * g
                 trial = trial / trial.norm(dim=-1, keepdim=True)
-                better = fn(trial) < val
-                if bool((better | (step < 1e-12)).all()):  # converged samples stop shrinking
+                new = fn(trial)
+                better = new < val
+                if bool((better | (step < 1e-8)).all()):  # converged samples stop shrinking
                     break
                 step = torch.where(better, step, 0.5 * step)
-            trial = u - step.unsqueeze(-1) * g
-            trial = trial / trial.norm(dim=-1, keepdim=True)
-            new = fn(trial)
-            better = new < val
             u = torch.where(better.unsqueeze(-1), trial, u)
             val = torch.where(better, new, val)
+            if not bool(better.any()):  # no sample moves by more than 1e-8 rad: converged
+                break
     return val, u
 
 

@@ -60,9 +60,11 @@ def cdist(ctx):
             f"expected {(n, k)}"])
     d = m.dist(x.unsqueeze(-2), y.unsqueeze(-3))
     rows, cols = torch.arange(n).repeat_interleave(k), torch.arange(k).repeat(n)
-    # Gram-matrix cdists lose ~sqrt(eps) x (spread of the points) on nearly coincident pairs
-    gram = 4 * math.sqrt(ctx.eps) * d.abs().median().item()
-    extra = f", + 4 sqrt(eps) median(d) = {gram:.3g} (Gram-matrix cancellation)"
+    # Gram-matrix cdists (|x - y|_a^2 = |x|_a^2 - 2 <x, y>_a + |y|_a^2) lose ~sqrt(eps) |x|_a on
+    # nearly coincident pairs; |x|_a <= |x| max F(x, unit) grows next to a boundary
+    size = (x.norm(dim=-1) * ctx.metric_size(x))[rows]
+    gram = 4 * math.sqrt(ctx.eps) * torch.clamp(size, min=d.abs().median().item())
+    extra = ", + 4 sqrt(eps) max(median(d), |x| max F(x, unit)) (Gram-matrix cancellation)"
     ctx.close("cdist(X, Y)[i, j] = dist(X[i], Y[j])", c.reshape(-1), d.reshape(-1),
               {"X[i]": x[rows], "Y[j]": y[cols], "(i, j)": torch.stack([rows, cols], -1)},
               names=("cdist[i, j]", "dist(X[i], Y[j])"), atol=ctx.atol + gram, tol_extra=extra)
