@@ -284,8 +284,8 @@ def extra_property():
         return "ran"
 
     yield name
-    registry._REGISTRY.pop(name)
-    PROPERTIES.pop(name)
+    registry.unregister_property(name)
+    assert name not in PROPERTIES
 
 
 def test_register_property(extra_property):

@@ -24,7 +24,9 @@ import dataclasses
 import zlib
 from collections.abc import Callable
 
-__all__ = ["PROPERTIES", "Property", "register_property", "registered", "property_seed"]
+__all__ = [
+    "PROPERTIES", "Property", "register_property", "unregister_property", "registered", "property_seed",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,12 @@ def register_property(name: str, statement: str, *, family: str) -> Callable[[Ca
         return fn
 
     return decorate
+
+
+def unregister_property(name: str) -> None:
+    """Remove the property `name` (e.g. one registered for a single test); `KeyError` if unknown."""
+    del _REGISTRY[name]
+    del PROPERTIES[name]
 
 
 def registered(name: str) -> Property:
