@@ -307,3 +307,39 @@ def test_register_property(extra_property):
     assert hasattr(TestLate, f"test_{extra_property}")
     with pytest.raises(ValueError, match="already registered"):
         register_property(extra_property, "again", family="test")(lambda ctx: None)
+
+
+def test_samples_do_not_depend_on_what_else_is_registered():
+    # a property's stream is seeded by its name: registering another law (before it in the run
+    # order) leaves its samples unchanged
+    seen = []
+
+    def record(ctx):
+        seen.append(ctx.points(4))
+
+    m = Randers(torch.eye(2, dtype=F64), torch.tensor([0.3, 0.0], dtype=F64))
+    register_property("test_only_recorder", "records its samples", family="test")(record)
+    check_manifold(m, properties=["test_only_recorder"])
+    registry.unregister_property("test_only_recorder")
+    register_property("test_only_other", "another law", family="test")(lambda ctx: None)
+    register_property("test_only_recorder", "records its samples", family="test")(record)
+    try:
+        assert list(PROPERTIES)[-2:] == ["test_only_other", "test_only_recorder"]
+        check_manifold(m)
+    finally:
+        registry.unregister_property("test_only_recorder")
+        registry.unregister_property("test_only_other")
+    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)
+
+
+def test_strategies_sample_the_sphere_as_it_is():
+    from hypothesis import find
+
+    from finslerlib.testing import strategies as fst
+
+    m = RoundSphere(2)
+    x = find(fst.points(m, batch=5), lambda x: True)
+    torch.testing.assert_close(x.norm(dim=-1), torch.ones(5, dtype=F64))
+    v = find(fst.tangent_vectors(m, x, min_norm=0.5, max_norm=0.5), lambda v: True)
+    torch.testing.assert_close((x * v).sum(-1), torch.zeros(5, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(v.norm(dim=-1), torch.full((5,), 0.5, dtype=F64))

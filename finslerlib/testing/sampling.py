@@ -74,17 +74,20 @@ def _plain(t) -> torch.Tensor:
 def pull_inside(manifold, x: torch.Tensor, *, max_halvings: int = 80) -> torch.Tensor:
     """Move candidate points onto the manifold.
 
-    Embedded domains: `projx(x)`. Flat domains: points the manifold rejects (e.g. outside a ball)
-    are pulled toward `manifold.origin()` by halving their offset until accepted, so bounded
-    domains get points spread over them, boundary regions included.
+    Embedded domains: `projx(x)` (`origin()` where the projection is degenerate). Flat domains:
+    points the manifold rejects (e.g. outside a ball) are pulled toward `manifold.origin()` by
+    halving their offset until accepted, so bounded domains get points spread over them, boundary
+    regions included.
 
     Raises:
         SamplingError: some point is still rejected (its last candidate and the manifold's reason).
     """
+    origin = _plain(manifold.origin(ambient_dim(manifold), dtype=x.dtype, device=x.device))
     if not is_flat(manifold):
         x = _plain(manifold.projx(x))
+        # a candidate where the projection is degenerate (the centre of a sphere) becomes origin()
+        x = torch.where(on_manifold(manifold, x).unsqueeze(-1), x, origin)
     else:
-        origin = _plain(manifold.origin(ambient_dim(manifold), dtype=x.dtype, device=x.device))
         for _ in range(max_halvings):
             ok = on_manifold(manifold, x)
             if ok.all():
@@ -100,9 +103,22 @@ def pull_inside(manifold, x: torch.Tensor, *, max_halvings: int = 80) -> torch.T
     return x
 
 
-def tangent(manifold, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Ambient vectors `u` made tangent at `x` (`proju`; the identity on flat domains)."""
-    return u if is_flat(manifold) else _plain(manifold.proju(x, u))
+def tangent(manifold, x: torch.Tensor, u: torch.Tensor, *, nonzero: bool = False) -> torch.Tensor:
+    """Ambient vectors `u` made tangent at `x` (`proju`; the identity on flat domains).
+
+    With `nonzero=True`, a vector that `proju` (nearly) annihilates (normal to the manifold) is
+    replaced by the projection of `u` with its coordinates rotated, so nonzero `u` stay nonzero.
+    """
+    if is_flat(manifold):
+        return u
+    t = _plain(manifold.proju(x, u))
+    if nonzero:
+        for shift in range(1, u.shape[-1]):
+            small = t.norm(dim=-1, keepdim=True) <= 1e-3 * u.norm(dim=-1, keepdim=True)
+            if not small.any():
+                break
+            t = torch.where(small, _plain(manifold.proju(x, u.roll(shift, -1))), t)
+    return t
 
 
 def tangent_basis(manifold, x: torch.Tensor) -> torch.Tensor:

@@ -157,7 +157,7 @@ def tangent_vectors(
     log_lo, log_hi = math.log(min_norm), math.log(max_norm)
     logs = draw(hnp.arrays(np.float64, (n,), elements=st.floats(log_lo, log_hi, allow_nan=False)))
     lengths = torch.as_tensor(np.exp(logs), dtype=x.dtype, device=x.device).reshape(shape[:-1])
-    v = sampling.rescale(x, sampling.tangent(manifold, x, u), lengths, manifold.norm)
+    v = sampling.rescale(x, sampling.tangent(manifold, x, u, nonzero=True), lengths, manifold.norm)
     if allow_zero:
         zero = torch.as_tensor(draw(hnp.arrays(np.bool_, shape[:-1] or (1,))), device=x.device)
         v = torch.where(zero.reshape(shape[:-1]).unsqueeze(-1), torch.zeros_like(v), v)
