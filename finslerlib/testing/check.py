@@ -43,12 +43,12 @@ def _median(t: torch.Tensor) -> float:
     return float(t.median()) if t.numel() else 1.0
 
 
-def _scales(manifold, make_context, scale) -> tuple[float, float]:
+def _scales(manifold, make_context, scale, seed) -> tuple[float, float]:
     """(length, spread): the typical Finsler length $F(x, y - x)$ (tangent part) and Euclidean
     distance $|x - y|$ between sampled points. Errors fall back to 1 here: the properties meet
     them again and report them."""
     try:
-        ctx = make_context("sampling", property_seed(0, "<scales>"))
+        ctx = make_context("sampling", property_seed(seed, "<scales>"))
         x, y = ctx.points(ctx.n), ctx.points(ctx.n)
         spread = _median((x - y).norm(dim=-1))
         if scale is not None:
@@ -162,7 +162,7 @@ def check_manifold(
     def make_context(name, prop_seed, length=1.0, spread=1.0):
         return Context(manifold, name, seed=prop_seed, length=length, spread=spread, **options)
 
-    length, spread = _scales(manifold, make_context, scale)
+    length, spread = _scales(manifold, make_context, scale, seed)
     chosen = list(PROPERTIES) if properties is None else [p for p in PROPERTIES if p in set(properties)]
     skip = set(skip)
     settings = {"n": n, "seed": seed, "atol": atol, "rtol": rtol, "dtype": dtype, "device": device,

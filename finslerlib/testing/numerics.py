@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -70,13 +71,17 @@ def minimize_on_unit_sphere(fn: Callable, starts: torch.Tensor, *, iters: int):
     return val, u
 
 
-class DualSup:
-    """Result of `dual_norm_sup`: `value` ($\\xi(v)/F(v)$ at the best `v`), `argmax` (`[K, n]`
-    coordinates), `converged` (bool `[K]`: estimated gap below `gap_rtol`), `gap` (estimated
-    relative gap $1 - \\text{value}/F^*$ from the Newton decrement)."""
+class DualSup(NamedTuple):
+    """Result of `dual_norm_sup`."""
 
-    def __init__(self, value, argmax, converged, gap):
-        self.value, self.argmax, self.converged, self.gap = value, argmax, converged, gap
+    value: torch.Tensor
+    r"""$\xi(v)/F(v)$ at the best `v`, `[K]`: a lower bound of $F^*(\xi)$."""
+    argmax: torch.Tensor
+    """The best `v`, coordinates `[K, n]`."""
+    converged: torch.Tensor
+    """bool `[K]`: the estimated relative gap is below `gap_rtol`."""
+    gap: torch.Tensor
+    r"""Estimated relative gap $1 - \text{value} / F^*$ from the last Newton decrement, `[K]`."""
 
 
 def dual_norm_sup(norm_fn: Callable, xi: torch.Tensor, starts: torch.Tensor, *, iters: int,
