@@ -5,9 +5,12 @@ r"""Verify a Finsler metric: a conformance suite, hypothesis strategies and pyte
   counterexample.
 * `ManifoldConformance` and `parametrize_manifolds` run the suite as pytest tests, one test per
   property (pytest is imported only when they are used).
+* `register_property` adds a law to the suite (see `finslerlib.testing.registry`); the built-in
+  laws live in `finslerlib.testing.properties`, one module per family.
 * `finslerlib.testing.strategies` has hypothesis strategies (`points`, `tangent_vectors`,
   `covectors`, `randers_params`); it needs hypothesis, from the `test` extra
-  (`pip install finslerlib[test]`), and is not imported by this package.
+  (`pip install finslerlib[test]`), and is not imported by this package. It samples through
+  `finslerlib.testing.sampling`, as `check_manifold` does.
 
 Example:
     >>> from finslerlib import Randers
@@ -17,14 +20,10 @@ Example:
     True
 """
 
-from finslerlib.testing.check import (
-    PROPERTIES,
-    CheckReport,
-    PropertyResult,
-    PropertyViolation,
-    check_manifold,
-)
+from finslerlib.testing.check import check_manifold
 from finslerlib.testing.conformance import ManifoldConformance, parametrize_manifolds, run_property
+from finslerlib.testing.registry import PROPERTIES, register_property
+from finslerlib.testing.report import CheckReport, PropertyResult, PropertyViolation
 
 __all__ = [
     "PROPERTIES",
@@ -32,6 +31,7 @@ __all__ = [
     "PropertyResult",
     "PropertyViolation",
     "check_manifold",
+    "register_property",
     "ManifoldConformance",
     "parametrize_manifolds",
     "run_property",

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from finslerlib.testing.check import PROPERTIES, check_manifold
+from finslerlib.testing.check import check_manifold
+from finslerlib.testing.registry import PROPERTIES
 
 __all__ = ["ManifoldConformance", "parametrize_manifolds", "run_property"]
 
@@ -52,7 +53,8 @@ class ManifoldConformance:
     `check_options`, a dict passed to `check_manifold`, e.g. `{"rtol": 1e-5, "n": 32,
     "skip": ["large_steps"]}`). A fixture with `params` checks several manifolds.
 
-    The tests are named `test_<property>` for every name in `finslerlib.testing.PROPERTIES`.
+    The tests are named `test_<property>` for every name in `finslerlib.testing.PROPERTIES`,
+    including properties registered (`register_property`) before the subclass is defined.
 
     Example:
         A user-defined metric (with finslerlib's `RandersField(a=..., b=..., dim=2)` the fixture
@@ -74,6 +76,12 @@ class ManifoldConformance:
     """
 
     check_options: Mapping = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in PROPERTIES:
+            if not hasattr(cls, f"test_{name}"):
+                setattr(cls, f"test_{name}", _make_test(name))
 
 
 def _make_test(name: str) -> Callable:

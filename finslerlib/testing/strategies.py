@@ -35,6 +35,8 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from finslerlib.testing import sampling
+
 __all__ = ["points", "tangent_vectors", "covectors", "randers_params", "randers_manifolds"]
 
 
@@ -50,7 +52,7 @@ def _array(shape, bound, allow_extreme):
 
 def _batch_shape(manifold, batch) -> tuple[int, ...]:
     batch = (batch,) if isinstance(batch, int) else tuple(batch)
-    return (*batch, manifold.dim)
+    return (*batch, sampling.ambient_dim(manifold))
 
 
 def _directions(shape):
@@ -65,21 +67,6 @@ def _directions(shape):
     return _array(shape, 1.0, allow_extreme=False).map(fix)
 
 
-def _accept(manifold, x: torch.Tensor) -> torch.Tensor:
-    """Pull points the manifold rejects toward its origin (halving the offset) until accepted."""
-    flat = x.reshape(-1, manifold.dim)
-    origin = torch.as_tensor(manifold.origin(manifold.dim, dtype=x.dtype, device=x.device))
-    origin = origin.as_subclass(torch.Tensor)
-    rows = []
-    for p in flat:
-        for _ in range(80):
-            if bool(manifold.check_point_on_manifold(p)):
-                break
-            p = origin + 0.5 * (p - origin)
-        rows.append(p)
-    return torch.stack(rows).reshape(x.shape)
-
-
 @st.composite
 def points(
     draw,
@@ -91,11 +78,13 @@ def points(
     device=None,
     allow_extreme: bool = False,
 ) -> torch.Tensor:
-    """Points of `manifold`: coordinates in `[-scale, scale]`, pulled inside the manifold.
+    r"""Points of `manifold`: coordinates in `[-scale, scale]`, moved onto the manifold.
 
-    Points the manifold's `check_point_on_manifold` rejects (e.g. outside a ball) are moved toward
-    `manifold.origin()` by halving until accepted, so bounded manifolds get points spread over
-    their domain, boundary regions included.
+    As in `check_manifold` (`finslerlib.testing.sampling.pull_inside`): on an open subset of
+    $\mathbb{R}^D$, points the manifold's `check_point_on_manifold` rejects (e.g. outside a ball)
+    are moved toward `manifold.origin()` by halving until accepted, so bounded manifolds get points
+    spread over their domain, boundary regions included; on an embedded domain (a sphere, ...)
+    candidates are projected with `projx`.
 
     Args:
         manifold: a `FinslerManifold`.
@@ -106,7 +95,7 @@ def points(
         allow_extreme: draw coordinates up to `1e6 * scale` (and tiny ones).
 
     Returns:
-        A strategy of Tensors, shape `[*batch, D]`.
+        A strategy of Tensors, shape `[*batch, N]` (`N` the ambient size).
 
     Example:
         >>> from finslerlib import Randers
@@ -118,16 +107,7 @@ def points(
     shape = _batch_shape(manifold, batch)
     arr = draw(_array(shape, scale, allow_extreme))
     x = torch.as_tensor(arr, dtype=dtype, device=device)
-    return _accept(manifold, x)
-
-
-def _rescale(x, u, lengths, norm_fn):
-    try:
-        f = norm_fn(x, u).abs()
-    except NotImplementedError:
-        f = u.norm(dim=-1)
-    f = torch.where(torch.isfinite(f) & (f > 0), f, u.norm(dim=-1))
-    return u * (lengths / f).unsqueeze(-1)
+    return sampling.pull_inside(manifold, x)
 
 
 @st.composite
@@ -143,8 +123,9 @@ def tangent_vectors(
 ) -> torch.Tensor:
     r"""Tangent vectors at `x` with Finsler length $F(x, v) \in$ `[min_norm, max_norm]`.
 
-    The direction is drawn uniformly from a cube (never nearly zero), then rescaled so that
-    $F(x, v)$ is a drawn length (log-uniform in the range), one per point of the batch.
+    The direction is drawn uniformly from a cube (never nearly zero), made tangent with `proju`
+    on embedded domains, then rescaled so that $F(x, v)$ is a drawn length (log-uniform in the
+    range), one per point of the batch.
 
     Args:
         manifold: a `FinslerManifold`.
@@ -176,7 +157,7 @@ def tangent_vectors(
     log_lo, log_hi = math.log(min_norm), math.log(max_norm)
     logs = draw(hnp.arrays(np.float64, (n,), elements=st.floats(log_lo, log_hi, allow_nan=False)))
     lengths = torch.as_tensor(np.exp(logs), dtype=x.dtype, device=x.device).reshape(shape[:-1])
-    v = _rescale(x, u, lengths, manifold.norm)
+    v = sampling.rescale(x, sampling.tangent(manifold, x, u, nonzero=True), lengths, manifold.norm)
     if allow_zero:
         zero = torch.as_tensor(draw(hnp.arrays(np.bool_, shape[:-1] or (1,))), device=x.device)
         v = torch.where(zero.reshape(shape[:-1]).unsqueeze(-1), torch.zeros_like(v), v)
@@ -226,7 +207,7 @@ def covectors(
     logs = draw(hnp.arrays(np.float64, (n,),
                            elements=st.floats(math.log(min_norm), math.log(max_norm), allow_nan=False)))
     lengths = torch.as_tensor(np.exp(logs), dtype=x.dtype, device=x.device).reshape(shape[:-1])
-    return _rescale(x, u, lengths, manifold.dual_norm)
+    return sampling.rescale(x, u, lengths, manifold.dual_norm)
 
 
 @st.composite

@@ -1,0 +1,149 @@
+"""Duality properties: the dual norm is the supremum, Legendre maps, the Finsler gradient."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from finslerlib.testing.context import fmt
+from finslerlib.testing.numerics import dual_norm_sup, half_sq_grad
+from finslerlib.testing.properties.norm import coords, in_basis
+from finslerlib.testing.registry import register_property
+
+
+@register_property("dual_norm",
+                   "F*(xi) is the sup of xi(v) over F(v) = 1; Fenchel-Young xi(v) <= F*(xi) F(v)",
+                   family="duality")
+def dual_norm(ctx):
+    m = ctx.m
+    x = ctx.points(ctx.n)
+    xi = ctx.covectors(ctx.n)
+    dual = m.dual_norm(x, xi)
+    e = ctx.basis(x)
+    xi_c = coords(e, xi)
+    candidates = [xi_c]
+    try:  # the manifold's own maximizer is only a starting point: the value comes from `norm`
+        candidates.append(coords(e, m.inverse_legendre(x, xi).detach()))
+    except NotImplementedError:
+        pass
+    starts = torch.cat([torch.stack(candidates), ctx.randn(32 if ctx.thorough else 12, ctx.n, ctx.dim)])
+    sup_rtol = max(ctx.rtol, 1e3 * ctx.eps)
+    sup = dual_norm_sup(lambda c: m.norm(x, in_basis(e, c)), xi_c, starts, iters=80 if ctx.thorough else 40,
+                        gap_rtol=0.1 * sup_rtol)
+    arg = in_basis(e, sup.argmax)
+    # sup.value is a lower bound of F*: above dual_norm is a violation; below it, only where the
+    # Newton solve converged (its estimated gap below a tenth of the tolerance)
+    ctx.close("F*(x, xi) = sup_{F(x, v) = 1} xi(v) (numerical sup by Newton's method)", dual, sup.value,
+              {"x": x, "xi": xi, "argmax v": arg}, names=("dual_norm", "numerical sup"), rtol=sup_rtol,
+              where=sup.converged | (sup.value > dual), tol_extra=" (sup: Newton's method on norm alone)")
+    v = ctx.vectors(x)
+    for vv, what in ((v, "random v"), (arg, "near-maximizing v")):
+        ctx.leq(f"Fenchel-Young xi(v) <= F*(xi) F(v) ({what})", (xi * vv).sum(-1), dual * m.norm(x, vv),
+                {"x": x, "xi": xi, "v": vv}, names=("xi(v)", "F*(xi) F(v)"))
+    for c in (0.25, 4.0):
+        ctx.close(f"F*(x, c xi) = c F*(x, xi) with c = {c:g}", m.dual_norm(x, c * xi), c * dual,
+                  {"x": x, "xi": xi}, names=("F*(c xi)", "c F*(xi)"))
+    lost = int((~sup.converged).sum())
+    if lost:
+        return (f"{lost} of {ctx.n} suprema not certified (estimated gap up to "
+                f"{sup.gap[~sup.converged].max().item():.3g}): compared as lower bounds only")
+    return ""
+
+
+@register_property("legendre", "legendre = grad of F^2/2; Legendre round trips; F*(legendre(v)) = F(v)",
+                   family="duality")
+def legendre(ctx):
+    m = ctx.m
+    x = ctx.points(ctx.n)
+    v = ctx.vectors(x)
+    e = ctx.basis(x)
+    ell = m.legendre(x, v)
+    auto = half_sq_grad(lambda c: m.norm(x, in_basis(e, c)), coords(e, v))
+    f = m.norm(x, v)
+    ctx_ = {"x": x, "v": v}
+    ctx.close("legendre(x, v) = autograd gradient of F(x, v)^2 / 2", coords(e, ell), auto, ctx_,
+              names=("legendre", "autograd"))
+    ctx.close("legendre(x, v)(v) = F(x, v)^2 (Euler)", (ell * v).sum(-1), f * f, ctx_,
+              names=("legendre(v)(v)", "F(v)^2"))
+    # round trips lose about cond(g_v) eps (a linear solve with the fundamental tensor)
+    try:
+        g_t = e.mT @ m.fundamental_tensor(x, v).detach() @ e
+        eig = torch.linalg.eigvalsh(0.5 * (g_t + g_t.mT))
+        cond = (eig[:, -1] / eig[:, 0]).clamp(1.0, 1.0 / ctx.eps)
+    except NotImplementedError:
+        cond = torch.ones_like(x[:, 0])
+    rt_rtol = torch.clamp(16 * cond * ctx.eps, min=ctx.rtol)
+    rt_extra = " (round trip: max(rtol, 16 cond(g_v) eps))"
+    ctx.close("inverse_legendre(legendre(v)) = v", m.inverse_legendre(x, ell), v, ctx_,
+              names=("round trip", "v"), rtol=rt_rtol, tol_extra=rt_extra)
+    ctx.close("F*(x, legendre(x, v)) = F(x, v)", m.dual_norm(x, ell), f, ctx_,
+              names=("F*(legendre(v))", "F(v)"))
+    xi = ctx.covectors(ctx.n)
+    there = m.inverse_legendre(x, xi)
+    ctx.close("legendre(inverse_legendre(xi)) = xi (on tangent vectors)", coords(e, m.legendre(x, there)),
+              coords(e, xi), {"x": x, "xi": xi}, names=("round trip", "xi"), rtol=rt_rtol, tol_extra=rt_extra)
+    zero = torch.zeros_like(v)
+    ctx.close("legendre(x, 0) = 0", m.legendre(x, zero), zero, {"x": x}, names=("legendre(0)", "0"),
+              ref=torch.zeros_like(f))
+
+
+def _test_function(ctx):
+    """A smooth random f on the ambient space (sum of sines of wavelength ~ the points' spread)."""
+    k = 4
+    # evaluated in float64 whatever the sample dtype: the descent test compares tiny differences
+    w = ctx.randn(k, ctx.N).double() / ctx.spread
+    phase = ctx.rand(k).double() * 2 * math.pi
+    c = ctx.randn(k).double()
+
+    def f(z):
+        return (c * torch.sin(z.double() @ w.mT + phase)).sum(-1)
+
+    return f
+
+
+@register_property("finsler_gradient", "egrad2rgrad is the Finsler gradient and a small step along -grad "
+                   "decreases f", family="duality")
+def finsler_gradient(ctx):
+    m = ctx.m
+    x = ctx.points(ctx.n)
+    f = _test_function(ctx)
+    xr = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (df,) = torch.autograd.grad(f(xr).sum(), xr)
+    df = df.to(ctx.dtype)
+    grad = m.egrad2rgrad(x, df)
+    dual = m.dual_norm(x, df)
+    ctx_ = {"x": x, "df": df, "grad": grad}
+    ctx.close("F(x, grad f) = F*(x, df)", m.norm(x, grad), dual, ctx_, names=("F(grad)", "F*(df)"))
+    ctx.close("df(grad f) = F*(x, df)^2", (df * grad).sum(-1), dual * dual, ctx_,
+              names=("df(grad)", "F*(df)^2"))
+    # descent: retr(x, -t grad) with F(x, -t grad) = h lowers f by t F*(df)^2 + O(t^2). The
+    # relative error of that first-order model must drop below 5 % for some h in a decreasing
+    # sequence (a wrong gradient or retraction keeps a constant error as h -> 0).
+    back = m.norm(x, -grad).detach()  # step lengths: F(x, -t grad), the length of the step taken
+    usable = (dual > 1e-2 * dual.median()) & (back > 0)  # away from critical points of f
+    safe_back = torch.where(usable, back, torch.ones_like(back))
+    steps = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5) + ((1e-6, 1e-7) if ctx.dtype == torch.float64 else ())
+    best_rel = torch.full_like(dual, math.inf, dtype=torch.float64)
+    best = {}
+    f0 = f(x)
+    for h in steps:
+        t = ctx.length * h / safe_back
+        decrease = f0 - f(m.retr(x, -t.unsqueeze(-1) * grad))
+        predicted = (t * dual * dual).double()
+        rel = torch.where(decrease > 0, (decrease - predicted).abs() / predicted,
+                          torch.full_like(predicted, math.inf))
+        rel = torch.nan_to_num(rel, nan=math.inf)
+        take = rel < best_rel
+        best_rel = torch.where(take, rel, best_rel)
+        for key, val in (("t", t), ("decrease", decrease), ("predicted", predicted)):
+            best[key] = torch.where(take, val, best.get(key, val))
+    ctx.holds("f(retr(x, -t grad f)) = f(x) - t F*(df)^2 + O(t^2): a small step along -grad decreases f "
+              "at the predicted rate", ~usable | (best_rel <= 0.05), ctx_,
+              lambda i: [f"best over F(x, -t grad) in {steps} x length {ctx.length:.3g}: "
+                         f"t = {fmt(best['t'][i])}",
+                         f"f(x) - f(retr(x, -t grad)) = {fmt(best['decrease'][i])}",
+                         f"predicted t F*(df)^2 = {fmt(best['predicted'][i])}",
+                         f"relative error = {fmt(best_rel[i])} > 0.05"],
+              tol="relative error of the first-order model <= 0.05 at some step size")
