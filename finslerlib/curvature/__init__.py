@@ -20,6 +20,14 @@ from finslerlib.curvature.quantities import (
     s_curvature,
     spray,
 )
+from finslerlib.curvature.transport import (
+    GeodesicTransport,
+    funk_transport,
+    geodesic_transport,
+    transp,
+    transp_follow_expmap,
+    transp_follow_retraction,
+)
 
 __all__ = [
     "spray",
@@ -27,4 +35,10 @@ __all__ = [
     "flag_curvature",
     "ricci_curvature",
     "s_curvature",
+    "GeodesicTransport",
+    "geodesic_transport",
+    "transp_follow_expmap",
+    "transp_follow_retraction",
+    "transp",
+    "funk_transport",
 ]

@@ -180,21 +180,23 @@ def transp_follow_expmap(manifold, x, u, v, *, steps: int | None = None) -> torc
     return geodesic_transport(manifold, x, u, v, steps=steps).vector
 
 
-def transp_follow_retraction(manifold, x, u, v, *, steps: int | None = None) -> torch.Tensor:
+def transp_follow_retraction(manifold, x, u, v, *, steps: int = 1) -> torch.Tensor:
     r"""Vector transport of `v` to `retr(x, u)`: the parallel transport along $t \mapsto \exp_x(t u)$.
 
     On an open subset of $\mathbb{R}^D$ every tangent space is $\mathbb{R}^D$, so this linear
     isometry (for $g_{\dot\gamma}$) of $T_x$ is a valid vector transport to the retraction's end
     point; it agrees with the parallel transport to $\exp_x(u)$ and costs no boundary-value solve
     (which `transp(x, retr(x, u), v)` would). This is what geoopt's `RiemannianAdam` uses for its
-    momentum through the manifolds' `retr_transp`.
+    momentum through the manifolds' `retr_transp`. One RK4 step by default: optimizer steps are
+    short, and the local error of one step, $O(|u|^5)$, is far below the retraction's own
+    first-order error; pass more `steps` for long moves.
 
     Args:
         manifold: see `geodesic_transport`.
         x: Tensor, shape `[..., D]`.
         u: Tensor, shape `[..., D]`.
         v: Tensor, shape `[..., D]`.
-        steps: RK4 steps (default: the manifold's).
+        steps: RK4 steps (default 1).
 
     Returns:
         Tensor, shape `[..., D]`.
