@@ -511,6 +511,8 @@ def test_float32_and_batch_shapes():
     k = flag_curvature(m, x.reshape(2, 3, 3), y.reshape(2, 3, 3), v.reshape(2, 3, 3))
     assert k.shape == (2, 3) and k.dtype == torch.float32
     torch.testing.assert_close(k, torch.full_like(k, -0.25), rtol=1e-3, atol=1e-3)
+    e1 = torch.tensor([1.0, 0.0, 0.0]).expand_as(y)  # a broadcast (stride-0) flagpole
+    torch.testing.assert_close(flag_curvature(m, x, e1, v), torch.full((6,), -0.25), rtol=1e-3, atol=1e-3)
     r = riemann_curvature(m, x[0], y)  # one point against a batch of directions
     assert r.shape == (6, 3, 3) and r.dtype == torch.float32
     assert s_curvature(m, x, y).dtype == torch.float32

@@ -217,7 +217,8 @@ def prepare(manifold, names: tuple[str, ...], *tensors: torch.Tensor):
     except RuntimeError:
         shapes = ", ".join(f"{nm} {tuple(t.shape)}" for nm, t in zip(names, tensors, strict=True))
         raise ValueError(f"batch shapes do not broadcast: {shapes}") from None
-    flat = [t.expand(shape).reshape(-1, n) for t in tensors]
+    # contiguous: broadcast (stride-0) views cannot carry forward-mode tangents
+    flat = [t.expand(shape).reshape(-1, n).contiguous() for t in tensors]
     manifold.coefficients(flat[0])  # raises ValueError naming a point where (a, b) is invalid
     return shape[:-1], flat
 
