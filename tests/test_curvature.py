@@ -503,6 +503,26 @@ def test_errors_name_the_problem():
         flag_curvature(sphere, xs, ys + xs, vs)
     with pytest.raises(NotImplementedError):
         geodesic_transport(sphere, xs, ys, vs)
+    swirl = rotation_field(0.4)  # valid for |x| < 2.5: a long step leaves the domain
+    with pytest.raises(ValueError, match="leaves the region"):
+        geodesic_transport(swirl, torch.zeros(1, 2, dtype=F64), torch.tensor([[5.0, 0.0]], dtype=F64),
+                           torch.ones(1, 2, dtype=F64), steps=8)
+
+
+def test_curvature_is_differentiable_in_the_fields_parameters():
+    """dK/dtheta by autograd through the jvp compositions, against a central difference in theta."""
+    theta = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    m = RandersField(b=lambda x: theta * torch.tanh(x.flip(-1)), dim=2)
+    x, y, v = sample(3, 2, 30, scale=0.5)
+    k = flag_curvature(m, x, y, v).sum()
+    (grad,) = torch.autograd.grad(k, theta)
+    h = 1e-5
+
+    def k_at(t):
+        return flag_curvature(RandersField(b=lambda x: t * torch.tanh(x.flip(-1)), dim=2), x, y, v).sum()
+
+    with torch.no_grad():
+        close(grad, (k_at(0.3 + h) - k_at(0.3 - h)) / (2 * h), rtol=1e-6, atol=1e-8)
 
 
 def test_float32_and_batch_shapes():

@@ -48,8 +48,11 @@ def ambient_dim(manifold) -> int:
 
 
 def spd_solve(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """`g^{-1} r` for SPD `g` `[B, d, d]`, `r` `[B, d]`, by Cholesky (correct nested jvps)."""
-    return torch.cholesky_solve(r.unsqueeze(-1), torch.linalg.cholesky(g)).squeeze(-1)
+    """`g^{-1} r` for SPD `g` `[B, d, d]`, `r` `[B, d]`, by Cholesky (correct nested jvps).
+
+    `cholesky_ex`: no exception (NaN rows propagate to the callers' finiteness checks).
+    """
+    return torch.cholesky_solve(r.unsqueeze(-1), torch.linalg.cholesky_ex(g)[0]).squeeze(-1)
 
 
 def quad(g: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ import torch
 from torch.func import jvp
 
 from finslerlib.curvature._chart import ambient_dim, prepare, raw_coefficient_fn, spray_in_chart
-from finslerlib.geodesics import hamiltonian_vector_field
+from finslerlib.geodesics import guarded, hamiltonian_vector_field
 from finslerlib.math import funk as fmath
 from finslerlib.math import randers as rmath
 from finslerlib.math.pairwise import safe_div
@@ -108,7 +108,8 @@ def geodesic_transport(
         `GeodesicTransport(point, velocity, vector)`, each `[..., D]`.
 
     Raises:
-        ValueError: bad input (shapes, dtypes, non-finite, invalid metric at `x`).
+        ValueError: bad input (shapes, dtypes, non-finite, invalid metric at `x`), or a geodesic
+            that leaves the region where the metric is strongly convex.
         NotImplementedError: embedded domains (`ambient_dim > dim`).
 
     Example:
@@ -135,8 +136,11 @@ def geodesic_transport(
     p = rmath.legendre(uf_safe, *coef(xf))
     h = float(time) / steps
 
+    # NaN instead of garbage where a trial point leaves the metric's domain (checked below)
+    safe = guarded(coef)
+
     def field(x_, p_, w_):
-        vel, dp = hamiltonian_vector_field(coef, x_, p_)
+        vel, dp = hamiltonian_vector_field(safe, x_, p_)
         nw = jvp(lambda y_: spray_in_chart(coef, x_, y_), (vel,), (w_,))[1]
         return vel, dp, -nw
 
@@ -149,6 +153,14 @@ def geodesic_transport(
         xs, ps, ws = (
             s.add(a.add(b, alpha=2.0).add(c, alpha=2.0).add(d), alpha=h / 6.0)
             for s, a, b, c, d in zip((xs, ps, ws), k1, k2, k3, k4, strict=True)
+        )
+    finite = torch.isfinite(torch.cat([xs, ps, ws], -1)).all(-1)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0, 0])
+        raise ValueError(
+            f"the geodesic from x = {xf[i].tolist()} with u = {uf[i].tolist()} leaves the region where "
+            f"the metric is strongly convex (or the transport overflowed) before time {time}: "
+            f"{int((~finite).sum())} of {finite.numel()} rows are not finite"
         )
     vel = rmath.inverse_legendre(ps, *coef(xs))
     xs = torch.where(still, xf, xs)
