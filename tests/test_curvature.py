@@ -274,6 +274,9 @@ def test_homothetic_wind_brs_value(c, omega):
     x, y, v = sample(5, 2, 11, scale=0.3)
     close(flag_curvature(m, x, y, v), -c * c / 4, rtol=1e-9, atol=1e-10)
     close(ricci_curvature(m, x, y), -c * c / 4 * m.norm(x, y) ** 2, rtol=1e-9, atol=1e-10)
+    # S = -(n + 1) c / 2 F (the Funk metric is c = -1; s_curvature itself is checked against
+    # finite differences along RK4 geodesics below)
+    close(s_curvature(m, x, y), -(2 + 1) * c / 2 * m.norm(x, y), rtol=1e-9, atol=1e-10)
 
 
 def test_homothetic_wind_matches_the_finite_difference_oracle():
@@ -536,3 +539,9 @@ def test_float32_and_batch_shapes():
     r = riemann_curvature(m, x[0], y)  # one point against a batch of directions
     assert r.shape == (6, 3, 3) and r.dtype == torch.float32
     assert s_curvature(m, x, y).dtype == torch.float32
+    field = general_field(2)
+    x2, u2, v2 = (t.float() for t in sample(2, 2, 31, scale=0.3))
+    out = geodesic_transport(field, x2, 0.5 * u2, v2, steps=4)
+    assert all(t.dtype == torch.float32 for t in out)
+    ok, msg = checks.check_transport_isometry(field, x2, 0.5 * u2, v2, u2, steps=4)
+    assert ok, msg
