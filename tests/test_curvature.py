@@ -12,6 +12,9 @@ Oracles (independent of the jvp compositions in the package):
 * the geodesic acceleration and the S-curvature from the library's RK4 geodesic flow
   (finite differences in time), and the distortion from log det g_y (torch.logdet);
 * transport: the Funk closed form against the RK4 integration; symmetry (rotation) equivariance.
+
+One file over 500 lines: it is the issue's whole acceptance list (curvature, transport, optimizer
+momenta) with the test-only embedded manifolds and the oracle they share.
 """
 
 from __future__ import annotations
