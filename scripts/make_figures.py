@@ -8,6 +8,9 @@ script does not depend on which finslerlib manifolds are merged:
 * `funk_geodesics.png`: Funk geodesics from one point (straight chords, equal-distance ticks
   piling up at the boundary) and forward vs backward balls.
 * `benchmarks.png`: measured ratios against their bars, from `docs/data/benchmarks.json`.
+* `flag_curvature.png`: the flag curvature $K(x, y)$ of a 2-D user field for two flagpoles; the
+  one figure computed with finslerlib itself (`finslerlib.curvature`, torch), since curvature has
+  no closed form for a user field.
 
 Usage: `python scripts/make_figures.py [--out DIR]`.
 """
@@ -206,6 +209,52 @@ def figure_benchmarks(path: Path, data: dict) -> None:
     plt.close(fig)
 
 
+def curvature_field_grid(n: int = 61, extent: float = 2.0):
+    """$K(x, \\pm e_1)$ on an `n x n` grid for the user field of `docs/concepts/curvature.md`:
+    $a(x) = (1 + |x|^2/2) I$, $b(x) = 0.4 \\tanh(x_2, x_1)$. Returns `(grid, k_plus, k_minus)`."""
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import torch
+
+    from finslerlib import RandersField
+    from finslerlib.curvature import flag_curvature
+
+    def a(x):
+        return (1 + 0.5 * (x * x).sum(-1))[..., None, None] * torch.eye(2, dtype=x.dtype)
+
+    field = RandersField(a=a, b=lambda x: 0.4 * torch.tanh(x.flip(-1)), dim=2)
+    grid = np.linspace(-extent, extent, n)
+    gx, gy = np.meshgrid(grid, grid)
+    x = torch.tensor(np.stack([gx, gy], -1).reshape(-1, 2), dtype=torch.float64)
+    e1 = torch.tensor([1.0, 0.0], dtype=torch.float64).expand_as(x)
+    e2 = torch.tensor([0.0, 1.0], dtype=torch.float64).expand_as(x)
+    k_plus = flag_curvature(field, x, e1, e2).reshape(n, n).numpy()
+    k_minus = flag_curvature(field, x, -e1, e2).reshape(n, n).numpy()
+    return grid, k_plus, k_minus
+
+
+def figure_flag_curvature(path: Path) -> None:
+    plt = _pyplot()
+    grid, k_plus, k_minus = curvature_field_grid()
+    top = float(np.abs(np.concatenate([k_plus, k_minus])).max())
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.4), layout="constrained")
+    for ax, k, label in ((axes[0], k_plus, "+e_1"), (axes[1], k_minus, "-e_1")):
+        im = ax.imshow(k, origin="lower", extent=(grid[0], grid[-1], grid[0], grid[-1]),
+                       cmap="RdBu_r", vmin=-top, vmax=top)
+        ax.contour(grid, grid, k, levels=[0.0], colors="k", linewidths=0.8)
+        ends = ((-0.6, -1.7), (0.6, -1.7))
+        tail, head = ends if label == "+e_1" else ends[::-1]
+        ax.annotate("", xy=head, xytext=tail, arrowprops=dict(arrowstyle="->", lw=1.5))  # direction of y
+        ax.set_title(f"$K(x, y)$, flagpole $y = {label}$")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    fig.colorbar(im, ax=axes, shrink=0.85, label="flag curvature")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: %(default)s)")
@@ -214,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     figure_randers_indicatrix(args.out / "randers_indicatrix.png")
     figure_funk(args.out / "funk_geodesics.png")
     figure_benchmarks(args.out / "benchmarks.png", json.loads(BENCHMARKS_JSON.read_text()))
-    print(f"make_figures: wrote 3 figures to {args.out}")
+    figure_flag_curvature(args.out / "flag_curvature.png")
+    print(f"make_figures: wrote 4 figures to {args.out}")
     return 0
 
 

@@ -74,6 +74,14 @@ def test_funk_geodesic_is_unit_speed_along_a_chord():
     np.testing.assert_allclose(direction, np.broadcast_to(v / np.linalg.norm(v), direction.shape))
 
 
+def test_flag_curvature_figure_has_the_fields_point_symmetry():
+    """x -> -x is an isometry of that field (a even, b odd), so K(-x, -y) = K(x, y)."""
+    grid, k_plus, k_minus = figures.curvature_field_grid(n=7)
+    assert np.allclose(grid, -grid[::-1])
+    np.testing.assert_allclose(k_minus, k_plus[::-1, ::-1], rtol=1e-9, atol=1e-12)
+    assert np.ptp(k_plus) > 0.1  # not constant: the figure shows something
+
+
 # ----------------------------------------------------------------------------- build checks
 def test_raw_math_scan_flags_untypeset_dollars_only():
     ok = (

@@ -507,7 +507,9 @@ def _contract(m, x, y, v, rtol, atol):
     torch.testing.assert_close(m.proju(x, m.proju(x, v)), m.proju(x, v))
     # broadcasting: one point against a batch
     torch.testing.assert_close(m.retr(x[:1], v), torch.stack([m.retr(x[0], vi) for vi in v]))
-    torch.testing.assert_close(m.transp_follow_retr(x[:1], v, v), v)
+    torch.testing.assert_close(
+        m.transp_follow_retr(x[:1], v, v), torch.stack([m.transp_follow_retr(x[0], vi, vi) for vi in v])
+    )
     torch.testing.assert_close(m.dist(x[:1], y), m.dist(x[:1].expand_as(y), y))
     assert m.projx(x[:1]).shape == (1, x.shape[-1])
     # exp o log, log(x, x) = 0, dist(x, exp(x, v)) = norm(x, v)
@@ -519,7 +521,7 @@ def _contract(m, x, y, v, rtol, atol):
     torch.testing.assert_close(m.cdist(x, y).diagonal(), m.dist(x, y), rtol=rtol, atol=atol)
     y2, v2 = m.retr_transp(x, v, v)
     torch.testing.assert_close(y2, m.retr(x, v))
-    torch.testing.assert_close(v2, v)
+    torch.testing.assert_close(v2, m.transp_follow_retr(x, v, v))
 
 
 def test_geoopt_contract_plain_and_scaled(dtype):
@@ -532,6 +534,9 @@ def test_geoopt_contract_plain_and_scaled(dtype):
     v = v * (3.0 / m.norm(x, v)).clamp_max(1.0).unsqueeze(-1)
     rtol, atol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-9, 1e-10)
     _contract(m, x, y, v, rtol, atol)
+    # parallel transport maps the initial velocity to the final one, e^{-F(x, v)} v on a Funk geodesic
+    v2 = m.retr_transp(x, v, v)[1]
+    torch.testing.assert_close(v2, torch.exp(-m.norm(x, v, keepdim=True)) * v, rtol=rtol, atol=atol)
     scaled = geoopt.Scaled(m, 2.0)
     _contract(scaled, x, y, v, rtol, atol)
     torch.testing.assert_close(scaled.dist(x, y), 2 * m.dist(x, y))

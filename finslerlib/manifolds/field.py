@@ -306,6 +306,38 @@ class RandersField(FinslerManifold):
         """First-order retraction $x + u$ (cheap; `expmap` integrates the geodesic)."""
         return x + u
 
+    # ------------------------------------------------------------------ parallel transport
+    # Small hooks: the transport lives in finslerlib.curvature.transport (imported when used,
+    # since curvature builds on the manifolds).
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport along the geodesic $x \\to y$ (a log map); `finslerlib.curvature.transp`."""
+        from finslerlib.curvature import transport
+
+        return transport.transp(self, x, y, v)
+
+    def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`finslerlib.curvature`)."""
+        from finslerlib.curvature import transport
+
+        return transport.transp_follow_expmap(self, x, u, v)
+
+    def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Vector transport to `retr(x, u)`; see `finslerlib.curvature.transp_follow_retraction`."""
+        from finslerlib.curvature import transport
+
+        return transport.transp_follow_retraction(self, x, u, v)
+
+    def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """`(expmap(x, u), transp_follow_expmap(x, u, v))` from one integration."""
+        from finslerlib.curvature import transport
+
+        out = transport.geodesic_transport(self, x, u, v)
+        return out.point, out.vector
+
+    def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """`(retr(x, u), transp_follow_retr(x, u, v))`: what geoopt's optimizers call for momenta."""
+        return self.retr(x, u), self.transp_follow_retr(x, u, v)
+
     def solve(
         self,
         x: torch.Tensor,

@@ -38,8 +38,8 @@ class FunkBall(FinslerManifold):
     step (see `finslerlib.math.funk.boundary_margin`).
 
     Choices: `retr` is `expmap` (already $O(D)$, exact, and inside the ball for any step);
-    `transp` is the identity of the global chart, a linear vector transport (not the Chern
-    parallel transport, which has no closed form here).
+    `transp` is the Chern parallel transport along the straight geodesics, in closed form
+    (`finslerlib.curvature.funk_transport`).
 
     Args:
         dim: dimension `D`.
@@ -283,20 +283,27 @@ class FunkBall(FinslerManifold):
         return fmath.logmap(x, y, radius=self.radius)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Identity in the global chart: a linear vector transport (not parallel transport)."""
-        return v
+        """Parallel transport along the straight geodesic $x \\to y$, closed form
+        (`finslerlib.curvature.funk_transport`)."""
+        return self.transp_follow_expmap(x, self.logmap(x, y), v)
 
     def retr_transp(self, x, u, v):
-        return self.retr(x, u), v
+        return self.retr(x, u), self.transp_follow_expmap(x, u, v)
 
     def expmap_transp(self, x, u, v):
-        return self.expmap(x, u), v
+        return self.expmap(x, u), self.transp_follow_expmap(x, u, v)
 
     def transp_follow_retr(self, x, u, v):
-        return v
+        """`retr` is `expmap`: the parallel transport along $t \\mapsto \\exp_x(t u)$."""
+        return self.transp_follow_expmap(x, u, v)
 
     def transp_follow_expmap(self, x, u, v):
-        return v
+        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (Chern): closed form."""
+        from finslerlib.curvature.transport import funk_transport  # curvature builds on manifolds
+
+        self._inside(x, names=("x",))
+        self._validate(x, u, v, names=("x", "u", "v"))
+        return funk_transport(x, u, v, radius=self.radius, reverse=isinstance(self, _ReverseFunkBall))
 
     def random(self, *size, dtype=None, device=None, max_norm: float = 0.9) -> geoopt.ManifoldTensor:
         r"""Points uniform in the ball of radius `max_norm * R` (volume measure).
