@@ -138,9 +138,9 @@ def guarded(coefficients: CoefficientFn) -> CoefficientFn:
     """Wrap `coefficients` so invalid data poison the flow with NaN instead of raising.
 
     Where `(a, b)` fails `finslerlib.math.validation.randers_validity`, returns `(I, NaN)`: the
-    Hamiltonian, and so the
-    trajectory through that point, becomes NaN, which a solver sees as a failed trial step
-    (a Newton step leaving the domain of the metric) rather than an exception for the batch.
+    Hamiltonian, and so the trajectory through that point, becomes NaN, which a solver sees as a
+    failed trial step (a Newton step leaving the domain of the metric) rather than an exception
+    for the batch.
 
     Example:
         >>> bad = guarded(lambda x: (torch.eye(1), 2.0 * x))

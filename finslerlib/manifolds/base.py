@@ -23,7 +23,7 @@ $(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrin
 Pointwise quantities are defined on the tangent space: on an embedded domain covectors are
 restricted to it (`proju`) and every returned vector is tangent. Constant metrics may also give
 the factored form `factor() -> (L, w)` ($a = L L^\top$, $b = L w$): `cdist` then runs the
-Gram-matrix kernel `finslerlib.math.pairwise.pairwise_randers`.
+Gram-matrix kernel `finslerlib.math.pairwise.randers_cdist`.
 
 What a subclass implements: `coefficients` (or cheaper closed forms of the pointwise methods),
 `expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
@@ -43,7 +43,7 @@ from geoopt.manifolds.base import ScalingInfo
 
 from finslerlib.manifolds.domain import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import pairwise_randers
+from finslerlib.math.pairwise import randers_cdist
 from finslerlib.math.validation import check_cdist_shapes, check_finite
 
 __all__ = ["FinslerManifold"]
@@ -368,7 +368,7 @@ class FinslerManifold(geoopt.Manifold):
         r"""All forward distances, `cdist(x, y)[..., i, j]` $= d(x_i \to y_j)$.
 
         A constant metric with `factor()` gets the Gram-matrix kernel
-        `finslerlib.math.pairwise.pairwise_randers` (no `[..., N, M, D]` tensor); otherwise this
+        `finslerlib.math.pairwise.randers_cdist` (no `[..., N, M, D]` tensor); otherwise this
         generic fallback broadcasts `dist`, and closed-form manifolds override it.
 
         Args:
@@ -383,7 +383,7 @@ class FinslerManifold(geoopt.Manifold):
         factored = self.factor()
         if factored is None:
             return self.dist(x.unsqueeze(-2), y.unsqueeze(-3))
-        return pairwise_randers(x, y, factored[0].to(x), factored[1].to(x))
+        return randers_cdist(x, y, factored[0].to(x), factored[1].to(x))
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Retraction; the exponential map unless a subclass has a cheaper first-order one."""
@@ -458,11 +458,18 @@ class FinslerManifold(geoopt.Manifold):
         r"""The reverse metric $\tilde F(x, v) = F(x, -v)$, with $\tilde d(x \to y) = d(y \to x)$.
 
         `Reversed(self)` (`finslerlib.manifolds.reversed`): pointwise quantities, `dist` and
-        `cdist` come from this manifold; its geodesics need the hooks `_reverse_expmap` /
-        `_reverse_logmap` (closed forms), else they raise `NotImplementedError`.
+        `cdist` come from this manifold, the geodesics from the hooks `_reverse_expmap` /
+        `_reverse_logmap` that a manifold defines to have a reverse (a reverse without geodesics
+        would be half a manifold: without them this raises `NotImplementedError`).
         """
         from finslerlib.manifolds.reversed import Reversed
 
+        hooks = ("_reverse_expmap", "_reverse_logmap")
+        if any(getattr(type(self), h) is getattr(FinslerManifold, h) for h in hooks):
+            raise NotImplementedError(
+                f"{type(self).__name__} does not implement reverse(): define _reverse_expmap and "
+                f"_reverse_logmap (the reverse metric's geodesics), or override reverse()"
+            )
         return Reversed(self)
 
     def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:

@@ -264,8 +264,8 @@ class Randers(FinslerManifold):
             >>> m = Randers.learnable(3)
             >>> sorted(name for name, _ in m.named_parameters())
             ['chol_raw', 'drift_raw']
-            >>> m.dist(torch.zeros(3), torch.ones(3))  # starts Euclidean
-            tensor(1.7321, grad_fn=<AddBackward0>)
+            >>> m.dist(torch.zeros(3), torch.ones(3)).detach()  # starts Euclidean
+            tensor(1.7321)
         """
         return _LearnableRanders(
             dim,
@@ -350,7 +350,7 @@ class Randers(FinslerManifold):
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
 
-        Computed without an `[N, M, D]` tensor by `finslerlib.math.pairwise.pairwise_randers`
+        Computed without an `[N, M, D]` tensor by `finslerlib.math.pairwise.randers_cdist`
         on `factor()`: with $a = L L^\top$, centred points mapped by $L$,
         $|L^\top(y_j - x_i)|^2$ comes from one matmul (Gram trick) and the drift term
         $w \cdot L^\top y_j - w \cdot L^\top x_i$ is separable. Cost $(N + M) D^2 + N M D$.

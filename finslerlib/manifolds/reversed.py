@@ -51,6 +51,24 @@ class Reversed(FinslerManifold):
         super().__init__(domain=base.domain)
         self.base = base
 
+    # attributes of the wrapped manifold that the reverse metric shares (a, radius, options...)
+    # or negates (b); anything else is not forwarded, so no forward-metric quantity leaks through
+    _SHARED = frozenset(
+        {"a", "radius", "drift_norm", "max_asymmetry", "rank", "max_drift", "max_condition", "eps",
+         "steps", "atol", "rtol", "max_iter", "jacobian", "on_failure", "validate"}
+    )
+
+    def __getattr__(self, item):
+        try:
+            return super().__getattr__(item)
+        except AttributeError:
+            base = self._modules.get("base")
+            if base is not None and item in self._SHARED:
+                return getattr(base, item)
+            if base is not None and item == "b" and isinstance(getattr(type(base), "b", None), property):
+                return -base.b
+            raise
+
     # ------------------------------------------------------------------ Randers data
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.base.coefficients(x)

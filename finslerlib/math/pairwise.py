@@ -16,6 +16,7 @@ __all__ = [
     "pairwise_sqdist",
     "pairwise_dist",
     "pairwise_randers",
+    "randers_cdist",
 ]
 
 
@@ -237,30 +238,50 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
     finite (the $\alpha$ part contributes 0) where two points coincide. Both sets are
     centred on their common mean inside the kernel (against cancellation in the Gram trick).
 
-    Batched inputs (`x` `[..., N, D]`, `y` `[..., M, D]`) are computed from the same formula by
-    autograd-composed operations (`centre`, `pairwise_dist`); 2-D inputs use the fused kernel.
-
     Args:
-        x: Tensor, shape `[N, D]` or `[..., N, D]`, sources.
-        y: Tensor, shape `[M, D]` or `[..., M, D]`, targets.
+        x: Tensor, shape `[N, D]`, sources.
+        y: Tensor, shape `[M, D]`, targets.
         factor: Tensor, shape `[D, R]`, $L$ with $a = L L^\top$.
         w: Tensor, shape `[R]`, drift in factor coordinates, $b = L w$ (strong convexity
             needs $|w| < 1$ when $L$ is invertible).
 
     Returns:
-        Tensor, shape `[..., N, M]`: `[..., i, j]` $= d(x_i \to y_j)$.
+        Tensor, shape `[N, M]`: `[i, j]` $= d(x_i \to y_j)$.
 
     Example:
         >>> x, y = torch.zeros(1, 2), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
         >>> pairwise_randers(x, y, torch.eye(2), torch.tensor([0.5, 0.0]))
         tensor([[1.5000, 0.5000]])
     """
-    if x.dim() < 2 or y.dim() < 2 or factor.dim() != 2 or w.dim() != 1:
+    if x.dim() != 2 or y.dim() != 2 or factor.dim() != 2 or w.dim() != 1:
         raise ValueError(
-            "pairwise_randers needs x [..., N, D], y [..., M, D], factor [D, R], w [R]; got "
+            "pairwise_randers needs x [N, D], y [M, D], factor [D, R], w [R]; got "
             f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(factor.shape)}, {tuple(w.shape)}"
         )
+    return _PairwiseRanders.apply(x, y, factor, w)
+
+
+def randers_cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    r"""`pairwise_randers` for any batch shape: $F(y_j - x_i)$ with $a = L L^\top$, $b = L w$.
+
+    2-D inputs run the fused kernel `pairwise_randers`; batched inputs the same Gram formula
+    composed from `centre` and `pairwise_dist` (no `[..., N, M, D]` tensor either way).
+
+    Args:
+        x: Tensor, shape `[..., N, D]`.
+        y: Tensor, shape `[..., M, D]`.
+        factor: Tensor, shape `[D, R]`.
+        w: Tensor, shape `[R]`.
+
+    Returns:
+        Tensor, shape `[..., N, M]`.
+
+    Example:
+        >>> x, y = torch.zeros(3, 1, 2), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+        >>> randers_cdist(x, y, torch.eye(2), torch.tensor([0.5, 0.0])).shape
+        torch.Size([3, 1, 2])
+    """
     if x.dim() == 2 and y.dim() == 2:
-        return _PairwiseRanders.apply(x, y, factor, w)
+        return pairwise_randers(x, y, factor, w)
     xt, yt = (v @ factor for v in centre(x, y))
     return pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
