@@ -280,7 +280,7 @@ class _Checker:
                  points, user_seed=None):
         self.m = manifold
         self.user_seed = seed if user_seed is None else user_seed
-        self.D = manifold.dim
+        self.D = getattr(manifold, "ambient_dim", manifold.dim)  # tensor size (ambient coordinates)
         self.n = n
         self.seed = seed
         self.dtype = dtype
@@ -945,7 +945,7 @@ def check_manifold(
         raise ValueError(f"n must be >= 2, got {n}")
     if points is not None:
         points = torch.as_tensor(points).as_subclass(torch.Tensor).detach().to(dtype=dtype, device=device)
-        points = points.reshape(-1, manifold.dim)
+        points = points.reshape(-1, getattr(manifold, "ambient_dim", manifold.dim))
     chosen = list(PROPERTIES) if properties is None else [p for p in PROPERTIES if p in set(properties)]
     skip = set(skip)
     settings = {"n": n, "seed": seed, "atol": atol, "rtol": rtol, "dtype": dtype, "device": device,

@@ -50,7 +50,7 @@ def _array(shape, bound, allow_extreme):
 
 def _batch_shape(manifold, batch) -> tuple[int, ...]:
     batch = (batch,) if isinstance(batch, int) else tuple(batch)
-    return (*batch, manifold.dim)
+    return (*batch, getattr(manifold, "ambient_dim", manifold.dim))
 
 
 def _directions(shape):
@@ -67,8 +67,9 @@ def _directions(shape):
 
 def _accept(manifold, x: torch.Tensor) -> torch.Tensor:
     """Pull points the manifold rejects toward its origin (halving the offset) until accepted."""
-    flat = x.reshape(-1, manifold.dim)
-    origin = torch.as_tensor(manifold.origin(manifold.dim, dtype=x.dtype, device=x.device))
+    size = getattr(manifold, "ambient_dim", manifold.dim)
+    flat = x.reshape(-1, size)
+    origin = torch.as_tensor(manifold.origin(size, dtype=x.dtype, device=x.device))
     origin = origin.as_subclass(torch.Tensor)
     rows = []
     for p in flat:
