@@ -20,7 +20,8 @@ F64 = torch.float64
 
 
 def _randers(dtype=F64):
-    return Randers(torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=dtype), torch.tensor([0.5, -0.2], dtype=dtype))
+    a = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=dtype)
+    return Randers(a, torch.tensor([0.5, -0.2], dtype=dtype))
 
 
 # ---------------------------------------------------------------------------- one reversal wrapper

@@ -24,7 +24,7 @@ from torch.func import vjp
 from finslerlib.math import randers as rmath
 from finslerlib.math.pairwise import safe_div
 from finslerlib.math.validation import dot as _dot
-from finslerlib.math.validation import randers_validity
+from finslerlib.math.validation import nan_unless, randers_validity
 from finslerlib.math.validation import rows_times as _rows_times
 from finslerlib.math.validation import small_inverse as _small_inverse
 
@@ -127,10 +127,9 @@ def hamiltonian_vector_field(
     if guard:
         if spd is None:
             spd = torch.linalg.cholesky_ex(a)[1] == 0
-        bad = ~(spd & (lam > 0)).unsqueeze(-1)
-        nan = torch.full((), float("nan"), dtype=u.dtype, device=u.device)
-        u = torch.where(bad, nan, u).expand(*shape, d)
-        grad_x = torch.where(bad, nan, grad_x)
+        ok = spd & (lam > 0)
+        u = nan_unless(ok, u).expand(*shape, d)
+        grad_x = nan_unless(ok, grad_x)
     return u, grad_x
 
 
@@ -157,7 +156,7 @@ def guarded(coefficients: CoefficientFn) -> CoefficientFn:
         keep = ok.unsqueeze(-1)
         eye = torch.eye(d, dtype=b.dtype, device=b.device)
         a = torch.where(keep.unsqueeze(-1), a.expand(*shape, d, d), eye)
-        b = torch.where(keep, b.expand(*shape, d), torch.full_like(b.expand(*shape, d), float("nan")))
+        b = nan_unless(ok, b.expand(*shape, d))
         return a, b
 
     return safe

@@ -21,6 +21,7 @@ __all__ = [
     "check_randers",
     "check_finite",
     "check_cdist_shapes",
+    "nan_unless",
 ]
 
 
@@ -80,6 +81,27 @@ def check_cdist_shapes(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(
             f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
         )
+
+
+def nan_unless(ok: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """`t` where `ok`, NaN elsewhere: the one way invalid data poison a computation.
+
+    Solvers use it instead of raising, so that a trial step leaving the domain of a metric is
+    rejected (a NaN residual) rather than an exception for the whole batch.
+
+    Args:
+        ok: bool Tensor, shape `[...]`.
+        t: Tensor, shape `[..., D]` (broadcastable with `ok[..., None]`).
+
+    Returns:
+        Tensor, shape `[..., D]` (the broadcast shape).
+
+    Example:
+        >>> nan_unless(torch.tensor([True, False]), torch.ones(2, 1))
+        tensor([[1.],
+                [nan]])
+    """
+    return torch.where(ok.unsqueeze(-1), t, torch.full((), float("nan"), dtype=t.dtype, device=t.device))
 
 
 def randers_validity(a: torch.Tensor, b: torch.Tensor):
