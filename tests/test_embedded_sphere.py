@@ -1,4 +1,4 @@
-"""A manifold on an embedded domain: the round sphere S^n in R^{n+1}, written on `SphereDomain`.
+"""Manifolds on embedded domains: the round sphere on `SphereDomain`, hyperbolic space on `HyperboloidDomain`.
 
 The Randers data are given in ambient coordinates, a = I + 3 x x^T (the identity on the tangent
 space, 4 on the normal line) and b = 0: only the tangent block may matter. Every quantity is
@@ -12,7 +12,8 @@ import geoopt
 import pytest
 import torch
 
-from finslerlib import FinslerManifold, SphereDomain
+from finslerlib import FinslerManifold, HyperboloidDomain, SphereDomain
+from finslerlib.math.pairwise import safe_sqrt
 from finslerlib.testing import check_manifold
 
 F64 = torch.float64
@@ -129,3 +130,79 @@ def test_conformance_kit_on_the_sphere():
 # properties of the current kit that draw non-tangent vectors (see the test's docstring): each
 # counterexample it reports has <x, v> != 0
 OLD_KIT = {"sampling", "dual_norm", "legendre", "exp_log_inverse", "short_geodesics"}
+
+
+class Hyperbolic(FinslerManifold):
+    """Hyperbolic space on the hyperboloid: ambient a = J = diag(-1, 1, ..., 1), b = 0.
+
+    `a` is not positive definite on R^{1,n}, only on the tangent spaces, which is all that counts.
+    """
+
+    name = "Hyperbolic"
+
+    def __init__(self, n: int):
+        super().__init__(domain=HyperboloidDomain(n))
+
+    def coefficients(self, x):
+        j = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
+        j[0] = -1.0
+        return torch.diag(j), torch.zeros_like(x)
+
+    def _lorentz(self, u, v):
+        return (u * v).sum(-1, keepdim=True) - 2 * u[..., :1] * v[..., :1]
+
+    def dist(self, x, y, *, keepdim=False):
+        self._validate(x, y, names=("x", "y"))
+        # 2 asinh(|y - x|_L / 2): no acosh, whose derivative is infinite at x = y
+        chord = safe_sqrt(self._lorentz(y - x, y - x))
+        d = 2 * torch.asinh(chord / 2)
+        return d if keepdim else d.squeeze(-1)
+
+    def expmap(self, x, u):
+        self._validate(x, u, names=("x", "u"))
+        t = self._lorentz(u, u).clamp_min(0).sqrt()
+        sinhc = torch.where(t > 0, torch.sinh(t) / t.clamp_min(1e-300), torch.ones_like(t))
+        return self.projx(torch.cosh(t) * x + sinhc * u)
+
+    def logmap(self, x, y):
+        self._validate(x, y, names=("x", "y"))
+        v = y + self._lorentz(x, y) * x  # the tangent part of y at x
+        vn = self._lorentz(v, v).clamp_min(0).sqrt()
+        scale = self.dist(x, y, keepdim=True) / vn.clamp_min(1e-300)
+        return torch.where(vn > 0, v * scale, torch.zeros_like(v))
+
+    def random(self, *size, dtype=None, device=None):
+        x = torch.randn(*size, dtype=dtype, device=device) * 0.7
+        return geoopt.ManifoldTensor(self.projx(x), manifold=self)
+
+    def _reverse_expmap(self, x, u):
+        return self.expmap(x, u)
+
+    def _reverse_logmap(self, x, y):
+        return self.logmap(x, y)
+
+
+def test_hyperboloid_matches_geoopt_lorentz():
+    g = torch.Generator().manual_seed(1)
+    m, ref = Hyperbolic(3), geoopt.Lorentz()
+    x = ref.projx(torch.randn(32, 4, generator=g, dtype=F64))
+    y = ref.projx(torch.randn(32, 4, generator=g, dtype=F64))
+    grad = torch.randn(32, 4, generator=g, dtype=F64)  # a Euclidean gradient, not tangent
+    u = 0.5 * ref.proju(x, grad)
+    assert (m.dim, m.ambient_dim) == (3, 4)
+    torch.testing.assert_close(m.norm(x, u), ref.norm(u))
+    torch.testing.assert_close(m.egrad2rgrad(x, grad), ref.egrad2rgrad(x, grad))
+    torch.testing.assert_close(m.dual_norm(x, grad), ref.norm(ref.egrad2rgrad(x, grad)))
+    torch.testing.assert_close(m.dist(x, y), ref.dist(x, y))
+    torch.testing.assert_close(m.expmap(x, u), ref.expmap(x, u))
+    torch.testing.assert_close(m.logmap(x, y), ref.logmap(x, y))
+    assert m.check_point_on_manifold(x) and not m.check_point_on_manifold(2 * x)
+
+
+def test_conformance_kit_on_the_hyperboloid():
+    """As for the sphere: only the properties of `OLD_KIT` may fail, for the same reason."""
+    # large_steps: exp of a vector of length 1e4 is cosh(1e4), beyond every float format
+    report = check_manifold(Hyperbolic(2), dtype=F64, raise_on_failure=False, skip=["large_steps"])
+    failed = set(report.failed)
+    assert not failed - OLD_KIT, {name: report.results[name].detail for name in failed - OLD_KIT}
+    assert "dist_metric" in report.passed and "finsler_gradient" in report.passed

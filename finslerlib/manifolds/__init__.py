@@ -6,7 +6,7 @@ reversal wrapper; `Randers`, `FunkBall`, `RandersField` the metrics; `EuclideanD
 """
 
 from finslerlib.manifolds.base import FinslerManifold
-from finslerlib.manifolds.domain import Domain, EuclideanDomain, SphereDomain
+from finslerlib.manifolds.domain import Domain, EuclideanDomain, HyperboloidDomain, SphereDomain
 from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.funk import FunkBall
 from finslerlib.manifolds.randers import Randers
@@ -17,6 +17,7 @@ __all__ = [
     "EuclideanDomain",
     "FinslerManifold",
     "FunkBall",
+    "HyperboloidDomain",
     "Randers",
     "RandersField",
     "Reversed",

@@ -21,9 +21,9 @@ an embedded submanifold such as the sphere, given by `projx` / `proju`) plus **R
 $(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrinsic dimension,
 `ambient_dim` the size of the last tensor dimension (equal for open subsets of $\mathbb{R}^D$).
 Pointwise quantities are defined on the tangent space: on an embedded domain covectors are
-restricted to it (`proju`) and every returned vector is tangent. Constant metrics may also give
-the factored form `factor() -> (L, w)` ($a = L L^\top$, $b = L w$): `cdist` then runs the
-Gram-matrix kernel `finslerlib.math.pairwise.randers_cdist`.
+restricted to it (`Domain.restrict_covector`) and every returned vector is tangent. Constant
+metrics may also give the factored form `factor() -> (L, w)` ($a = L L^\top$, $b = L w$):
+`cdist` then runs the Gram-matrix kernel `finslerlib.math.pairwise.randers_cdist`.
 
 What a subclass implements: `coefficients` (or cheaper closed forms of the pointwise methods),
 `expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
@@ -229,7 +229,7 @@ class FinslerManifold(geoopt.Manifold):
 
     def _covector(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         """Restrict an ambient covector to the tangent space (identity on open sets of R^D)."""
-        return self.domain.proju(x, xi) if self.domain.embedded else xi
+        return self.domain.restrict_covector(x, xi) if self.domain.embedded else xi
 
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Finsler norm $F(x, u)$.

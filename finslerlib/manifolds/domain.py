@@ -7,28 +7,34 @@ A finslerlib manifold is a domain plus Randers data $(a(x), b(x))$ at its points
   ambient coordinates);
 * `dim`: the intrinsic dimension of the manifold;
 * `projx(x)`, `proju(x, u)`: projections onto the domain and onto the tangent space $T_x M$;
+* `restrict_covector(x, xi)`: an ambient covector (e.g. a Euclidean gradient) restricted to
+  $T_x M$, represented by the ambient covector that vanishes on the normal line;
 * `restrict(x, a, b)`: Randers data that act on $T_x M$ exactly as $(a, b)$ do and are
-  block-diagonal for $T_x M \oplus N_x M$ (the normal space gets the identity, $b$ is made
+  block-diagonal for $T_x M \oplus N_x M$ (the normal line gets the identity, $b$ is made
   tangent). With such data the closed-form Randers formulas of `finslerlib.math.randers`
-  applied to ambient vectors and to covectors restricted by `proju` give the tangent-space
-  answers: the dual norm of the restricted covector, and tangent vectors from the inverse
-  Legendre map.
+  applied to tangent vectors and to restricted covectors give the tangent-space answers: the
+  dual norm of the restricted covector, and tangent vectors from the inverse Legendre map.
 
 `EuclideanDomain(D)`: an open subset of $\mathbb{R}^D$ (tangent spaces are all of
 $\mathbb{R}^D$, every method is the identity). `SphereDomain(n)`: the unit sphere
-$S^n \subset \mathbb{R}^{n+1}$ (ambient size $n + 1$, dimension $n$). A hyperboloid or another
-embedded domain is written the same way: `projx`, `proju`, `check_point`, `origin`.
+$S^n \subset \mathbb{R}^{n+1}$; `HyperboloidDomain(n)`: the hyperboloid model of $H^n$ in
+Minkowski space $\mathbb{R}^{1,n}$ (both ambient size $n + 1$, dimension $n$). Another embedded
+domain of codimension one is written the same way: `projx`, `proju`, `normal`, `check_point`,
+`origin`.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["Domain", "EuclideanDomain", "SphereDomain"]
+__all__ = ["Domain", "EuclideanDomain", "SphereDomain", "HyperboloidDomain"]
 
 
 class Domain:
     """Base class of domains; subclasses set `dim` and `ambient_dim` and the projections.
+
+    An embedded domain of codimension one implements `normal(x)` (a unit Euclidean normal of
+    the tangent space); `restrict` and `restrict_covector` then follow.
 
     Attributes:
         dim: intrinsic dimension.
@@ -49,12 +55,38 @@ class Domain:
         return x
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Project ambient vectors (or covectors) onto the tangent space at `x`."""
+        """Project ambient vectors onto the tangent space at `x`."""
         return u
 
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit Euclidean normal of the tangent space at `x` (codimension-one embedded domains)."""
+        raise NotImplementedError(f"{type(self).__name__} has no normal")
+
+    def restrict_covector(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        r"""An ambient covector restricted to $T_x M$, as the ambient covector that vanishes on the normal.
+
+        $\xi - (n \cdot \xi)\, n$ for the unit normal $n$: it acts on tangent vectors as $\xi$ does.
+        """
+        if not self.embedded:
+            return xi
+        n = self.normal(x)
+        return xi - (n * xi).sum(-1, keepdim=True) * n
+
     def restrict(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
-        """Randers data acting on the tangent space as `(a, b)` do, block-diagonal with the normal space."""
-        return a, b
+        r"""Randers data acting on $T_x M$ as `(a, b)` do, block-diagonal for tangent and normal space.
+
+        $(P a P + n n^\top, P b)$ with $P = I - n n^\top$: the normal line gets the identity and
+        the drift is made tangent. With these data the Randers formulas, applied to tangent
+        vectors and to covectors restricted by `restrict_covector`, give the tangent-space
+        answers (the dual norm of the restricted covector; tangent vectors from the inverse
+        Legendre map).
+        """
+        if not self.embedded:
+            return a, b
+        n = self.normal(x).unsqueeze(-1)
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        proj = eye - n * n.mT
+        return proj @ a @ proj + n * n.mT, self.restrict_covector(x, b)
 
     def check_point(self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
         """`(ok, reason)`: whether `x` lies on the domain (finite entries at least)."""
@@ -66,6 +98,10 @@ class Domain:
         """`(ok, reason)`: whether `u` is a tangent vector at `x` (finite entries at least)."""
         if not torch.isfinite(u).all():
             return False, f"vector has non-finite entries ({(~torch.isfinite(u)).sum().item()} of them)"
+        if self.embedded and u.numel():
+            err = (self.normal(x) * u).sum(-1).abs().max().item()
+            if err > atol + rtol * max(u.abs().max().item(), 1.0):
+                return False, f"vectors are not tangent: max |n(x) . u| = {err:.3g}"
         return True, None
 
     def origin(self, *shape: int, dtype=None, device=None) -> torch.Tensor:
@@ -91,8 +127,8 @@ class EuclideanDomain(Domain):
 class SphereDomain(Domain):
     r"""The unit sphere $S^n = \{x \in \mathbb{R}^{n+1} : |x| = 1\}$: `dim = n`, `ambient_dim = n + 1`.
 
-    $T_x S^n = x^\perp$, `proju(x, u)` $= u - \langle x, u\rangle x$, `projx(x)` $= x / |x|$, and
-    `restrict(x, a, b)` $= (P a P + x x^\top, P b)$ with $P = I - x x^\top$.
+    $T_x S^n = x^\perp$ (normal $n = x$), `proju(x, u)` $= u - \langle x, u\rangle x$,
+    `projx(x)` $= x / |x|$ (as `geoopt.Sphere`), origin $e_0$.
 
     Example:
         >>> s = SphereDomain(2)
@@ -113,11 +149,8 @@ class SphereDomain(Domain):
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return u - (x * u).sum(-1, keepdim=True) * x
 
-    def restrict(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
-        n = x.unsqueeze(-1)
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        proj = eye - n * n.mT
-        return proj @ a @ proj + n * n.mT, self.proju(x, b)
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     def check_point(self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
         ok, reason = super().check_point(x)
@@ -128,13 +161,59 @@ class SphereDomain(Domain):
             return False, f"points are not on the unit sphere: max ||x| - 1| = {err:.3g}"
         return True, None
 
-    def check_vector(self, x: torch.Tensor, u: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
-        ok, reason = super().check_vector(x, u)
+    def origin(self, *shape: int, dtype=None, device=None) -> torch.Tensor:
+        x = torch.zeros(*shape, dtype=dtype, device=device)
+        x[..., 0] = 1.0
+        return x
+
+
+class HyperboloidDomain(Domain):
+    r"""The hyperboloid $H^n = \{x \in \mathbb{R}^{1,n} : \langle x, x\rangle_L = -1, x_0 > 0\}$.
+
+    Minkowski product $\langle x, y\rangle_L = -x_0 y_0 + \sum_{i \ge 1} x_i y_i$; `dim = n`,
+    `ambient_dim = n + 1`, as `geoopt.Lorentz(k=1)`. $T_x H^n = \{u : \langle x, u\rangle_L = 0\}$,
+    whose Euclidean normal is $J x / |J x|$ with $J = \mathrm{diag}(-1, 1, \dots, 1)$;
+    `proju(x, u)` $= u + \langle x, u\rangle_L\, x$ (the Minkowski-orthogonal projection),
+    `projx` recomputes $x_0 = \sqrt{1 + |x_{1:}|^2}$, origin $e_0$.
+
+    Example:
+        >>> h = HyperboloidDomain(2)
+        >>> x = h.projx(torch.tensor([0.0, 0.6, 0.8]))
+        >>> x
+        tensor([1.4142, 0.6000, 0.8000])
+        >>> h.check_point(x)
+        (True, None)
+    """
+
+    embedded = True
+
+    def __init__(self, dim: int):
+        super().__init__(dim, int(dim) + 1)
+
+    @staticmethod
+    def _minkowski(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x * y).sum(-1, keepdim=True) - 2 * x[..., :1] * y[..., :1]
+
+    def projx(self, x: torch.Tensor) -> torch.Tensor:
+        rest = x[..., 1:]
+        return torch.cat([torch.sqrt(1 + (rest * rest).sum(-1, keepdim=True)), rest], -1)
+
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return u + self._minkowski(x, u) * x
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        jx = torch.cat([-x[..., :1], x[..., 1:]], -1)
+        return jx / jx.norm(dim=-1, keepdim=True)
+
+    def check_point(self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
+        ok, reason = super().check_point(x)
         if not ok:
             return ok, reason
-        err = (x * u).sum(-1).abs().max().item() if u.numel() else 0.0
-        if err > atol + rtol * max(u.abs().max().item(), 1.0):
-            return False, f"vectors are not tangent: max |<x, u>| = {err:.3g}"
+        if not x.numel():
+            return True, None
+        err = (self._minkowski(x, x) + 1).abs().max().item()
+        if err > atol + rtol * max(x[..., 0].abs().max().item() ** 2, 1.0) or bool((x[..., 0] <= 0).any()):
+            return False, f"points are not on the upper hyperboloid: max |<x, x>_L + 1| = {err:.3g}"
         return True, None
 
     def origin(self, *shape: int, dtype=None, device=None) -> torch.Tensor:
