@@ -117,6 +117,41 @@ def test_float32_norm_and_dist_have_no_cancellation():
     assert rel <= 4 * torch.finfo(torch.float32).eps, rel
 
 
+def test_float32_cdist_drift_costs_at_most_a_small_factor_over_the_gram_accuracy():
+    """cdist uses the Gram trick (relative error ~ eps |x|^2 / d^2, as torch.cdist); the drift at
+    |w|^2 = 0.999 multiplied it by up to 1 / (1 - |w|) ~ 2000 where alpha + beta cancels."""
+    g = torch.Generator().manual_seed(0)
+    b = torch.nn.functional.normalize(torch.randn(8, generator=g), dim=0) * math.sqrt(0.999)
+    m = Randers(torch.eye(8), b)
+    x, y = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
+    # half the pairs i = j go (nearly) against the drift
+    against = b / b.norm() * torch.rand(32, 1, generator=g) * 3
+    y[:32] = x[:32] - against + 0.05 * torch.randn(32, 8, generator=g)
+    exact = _exact_norm((y[None] - x[:, None]).double().reshape(-1, 8), torch.eye(8), b).reshape(64, 64)
+    rel = ((m.cdist(x, y).double() - exact) / exact).abs().max().item()
+    euclid = (y[None] - x[:, None]).double().norm(dim=-1)
+    gram = ((Randers(torch.eye(8)).cdist(x, y).double() - euclid) / euclid).abs().max().item()
+    assert rel <= 4 * gram + 8 * torch.finfo(torch.float32).eps, (rel, gram)
+    # the reverse metric and batched inputs take the same path
+    rel = ((m.reverse().cdist(y, x).mT.double() - exact) / exact).abs().max().item()
+    assert rel <= 4 * gram + 8 * torch.finfo(torch.float32).eps, (rel, gram)
+    rel = ((m.cdist(x[None], y[None])[0].double() - exact) / exact).abs().max().item()
+    assert rel <= 4 * gram + 8 * torch.finfo(torch.float32).eps, (rel, gram)
+
+
+def test_cdist_recomputed_entries_keep_exact_gradients():
+    b = torch.tensor([0.99, 0.0], dtype=F64)
+    m = Randers(torch.eye(2, dtype=F64), b)
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.5]], dtype=F64, requires_grad=True)
+    y = torch.tensor([[-1.0, 0.01], [2.0, 0.0]], dtype=F64, requires_grad=True)
+    (m.cdist(x, y) * torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=F64)).sum().backward()
+    gx, gy = x.grad.clone(), y.grad.clone()
+    x.grad = y.grad = None
+    (m.dist(x[:, None], y[None]) * torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=F64)).sum().backward()
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gy, y.grad)
+
+
 # ---------------------------------------------------------------------------- non-finite input
 def test_non_finite_input_is_one_clear_error():
     m, ball = _randers(torch.float32), FunkBall(2)

@@ -23,7 +23,7 @@ $(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrin
 Pointwise quantities are defined on the tangent space: on an embedded domain covectors are
 restricted to it (`Domain.restrict_covector`) and every returned vector is tangent. Constant
 metrics may also give the factored form `factor() -> (L, w)` ($a = L L^\top$, $b = L w$):
-`cdist` then runs the Gram-matrix kernel `finslerlib.math.pairwise.randers_cdist`.
+`cdist` then runs the Gram-matrix kernel `finslerlib.math.randers.cdist`.
 
 What a subclass implements: `coefficients` (or cheaper closed forms of the pointwise methods),
 `expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
@@ -43,7 +43,6 @@ from geoopt.manifolds.base import ScalingInfo
 
 from finslerlib.manifolds.domain import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import randers_cdist
 from finslerlib.math.validation import check_cdist_shapes, check_finite
 
 __all__ = ["FinslerManifold"]
@@ -368,7 +367,7 @@ class FinslerManifold(geoopt.Manifold):
         r"""All forward distances, `cdist(x, y)[..., i, j]` $= d(x_i \to y_j)$.
 
         A constant metric with `factor()` gets the Gram-matrix kernel
-        `finslerlib.math.pairwise.randers_cdist` (no `[..., N, M, D]` tensor); otherwise this
+        `finslerlib.math.randers.cdist` (no `[..., N, M, D]` tensor); otherwise this
         generic fallback broadcasts `dist`, and closed-form manifolds override it.
 
         Args:
@@ -383,7 +382,7 @@ class FinslerManifold(geoopt.Manifold):
         factored = self.factor()
         if factored is None:
             return self.dist(x.unsqueeze(-2), y.unsqueeze(-3))
-        return randers_cdist(x, y, factored[0].to(x), factored[1].to(x))
+        return rmath.cdist(x, y, factored[0].to(x), factored[1].to(x))
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Retraction; the exponential map unless a subclass has a cheaper first-order one."""

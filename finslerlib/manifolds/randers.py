@@ -350,7 +350,7 @@ class Randers(FinslerManifold):
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
 
-        Computed without an `[N, M, D]` tensor by `finslerlib.math.pairwise.randers_cdist`
+        Computed without an `[N, M, D]` tensor by `finslerlib.math.randers.cdist`
         on `factor()`: with $a = L L^\top$, centred points mapped by $L$,
         $|L^\top(y_j - x_i)|^2$ comes from one matmul (Gram trick) and the drift term
         $w \cdot L^\top y_j - w \cdot L^\top x_i$ is separable. Cost $(N + M) D^2 + N M D$.
@@ -478,7 +478,11 @@ class _LearnableRanders(Randers):
     def factor(self):
         if self.rank is None:
             return self._chol_factor(), self._drift_full()
-        return super().factor()
+        # one Cholesky factorization: b = squash(u) = c u, so w = L^{-1} b = c L^{-1} u, with
+        # |L^{-1} u| = ||u||_{a^-1} the size that `_squash` rescales
+        chol = torch.linalg.cholesky(self._dense_low_rank())
+        z = torch.linalg.solve_triangular(chol, self.drift_raw.unsqueeze(-1), upper=False).squeeze(-1)
+        return chol, _squash(z, z.norm(), self.max_drift)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # any finite parameters give a valid metric; non-finite ones would give NaN everywhere

@@ -16,7 +16,6 @@ __all__ = [
     "pairwise_sqdist",
     "pairwise_dist",
     "pairwise_randers",
-    "randers_cdist",
 ]
 
 
@@ -260,28 +259,3 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
         )
     return _PairwiseRanders.apply(x, y, factor, w)
 
-
-def randers_cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    r"""`pairwise_randers` for any batch shape: $F(y_j - x_i)$ with $a = L L^\top$, $b = L w$.
-
-    2-D inputs run the fused kernel `pairwise_randers`; batched inputs the same Gram formula
-    composed from `centre` and `pairwise_dist` (no `[..., N, M, D]` tensor either way).
-
-    Args:
-        x: Tensor, shape `[..., N, D]`.
-        y: Tensor, shape `[..., M, D]`.
-        factor: Tensor, shape `[D, R]`.
-        w: Tensor, shape `[R]`.
-
-    Returns:
-        Tensor, shape `[..., N, M]`.
-
-    Example:
-        >>> x, y = torch.zeros(3, 1, 2), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-        >>> randers_cdist(x, y, torch.eye(2), torch.tensor([0.5, 0.0])).shape
-        torch.Size([3, 1, 2])
-    """
-    if x.dim() == 2 and y.dim() == 2:
-        return pairwise_randers(x, y, factor, w)
-    xt, yt = (v @ factor for v in centre(x, y))
-    return pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))

@@ -13,6 +13,9 @@ must be strongly convex in the dtype it is evaluated in.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 __all__ = [
@@ -22,7 +25,42 @@ __all__ = [
     "check_finite",
     "check_cdist_shapes",
     "nan_unless",
+    "value_checks",
+    "value_checks_enabled",
 ]
+
+_VALUE_CHECKS = [True]
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Turn the data-dependent input checks on or off inside a `with` block (on by default).
+
+    The value checks (`check_finite`, the Funk ball's inside-the-ball check) need one host
+    synchronization each; under `torch.compile` they run as graph breaks (an error with
+    `fullgraph=True`, and `torch.export` cannot trace them). Inside `with value_checks(False):`
+    they are skipped, and invalid input then gives NaN instead of a `ValueError`. Shape and
+    dtype checks always run.
+
+    Example:
+        >>> from finslerlib import FunkBall
+        >>> with value_checks(False):
+        ...     FunkBall(1).dist(torch.zeros(1), torch.tensor([2.0]))  # outside: unchecked NaN
+        tensor(nan)
+        >>> value_checks_enabled()
+        True
+    """
+    old = _VALUE_CHECKS[0]
+    _VALUE_CHECKS[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS[0] = old
+
+
+def value_checks_enabled() -> bool:
+    """Whether the data-dependent input checks run (see `value_checks`)."""
+    return _VALUE_CHECKS[0]
 
 
 def symmetry_tolerance(dtype: torch.dtype) -> float:
@@ -46,8 +84,9 @@ _NONFINITE = "NaN or infinite input has no distance or norm"
 def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
     """Raise `ValueError` naming the first argument with a NaN or infinite entry.
 
-    One reduction and one host synchronization per tensor. Under `torch.compile` the check is a
-    graph break, not skipped.
+    One sum and one host synchronization per tensor (an exact entrywise check only when the sum
+    is not finite). Under `torch.compile` the check is a graph break, not skipped;
+    `with value_checks(False):` skips it.
 
     Args:
         reason: the end of the message.
@@ -59,8 +98,14 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
         ...
         ValueError: u has non-finite entries (1 of 2): NaN or infinite input has no distance or norm
     """
+    if not _VALUE_CHECKS[0]:
+        return
     for name, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
+            # fast path: one read pass, no boolean temporary (a sum is finite when every entry
+            # is; only an overflowing or non-finite sum takes the exact check below)
+            if bool(torch.isfinite(t.detach().sum())):
+                continue
             finite = torch.isfinite(t.detach())
             if not bool(finite.all()):
                 raise ValueError(
