@@ -216,6 +216,21 @@ def test_funk_inside_check_runs_under_torch_compile():
         dist(inside, torch.full((3, 2), 2.0))
 
 
+def test_value_checks_switch_allows_fullgraph_compile():
+    from finslerlib.math.validation import value_checks
+
+    torch._dynamo.reset()
+    m = _randers(torch.float32)
+    x, y = torch.randn(4, 2), torch.randn(5, 2)
+    with value_checks(False):
+        compiled = torch.compile(lambda x, y: m.cdist(x, y), fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(x, y), m.cdist(x, y))
+        # the switch is explicit: inside it a point outside the Funk ball gives NaN, outside it raises
+        assert torch.isnan(FunkBall(1).dist(torch.zeros(1), torch.tensor([2.0])))
+    with pytest.raises(ValueError, match="not strictly inside"):
+        FunkBall(1).dist(torch.zeros(1), torch.tensor([2.0]))
+
+
 # ---------------------------------------------------------------------------- geoopt keywords
 @pytest.mark.parametrize("make", [_randers, lambda: FunkBall(2)], ids=["randers", "funk"])
 def test_geoopt_dim_and_project_keywords(make):

@@ -155,33 +155,29 @@ class Randers(FinslerManifold):
     # ----------------------------------------------------------------- pointwise, in factor coordinates
     # With a = L L^T and b = L w, y = L^T v turns F into the "unit" Randers norm |y| + w.y:
     # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
-    def _factor_like(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        chol, w = self.factor()
-        return chol.to(t), w.to(t)
-
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
+        chol, w = (t.to(u) for t in self.factor())
         return rmath.factor_norm(u @ chol, w, keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
+        chol, w = (t.to(u) for t in self.factor())
         return rmath.legendre(u @ chol, None, w) @ chol.mT
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         self._validate(x, xi, names=("x", "xi"))
-        chol, w = self._factor_like(xi)
+        chol, w = (t.to(xi) for t in self.factor())
         return rmath.dual_norm(_whiten_covector(chol, xi), None, w, keepdim=keepdim)
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         self._validate(x, xi, names=("x", "xi"))
-        chol, w = self._factor_like(xi)
+        chol, w = (t.to(xi) for t in self.factor())
         return _unwhiten_vector(chol, rmath.inverse_legendre(_whiten_covector(chol, xi), None, w))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
+        chol, w = (t.to(u) for t in self.factor())
         return chol @ rmath.fundamental_tensor(u @ chol, None, w) @ chol.mT
 
     # ----------------------------------------------------------------- constructors
