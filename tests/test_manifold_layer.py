@@ -32,6 +32,12 @@ def test_every_reverse_is_the_reversed_wrapper():
         assert type(r) is Reversed and r.reverse() is m
     x = torch.tensor([0.1, 0.2], dtype=F64)
     y = torch.tensor([-0.3, 0.4], dtype=F64)
+    # the reverse of navigation data (h, W) is (h, -W); b flips, a does not
+    m = Randers.from_navigation(torch.eye(2, dtype=F64), torch.tensor([0.5, 0.0], dtype=F64))
+    h, wind = m.reverse().navigation()
+    torch.testing.assert_close(wind, torch.tensor([-0.5, 0.0], dtype=F64))
+    torch.testing.assert_close(Randers.from_navigation(h, wind).b, m.reverse().b)
+    torch.testing.assert_close(m.reverse().a, m.a)
     # closed-form reverse geodesics: exp of the reverse metric lands where its log says
     for m in (_randers(), FunkBall(2)):
         r = m.reverse()

@@ -136,6 +136,11 @@ class Reversed(FinslerManifold):
     def reverse(self) -> FinslerManifold:
         return self.base
 
+    def navigation(self, *args):
+        """Zermelo data `(h, -W)` of the reverse metric, where the wrapped manifold has `(h, W)`."""
+        h, wind = self.base.navigation(*args)
+        return h, -wind
+
     # hooks, so that Reversed(Reversed(m)) behaves as m
     def _reverse_expmap(self, x, u, **options):
         return self.base.expmap(x, u, **options)
