@@ -95,7 +95,7 @@ def test_manifold_with_rank_projects_into_it():
     torch.testing.assert_close(head.distances(x).detach(), pairwise_by_dist(m, z, head.prototypes.detach()))
 
 
-# The design notes' head (integration A), copied verbatim as the oracle.
+# The einsum head of docs/concepts/classification.md, written independently as the oracle.
 class NotesFAIMHead(nn.Module):
     def __init__(self, feat_dim, n_cls, λ=0.1):
         super().__init__()

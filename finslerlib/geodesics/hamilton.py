@@ -22,7 +22,11 @@ import torch
 from torch.func import vjp
 
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import safe_div, safe_sqrt
+from finslerlib.math.pairwise import safe_div
+from finslerlib.math.validation import dot as _dot
+from finslerlib.math.validation import nan_unless, randers_validity
+from finslerlib.math.validation import rows_times as _rows_times
+from finslerlib.math.validation import small_inverse as _small_inverse
 
 __all__ = ["hamiltonian", "hamiltonian_vector_field", "randers_validity", "guarded"]
 
@@ -111,9 +115,7 @@ def hamiltonian_vector_field(
         lam = 1.0 - (b * b_sharp).sum(-1)
         q = (p * a_inv_p).sum(-1)
         t = (p * b_sharp).sum(-1)
-        s = safe_sqrt(lam * q + t * t)
-        # F* = (s - t) / lam, rewritten as q / (s + t) when t > 0 to avoid cancellation as lam -> 0.
-        f = torch.where(t > 0, safe_div(q, s + t), (s - t) / lam)  # F*(p) = F(u)
+        s, f = rmath.dual_terms(q, t, lam)  # F*(p) = F(u)
         ratio = safe_div(f, s).unsqueeze(-1)
         u = ratio * (a_inv_p - f.unsqueeze(-1) * b_sharp)
         alpha = f - (b * u).sum(-1)
@@ -125,63 +127,19 @@ def hamiltonian_vector_field(
     if guard:
         if spd is None:
             spd = torch.linalg.cholesky_ex(a)[1] == 0
-        bad = ~(spd & (lam > 0)).unsqueeze(-1)
-        nan = torch.full((), float("nan"), dtype=u.dtype, device=u.device)
-        u = torch.where(bad, nan, u).expand(*shape, d)
-        grad_x = torch.where(bad, nan, grad_x)
+        ok = spd & (lam > 0)
+        u = nan_unless(ok, u).expand(*shape, d)
+        grad_x = nan_unless(ok, grad_x)
     return u, grad_x
-
-
-def randers_validity(a: torch.Tensor, b: torch.Tensor):
-    r"""Cheap batched strong-convexity check of Randers data: `a` SPD and $\|b\|_{a^{-1}} < 1$.
-
-    One `torch.linalg.cholesky_ex` (no exception, an `info` code per matrix) and one triangular
-    solve: with $a = L L^\top$, $\|b\|_{a^{-1}} = |L^{-1} b|$. No host synchronization, so it
-    can run inside `torch.func` transforms.
-
-    Args:
-        a: Tensor, shape `[..., D, D]`, symmetric.
-        b: Tensor, shape `[..., D]`.
-
-    Returns:
-        `(ok, drift, spd)`: bool Tensor `[...]` (valid and finite), the drift size
-        $\|b\|_{a^{-1}}$ `[...]` (meaningless where `a` is not SPD), bool Tensor `[...]`
-        (`a` positive definite).
-
-    Example:
-        >>> ok, drift, spd = randers_validity(torch.eye(2), torch.tensor([[0.5, 0.0], [2.0, 0.0]]))
-        >>> ok, drift
-        (tensor([ True, False]), tensor([0.5000, 2.0000]))
-    """
-    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-1])
-    d = b.shape[-1]
-    a = a.expand(*shape, d, d)
-    b = b.expand(*shape, d)
-    small = _small_inverse(a)
-    if small is not None:
-        # D <= 3: Sylvester's criterion and b^T adj(a) b / det(a), elementwise (no factorization).
-        adj, det, spd = small  # a NaN/inf entry makes a minor NaN or the quadratic form non-finite
-        quad = (b * _matvec_rows(adj, b)).sum(-1) / det
-        drift = safe_sqrt(torch.where(spd, quad, torch.zeros_like(quad)).clamp_min(0.0))
-        drift = torch.where(spd, drift, torch.full_like(drift, float("nan")))
-        ok = spd & (drift < 1) & torch.isfinite(drift)
-        return ok, drift, spd
-    chol, info = torch.linalg.cholesky_ex(a)
-    spd = (info == 0) & torch.isfinite(a).all(-1).all(-1)
-    eye = torch.eye(d, dtype=a.dtype, device=a.device)
-    chol = torch.where(spd.unsqueeze(-1).unsqueeze(-1), chol, eye)
-    w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
-    drift = w.norm(dim=-1)
-    ok = spd & (drift < 1) & torch.isfinite(drift)
-    return ok, drift, spd
 
 
 def guarded(coefficients: CoefficientFn) -> CoefficientFn:
     """Wrap `coefficients` so invalid data poison the flow with NaN instead of raising.
 
-    Where `(a, b)` fails `randers_validity`, returns `(I, NaN)`: the Hamiltonian, and so the
-    trajectory through that point, becomes NaN, which a solver sees as a failed trial step
-    (a Newton step leaving the domain of the metric) rather than an exception for the batch.
+    Where `(a, b)` fails `finslerlib.math.validation.randers_validity`, returns `(I, NaN)`: the
+    Hamiltonian, and so the trajectory through that point, becomes NaN, which a solver sees as a
+    failed trial step (a Newton step leaving the domain of the metric) rather than an exception
+    for the batch.
 
     Example:
         >>> bad = guarded(lambda x: (torch.eye(1), 2.0 * x))
@@ -198,47 +156,10 @@ def guarded(coefficients: CoefficientFn) -> CoefficientFn:
         keep = ok.unsqueeze(-1)
         eye = torch.eye(d, dtype=b.dtype, device=b.device)
         a = torch.where(keep.unsqueeze(-1), a.expand(*shape, d, d), eye)
-        b = torch.where(keep, b.expand(*shape, d), torch.full_like(b.expand(*shape, d), float("nan")))
+        b = nan_unless(ok, b.expand(*shape, d))
         return a, b
 
     return safe
-
-
-def _small_inverse(a: torch.Tensor):
-    r"""Adjugate, determinant and positive definiteness of symmetric `a` `[..., D, D]`, D <= 3.
-
-    Reads the lower triangle only (as a Cholesky factorization does), so `adj[i][j]` are the
-    cofactors of the symmetric matrix and $a^{-1} = \mathrm{adj} / \det$. Positive definiteness
-    by Sylvester's criterion (leading principal minors, NaN counts as not positive). Returns
-    `None` for D > 3 and for complex or integer input.
-    """
-    d = a.shape[-1]
-    if d > 3 or not a.is_floating_point():
-        return None
-    e = a.flatten(-2).unbind(-1)
-    if d == 1:
-        (a00,) = e
-        one = torch.ones_like(a00)
-        return [[one]], a00, a00 > 0
-    if d == 2:
-        a00, _, a10, a11 = e
-        det = a00 * a11 - a10 * a10
-        return [[a11, -a10], [-a10, a00]], det, (a00 > 0) & (det > 0)
-    a00, _, _, a10, a11, _, a20, a21, a22 = e
-    c00 = a11 * a22 - a21 * a21
-    c10 = a20 * a21 - a10 * a22
-    c20 = a10 * a21 - a11 * a20
-    c11 = a00 * a22 - a20 * a20
-    c21 = a10 * a20 - a00 * a21
-    c22 = a00 * a11 - a10 * a10
-    det = a00 * c00 + a10 * c10 + a20 * c20
-    adj = [[c00, c10, c20], [c10, c11, c21], [c20, c21, c22]]
-    return adj, det, (a00 > 0) & (c22 > 0) & (det > 0)
-
-
-def _matvec_rows(rows, v: torch.Tensor) -> torch.Tensor:
-    """`M v` for a small matrix given as nested lists of `[...]` tensors, `v` `[..., D]`."""
-    return torch.stack(torch.broadcast_tensors(*_rows_times(rows, v.unbind(-1))), -1)
 
 
 def _small_legendre_terms(small, p: torch.Tensor, b: torch.Tensor):
@@ -260,27 +181,13 @@ def _small_legendre_terms(small, p: torch.Tensor, b: torch.Tensor):
     lam = 1.0 - _dot(bc, z) * inv_det
     q = _dot(pc, w) * inv_det
     t = _dot(pc, z) * inv_det
-    s = safe_sqrt(lam * q + t * t)
-    # F* = (s - t) / lam, rewritten as q / (s + t) when t > 0 to avoid cancellation as lam -> 0.
-    f = torch.where(t > 0, safe_div(q, s + t), (s - t) / lam)
+    s, f = rmath.dual_terms(q, t, lam)
     c1 = safe_div(f, s) * inv_det
     c2 = c1 * f
     u = [c1 * wi - c2 * zi for wi, zi in zip(w, z, strict=True)]
     alpha = f - _dot(bc, u)
     scale = safe_div(f, 2.0 * alpha)
     return torch.stack(torch.broadcast_tensors(*u), -1), f, lam, scale, spd
-
-
-def _rows_times(rows, comps):
-    """Components of `M v` for a small matrix `M` (nested lists) and the components of `v`."""
-    return [_dot(row, comps) for row in rows]
-
-
-def _dot(xs, ys):
-    acc = xs[0] * ys[0]
-    for xi, yi in zip(xs[1:], ys[1:], strict=True):
-        acc = acc + xi * yi
-    return acc
 
 
 def _plain_pullback(coefficients: CoefficientFn, x: torch.Tensor):

@@ -16,43 +16,143 @@ Conventions:
   $-\ell^{-1}(df)$, a descent direction since $df(-\ell^{-1}(df)) = -F^*(df)^2 < 0$ (it is the
   steepest-descent direction of the reverse metric).
 
-Subclasses give the Randers data at a point through `coefficients(x) -> (a, b)` (the pointwise
-methods then come for free from `finslerlib.math.randers`) or override the pointwise methods
-with cheaper closed forms, and implement `expmap` / `logmap` (and `cdist` without an
-`[N, M, D]` intermediate where a closed form exists).
+A manifold is a **domain** (`finslerlib.manifolds.domain`: an open subset of $\mathbb{R}^D$, or
+an embedded submanifold such as the sphere, given by `projx` / `proju`) plus **Randers data**
+$(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrinsic dimension,
+`ambient_dim` the size of the last tensor dimension (equal for open subsets of $\mathbb{R}^D$).
+Pointwise quantities are defined on the tangent space: on an embedded domain covectors are
+restricted to it (`Domain.restrict_covector`) and every returned vector is tangent. Constant
+metrics may also give the factored form `factor() -> (L, w)` ($a = L L^\top$, $b = L w$):
+`cdist` then runs the Gram-matrix kernel `finslerlib.math.randers.cdist`.
+
+What a subclass implements: `coefficients` (or cheaper closed forms of the pointwise methods),
+`expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
+`inverse_legendre`, `fundamental_tensor`, `inner`, `egrad2rgrad`, `dist`, `cdist`, the `*0`
+maps, input validation, geoopt's `dim=-1` / `project=` keywords, and `reverse()`
+(`finslerlib.manifolds.reversed.Reversed`). See `docs/how-to/new-manifold.md`.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import geoopt
 import torch
 from geoopt.manifolds.base import ScalingInfo
 
+from finslerlib.manifolds.domain import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
+from finslerlib.math.validation import check_cdist_shapes, check_finite
 
 __all__ = ["FinslerManifold"]
 
 
+_GEOOPT_KEYWORDS = ("dist", "dist0", "expmap0", "logmap0", "norm")
+
+
+def _geoopt_keywords(method):
+    """Accept geoopt's `dim=-1` (the only dimension a finslerlib manifold acts on) and `project=`."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, dim: int = -1, project: bool = False, **kwargs):
+        if dim != -1:
+            ndims = {t.dim() for t in args if isinstance(t, torch.Tensor)}
+            if not (len(ndims) == 1 and dim == ndims.pop() - 1):
+                raise ValueError(
+                    f"{type(self).__name__}.{method.__name__}: dim must be -1 (the last dimension, which "
+                    f"holds the coordinates), got dim={dim}"
+                )
+        out = method(self, *args, **kwargs)
+        return self.projx(out) if project and method.__name__ == "expmap0" else out
+
+    sig = inspect.signature(method)
+    params = list(sig.parameters.values())
+    extra = [
+        inspect.Parameter("dim", inspect.Parameter.KEYWORD_ONLY, default=-1),
+        inspect.Parameter("project", inspect.Parameter.KEYWORD_ONLY, default=False),
+    ]
+    names = {p.name for p in params}
+    var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [p for p in extra if p.name not in names] + var_kw
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper._geoopt_keywords = True
+    return wrapper
+
+
+class _ScaledManifold:
+    """`ScalingInfo` result marker: `geoopt.Scaled` rescales a result `r` as `r * scale ** power`.
+
+    With this marker as the power, `scale ** marker` is a `_WrapScaled` and `r * _WrapScaled`
+    is `geoopt.Scaled(r, scale)`: so `geoopt.Scaled(m, s).reverse()` is `Scaled(m.reverse(), s)`.
+    """
+
+    def __rpow__(self, scale):
+        return _WrapScaled(scale)
+
+
+class _WrapScaled:
+    def __init__(self, scale: torch.Tensor):
+        self.scale = scale
+
+    def __rmul__(self, manifold):
+        scale = torch.as_tensor(self.scale)
+        scaled = geoopt.Scaled(manifold, scale.detach())
+        scaled._buffers["_scale"] = scale  # the same tensor: a learnable scale keeps its gradient
+        return scaled
+
+
 class FinslerManifold(geoopt.Manifold):
-    """Base class of finslerlib manifolds: a `geoopt.Manifold` with Finsler structure.
+    r"""Base class of finslerlib manifolds: a domain and Randers data, as a `geoopt.Manifold`.
 
     Args:
-        dim: the manifold dimension `D` (size of the last tensor dimension).
+        dim: the dimension `D` of an open subset of $\mathbb{R}^D$ (then the domain is
+            `EuclideanDomain(D)`); omit it when `domain` is given.
+        domain: a `finslerlib.manifolds.domain.Domain` (e.g. `SphereDomain(n)`).
 
     Attributes:
-        dim: the manifold dimension.
+        domain: the domain.
+        dim: the intrinsic dimension.
+        ambient_dim: the size of the last tensor dimension.
+
+    `dist`, `dist0`, `expmap0`, `logmap0` and `norm` also accept geoopt's keywords `dim=-1`
+    (any other value raises `ValueError`) and `project=` (`expmap0(u, project=True)` applies
+    `projx`; elsewhere results are on the manifold already).
     """
 
     name = "Finsler"
     ndim = 1
     reversible = False
     __scaling__ = geoopt.Manifold.__scaling__.copy()
+    _nonfinite_reason = "NaN or infinite input has no distance or norm"
 
-    def __init__(self, dim: int):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _GEOOPT_KEYWORDS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_geoopt_keywords", False):
+                setattr(cls, name, _geoopt_keywords(method))
+
+    def __init__(self, dim: int | None = None, *, domain: Domain | None = None):
         super().__init__()
-        if int(dim) < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
-        self.dim = int(dim)
+        if domain is None:
+            if dim is None or int(dim) < 1:
+                raise ValueError(f"dim must be a positive integer, got {dim}")
+            domain = EuclideanDomain(int(dim))
+        elif dim is not None and int(dim) != domain.dim:
+            raise ValueError(f"dim={dim} does not match the domain's dimension {domain.dim}")
+        self.domain = domain
+
+    @property
+    def dim(self) -> int:
+        """The intrinsic dimension of the manifold."""
+        return self.domain.dim
+
+    @property
+    def ambient_dim(self) -> int:
+        """The size of the last tensor dimension (points and vectors in ambient coordinates)."""
+        return self.domain.ambient_dim
 
     # ------------------------------------------------------------------ validation
     def _validate(
@@ -62,13 +162,12 @@ class FinslerManifold(geoopt.Manifold):
         that do not broadcast (all but the last `batch_dims` dimensions; `cdist` passes 2)."""
         names = names or tuple(f"argument {i}" for i in range(len(tensors)))
         dtype = None
+        n = self.ambient_dim
         for name, t in zip(names, tensors, strict=True):
             if not isinstance(t, torch.Tensor):
                 raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-            if t.dim() < 1 or t.shape[-1] != self.dim:
-                raise ValueError(
-                    f"{name} must have shape [..., {self.dim}] on {self.name}, got {tuple(t.shape)}"
-                )
+            if t.dim() < 1 or t.shape[-1] != n:
+                raise ValueError(f"{name} must have shape [..., {n}] on {self.name}, got {tuple(t.shape)}")
             if not t.is_floating_point():
                 raise ValueError(f"{name} must be a floating tensor, got {t.dtype}")
             if dtype is not None and t.dtype != dtype:
@@ -79,100 +178,127 @@ class FinslerManifold(geoopt.Manifold):
         except RuntimeError:
             shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
             raise ValueError(f"batch shapes do not broadcast: {shapes}") from None
+        check_finite(reason=self._nonfinite_reason, **dict(zip(names, tensors, strict=True)))
 
     def _check_shape(self, shape, name):
-        if len(shape) < 1 or shape[-1] != self.dim:
-            return False, f"'{name}' on {self.name} needs shape [..., {self.dim}], got {tuple(shape)}"
+        n = self.ambient_dim
+        if len(shape) < 1 or shape[-1] != n:
+            return False, f"'{name}' on {self.name} needs shape [..., {n}], got {tuple(shape)}"
         return True, None
 
     def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
-        if not torch.isfinite(x).all():
-            return False, f"point has non-finite entries ({(~torch.isfinite(x)).sum().item()} of them)"
-        return True, None
+        return self.domain.check_point(x, atol=atol, rtol=rtol)
 
     def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
-        if not torch.isfinite(u).all():
-            return False, f"vector has non-finite entries ({(~torch.isfinite(u)).sum().item()} of them)"
-        return True, None
+        return self.domain.check_vector(x, u, atol=atol, rtol=rtol)
 
     # ------------------------------------------------------------------ pointwise structure
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Randers data `(a(x), b(x))` at the points `x`, on `x`'s device and dtype.
 
+        On an embedded domain `a` and `b` are given in ambient coordinates; only their action on
+        the tangent space matters (see `tangent_coefficients`).
+
         Args:
-            x: Tensor, shape `[..., D]`.
+            x: Tensor, shape `[..., N]` (`N = ambient_dim`).
 
         Returns:
-            `(a, b)` with shapes broadcastable to `[..., D, D]` and `[..., D]`.
+            `(a, b)` with shapes broadcastable to `[..., N, N]` and `[..., N]`.
         """
         raise NotImplementedError(f"{type(self).__name__} does not expose Randers coefficients")
+
+    def factor(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""The factored Randers data `(L, w)` of a constant metric, or `None`.
+
+        $a = L L^\top$ and $b = L w$ ($L$ of shape `[N, R]`, `w` of shape `[R]`): then
+        $\alpha(v) = |L^\top v|$ and $F(v) = |y| + w \cdot y$ with $y = L^\top v$. Constant
+        metrics that have it get the fused `cdist` kernel; the default is `None`.
+        """
+        return None
+
+    def tangent_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`coefficients(x)` made block-diagonal for tangent and normal space (`Domain.restrict`).
+
+        The identity on open subsets of $\\mathbb{R}^D$; what every pointwise method evaluates.
+        """
+        a, b = self.coefficients(x)
+        if self.domain.embedded:
+            return self.domain.restrict(x, a, b)
+        return a, b
+
+    def _covector(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        """Restrict an ambient covector to the tangent space (identity on open sets of R^D)."""
+        return self.domain.restrict_covector(x, xi) if self.domain.embedded else xi
 
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Finsler norm $F(x, u)$.
 
         Args:
-            x: Tensor, shape `[..., D]`, points.
-            u: Tensor, shape `[..., D]`, tangent vectors at `x`.
+            x: Tensor, shape `[..., N]`, points.
+            u: Tensor, shape `[..., N]`, tangent vectors at `x`.
             keepdim: keep the last dimension (size 1).
 
         Returns:
             Tensor, shape `[...]`.
         """
         self._validate(x, u, names=("x", "u"))
-        return rmath.norm(u, *self.coefficients(x), keepdim=keepdim)
+        return rmath.norm(u, *self.tangent_coefficients(x), keepdim=keepdim)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
-        r"""Dual norm $F^*(x, \xi) = \sup_{F(x, v) = 1} \xi(v)$ of a covector.
+        r"""Dual norm $F^*(x, \xi) = \sup_{F(x, v) = 1} \xi(v)$ of a covector (on the tangent space).
 
         Args:
-            x: Tensor, shape `[..., D]`.
-            xi: Tensor, shape `[..., D]`, covectors at `x`.
+            x: Tensor, shape `[..., N]`.
+            xi: Tensor, shape `[..., N]`, covectors at `x` (restricted to the tangent space).
             keepdim: keep the last dimension.
 
         Returns:
             Tensor, shape `[...]`.
         """
         self._validate(x, xi, names=("x", "xi"))
-        return rmath.dual_norm(xi, *self.coefficients(x), keepdim=keepdim)
+        return rmath.dual_norm(self._covector(x, xi), *self.tangent_coefficients(x), keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Legendre map $\ell_x(u) = g_u(u, \cdot) = \tfrac12 \partial_u F^2(x, u)$.
 
         Args:
-            x: Tensor, shape `[..., D]`.
-            u: Tensor, shape `[..., D]`.
+            x: Tensor, shape `[..., N]`.
+            u: Tensor, shape `[..., N]`.
 
         Returns:
-            Tensor, shape `[..., D]`: a covector.
+            Tensor, shape `[..., N]`: a covector (tangent on embedded domains).
         """
         self._validate(x, u, names=("x", "u"))
-        return rmath.legendre(u, *self.coefficients(x))
+        return rmath.legendre(u, *self.tangent_coefficients(x))
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         r"""Inverse Legendre map $\ell_x^{-1}(\xi) = \tfrac12 \partial_\xi F^{*2}(x, \xi)$.
 
         Args:
-            x: Tensor, shape `[..., D]`.
-            xi: Tensor, shape `[..., D]`.
+            x: Tensor, shape `[..., N]`.
+            xi: Tensor, shape `[..., N]` (restricted to the tangent space first).
 
         Returns:
-            Tensor, shape `[..., D]`: a tangent vector.
+            Tensor, shape `[..., N]`: a tangent vector.
         """
         self._validate(x, xi, names=("x", "xi"))
-        return rmath.inverse_legendre(xi, *self.coefficients(x))
+        return rmath.inverse_legendre(self._covector(x, xi), *self.tangent_coefficients(x))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Fundamental tensor $g_{ij}(x, u) = \tfrac12 \partial^2 F^2 / \partial u^i \partial u^j$.
 
+        On an embedded domain the matrix is ambient; its tangent block is the fundamental tensor
+        and it maps tangent vectors to tangent covectors.
+
         Args:
-            x: Tensor, shape `[..., D]`.
-            u: Tensor, shape `[..., D]`, nonzero reference directions.
+            x: Tensor, shape `[..., N]`.
+            u: Tensor, shape `[..., N]`, nonzero reference directions.
 
         Returns:
-            Tensor, shape `[..., D, D]`, positive definite.
+            Tensor, shape `[..., N, N]`, positive definite.
         """
         self._validate(x, u, names=("x", "u"))
-        return rmath.fundamental_tensor(u, *self.coefficients(x))
+        return rmath.fundamental_tensor(u, *self.tangent_coefficients(x))
 
     def inner(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *, keepdim=False
@@ -211,15 +337,15 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[..., D]`.
         """
-        return self.inverse_legendre(x, u)
+        return self.inverse_legendre(x, self._covector(x, u))
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Tangent spaces are all of $\\mathbb{R}^D$ (open subsets of $\\mathbb{R}^D$): identity."""
-        return u
+        """Projection onto the tangent space at `x` (the domain's; identity on open sets of R^D)."""
+        return self.domain.proju(x, u)
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
-        """Identity on $\\mathbb{R}^D$; subclasses with a boundary pull points inside."""
-        return x
+        """Projection onto the domain (identity on R^D; subclasses with a boundary pull points inside)."""
+        return self.domain.projx(x)
 
     # ------------------------------------------------------------------ geodesic structure
     @__scaling__(ScalingInfo(1))
@@ -240,8 +366,9 @@ class FinslerManifold(geoopt.Manifold):
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances, `cdist(x, y)[..., i, j]` $= d(x_i \to y_j)$.
 
-        This generic fallback broadcasts `dist` (an `[..., N, M, D]` intermediate); closed-form
-        manifolds override it with Gram-matrix computations.
+        A constant metric with `factor()` gets the Gram-matrix kernel
+        `finslerlib.math.randers.cdist` (no `[..., N, M, D]` tensor); otherwise this
+        generic fallback broadcasts `dist`, and closed-form manifolds override it.
 
         Args:
             x: Tensor, shape `[..., N, D]`.
@@ -250,7 +377,12 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[..., N, M]`.
         """
-        return self.dist(x.unsqueeze(-2), y.unsqueeze(-3))
+        check_cdist_shapes(x, y)
+        self._validate(x, y, names=("x", "y"), batch_dims=2)
+        factored = self.factor()
+        if factored is None:
+            return self.dist(x.unsqueeze(-2), y.unsqueeze(-3))
+        return rmath.cdist(x, y, factored[0].to(x), factored[1].to(x))
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Retraction; the exponential map unless a subclass has a cheaper first-order one."""
@@ -264,12 +396,23 @@ class FinslerManifold(geoopt.Manifold):
         return self.transp(x, self.expmap(x, u), v)
 
     def origin(self, *size, dtype=None, device=None, seed=42) -> geoopt.ManifoldTensor:
-        """The origin `0` of the chart, shape `size` (last entry `D`), as a `ManifoldTensor`."""
+        """The domain's origin (`0` of the chart of $\\mathbb{R}^D$), shape `size`, as a `ManifoldTensor`.
+
+        `dtype` and `device` default to those of the manifold's parameters or buffers (torch's
+        default dtype when it has none).
+        """
         size = geoopt.utils.size2shape(*size)
         self._assert_check_shape(size, "x")
-        return geoopt.ManifoldTensor(torch.zeros(*size, dtype=dtype, device=device), manifold=self)
+        tensors = [t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
+        if dtype is None:
+            dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
+        if device is None and tensors:
+            device = tensors[0].device
+        return geoopt.ManifoldTensor(self.domain.origin(*size, dtype=dtype, device=device), manifold=self)
 
     def _origin_like(self, u: torch.Tensor) -> torch.Tensor:
+        if self.domain.embedded:
+            return self.domain.origin(*u.shape, dtype=u.dtype, device=u.device)
         return torch.zeros_like(u)
 
     @__scaling__(ScalingInfo(u=-1))
@@ -309,9 +452,43 @@ class FinslerManifold(geoopt.Manifold):
         """
         return self.dist(self._origin_like(y), y, keepdim=keepdim)
 
+    @__scaling__(ScalingInfo(_ScaledManifold()))
     def reverse(self) -> FinslerManifold:
-        r"""The reverse metric $\tilde F(x, v) = F(x, -v)$, with $\tilde d(x \to y) = d(y \to x)$."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement reverse()")
+        r"""The reverse metric $\tilde F(x, v) = F(x, -v)$, with $\tilde d(x \to y) = d(y \to x)$.
+
+        `Reversed(self)` (`finslerlib.manifolds.reversed`): pointwise quantities, `dist` and
+        `cdist` come from this manifold, the geodesics from the hooks `_reverse_expmap` /
+        `_reverse_logmap` that a manifold defines to have a reverse (a reverse without geodesics
+        would be half a manifold: without them this raises `NotImplementedError`).
+        """
+        from finslerlib.manifolds.reversed import Reversed
+
+        hooks = ("_reverse_expmap", "_reverse_logmap")
+        if any(getattr(type(self), h) is getattr(FinslerManifold, h) for h in hooks):
+            raise NotImplementedError(
+                f"{type(self).__name__} does not implement reverse(): define _reverse_expmap and "
+                f"_reverse_logmap (the reverse metric's geodesics), or override reverse()"
+            )
+        return Reversed(self)
+
+    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
+        """Exponential map of the reverse metric (a hook for `Reversed`; none by default)."""
+        raise NotImplementedError(f"{type(self).__name__} has no exponential map of its reverse metric")
+
+    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        """Log map of the reverse metric (a hook for `Reversed`; none by default)."""
+        raise NotImplementedError(f"{type(self).__name__} has no log map of its reverse metric")
+
+    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        """All reverse distances `[..., i, j]` = d(y_j -> x_i) (a hook for `Reversed`)."""
+        return self.cdist(y, x, **options).mT
 
     def extra_repr(self) -> str:
+        if self.domain.embedded:
+            return f"dim={self.dim}, ambient_dim={self.ambient_dim}"
         return f"dim={self.dim}"
+
+
+for _name in _GEOOPT_KEYWORDS:
+    setattr(FinslerManifold, _name, _geoopt_keywords(FinslerManifold.__dict__[_name]))
+del _name

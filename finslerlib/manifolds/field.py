@@ -32,13 +32,13 @@ from finslerlib.geodesics import (
     endpoint_jacobian,
     geodesic_flow,
     guarded,
-    randers_validity,
     simpson_weights,
     solve_boundary_value,
 )
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.pairwise import safe_div
+from finslerlib.math.validation import check_cdist_shapes, check_randers, randers_validity
 
 __all__ = ["RandersField"]
 
@@ -160,45 +160,21 @@ class RandersField(FinslerManifold):
     def check_coefficients(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         r"""Raise `ValueError` naming the first point where $(a, b)$ is not strongly convex.
 
-        One batched `cholesky_ex` and a triangular solve (no eigen-decomposition).
+        `finslerlib.math.validation.check_randers` (one batched factorization; no
+        eigen-decomposition unless a point fails).
 
         Args:
             x: Tensor, shape `[..., D]`, the points the coefficients belong to.
             a: Tensor, shape `[..., D, D]`.
             b: Tensor, shape `[..., D]`.
         """
-        with torch.no_grad():
-            if a.shape[-2:] != (self.dim, self.dim) or b.shape[-1] != self.dim:
-                raise ValueError(
-                    f"a(x) must have shape [..., {self.dim}, {self.dim}] and b(x) [..., {self.dim}], "
-                    f"got {tuple(a.shape)} and {tuple(b.shape)}"
-                )
-            scale = a.abs().amax().clamp_min(1.0)
-            asym = (a - a.mT).abs().amax()
-            tol = (1e-6 if a.dtype == torch.float64 else 1e-4) * scale
-            if not bool(asym <= tol):
-                raise ValueError(
-                    f"{self.name}: a(x) must be symmetric: max |a - a^T| = {asym.item():.3g} "
-                    f"(tolerance {tol.item():.3g})"
-                )
-            ok, drift, spd = randers_validity(a, b)
-            if bool(ok.all()):
-                return
-            shape = torch.broadcast_shapes(ok.shape, x.shape[:-1])
-            bad = (~ok.expand(shape)).reshape(-1).nonzero()[0, 0]
-            point = x.expand(*shape, self.dim).reshape(-1, self.dim)[bad]
-            if not bool(spd.expand(shape).reshape(-1)[bad]):
-                sym = a.expand(*shape, self.dim, self.dim).reshape(-1, self.dim, self.dim)[bad]
-                value = torch.linalg.eigvalsh(sym).min().item() if torch.isfinite(sym).all() else float("nan")
-                raise ValueError(
-                    f"{self.name}: a(x) is not positive definite at x = {_fmt(point)}: smallest "
-                    f"eigenvalue {value:.4g}"
-                )
-            value = drift.expand(shape).reshape(-1)[bad].item()
+        n = self.ambient_dim
+        if a.shape[-2:] != (n, n) or b.shape[-1] != n:
             raise ValueError(
-                f"{self.name}: not strongly convex at x = {_fmt(point)}: ||b(x)||_{{a(x)^-1}} = "
-                f"{value:.4g} >= 1 (need < 1)"
+                f"a(x) must have shape [..., {n}, {n}] and b(x) [..., {n}], got {tuple(a.shape)} and "
+                f"{tuple(b.shape)}"
             )
+        check_randers(a, b, points=x, label=self.name, a_name="a(x)", b_name="b(x)")
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Randers data `(a(x), b(x))`, validated unless `validate=False`.
@@ -548,11 +524,8 @@ class RandersField(FinslerManifold):
             >>> field.cdist(torch.zeros(1, 2), torch.zeros(3, 2))
             tensor([[0., 0., 0.]])
         """
+        check_cdist_shapes(x, y)
         self._validate(x, y, names=("x", "y"), batch_dims=2)
-        if x.dim() < 2 or y.dim() < 2:
-            raise ValueError(
-                f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
-            )
         return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), **options)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
@@ -575,7 +548,17 @@ class RandersField(FinslerManifold):
             >>> bool(field.reverse().norm(x, u) == field.norm(x, -u))
             True
         """
-        return _ReversedField(self)
+        return super().reverse()
+
+    # the reverse metric's geodesics are those of the field with drift -b (used by `reverse()`)
+    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
+        return _NegatedDrift(self).expmap(x, u, **options)
+
+    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        return _NegatedDrift(self).logmap(x, y, **options)
+
+    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        return _NegatedDrift(self).cdist(x, y, **options)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, steps={self.steps}, jacobian={self.jacobian!r}, validate={self.validate}"
@@ -625,8 +608,8 @@ class _NavigationField(RandersField):
         return self.raw_coefficients(x)[1]
 
 
-class _ReversedField(RandersField):
-    """The reverse of a `RandersField` (same `a`, drift `-b`), sharing its parameters."""
+class _NegatedDrift(RandersField):
+    """The field with data `(a, -b)`: the geodesic engine of `Reversed(field)` (built per call)."""
 
     def __init__(self, source: RandersField):
         super().__init__(
@@ -634,7 +617,7 @@ class _ReversedField(RandersField):
             rtol=source.rtol, max_iter=source.max_iter, jacobian=source.jacobian,
             on_failure=source.on_failure,
         )
-        self.source = source
+        object.__setattr__(self, "source", source)  # not a submodule: no cycle in the module tree
 
     def raw_coefficients(self, x):
         a, b = self.source.raw_coefficients(x)

@@ -15,6 +15,7 @@ from geoopt.manifolds.base import ScalingInfo
 
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import funk as fmath
+from finslerlib.math.validation import check_cdist_shapes
 
 __all__ = ["FunkBall"]
 
@@ -56,6 +57,7 @@ class FunkBall(FinslerManifold):
 
     name = "FunkBall"
     __scaling__ = FinslerManifold.__scaling__.copy()
+    _nonfinite_reason = "a NaN or infinite point is not strictly inside the Funk ball (nor a finite vector)"
 
     def __init__(self, dim: int, *, radius: float = 1.0):
         super().__init__(dim)
@@ -66,6 +68,7 @@ class FunkBall(FinslerManifold):
 
     # ------------------------------------------------------------------ checks
     def _inside(self, *tensors: torch.Tensor, names: tuple[str, ...], batch_dims: int = 1) -> None:
+        # shapes, dtypes and finiteness first (a NaN point is reported as non-finite, not "outside")
         self._validate(*tensors, names=names, batch_dims=batch_dims)
         for name, t in zip(names, tensors, strict=True):
             fmath.check_inside(t, radius=self.radius, name=name)
@@ -214,8 +217,8 @@ class FunkBall(FinslerManifold):
             tensor([[0.6931],
                     [0.0000]])
         """
+        check_cdist_shapes(x, y)
         self._inside(x, y, names=("x", "y"), batch_dims=2)
-        _check_matrices(x, y)
         return fmath.cdist(x, y, radius=self.radius)
 
     @__scaling__(ScalingInfo(1))
@@ -343,62 +346,22 @@ class FunkBall(FinslerManifold):
             >>> bool(m.reverse().dist(x, y) == m.dist(y, x))
             True
         """
-        return _ReverseFunkBall(self.dim, radius=self.radius)
+        return super().reverse()
 
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, radius={self.radius:g}"
-
-
-class _ReverseFunkBall(FunkBall):
-    """The reverse Funk metric F(x, -v) of the same ball (see `FunkBall.reverse`)."""
-
-    name = "ReverseFunkBall"
-
-    def coefficients(self, x):
-        a, b = super().coefficients(x)
-        return a, -b
-
-    def norm(self, x, u, *, keepdim=False):
-        return super().norm(x, -u, keepdim=keepdim)
-
-    def dual_norm(self, x, xi, *, keepdim=False):
-        return super().dual_norm(x, -xi, keepdim=keepdim)
-
-    def legendre(self, x, u):
-        return -super().legendre(x, -u)
-
-    def inverse_legendre(self, x, xi):
-        return -super().inverse_legendre(x, -xi)
-
-    def fundamental_tensor(self, x, u):
-        return super().fundamental_tensor(x, -u)
-
-    def dist(self, x, y, *, keepdim=False):
-        return super().dist(y, x, keepdim=keepdim)
-
-    def cdist(self, x, y):
-        self._inside(x, y, names=("x", "y"), batch_dims=2)
-        _check_matrices(x, y)
-        return fmath.cdist(x, y, radius=self.radius, reverse=True)
-
-    def expmap(self, x, u):
+    # closed forms of the reverse metric, used by `reverse()` (finslerlib.manifolds.reversed)
+    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._inside(x, names=("x",))
         self._validate(x, u, names=("x", "u"))
         return fmath.reverse_expmap(x, u, radius=self.radius)
 
-    def logmap(self, x, y):
+    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._inside(x, y, names=("x", "y"))
         return fmath.reverse_logmap(x, y, radius=self.radius)
 
-    def reverse(self) -> FunkBall:
-        return FunkBall(self.dim, radius=self.radius)
+    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_cdist_shapes(x, y)
+        self._inside(x, y, names=("x", "y"), batch_dims=2)
+        return fmath.cdist(x, y, radius=self.radius, reverse=True)
 
     def extra_repr(self) -> str:
-        return f"reverse Funk metric, dim={self.dim}, radius={self.radius:g}"
-
-
-def _check_matrices(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.dim() < 2 or y.dim() < 2:
-        raise ValueError(
-            f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
-        )
+        return f"dim={self.dim}, radius={self.radius:g}"

@@ -16,16 +16,30 @@ import torch.nn.functional as nnf
 
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import centre, pairwise_dist, pairwise_randers
+from finslerlib.math.validation import check_finite, check_randers
 
 __all__ = ["Randers"]
 
 
 def _as_float_tensor(t, name: str) -> torch.Tensor:
     t = torch.as_tensor(t)
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     return t
+
+
+def _whiten_covector(chol: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+    """Covectors to factor coordinates: `eta = L^{-1} xi` (rows: `xi L^{-T}`)."""
+    flat = xi.reshape(-1, xi.shape[-1])
+    return torch.linalg.solve_triangular(chol.mT, flat, upper=True, left=False).reshape(xi.shape)
+
+
+def _unwhiten_vector(chol: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Vectors from factor coordinates: `v = L^{-T} z` (rows: `z L^{-1}`)."""
+    flat = z.reshape(-1, z.shape[-1])
+    return torch.linalg.solve_triangular(chol, flat, upper=False, left=False).reshape(z.shape)
 
 
 class Randers(FinslerManifold):
@@ -35,10 +49,17 @@ class Randers(FinslerManifold):
         a: Tensor, shape `[D, D]`, symmetric positive definite.
         b: Tensor, shape `[D]`, with $\|b\|_{a^{-1}} < 1$; zeros (a Riemannian
             Mahalanobis metric) when omitted.
+        dim: only for subclasses whose data come from parameters (they pass `a=None`, `dim=D`
+            and override `_coefficients` and `factor`).
 
     Raises:
-        ValueError: `a` is not square, symmetric or positive definite, `b` has the wrong shape
-            or dtype, or $\|b\|_{a^{-1}} \ge 1$ (the message gives the measured value).
+        ValueError: `a` is not square, real, finite, symmetric or positive definite, `b` has the
+            wrong shape or dtype, or $\|b\|_{a^{-1}} \ge 1$ (the message gives the measured
+            value); also when `load_state_dict` brings such data.
+
+    Everything is evaluated in the factor coordinates $y = L^\top v$ of `factor()`
+    ($a = L L^\top$, $b = L w$), where $F = |y| + w \cdot y$ (`finslerlib.math.randers.factor_norm`,
+    free of cancellation for any drift).
 
     Example:
         >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))
@@ -49,7 +70,12 @@ class Randers(FinslerManifold):
 
     name = "Randers"
 
-    def __init__(self, a, b=None):
+    def __init__(self, a=None, b=None, *, dim: int | None = None):
+        if a is None:
+            if dim is None or type(self) is Randers:
+                raise ValueError("Randers needs the matrix a (shape [D, D])")
+            super().__init__(dim)
+            return
         a = _as_float_tensor(a, "a")
         if a.dim() != 2:
             raise ValueError(f"a must have shape [D, D], got {tuple(a.shape)}")
@@ -57,23 +83,35 @@ class Randers(FinslerManifold):
         b = _as_float_tensor(b, "b")
         if b.dim() != 1:
             raise ValueError(f"b must have shape [D], got {tuple(b.shape)}")
-        rmath.validate_randers(a, b)
+        check_randers(a, b)
         super().__init__(a.shape[-1])
         a = 0.5 * (a + a.mT)
         self.register_buffer("_a", a.clone())
         self.register_buffer("_b", b.clone())
 
-    # ----------------------------------------------------------------- coefficients
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # validate what is loaded before it replaces the current data
+        a, b = state_dict.get(prefix + "_a"), state_dict.get(prefix + "_b")
+        if a is not None and b is not None:
+            check_randers(a, b, label=f"{self.name} state_dict ({prefix}_a, {prefix}_b)")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ----------------------------------------------------------------- Randers data
     def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(a, b)` in the module's own dtype; subclasses compute them from parameters."""
+        """`(a, b)` in the module's own dtype; parametrized subclasses compute them."""
         return self._a, self._b
 
-    def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def factor(self) -> tuple[torch.Tensor, torch.Tensor]:
         r"""`(L, w)`: lower-triangular $L$ with $a = L L^\top$ and $w$ with $b = L w$.
 
         In the coordinates $y = L^\top v$ the norm is $|y| + w \cdot y$ and
-        $\|b\|_{a^{-1}} = |w|$; every pointwise method works there, so no method factors or
-        inverts `a` again (and a learnable factor is used as is, however ill-conditioned).
+        $\|b\|_{a^{-1}} = |w|$; every pointwise method and `cdist` work there, so no method
+        factors or inverts `a` again (and a learnable factor is used as is).
+
+        Example:
+            >>> L, w = Randers(4 * torch.eye(1), torch.tensor([1.0])).factor()
+            >>> L, w
+            (tensor([[2.]]), tensor([0.5000]))
         """
         # Factored on every call (O(D^3), small next to any batched use) rather than cached: a
         # cached factor goes stale when `_a` changes (load_state_dict, in-place edits).
@@ -82,26 +120,13 @@ class Randers(FinslerManifold):
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
 
-    def _factor_like(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        chol, w = self._factor()
-        return chol.to(x), w.to(x)
+    def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Alias of `factor()` (the name used before the manifold layer was unified)."""
+        return self.factor()
 
-    def _transform(self, v: torch.Tensor) -> torch.Tensor:
-        r"""`v @ L` for a factor with $a = L L^\top$, so $\alpha(v) = |v L|$."""
-        return v @ self._factor()[0].to(v)
-
-    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        r"""`(L, w)` with $a = L L^\top$ and $b = L w$ (square $L$), or `None` if unavailable."""
-        return self._factor()
-
-    def _transform_with_drift(self, *vs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        r"""`(v @ L, b . v)` for each `v`: the $\alpha$-coordinates and the drift term.
-
-        One call for all point sets, so learnable subclasses build their factor once (and need
-        neither $a = L L^\top$ nor $b$ itself: $b \cdot v = w \cdot (L^\top v)$).
-        """
-        b = self._coefficients()[1]
-        return [(self._transform(v), v @ b.to(v)) for v in vs]
+    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Alias of `factor()` (the name used before the manifold layer was unified)."""
+        return self.factor()
 
     @property
     def a(self) -> torch.Tensor:
@@ -114,55 +139,45 @@ class Randers(FinslerManifold):
         return self._coefficients()[1]
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(a, b)` (constant) on `x`'s device and dtype, shapes `[D, D]` and `[D]`."""
         a, b = self._coefficients()
         return a.to(x), b.to(x)
 
     def drift_norm(self) -> torch.Tensor:
         r"""$\|b\|_{a^{-1}}$: 0 for a Riemannian metric, $< 1$ always."""
-        return self._factor()[1].norm()
+        return self.factor()[1].norm()
 
     def max_asymmetry(self) -> torch.Tensor:
         r"""$\max_v F(v) / F(-v) = (1 + \|b\|_{a^{-1}}) / (1 - \|b\|_{a^{-1}})$."""
         s = self.drift_norm()
         return (1 + s) / (1 - s)
 
-    # ----------------------------------------------------------------- pointwise, whitened
+    # ----------------------------------------------------------------- pointwise, in factor coordinates
     # With a = L L^T and b = L w, y = L^T v turns F into the "unit" Randers norm |y| + w.y:
     # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
-    def _whiten_covector(self, chol: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        flat = xi.reshape(-1, xi.shape[-1])
-        eta = torch.linalg.solve_triangular(chol.mT, flat, upper=True, left=False)
-        return eta.reshape(xi.shape)
-
-    def _unwhiten_vector(self, chol: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        flat = z.reshape(-1, z.shape[-1])
-        u = torch.linalg.solve_triangular(chol, flat, upper=False, left=False)
-        return u.reshape(z.shape)
-
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
-        return rmath.norm(u @ chol, None, w, keepdim=keepdim)
+        chol, w = (t.to(u) for t in self.factor())
+        return rmath.factor_norm(u @ chol, w, keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
+        chol, w = (t.to(u) for t in self.factor())
         return rmath.legendre(u @ chol, None, w) @ chol.mT
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         self._validate(x, xi, names=("x", "xi"))
-        chol, w = self._factor_like(xi)
-        return rmath.dual_norm(self._whiten_covector(chol, xi), None, w, keepdim=keepdim)
+        chol, w = (t.to(xi) for t in self.factor())
+        return rmath.dual_norm(_whiten_covector(chol, xi), None, w, keepdim=keepdim)
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         self._validate(x, xi, names=("x", "xi"))
-        chol, w = self._factor_like(xi)
-        z = rmath.inverse_legendre(self._whiten_covector(chol, xi), None, w)
-        return self._unwhiten_vector(chol, z)
+        chol, w = (t.to(xi) for t in self.factor())
+        return _unwhiten_vector(chol, rmath.inverse_legendre(_whiten_covector(chol, xi), None, w))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._validate(x, u, names=("x", "u"))
-        chol, w = self._factor_like(u)
+        chol, w = (t.to(u) for t in self.factor())
         return chol @ rmath.fundamental_tensor(u @ chol, None, w) @ chol.mT
 
     # ----------------------------------------------------------------- constructors
@@ -185,7 +200,8 @@ class Randers(FinslerManifold):
             raise ValueError(
                 f"h must be [D, D] and wind [D], got {tuple(h.shape)} and {tuple(wind.shape)}"
             )
-        rmath.validate_randers(h, torch.zeros_like(wind))
+        check_randers(h, torch.zeros_like(wind), a_name="h")
+        check_finite(wind=wind)
         size = rmath.drift_norm(h, rmath.matvec(h, wind)).item()  # |W|_h
         if not size < 1:
             raise ValueError(f"wind too strong: |W|_h = {size:.4g} >= 1 (need < 1)")
@@ -244,8 +260,8 @@ class Randers(FinslerManifold):
             >>> m = Randers.learnable(3)
             >>> sorted(name for name, _ in m.named_parameters())
             ['chol_raw', 'drift_raw']
-            >>> m.dist(torch.zeros(3), torch.ones(3))  # starts Euclidean
-            tensor(1.7321, grad_fn=<AddBackward0>)
+            >>> m.dist(torch.zeros(3), torch.ones(3)).detach()  # starts Euclidean
+            tensor(1.7321)
         """
         return _LearnableRanders(
             dim,
@@ -260,33 +276,45 @@ class Randers(FinslerManifold):
     # ----------------------------------------------------------------- geometry
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_x u = x + u$ (straight geodesics)."""
+        self._validate(x, u, names=("x", "u"))
         return x + u
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$x + u$: the exponential map is already a cheap retraction."""
+        self._validate(x, u, names=("x", "u"))
         return x + u
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_x y = y - x$."""
+        self._validate(x, y, names=("x", "y"))
         return y - x
 
     def expmap0(self, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_0 u = u$: the chart is linear (returns `u` itself, no copy)."""
+        self._validate(u, names=("u",))
         return u
 
     def logmap0(self, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_0 y = y$ (returns `y` itself, no copy)."""
+        self._validate(y, names=("y",))
         return y
+
+    # geodesics of the reverse metric are the same straight lines (used by `reverse()`)
+    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.expmap(x, u)
+
+    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.logmap(x, y)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport is the identity (Minkowski space is flat, its connection vanishes)."""
         return v
 
     def retr_transp(self, x, u, v):
-        return x + u, v
+        return self.retr(x, u), v
 
     def expmap_transp(self, x, u, v):
-        return x + u, v
+        return self.expmap(x, u), v
 
     def transp_follow_retr(self, x, u, v):
         return v
@@ -296,6 +324,8 @@ class Randers(FinslerManifold):
 
     def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Forward distance $d(x \to y) = F(y - x)$; finite gradients at $x = y$.
+
+        Computed in factor coordinates without cancellation (`finslerlib.math.randers.factor_norm`).
 
         Args:
             x: Tensor, shape `[..., D]`.
@@ -316,10 +346,10 @@ class Randers(FinslerManifold):
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
 
-        Computed without an `[N, M, D]` tensor: with $a = L L^\top$, centred points mapped by
-        $L$, $|L^\top(y_j - x_i)|^2$ comes from one matmul (Gram trick) and the drift term
-        $b \cdot y_j - b \cdot x_i$ is separable. Cost $(N + M) D R + N M R$ for $L$ of
-        width $R$.
+        Computed without an `[N, M, D]` tensor by `finslerlib.math.randers.cdist`
+        on `factor()`: with $a = L L^\top$, centred points mapped by $L$,
+        $|L^\top(y_j - x_i)|^2$ comes from one matmul (Gram trick) and the drift term
+        $w \cdot L^\top y_j - w \cdot L^\top x_i$ is separable. Cost $(N + M) D^2 + N M D$.
 
         Args:
             x: Tensor, shape `[..., N, D]`, sources.
@@ -334,19 +364,7 @@ class Randers(FinslerManifold):
             tensor([[0.0000, 1.5000],
                     [0.5000, 0.0000]])
         """
-        if x.dim() < 2 or y.dim() < 2:
-            raise ValueError(
-                f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
-            )
-        self._validate(x, y, names=("x", "y"), batch_dims=2)
-        factored = self._factor_and_drift() if x.dim() == 2 and y.dim() == 2 else None
-        if factored is not None:
-            # the common case (a batch against a set, e.g. a classifier head): fused kernel
-            factor, w = factored
-            return pairwise_randers(x, y, factor.to(x), w.to(x))
-        xc, yc = centre(x, y)
-        (xt, x_drift), (yt, y_drift) = self._transform_with_drift(xc, yc)
-        return pairwise_dist(xt, yt) + (y_drift.unsqueeze(-2) - x_drift.unsqueeze(-1))
+        return super().cdist(x, y)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -372,7 +390,7 @@ class Randers(FinslerManifold):
             >>> bool(m.reverse().dist(x, y) == m.dist(y, x))
             True
         """
-        return _ReversedRanders(self)
+        return super().reverse()
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -393,7 +411,7 @@ class _LearnableRanders(Randers):
     def __init__(
         self, dim, *, rank=None, max_drift=0.9, max_condition=1e4, eps=1e-4, dtype=None, device=None
     ):
-        FinslerManifold.__init__(self, dim)
+        super().__init__(dim=dim)
         if not 0.0 <= float(max_drift) < 1.0:
             raise ValueError(f"max_drift must be in [0, 1), got {max_drift}")
         if rank is not None and not 1 <= int(rank) <= dim:
@@ -466,66 +484,25 @@ class _LearnableRanders(Randers):
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
 
-    def _factor(self):
+    def factor(self):
         if self.rank is None:
             return self._chol_factor(), self._drift_full()
-        a, b = self._coefficients()
-        chol = torch.linalg.cholesky(a)
-        return chol, torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
+        # one Cholesky factorization: b = squash(u) = c u, so w = L^{-1} b = c L^{-1} u, with
+        # |L^{-1} u| = ||u||_{a^-1} the size that `_squash` rescales
+        chol = torch.linalg.cholesky(self._dense_low_rank())
+        z = torch.linalg.solve_triangular(chol, self.drift_raw.unsqueeze(-1), upper=False).squeeze(-1)
+        return chol, _squash(z, z.norm(), self.max_drift)
 
-    def _factor_and_drift(self):
-        return self._factor() if self.rank is None else None
-
-    def _transform_with_drift(self, *vs):
-        if self.rank is not None:
-            return super()._transform_with_drift(*vs)
-        chol, w = self._factor()  # b = L w, so b . v = w . (L^T v)
-        out = []
-        for v in vs:
-            t = v @ chol.to(v)
-            out.append((t, t @ w.to(v)))
-        return out
-
-    def _transform(self, v: torch.Tensor) -> torch.Tensor:
-        if self.rank is None:
-            return v @ self._chol_factor().to(v)
-        # a = diag(d) + U U^T = [diag(sqrt d) | U] [diag(sqrt d) | U]^T
-        return torch.cat([v * self._diag().to(v).sqrt(), v @ self.low_rank.to(v)], dim=-1)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # any finite parameters give a valid metric; non-finite ones would give NaN everywhere
+        for name, _ in self.named_parameters(recurse=False):
+            value = state_dict.get(prefix + name)
+            if value is not None:
+                check_finite(**{f"{prefix}{name} (state_dict)": value})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, rank={self.rank}, max_drift={self.max_drift}, "
             f"max_condition={self.max_condition:g}"
         )
-
-
-class _ReversedRanders(Randers):
-    """The reverse of a `Randers` metric, sharing its coefficients (same `a`, drift `-b`)."""
-
-    def __init__(self, source: Randers):
-        FinslerManifold.__init__(self, source.dim)
-        self.source = source
-
-    def _coefficients(self):
-        a, b = self.source._coefficients()
-        return a, -b
-
-    def _transform(self, v):
-        return self.source._transform(v)
-
-    def _factor(self):
-        chol, w = self.source._factor()
-        return chol, -w
-
-    def _factor_and_drift(self):
-        factored = self.source._factor_and_drift()
-        return None if factored is None else (factored[0], -factored[1])
-
-    def _transform_with_drift(self, *vs):
-        return [(t, -drift) for t, drift in self.source._transform_with_drift(*vs)]
-
-    def reverse(self) -> Randers:
-        return self.source
-
-    def extra_repr(self) -> str:
-        return f"reverse of {self.source.name}({self.source.extra_repr()})"

@@ -1,5 +1,8 @@
 r"""Closed forms of the Funk metric of the open ball $B_R = \{x : |x| < R\}$.
 
+(About 600 lines: every closed form of this one metric, both directions, with its derivation and
+numerics, kept in one module so that the formulas can be read and checked side by side.)
+
 The Funk metric is the Minkowski functional of the ball seen from $x$:
 $F(x, v) = \inf\{t > 0 : x + v / t \in B_R\}$, so $x + v / F(x, v)$ lies on the sphere $|\cdot| = R$.
 Solving $|x + v/F|^2 = R^2$ gives, with $Q = R^2 - |x|^2$, $p = \langle x, v\rangle$ and
@@ -46,6 +49,7 @@ import math
 import torch
 
 from finslerlib.math.pairwise import safe_div, safe_sqrt
+from finslerlib.math.validation import value_checks_enabled
 
 __all__ = [
     "boundary_margin",
@@ -108,18 +112,13 @@ def gap(x: torch.Tensor, *, radius: float = 1.0, keepdim: bool = False) -> torch
     return radius * radius - (x * x).sum(-1, keepdim=keepdim)
 
 
-def _is_compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and hasattr(compiler, "is_compiling"):
-        return compiler.is_compiling()
-    return torch._dynamo.is_compiling()  # torch < 2.3
-
-
 def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> None:
     """Raise `ValueError` unless every point of `x` is finite and strictly inside the ball.
 
-    One reduction and one host sync; skipped while `torch.compile` traces (then points outside
-    give NaN, as in the unchecked functions of this module).
+    One reduction and one host sync. Under `torch.compile` the check still runs (the data-dependent
+    branch is a graph break, or an error with `fullgraph=True`): a point outside never gives a
+    silent NaN, unless the checks are turned off explicitly with
+    `finslerlib.math.validation.value_checks(False)`.
 
     Args:
         x: Tensor, shape `[..., D]`.
@@ -132,7 +131,7 @@ def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> No
         ...
         ValueError: x: 1 of 2 point(s) not strictly inside the Funk ball of radius 1: largest norm 5 ...
     """
-    if _is_compiling():
+    if not value_checks_enabled():
         return
     with torch.no_grad():
         sq = (x.detach() * x.detach()).sum(-1)

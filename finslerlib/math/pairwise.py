@@ -258,3 +258,4 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
             f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(factor.shape)}, {tuple(w.shape)}"
         )
     return _PairwiseRanders.apply(x, y, factor, w)
+

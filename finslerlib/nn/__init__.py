@@ -1,4 +1,4 @@
-"""Neural-network layers on Finsler manifolds (the FAIM integrations of the design notes).
+"""Neural-network layers on Finsler manifolds (the FAIM layers: head, losses, blocks).
 
 * `FAIMHead`: prototype classifier with geodesic logits, a drop-in for the last `nn.Linear`.
 * `FAIMInfoNCELoss`, `FAIMTripletLoss`, `FAIMMarginLoss` (and `functional`): metric-learning

@@ -62,7 +62,7 @@ class FAIMBlock(nn.Module):
         super().__init__()
         if base_point not in _BASE_POINTS:
             raise ValueError(f"base_point must be one of {_BASE_POINTS}, got {base_point!r}")
-        dim = getattr(manifold, "dim", None)
+        dim = getattr(manifold, "ambient_dim", getattr(manifold, "dim", None))  # the tensor size
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"manifold must have a positive integer `dim`, got {dim!r}")
         factory: dict[str, Any] = {"dtype": dtype or torch.get_default_dtype(), "device": device}

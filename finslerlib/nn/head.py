@@ -126,12 +126,11 @@ class FAIMHead(nn.Module):
         manifold_dim = self.in_features if rank is None else self.rank
         if manifold is None:
             manifold = Randers.learnable(manifold_dim, **factory)
-        elif getattr(manifold, "dim", None) != manifold_dim:
+        elif getattr(manifold, "ambient_dim", getattr(manifold, "dim", None)) != manifold_dim:
+            size = getattr(manifold, "ambient_dim", getattr(manifold, "dim", None))
             what = "in_features" if rank is None else "rank"
             hint = "" if rank is not None else " (pass rank=manifold.dim to learn a projection onto it)"
-            raise ValueError(
-                f"manifold has dim {getattr(manifold, 'dim', None)} but {what} is {manifold_dim}{hint}"
-            )
+            raise ValueError(f"manifold has dim {size} but {what} is {manifold_dim}{hint}")
         self.manifold = manifold
         if rank is None:
             self.projection = None
