@@ -548,3 +548,19 @@ def test_float32_and_batch_shapes():
     assert all(t.dtype == torch.float32 for t in out)
     ok, msg = checks.check_transport_isometry(field, x2, 0.5 * u2, v2, u2, steps=4)
     assert ok, msg
+
+
+def test_reversed_field_transport_is_the_reverse_metrics_own():
+    """`m.reverse()`'s transport integrates the reverse metric's (a, -b), not the wrapped one's."""
+    m = general_field()
+    r = m.reverse()
+    x, u, v = sample(3, 3, 25, scale=0.5)
+    u = 0.5 * u
+    own = geodesic_transport(r, x, u, v, steps=m.steps)  # integrates r.coefficients = (a, -b)
+    close(own.point, r.expmap(x, u), rtol=1e-8, atol=1e-9)
+    close(r.transp_follow_expmap(x, u, v), own.vector, rtol=1e-8, atol=1e-9)
+    forward = geodesic_transport(m, x, u, v, steps=m.steps).vector
+    assert (forward - own.vector).abs().max() > 1e-4  # the two transports differ
+    point, moved = r.retr_transp(x, u, v)
+    close(point, x + u)
+    close(moved, transp_follow_retraction(r, x, u, v), rtol=1e-10, atol=1e-12)

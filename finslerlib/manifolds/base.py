@@ -479,6 +479,21 @@ class FinslerManifold(geoopt.Manifold):
         """Log map of the reverse metric (a hook for `Reversed`; none by default)."""
         raise NotImplementedError(f"{type(self).__name__} has no log map of its reverse metric")
 
+    # Transport hooks of the reverse metric. The defaults match this class's own defaults (the
+    # identity of the global chart, exact for constant metrics); manifolds whose transport is not
+    # the identity override them (FunkBall, RandersField).
+    def _reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Retraction of the reverse metric (a hook for `Reversed`): `retr` is first order for both."""
+        return self.retr(x, u)
+
+    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """Parallel transport of the reverse metric along its geodesic $t \\mapsto \\tilde\\exp_x(t u)$."""
+        return v
+
+    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """Transport of the reverse metric along its retraction curve $t \\mapsto \\tilde R_x(t u)$."""
+        return v
+
     def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         """All reverse distances `[..., i, j]` = d(y_j -> x_i) (a hook for `Reversed`)."""
         return self.cdist(y, x, **options).mT

@@ -560,6 +560,12 @@ class RandersField(FinslerManifold):
     def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).cdist(x, y, **options)
 
+    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return _NegatedDrift(self).transp_follow_expmap(x, u, v)
+
+    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return _NegatedDrift(self).transp_follow_retr(x, u, v)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, steps={self.steps}, jacobian={self.jacobian!r}, validate={self.validate}"
 

@@ -302,11 +302,14 @@ class FunkBall(FinslerManifold):
 
     def transp_follow_expmap(self, x, u, v):
         """Parallel transport along $t \\mapsto \\exp_x(t u)$ (Chern): closed form."""
+        return self._transport(x, u, v, reverse=False)
+
+    def _transport(self, x, u, v, *, reverse: bool):
         from finslerlib.curvature.transport import funk_transport  # curvature builds on manifolds
 
         self._inside(x, names=("x",))
         self._validate(x, u, v, names=("x", "u", "v"))
-        return funk_transport(x, u, v, radius=self.radius, reverse=isinstance(self, _ReverseFunkBall))
+        return funk_transport(x, u, v, radius=self.radius, reverse=reverse)
 
     def random(self, *size, dtype=None, device=None, max_norm: float = 0.9) -> geoopt.ManifoldTensor:
         r"""Points uniform in the ball of radius `max_norm * R` (volume measure).
@@ -357,6 +360,16 @@ class FunkBall(FinslerManifold):
     def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._inside(x, y, names=("x", "y"))
         return fmath.reverse_logmap(x, y, radius=self.radius)
+
+    # retr is expmap here, for the reverse metric too (its geodesics are the same straight rays)
+    def _reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self._reverse_expmap(x, u)
+
+    def _reverse_transp_follow_expmap(self, x, u, v):
+        return self._transport(x, u, v, reverse=True)
+
+    def _reverse_transp_follow_retr(self, x, u, v):
+        return self._transport(x, u, v, reverse=True)
 
     def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_cdist_shapes(x, y)

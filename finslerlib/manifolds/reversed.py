@@ -124,10 +124,24 @@ class Reversed(FinslerManifold):
         return self.base._reverse_logmap(x, y, **options)
 
     def retr(self, x, u):
-        return self.base.retr(x, u)
+        return self.base._reverse_retr(x, u)
+
+    # parallel transport of the reverse metric: the wrapped manifold's hooks (the reverse metric's
+    # Chern connection at reference y is the wrapped one's at -y, so it is not the wrapped transport)
+    def transp_follow_expmap(self, x, u, v):
+        return self.base._reverse_transp_follow_expmap(x, u, v)
+
+    def transp_follow_retr(self, x, u, v):
+        return self.base._reverse_transp_follow_retr(x, u, v)
 
     def transp(self, x, y, v):
-        return self.base.transp(x, y, v)
+        return self.transp_follow_expmap(x, self.logmap(x, y), v)
+
+    def expmap_transp(self, x, u, v):
+        return self.expmap(x, u), self.transp_follow_expmap(x, u, v)
+
+    def retr_transp(self, x, u, v):
+        return self.retr(x, u), self.transp_follow_retr(x, u, v)
 
     def random(self, *size, **kwargs):
         points = self.base.random(*size, **kwargs).as_subclass(torch.Tensor)
@@ -150,6 +164,15 @@ class Reversed(FinslerManifold):
 
     def _reverse_cdist(self, x, y, **options):
         return self.base.cdist(x, y, **options)
+
+    def _reverse_retr(self, x, u):
+        return self.base.retr(x, u)
+
+    def _reverse_transp_follow_expmap(self, x, u, v):
+        return self.base.transp_follow_expmap(x, u, v)
+
+    def _reverse_transp_follow_retr(self, x, u, v):
+        return self.base.transp_follow_retr(x, u, v)
 
     def extra_repr(self) -> str:
         return f"reverse of {self.base.name}({self.base.extra_repr()})"
