@@ -166,6 +166,18 @@ def test_smacof_monotone_on_random_data_with_missing_and_weights():
         assert h[-1] < 0.9 * h[0]
 
 
+def test_smacof_with_disconnected_weights_fits_each_block():
+    """Missing cross-block pairs: the weight Laplacian has two null vectors (pseudo-inverse path)."""
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(6, 2)), rng.normal(size=(5, 2))
+    delta = np.full((11, 11), np.nan)
+    delta[:6, :6], delta[6:, 6:] = np_canonical(a, 0.5), np_canonical(b, 0.5)
+    mds = fit_quiet(FinslerMDS(alpha=0.5, init="classical", max_iter=500, tol=1e-12), delta)
+    h = np.array(mds.stress_history_)
+    assert np.all(np.isfinite(mds.embedding_.numpy())) and np.all(np.diff(h) <= 1e-10 * h[:-1])
+    assert mds.normalized_stress_ < 1e-2
+
+
 def test_smacof_recovers_a_canonical_configuration_exactly():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(30, 2))

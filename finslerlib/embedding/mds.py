@@ -24,6 +24,7 @@ import warnings
 
 import geoopt
 import torch
+from scipy.sparse.csgraph import connected_components
 
 from finslerlib.embedding.metrics import prepare, symmetric_floor
 from finslerlib.manifolds import FinslerManifold, FunkBall, Randers
@@ -119,6 +120,8 @@ class FinslerMDS(_EstimatorBase):
             0.02 otherwise.
         batch_pairs: `None` for full-batch Adam, or the number of sampled pairs per step.
         check_every: Adam steps between full-stress checks.
+        metric_lr: Adam learning rate of the target's own parameters (drift, metric); unlike the
+            points' rate it does not scale with the data.
         max_drift: bound on the drift norm for `"drift"` and `"learnable"`.
         init: `"random"` (Gaussian with the spread of the data), `"classical"` (classical MDS of
             the symmetric part), or an `[n, D]` array (passed to `fit` as `init=` too).
@@ -159,6 +162,7 @@ class FinslerMDS(_EstimatorBase):
         lr: float | None = None,
         batch_pairs: int | None = None,
         check_every: int = 25,
+        metric_lr: float = 0.02,
         max_drift: float = 0.95,
         init="random",
         random_state: int | None = None,
@@ -175,6 +179,7 @@ class FinslerMDS(_EstimatorBase):
         self.lr = lr
         self.batch_pairs = batch_pairs
         self.check_every = check_every
+        self.metric_lr = metric_lr
         self.max_drift = max_drift
         self.init = init
         self.random_state = random_state
@@ -325,10 +330,16 @@ class FinslerMDS(_EstimatorBase):
         lap = torch.diag(w.sum(1)) - w
         c = (w * anti).sum(1)
         # L + 11^T/n is positive definite when the weight graph is connected; its inverse acts as
-        # the pseudo-inverse of L on the centred right-hand sides used here.
-        shifted = lap + 1.0 / n
-        chol, info = torch.linalg.cholesky_ex(shifted)
-        pinv = torch.linalg.pinv(lap, hermitian=True) if int(info) != 0 else None
+        # the pseudo-inverse of L on the centred right-hand sides used here. With several
+        # components (missing blocks) L has more null vectors: use its pseudo-inverse.
+        n_comp = connected_components((w > 0).cpu().numpy(), directed=False)[0]
+        chol, pinv = None, None
+        if n_comp == 1:
+            chol, info = torch.linalg.cholesky_ex(lap + 1.0 / n)
+            if int(info) != 0:
+                chol = None
+        if chol is None:
+            pinv = torch.linalg.pinv(lap, hermitian=True)
         scale = torch.ones(dim, dtype=x.dtype, device=x.device)
         scale[-1] = 1.0 / (1.0 + alpha**2)
         drift = torch.zeros(n, dim, dtype=x.dtype, device=x.device)
@@ -373,7 +384,8 @@ class FinslerMDS(_EstimatorBase):
         lr = self.lr if self.lr is not None else (0.05 * spread if flat else 0.02)
         x = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)
         extra = [p for p in manifold.parameters() if p.requires_grad]
-        opt = geoopt.optim.RiemannianAdam([{"params": [x]}, {"params": extra}], lr=lr)
+        groups = [{"params": [x], "lr": lr}, {"params": extra, "lr": self.metric_lr}]
+        opt = geoopt.optim.RiemannianAdam(groups)
         weights_flat = w.reshape(-1)
         total_w = weights_flat.sum()
         n = delta.shape[0]
