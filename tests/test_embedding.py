@@ -367,3 +367,25 @@ def test_params_fallback_without_sklearn():
     assert repr(e) == "Est(a=2, b='y')"
     with pytest.raises(ValueError, match="invalid parameter 'c'"):
         e.set_params(c=1)
+
+
+@pytest.mark.parametrize("solver", ["smacof", "adam"])
+def test_device_and_dtype_follow_the_request(device, dtype, solver):
+    rng = np.random.default_rng(12)
+    delta = np_canonical(rng.normal(size=(10, 2)), 0.5)
+    mds = fit_quiet(
+        FinslerMDS(alpha=0.5, solver=solver, max_iter=100, device=device, dtype=dtype, random_state=0),
+        delta,
+    )
+    assert mds.embedding_.device.type == device.type and mds.embedding_.dtype == dtype
+    expected = np_stress(delta, np_canonical(mds.embedding_.cpu().double().numpy(), 0.5))
+    assert mds.stress_ == pytest.approx(expected, rel=1e-3 if dtype == torch.float32 else 1e-9)
+
+
+def test_learned_drift_does_not_saturate_on_large_scale_data():
+    """The drift's learning rate does not grow with the data's scale (it once saturated at max_drift)."""
+    rng = np.random.default_rng(13)
+    delta = 50.0 * np_canonical(rng.normal(size=(20, 2)), 0.3)
+    mds = fit_quiet(FinslerMDS(target="drift", init="classical", max_iter=400, random_state=0), delta)
+    assert mds.alpha_ == pytest.approx(0.3, abs=0.05)
+    assert mds.normalized_stress_ < 0.05
