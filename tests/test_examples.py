@@ -65,6 +65,7 @@ def test_examples_found():
         "custom_field.py",
         "contrastive.py",
         "faim_blocks.py",
+        "directed_embedding.py",
     } <= names
 
 
@@ -143,3 +144,21 @@ def test_faim_blocks_identity_and_inside(smoke):
     assert out["losses"][-1] < out["losses"][0]
     assert max(out["radii"]) < 1.0
 
+
+
+def test_directed_embedding_beats_the_symmetric_floor(smoke):
+    out, folder = smoke("directed_embedding")
+    rows = {r["method"]: r for r in out["tree"]["rows"]}
+    # symmetric methods cannot go below the floor; alpha = 0 sits on it
+    for name in ("Euclidean MDS (scikit-learn, symmetrized)", "FinslerMDS alpha=0 (SMACOF)"):
+        assert rows[name]["ratio_to_floor"] >= 1 - 1e-9
+    assert rows["FinslerMDS alpha=0 (SMACOF)"]["ratio_to_floor"] < 1.02
+    # the asymmetric targets go far below it
+    assert rows["FinslerMDS alpha=0.5 (SMACOF)"]["ratio_to_floor"] < 0.05
+    assert rows["FinslerMDS Randers.learnable (RiemannianAdam)"]["ratio_to_floor"] < 0.2
+    # the SMACOF result is a stationary point for Adam too
+    agreement = out["tree"]["agreement"]
+    assert agreement["adam_from_smacof_stress"] >= agreement["smacof_stress"] * (1 - 1e-2)
+    for name in ("tree_embeddings.png", "swiss_roll.png"):
+        assert_png(folder / name)
+    assert (folder / "table.md").read_text().count("|") > 50
