@@ -4,9 +4,16 @@
 * `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$.
 * `geodesic_flow`: batched fixed-step RK4 integration (the exponential map).
 * `polyline_momentum`: batched discrete-energy minimization, the robust start for shooting.
-* `solve_boundary_value`: batched (quasi-)Newton shooting with autograd Jacobians (the log map).
+* `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
+* `bent_polylines`, `graph_polylines`: more starting paths for the global search.
+* `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate
+  (`discretization_error`, `adaptive_steps`: step doubling).
+* `GeodesicSolver`: the solver options; `GeodesicSolution`: the per-pair report.
+* `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 """
 
+from finslerlib.geodesics.candidates import bent_polylines, graph_polylines
+from finslerlib.geodesics.gradients import distance_with_gradient, logmap_with_gradient
 from finslerlib.geodesics.hamilton import (
     CoefficientFn as CoefficientFn,
 )
@@ -17,11 +24,17 @@ from finslerlib.geodesics.hamilton import (
     randers_validity,
 )
 from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
+from finslerlib.geodesics.options import GeodesicSolver, default_distance_tolerances, default_tolerances
 from finslerlib.geodesics.polyline import polyline_momentum
+from finslerlib.geodesics.search import (
+    GeodesicSolution,
+    adaptive_steps,
+    discretization_error,
+    shortest_geodesics,
+)
 from finslerlib.geodesics.shooting import (
     BoundarySolution,
     GeodesicConvergenceError,
-    default_tolerances,
     endpoint_jacobian,
     solve_boundary_value,
 )
@@ -37,6 +50,16 @@ __all__ = [
     "BoundarySolution",
     "GeodesicConvergenceError",
     "default_tolerances",
+    "default_distance_tolerances",
     "endpoint_jacobian",
     "solve_boundary_value",
+    "bent_polylines",
+    "graph_polylines",
+    "GeodesicSolver",
+    "GeodesicSolution",
+    "shortest_geodesics",
+    "discretization_error",
+    "adaptive_steps",
+    "distance_with_gradient",
+    "logmap_with_gradient",
 ]

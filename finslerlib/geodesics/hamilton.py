@@ -164,7 +164,10 @@ def randers_validity(a: torch.Tensor, b: torch.Tensor):
         quad = (b * _matvec_rows(adj, b)).sum(-1) / det
         drift = safe_sqrt(torch.where(spd, quad, torch.zeros_like(quad)).clamp_min(0.0))
         drift = torch.where(spd, drift, torch.full_like(drift, float("nan")))
-        ok = spd & (drift < 1) & torch.isfinite(drift)
+        # safe_sqrt maps NaN to 0: a non-finite drift must fail explicitly
+        finite = torch.isfinite(quad) & torch.isfinite(b).all(-1)
+        drift = torch.where(finite, drift, torch.full_like(drift, float("nan")))
+        ok = spd & (drift < 1) & finite
         return ok, drift, spd
     chol, info = torch.linalg.cholesky_ex(a)
     spd = (info == 0) & torch.isfinite(a).all(-1).all(-1)
