@@ -7,7 +7,7 @@
 * `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
 * `bent_polylines`, `graph_polylines`: more starting paths for the global search.
 * `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate
-  (`discretization_error`, `adaptive_steps`: step doubling).
+  (`discretization_error`, `adaptive_steps`: the error estimate and the step doubling).
 * `GeodesicSolver`: the solver options; `GeodesicSolution`: the per-pair report.
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 """

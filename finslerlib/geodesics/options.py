@@ -7,9 +7,10 @@ What the tolerances mean (for every returned pair that reports `converged`):
 
 * the end point of the computed trajectory is within `atol + rtol * |y - x|` of the target
   (the shooting residual);
-* the estimated error of the returned distance (RK4 discretization, by step doubling, plus the
-  residual, both carried to the distance by the first variation formula) is at most
-  `dist_atol + dist_rtol * d`. Steps are doubled (up to `max_steps`) until it is;
+* the estimated RK4 discretization error of the returned distance (comparing with half the steps,
+  carried to the distance by the first variation formula: `discretization_error`), plus the
+  first-order effect of the residual, is at most `dist_atol + dist_rtol * d`. Steps are doubled
+  (up to `max_steps`) until the discretization part is;
 * the distance is the shortest over the searched candidate geodesics (`candidates` bent starts,
   plus a graph shortest path for `D <= 3` when `graph` is on). A global minimum is certified only
   on that family: a shorter geodesic that none of the starts leads to can be missed.

@@ -10,9 +10,10 @@ r"""The shortest geodesic over several candidates, with an estimated discretizat
    `solver.prune`, are dropped;
 3. the rest shot to convergence (`solve_boundary_value`), and per pair the shortest converged
    geodesic kept; the report counts the converged candidates and the gap to the next distinct one;
-4. the discretization error of the kept geodesic's length estimated by step doubling
-   (`discretization_error`); steps are doubled (up to `max_steps`) and the batch solved again
-   until that estimate is within `dist_atol + dist_rtol * d`.
+4. the discretization error of the kept geodesic's length estimated by step halving
+   (`discretization_error`); steps are doubled (up to `max_steps`, as often as the $O(N^{-4})$
+   error needs) and the batch solved again until that estimate is within
+   `dist_atol + dist_rtol * d`.
 
 What is certified: a converged pair's geodesic connects $x$ to $y$ within the residual tolerance,
 its estimated length error is within the distance tolerance, and it is the shortest of the
@@ -39,11 +40,12 @@ __all__ = ["GeodesicSolution", "shortest_geodesics", "discretization_error", "ad
 
 @dataclass
 class GeodesicSolution(BoundarySolution):
-    """`BoundarySolution` of the kept geodesic of each pair, with the search and error report.
+    r"""`BoundarySolution` of the kept geodesic of each pair, with the search and error report.
 
     Attributes:
         distance: Tensor `[B]`, the length $F(x, \\ell_x^{-1}(p_0))$ of the kept geodesic.
-        error: Tensor `[B]`, its estimated error against $d(x \\to y)$ (step doubling).
+        error: Tensor `[B]`, its estimated error: the discretization error (`discretization_error`)
+            plus the first-order effect of the end-point residual, $|p(1) \cdot (x(1) - y)| / d$.
         error_tolerance: Tensor `[B]`, `dist_atol + dist_rtol * distance`.
         steps: RK4 steps of the returned trajectories (after doubling).
         candidates: Tensor `[B]`, candidate geodesics shot per pair (after pruning).
@@ -97,7 +99,7 @@ def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
     return dict(
         momentum=sol.momentum[index], end_point=sol.end_point[index], end_momentum=sol.end_momentum[index],
         path=sol.path[:, index], path_momentum=sol.path_momentum[:, index], residual=sol.residual[index],
-        tolerance=sol.tolerance[index], iterations=sol.iterations,
+        tolerance=sol.tolerance[index], iterations=sol.iterations, jacobian=sol.jacobian[index],
     )
 
 
@@ -173,13 +175,14 @@ def discretization_error(
     coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, end: torch.Tensor, end_momentum: torch.Tensor,
     *, steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Estimated error of the length of RK4 geodesics, by step doubling and the first variation.
+    r"""Estimated error of the length of RK4 geodesics, by step halving and the first variation.
 
-    The exact geodesic with initial momentum $p_0$ has length $d = F(x, \ell_x^{-1}(p_0))$ and
-    ends near $x_N(1)$ (`end`, RK4 with `steps` steps); with `2 * steps` it ends near $x_{2N}(1)$,
-    and its exact end point is about $x_N(1) + \tfrac{16}{15}(x_{2N}(1) - x_N(1))$. Moving the end
-    point by $\delta$ changes the distance by $p(1) \cdot \delta / d$, so the estimate is
-    $\tfrac{16}{15} |p(1) \cdot (x_{2N}(1) - x_N(1))| / d$.
+    The exact geodesic with initial momentum $p_0$ has length $d = F(x, \ell_x^{-1}(p_0))$ and ends
+    near $x_N(1)$ (`end`, RK4 with `N = steps` steps). RK4's error is $O(N^{-4})$, so with $N / 2$
+    steps (end $x_{N/2}(1)$) its exact end point is about $x_N(1) + (x_N(1) - x_{N/2}(1)) / 15$.
+    Moving the end point by $\delta$ changes the distance by $p(1) \cdot \delta / d$, so the
+    estimated error of $d$ as the distance to $x_N(1)$ is $|p(1) \cdot (x_N(1) - x_{N/2}(1))| / (15 d)$.
+    (Odd `steps` compare with `steps + 1` instead.)
 
     Args:
         coefficients: callable `x -> (a, b)`.
@@ -190,7 +193,7 @@ def discretization_error(
         steps: `N`.
 
     Returns:
-        `(error, length)`: Tensors `[B]` (error `inf` where the finer flow failed, 0 where `p = 0`).
+        `(error, length)`: Tensors `[B]` (error `inf` where a flow failed, 0 where `p = 0`).
 
     Example:
         >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
@@ -200,10 +203,20 @@ def discretization_error(
     """
     safe = guarded(coefficients)
     length = _length(safe, x, p)
-    fine = geodesic_flow(coefficients, x, p, steps=2 * steps, guard=True, differentiable=False)[0]
-    err = (end_momentum * (fine - end)).sum(-1).abs() * (16.0 / 15.0) / length.clamp_min(torch.finfo(x.dtype).tiny)
+    other = steps // 2 if steps % 2 == 0 else steps + 1
+    factor = 1.0 / 15.0 if steps % 2 == 0 else 16.0 / 15.0
+    coarse = geodesic_flow(coefficients, x, p, steps=other, guard=True, differentiable=False)[0]
+    err = (end_momentum * (end - coarse)).sum(-1).abs() * factor / length.clamp_min(torch.finfo(x.dtype).tiny)
     err = torch.where(length > 0, err, torch.zeros_like(err))
     return torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))), length
+
+
+def _next_steps(steps: int, ratio: float, max_steps: int) -> int:
+    """Double `steps` as often as an O(steps^-4) error `ratio` times the tolerance needs (at least once)."""
+    while True:
+        steps, ratio = 2 * steps, ratio / 16.0
+        if ratio <= 0.5 or 2 * steps > max_steps:
+            return steps
 
 
 @torch.no_grad()
@@ -228,7 +241,8 @@ def adaptive_steps(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor
         ok = (error <= dist_atol + dist_rtol * length) | ~torch.isfinite(end).all(-1)
         if bool(ok.all()):
             break
-        steps *= 2
+        ratio = (error / (dist_atol + dist_rtol * length))[~ok].max().item()
+        steps = _next_steps(steps, ratio, solver.max_steps)
         end, end_p = geodesic_flow(coefficients, x, p, steps=steps, guard=True, differentiable=False)
     return steps
 
@@ -279,16 +293,19 @@ def shortest_geodesics(
             coefficients, x, sol.momentum, sol.end_point, sol.end_momentum, steps=steps
         )
         error_tolerance = dist_atol + dist_rtol * distance
-        accurate = error <= error_tolerance
-        if not bool((sol.converged & ~accurate).any()) or 2 * steps > solver.max_steps:
+        short = sol.converged & ~(error <= error_tolerance)
+        if not bool(short.any()) or 2 * steps > solver.max_steps:
             break
-        steps *= 2
+        steps = _next_steps(steps, (error / error_tolerance)[short].max().item(), solver.max_steps)
         sol = solve_boundary_value(
             coefficients, x, y, steps=steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
-            jacobian=solver.jacobian, start=sol.momentum,
+            jacobian=solver.jacobian, start=sol.momentum, initial_jacobian=sol.jacobian,
         )
+    # the residual moves the end point too: its first-order effect on the length counts as error
+    miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(torch.finfo(x.dtype).tiny)
+    error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
     fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
-    fields["converged"] = sol.converged & accurate
+    fields["converged"] = sol.converged & (error <= error_tolerance)
     return GeodesicSolution(
         **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps, **report
     )

@@ -66,7 +66,7 @@ class GeodesicConvergenceError(RuntimeError):
 
 @dataclass
 class BoundarySolution:
-    """Result of `solve_boundary_value` for a flat batch of `B` problems.
+    r"""Result of `solve_boundary_value` for a flat batch of `B` problems.
 
     Attributes:
         momentum: Tensor `[B, D]`, initial momenta $p_0$ (covectors at `x`).
@@ -78,6 +78,8 @@ class BoundarySolution:
         tolerance: Tensor `[B]`, the tolerance each residual was held to.
         converged: bool Tensor `[B]`.
         iterations: number of (quasi-)Newton iterations used.
+        jacobian: Tensor `[B, D, D]`, the last (differenced or Broyden-updated) approximation of
+            $\partial x(1) / \partial p_0$, a warm start for a solve at more steps.
     """
 
     momentum: torch.Tensor
@@ -89,6 +91,7 @@ class BoundarySolution:
     tolerance: torch.Tensor
     converged: torch.Tensor
     iterations: int
+    jacobian: torch.Tensor | None = None
 
 
 def endpoint_jacobian(
@@ -180,7 +183,7 @@ def solve_boundary_value(
     max_backtracks: int = 6,
     start: str | torch.Tensor = "polyline",
     segments: int = 16,
-    initial_jacobian: str = "exact",
+    initial_jacobian: str | torch.Tensor = "exact",
 ) -> BoundarySolution:
     r"""Solve the geodesic boundary-value problems $x_i \to y_i$ by shooting, batched.
 
@@ -199,7 +202,8 @@ def solve_boundary_value(
             segments, robust for distant points), `"chord"` ($\ell_x(y - x)$, the straight line),
             or a Tensor `[B, D]` of momenta.
         segments: polyline segments of the `"polyline"` start.
-        initial_jacobian: `"exact"` (default; central differences through the integrator) or
+        initial_jacobian: a Tensor `[B, D, D]` (e.g. a previous solve's `jacobian`), `"exact"`
+            (default; central differences through the integrator) or
             `"chord"` (the short-time approximation $g_{v_0}^{-1}$, refined by Broyden updates).
 
     Returns:
@@ -215,7 +219,10 @@ def solve_boundary_value(
     if jacobian not in ("broyden", "newton"):
         raise ValueError(f"jacobian must be 'broyden' or 'newton', got {jacobian!r}")
     given = isinstance(start, torch.Tensor)
-    if (not given and start not in ("polyline", "chord")) or initial_jacobian not in ("exact", "chord"):
+    given_jac = isinstance(initial_jacobian, torch.Tensor)
+    if (not given and start not in ("polyline", "chord")) or (
+        not given_jac and initial_jacobian not in ("exact", "chord")
+    ):
         raise ValueError(
             f"start must be 'polyline' or 'chord' and initial_jacobian 'exact' or 'chord', got {start!r}, "
             f"{initial_jacobian!r}"
@@ -243,7 +250,12 @@ def solve_boundary_value(
     else:
         p = rmath.legendre(chord, a0, b0)
     fresh = torch.zeros(n, dtype=torch.bool, device=x.device)
-    if initial_jacobian == "exact" and n:
+    if given_jac:
+        jac = initial_jacobian.detach().to(x.dtype).clone()
+        x1, p1, xs, ps = geodesic_flow(
+            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
+        )
+    elif initial_jacobian == "exact" and n:
         jac, (x1, p1, xs, ps) = _difference_jacobian(coefficients, x, p, steps=steps, with_center=True)
         jac = torch.where(trivial[:, None, None], torch.eye(d, dtype=x.dtype, device=x.device), jac)
         fresh[:] = True
@@ -336,4 +348,5 @@ def solve_boundary_value(
         tolerance=tolerance,
         converged=converged,
         iterations=iterations,
+        jacobian=jac,
     )
