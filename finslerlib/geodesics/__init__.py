@@ -2,7 +2,7 @@
 
 * `CoefficientFn`: the type of the metric argument, `x -> (a(x), b(x))`.
 * `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$.
-* `geodesic_flow`: batched fixed-step RK4 integration (the exponential map).
+* `geodesic_flow`: batched fixed-step RK4 integration; `exponential_map` on top of it.
 * `polyline_momentum`: batched discrete-energy minimization, the robust start for shooting.
 * `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
 * `bent_polylines`, `graph_polylines`: more starting paths for the global search.
@@ -30,6 +30,8 @@ from finslerlib.geodesics.search import (
     GeodesicSolution,
     adaptive_steps,
     discretization_error,
+    exponential_map,
+    raise_unconverged,
     shortest_geodesics,
 )
 from finslerlib.geodesics.shooting import (
@@ -60,6 +62,8 @@ __all__ = [
     "shortest_geodesics",
     "discretization_error",
     "adaptive_steps",
+    "raise_unconverged",
+    "exponential_map",
     "distance_with_gradient",
     "logmap_with_gradient",
 ]

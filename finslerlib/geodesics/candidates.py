@@ -44,8 +44,12 @@ def _orthogonal_directions(chord: torch.Tensor, count: int) -> torch.Tensor:
     return torch.stack(out) if out else chord.new_zeros(0, n, d)
 
 
-def bent_polylines(x: torch.Tensor, y: torch.Tensor, *, segments: int, count: int, bend: float) -> torch.Tensor:
-    r"""`count` polylines from `x` to `y` bent orthogonally to the chord: $z(t) = x + t (y - x) + 4 t (1 - t)\, s\, n$.
+def bent_polylines(
+    x: torch.Tensor, y: torch.Tensor, *, segments: int, count: int, bend: float
+) -> torch.Tensor:
+    r"""`count` polylines from `x` to `y` bent orthogonally to the chord.
+
+    $z(t) = x + t (y - x) + 4 t (1 - t)\, s\, n$ with $n$ a unit vector orthogonal to $y - x$.
 
     Args:
         x: Tensor, shape `[B, D]`.
@@ -181,7 +185,7 @@ def graph_polylines(
         while chain[-1] != sources[row].item():
             chain.append(pred[row, chain[-1]])
         path = nodes[chain[::-1]]
-        path = torch.cat([xc[i : i + 1], path[1:-1], yc[i : i + 1]]) if path.shape[0] > 2 else torch.stack([xc[i], yc[i]])
+        path = torch.cat([xc[i : i + 1], path[1:-1], yc[i : i + 1]])  # the exact end points
         out[i] = _resample(path, segments)
         found[i] = True
     return out.to(device=x.device), found.to(x.device)

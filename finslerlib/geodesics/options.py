@@ -6,7 +6,8 @@ A `RandersField` holds one (its defaults) and every call can override single fie
 What the tolerances mean (for every returned pair that reports `converged`):
 
 * the end point of the computed trajectory is within `atol + rtol * |y - x|` of the target
-  (the shooting residual);
+  (the shooting residual; the solvers shoot to the tighter of `(atol, rtol)` and
+  `(dist_atol, dist_rtol) / 10`, so that the residual's effect on the distance stays small);
 * the estimated RK4 discretization error of the returned distance (comparing with half the steps,
   carried to the distance by the first variation formula: `discretization_error`), plus the
   first-order effect of the residual, is at most `dist_atol + dist_rtol * d`. Steps are doubled
@@ -115,7 +116,15 @@ class GeodesicSolver:
             raise ValueError(f"grid must be >= 3 points per axis, got {self.grid}")
 
     def replace(self, **overrides) -> GeodesicSolver:
-        """A copy with the given fields changed; `None` values leave a field as it is."""
+        """A copy with the given fields changed; `None` values leave a field as it is.
+
+        Raises:
+            ValueError: an unknown option name (the message lists the known ones).
+        """
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(f"unknown solver options {unknown}; the options are {names}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float, float, float]:

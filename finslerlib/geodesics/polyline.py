@@ -7,11 +7,12 @@ $x = z_0, z_1, \dots, z_K = y$,
 $$E(z) = K \sum_{k=0}^{K-1} F\big(m_k, z_{k+1} - z_k\big)^2, \qquad m_k = \tfrac12 (z_k + z_{k+1}),$$
 
 is a path-space problem with a good convex model, so it converges from the chord where shooting
-does not (to the discrete geodesic nearest its start, which need not be the shortest): its minimizers are discrete constant-speed length minimizers. All pairs are
-minimized at once with Gauss–Newton-like steps: the model Hessian is the exact Hessian of $E$ with
-the fundamental tensors $g_k = g_{m_k}(z_{k+1} - z_k)$ frozen (block tridiagonal in the `K - 1`
-interior nodes, solved by block elimination in `O(K D^3)` per pair), the gradient is exact (one autograd pass through
-`coefficients`), and each step is backtracked per pair on $E$. The initial velocity of the
+does not (to the discrete geodesic nearest its start, which need not be the shortest): its
+minimizers are discrete constant-speed length minimizers. All pairs are minimized at once with
+Gauss–Newton-like steps: the model Hessian is the exact Hessian of $E$ with the fundamental
+tensors $g_k = g_{m_k}(z_{k+1} - z_k)$ frozen (block tridiagonal in the `K - 1` interior nodes,
+solved by block elimination in `O(K D^3)` per pair), the gradient is exact (one autograd pass
+through `coefficients`), and each step is backtracked per pair on $E$. The initial velocity of the
 polyline (a second-order one-sided difference) mapped by the Legendre map $\ell_x$ is the
 starting momentum for Newton shooting (`solve_boundary_value(start="polyline")`), which then
 removes the $O(K^{-2})$ discretization error.

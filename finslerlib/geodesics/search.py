@@ -32,10 +32,17 @@ from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow
 from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
-from finslerlib.geodesics.shooting import BoundarySolution, solve_boundary_value
+from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
 from finslerlib.math import randers as rmath
 
-__all__ = ["GeodesicSolution", "shortest_geodesics", "discretization_error", "adaptive_steps"]
+__all__ = [
+    "GeodesicSolution",
+    "shortest_geodesics",
+    "discretization_error",
+    "adaptive_steps",
+    "exponential_map",
+    "raise_unconverged",
+]
 
 
 @dataclass
@@ -162,18 +169,24 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
         p_all = torch.zeros(c, n, d, dtype=x.dtype, device=x.device)
         p_all.view(-1, d)[shot] = sol.momentum
         distinct = (p_all - p_best).norm(dim=-1) > 1e-6 * (1.0 + p_best.norm(dim=-1))
-        others = torch.where(distinct & torch.isfinite(conv_len), conv_len, torch.full_like(conv_len, float("inf")))
+        others = torch.where(distinct & torch.isfinite(conv_len), conv_len, torch.inf)
         gap = others.amin(0) - best_len
         gap = torch.where(any_conv, gap, torch.full_like(gap, float("nan")))
         report = dict(
             candidates=keep.sum(0), candidates_converged=torch.isfinite(conv_len).sum(0), gap=gap,
         )
-    return BoundarySolution(**_select(sol, where[best, cols]), converged=sol.converged[where[best, cols]]), report
+    pick = where[best, cols]
+    return BoundarySolution(**_select(sol, pick), converged=sol.converged[pick]), report
 
 
 def discretization_error(
-    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, end: torch.Tensor, end_momentum: torch.Tensor,
-    *, steps: int,
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    p: torch.Tensor,
+    end: torch.Tensor,
+    end_momentum: torch.Tensor,
+    *,
+    steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Estimated error of the length of RK4 geodesics, by step halving and the first variation.
 
@@ -220,8 +233,13 @@ def _next_steps(steps: int, ratio: float, max_steps: int) -> int:
 
 
 @torch.no_grad()
-def adaptive_steps(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, solver: GeodesicSolver) -> int:
-    """Smallest `solver.steps * 2^k <= max_steps` whose `discretization_error` is within the distance tolerance.
+def adaptive_steps(
+    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, solver: GeodesicSolver
+) -> int:
+    """RK4 steps for geodesics from `(x, p)`: doubled until `discretization_error` is within tolerance.
+
+    Starts at `solver.steps` and stops at `max_steps`; the tolerance is
+    `dist_atol + dist_rtol * length`.
 
     The same rule as the step doubling of `shortest_geodesics`, so that `expmap` of a `logmap`
     result integrates with the steps the log map was solved with.
@@ -276,6 +294,8 @@ def shortest_geodesics(
     if x.shape != y.shape or x.dim() != 2:
         raise ValueError(f"x and y must both have shape [B, D], got {tuple(x.shape)}, {tuple(y.shape)}")
     atol, rtol, dist_atol, dist_rtol = solver.tolerances(x.dtype)
+    # the residual's effect on the length counts in the error: shoot at least 10x below its tolerance
+    atol, rtol = min(atol, 0.1 * dist_atol), min(rtol, 0.1 * dist_rtol)
     x, y = x.detach(), y.detach()
     n, d = x.shape
     if n == 0:
@@ -302,10 +322,85 @@ def shortest_geodesics(
             jacobian=solver.jacobian, start=sol.momentum, initial_jacobian=sol.jacobian,
         )
     # the residual moves the end point too: its first-order effect on the length counts as error
-    miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(torch.finfo(x.dtype).tiny)
+    tiny = torch.finfo(x.dtype).tiny
+    miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(tiny)
     error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
     fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
     fields["converged"] = sol.converged & (error <= error_tolerance)
     return GeodesicSolution(
         **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps, **report
+    )
+
+
+def exponential_map(
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    solver: GeodesicSolver,
+    steps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""$\exp_x u$ by RK4, differentiable, with the identity Jacobian in `u` at $u = 0$.
+
+    $\exp_x$ is $C^1$ at $u = 0$ with derivative $I$, but the Legendre map that turns $u$ into the
+    initial momentum is not differentiable there: zero rows return $x + u$ (value $x$, derivative
+    $I$) and integrate a harmless dummy geodesic.
+
+    Args:
+        coefficients: callable `x -> (a, b)` for the flow.
+        x: Tensor, shape `[B, D]`.
+        u: Tensor, shape `[B, D]`.
+        a: Tensor, `a(x)`, shape `[B, D, D]` (or broadcastable).
+        b: Tensor, `b(x)`, shape `[B, D]` (or broadcastable).
+        solver: its `steps`, `max_steps` and distance tolerances choose the steps
+            (`adaptive_steps`) unless `steps` is given.
+        steps: RK4 steps (no adaptation).
+
+    Returns:
+        `(end, path)`: Tensors `[B, D]` and `[steps + 1, B, D]` (the trajectory nodes).
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> x, u = torch.zeros(1, 2), torch.tensor([[1.0, 2.0]])
+        >>> exponential_map(euclid, x, u, *euclid(x), solver=GeodesicSolver(), steps=4)[0]
+        tensor([[1., 2.]])
+    """
+    zero = (u.detach() == 0).all(-1, keepdim=True)
+    p = rmath.legendre(torch.where(zero, torch.ones_like(u), u), a, b)
+    if steps is None:
+        still = torch.where(zero, torch.zeros_like(p), p).detach()  # zero rows: length 0, no error
+        steps = adaptive_steps(coefficients, x.detach(), still, solver)
+    end, _, path, _ = geodesic_flow(coefficients, x, p, steps=steps, return_path=True)
+    return torch.where(zero, x + u, end), path
+
+
+def _fmt(t: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
+
+
+def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tensor, *, name: str) -> None:
+    """Raise `GeodesicConvergenceError` describing the pairs of `solution` that did not converge.
+
+    Args:
+        solution: the report of `shortest_geodesics` for the flat batch `x -> y`.
+        x: Tensor, shape `[B, D]`.
+        y: Tensor, shape `[B, D]`.
+        name: the manifold's name, for the message.
+    """
+    failed = ~solution.converged
+    if not bool(failed.any()):
+        return
+    idx = failed.nonzero().squeeze(-1)
+    i = idx[0]
+    raise GeodesicConvergenceError(
+        f"{name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} pairs (first: "
+        f"x = {_fmt(x[i])} -> y = {_fmt(y[i])}, residual {solution.residual[i].item():.3g} (tolerance "
+        f"{solution.tolerance[i].item():.3g}) after {solution.iterations} iterations, estimated distance "
+        f"error {solution.error[i].item():.3g} (tolerance {solution.error_tolerance[i].item():.3g}) at "
+        f"{solution.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring the "
+        "points closer, or pass on_failure='nan' to get NaN for these pairs.",
+        idx,
+        solution.residual[idx],
     )

@@ -4,23 +4,12 @@ $F(x, v) = \sqrt{v^\top a(x)\, v} + b(x)^\top v$ with $a(x)$ symmetric positive 
 $\|b(x)\|_{a(x)^{-1}} < 1$ given by the user (callables, `nn.Module`s, or by subclassing).
 Pointwise quantities (norm, dual norm, Legendre maps, fundamental tensor, Finsler gradient) are
 the closed forms of `finslerlib.math.randers` evaluated at $(a(x), b(x))$, exactly as for
-`Randers`. Geodesic quantities come from `finslerlib.geodesics`:
-
-* `expmap`: RK4 integration of Hamilton's equations for $H = \tfrac12 F^{*2}$ over $[0, 1]$;
-  differentiable by autograd through the integrator.
-* `logmap`, `dist`, `cdist`, `solve`: the shortest geodesic over several starting paths per pair
-  (straight, bent, and a grid-graph shortest path for `D <= 3`), each shot to convergence, with
-  the RK4 step count doubled until the estimated distance error is within tolerance
-  (`finslerlib.geodesics.shortest_geodesics`). Gradients are attached analytically
-  (`finslerlib.geodesics.distance_with_gradient`: first variation formula;
-  `finslerlib.geodesics.logmap_with_gradient`: implicit function theorem), first order only.
-
-The solver options live in a `finslerlib.geodesics.GeodesicSolver` that the field holds
-(`field.solver`) and that every call can override (`field.dist(x, y, steps=32)` or
-`field.dist(x, y, solver=...)`). A pair that does not converge (residual or estimated error above
-tolerance) raises `GeodesicConvergenceError` (`on_failure="raise"`, default) or yields NaN for that
-element (`on_failure="nan"`); `solve(x, y)` returns the full per-pair report. The returned distance
-is the shortest over the searched candidates: a global minimum is certified only on that family.
+`Randers`. Geodesics are numerical (`finslerlib.geodesics`): `expmap` integrates Hamilton's
+equations with RK4 (`exponential_map`); `logmap`, `dist`, `cdist` and `solve` keep the shortest
+geodesic over several starting paths per pair, with an estimated discretization error
+(`shortest_geodesics`), and attach gradients analytically (`distance_with_gradient`,
+`logmap_with_gradient`). The solver options are a `GeodesicSolver` held as `field.solver` and
+overridable per call (`field.dist(x, y, steps=32)`); it documents what `converged` guarantees.
 """
 
 from __future__ import annotations
@@ -28,17 +17,14 @@ from __future__ import annotations
 import geoopt
 import torch
 
-import dataclasses
-
 from finslerlib.geodesics import (
-    GeodesicConvergenceError,
     GeodesicSolution,
     GeodesicSolver,
-    adaptive_steps,
     distance_with_gradient,
-    geodesic_flow,
+    exponential_map,
     guarded,
     logmap_with_gradient,
+    raise_unconverged,
     randers_validity,
     shortest_geodesics,
 )
@@ -46,8 +32,6 @@ from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 
 __all__ = ["RandersField"]
-
-_SOLVER_FIELDS = tuple(f.name for f in dataclasses.fields(GeodesicSolver))
 
 
 def _fmt(t: torch.Tensor) -> str:
@@ -116,13 +100,10 @@ class RandersField(FinslerManifold):
         self.validate = bool(validate)
         self.solver = self._solver_for(GeodesicSolver() if solver is None else solver, options)
 
-    @staticmethod
-    def _solver_for(solver, options) -> GeodesicSolver:
+    def _solver_for(self, solver, options) -> GeodesicSolver:
+        solver = getattr(self, "solver", None) if solver is None else solver
         if not isinstance(solver, GeodesicSolver):
             raise ValueError(f"solver must be a GeodesicSolver, got {type(solver).__name__}")
-        unknown = sorted(set(options) - set(_SOLVER_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown solver options {unknown}; the options are {list(_SOLVER_FIELDS)}")
         return solver.replace(**options)
 
     # ------------------------------------------------------------------ the fields
@@ -259,12 +240,9 @@ class RandersField(FinslerManifold):
     ) -> torch.Tensor:
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
-        RK4 on Hamilton's equations with `steps` steps if given; by default starting from the
-        solver's `steps` and doubled (up to `max_steps`) until the estimated error of the
-        geodesic's length is within `dist_atol + dist_rtol * F(x, u)` (`adaptive_steps`, the rule
-        `logmap` uses, so `expmap(x, logmap(x, y))` integrates as the log map was solved).
-        Differentiable (autograd through the integrator) with respect to
-        `x`, `u` and the field's parameters; at $u = 0$ the Jacobian in `u` is the identity.
+        RK4 on Hamilton's equations with `steps` steps if given, else the steps of
+        `finslerlib.geodesics.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
+        through the integrator in `x`, `u` and the field's parameters; identity Jacobian at $u = 0$.
 
         Args:
             x: Tensor, shape `[..., D]`.
@@ -286,19 +264,12 @@ class RandersField(FinslerManifold):
             tensor([1., 2.])
         """
         xf, uf, batch = self._flat(x, u, ("x", "u"))
-        solver = self._solver_for(self.solver if solver is None else solver, options)
-        # exp_x is C^1 at u = 0 with derivative I, but the Legendre map is not differentiable
-        # there: zero rows take the branch x + u (value x, derivative I) and a harmless dummy flow.
-        zero = (uf.detach() == 0).all(-1, keepdim=True)
-        moving = torch.where(zero, torch.ones_like(uf), uf)
-        p = rmath.legendre(moving, *self.coefficients(xf))
-        if steps is None:
-            still = torch.where(zero, torch.zeros_like(p), p).detach()  # zero rows: length 0, no error
-            steps = adaptive_steps(self._solver_coefficients(), xf.detach(), still, solver)
-        out, _, path, _ = geodesic_flow(self._solver_coefficients(), xf, p, steps=steps, return_path=True)
+        solver = self._solver_for(solver, options)
+        coefficients = self._solver_coefficients()
+        out, path = exponential_map(coefficients, xf, uf, *self.coefficients(xf), solver=solver, steps=steps)
         if self.validate:
             with torch.no_grad():
-                finite = torch.isfinite(out).all(-1) | zero.squeeze(-1)
+                finite = torch.isfinite(out).all(-1)
                 if not bool(finite.all()):
                     i = (~finite).nonzero()[0, 0]
                     nodes = path[:, i]
@@ -308,7 +279,6 @@ class RandersField(FinslerManifold):
                         f"{self.name}: the geodesic from x = {_fmt(xf[i])} with u = {_fmt(uf[i])} leaves "
                         f"the region where the metric is strongly convex after x = {_fmt(last)}"
                     )
-        out = torch.where(zero, xf + uf, out)
         return out.reshape(*batch, self.dim)
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -325,11 +295,8 @@ class RandersField(FinslerManifold):
             **options: single `GeodesicSolver` fields overriding it (`steps`, `atol`, `max_iter`, ...).
 
         Returns:
-            `finslerlib.geodesics.GeodesicSolution` over the flattened broadcast batch: momenta,
-            trajectories, `residual` / `tolerance`, `distance`, estimated `error` /
-            `error_tolerance`, `converged` (both within tolerance), and the search report
-            `candidates`, `candidates_converged`, `gap` (next distinct geodesic's length minus the
-            shortest).
+            `finslerlib.geodesics.GeodesicSolution` over the flattened broadcast batch (`distance`,
+            `error`, `converged`, `candidates_converged`, `gap`, trajectories, ...).
 
         Example:
             >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
@@ -338,7 +305,7 @@ class RandersField(FinslerManifold):
             (torch.Size([3]), torch.Size([3]))
         """
         xf, yf, _ = self._flat(x, y, ("x", "y"))
-        solver = self._solver_for(self.solver if solver is None else solver, options)
+        solver = self._solver_for(solver, options)
         if self.validate:
             self.coefficients(xf)
             self.coefficients(yf)
@@ -346,37 +313,22 @@ class RandersField(FinslerManifold):
 
     def _solved(self, x, y, solver, options):
         xf, yf, batch = self._flat(x, y, ("x", "y"))
-        solver = self._solver_for(self.solver if solver is None else solver, options)
+        solver = self._solver_for(solver, options)
         sol = self.solve(xf, yf, solver=solver)
-        failed = ~sol.converged
-        if solver.on_failure == "raise" and bool(failed.any()):
-            idx = failed.nonzero().squeeze(-1)
-            i = idx[0]
-            raise GeodesicConvergenceError(
-                f"{self.name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} "
-                f"pairs (first: x = {_fmt(xf[i])} -> y = {_fmt(yf[i])}, residual {sol.residual[i].item():.3g} "
-                f"(tolerance {sol.tolerance[i].item():.3g}) after {sol.iterations} iterations, estimated "
-                f"distance error {sol.error[i].item():.3g} (tolerance {sol.error_tolerance[i].item():.3g}) "
-                f"at {sol.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring "
-                "the points closer, or pass on_failure='nan' to get NaN for these pairs.",
-                idx,
-                sol.residual[idx],
-            )
-        return xf, yf, batch, sol, failed
+        if solver.on_failure == "raise":
+            raise_unconverged(sol, xf, yf, name=self.name)
+        return xf, yf, batch, sol, ~sol.converged
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor, *, solver=None, **options) -> torch.Tensor:
         r"""Log map: initial velocity of the shortest geodesic found from `x` reaching `y` at $t = 1$.
 
-        The gradient (with respect to `x`, `y` and the field's parameters) follows from the
-        implicit function theorem on $x(1; x, p_0) = y$, at the cost of one more integration and
-        one autograd Jacobian when a gradient is needed.
+        Gradients by the implicit function theorem (`finslerlib.geodesics.logmap_with_gradient`).
 
         Args:
             x: Tensor, shape `[..., D]`.
             y: Tensor, shape `[..., D]`.
             solver: a `GeodesicSolver` for this call (default: `field.solver`).
-            **options: single `GeodesicSolver` fields overriding it (`steps`, `atol`, `rtol`,
-                `max_iter`, `on_failure`: `"raise"` or `"nan"` for NaN rows, ...).
+            **options: single `GeodesicSolver` fields overriding it (`on_failure="nan"`: NaN rows).
 
         Returns:
             Tensor, shape `[..., D]`, with `norm(x, logmap(x, y)) == dist(x, y)`.
@@ -398,18 +350,15 @@ class RandersField(FinslerManifold):
     def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False, solver=None, **options):
         r"""Forward distance $d(x \to y)$: the length of the shortest geodesic found (see `solve`).
 
-        Gradients by the first variation formula (no backpropagation through the solver):
-        $\partial_y d = \ell_y(\dot\gamma(1)) / d$, $\partial_x d = -\ell_x(\dot\gamma(0)) / d$, and
-        for parameters $\theta$ of `a`, `b`: $\int_0^1 \partial_\theta F(\gamma, \dot\gamma)\, dt$.
-        At $x = y$ the gradient is that of $F(x, y - x)$ ($\pm b(x)$), as for `Randers`.
+        Gradients by the first variation formula (`finslerlib.geodesics.distance_with_gradient`),
+        also for the parameters of `a`, `b`; at $x = y$ those of $F(x, y - x)$, as for `Randers`.
 
         Args:
             x: Tensor, shape `[..., D]`, sources.
             y: Tensor, shape `[..., D]`, targets.
             keepdim: keep the last dimension.
             solver: a `GeodesicSolver` for this call (default: `field.solver`).
-            **options: single `GeodesicSolver` fields overriding it (`steps`, `atol`, `rtol`,
-                `dist_rtol`, `max_iter`, `candidates`, `graph`, `on_failure`, ...).
+            **options: single `GeodesicSolver` fields overriding it (`on_failure="nan"`: NaN).
 
         Returns:
             Tensor, shape `[...]`.
@@ -434,8 +383,7 @@ class RandersField(FinslerManifold):
     def cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j)$.
 
-        There is no closed form for a numerical metric: this solves the `N * M` boundary-value
-        problems as one batch (memory and time proportional to `N * M * steps`).
+        Solves the `N * M` boundary-value problems as one batch (cost proportional to `N * M`).
 
         Args:
             x: Tensor, shape `[..., N, D]`.
@@ -480,7 +428,9 @@ class RandersField(FinslerManifold):
         return _ReversedField(self)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, validate={self.validate}, solver={self.solver}"
+        default = GeodesicSolver()
+        changed = [f"{k}={v!r}" for k, v in vars(self.solver).items() if v != getattr(default, k)]
+        return ", ".join([f"dim={self.dim}", f"validate={self.validate}", *changed])
 
 
 class _NavigationField(RandersField):
@@ -510,7 +460,7 @@ class _NavigationField(RandersField):
             ok, size, _ = randers_validity(h, rmath.matvec(h, wind))
             shape = torch.broadcast_shapes(ok.shape, x.shape[:-1])
             spd_ok = randers_validity(h, torch.zeros_like(wind))[0].expand(shape)
-            strong = (~ok.expand(shape) & spd_ok).reshape(-1)
+            strong = (~ok.expand(shape) & spd_ok & torch.isfinite(size).expand(shape)).reshape(-1)
             if bool(strong.any()):
                 i = strong.nonzero()[0, 0]
                 point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
