@@ -303,8 +303,11 @@ def shortest_geodesics(
         nodes = x.new_zeros(solver.steps + 1, 0, d)
         count = torch.zeros(0, dtype=torch.long, device=x.device)
         return GeodesicSolution(
-            x.clone(), x.clone(), x.clone(), nodes, nodes.clone(), empty, empty, empty.bool(), 0,
-            empty, empty, empty, solver.steps, count, count, empty,
+            momentum=x.clone(), end_point=x.clone(), end_momentum=x.clone(), path=nodes,
+            path_momentum=nodes.clone(), residual=empty, tolerance=empty, converged=empty.bool(),
+            iterations=0, jacobian=x.new_zeros(0, d, d), distance=empty, error=empty,
+            error_tolerance=empty, steps=solver.steps, candidates=count, candidates_converged=count,
+            gap=empty,
         )
     sol, report = _search(coefficients, x, y, solver, atol, rtol)
     steps = solver.steps
