@@ -73,7 +73,8 @@ class GeodesicTransport(NamedTuple):
 
 def _default_steps(manifold, steps):
     if steps is None:
-        return int(getattr(manifold, "steps", 16))
+        solver = getattr(manifold, "solver", None)  # a RandersField's GeodesicSolver
+        return int(getattr(solver, "steps", None) or getattr(manifold, "steps", 16))
     if int(steps) < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     return int(steps)

@@ -6,12 +6,13 @@ $x = z_0, z_1, \dots, z_K = y$,
 
 $$E(z) = K \sum_{k=0}^{K-1} F\big(m_k, z_{k+1} - z_k\big)^2, \qquad m_k = \tfrac12 (z_k + z_{k+1}),$$
 
-is a *global* (path-space) problem with a good convex model, so it converges from the chord where
-shooting does not: its minimizers are discrete constant-speed length minimizers. All pairs are
-minimized at once with Gauss–Newton-like steps: the model Hessian is the exact Hessian of $E$ with
-the fundamental tensors $g_k = g_{m_k}(z_{k+1} - z_k)$ frozen (block tridiagonal, solved densely
-per pair: `(K - 1) D` unknowns), the gradient is exact (one autograd pass through
-`coefficients`), and each step is backtracked per pair on $E$. The initial velocity of the
+is a path-space problem with a good convex model, so it converges from the chord where shooting
+does not (to the discrete geodesic nearest its start, which need not be the shortest): its
+minimizers are discrete constant-speed length minimizers. All pairs are minimized at once with
+Gauss–Newton-like steps: the model Hessian is the exact Hessian of $E$ with the fundamental
+tensors $g_k = g_{m_k}(z_{k+1} - z_k)$ frozen (block tridiagonal in the `K - 1` interior nodes,
+solved by block elimination in `O(K D^3)` per pair), the gradient is exact (one autograd pass
+through `coefficients`), and each step is backtracked per pair on $E$. The initial velocity of the
 polyline (a second-order one-sided difference) mapped by the Legendre map $\ell_x$ is the
 starting momentum for Newton shooting (`solve_boundary_value(start="polyline")`), which then
 removes the $O(K^{-2})$ discretization error.
@@ -75,6 +76,7 @@ def polyline_momentum(
     iterations: int = 12,
     rtol: float = 1e-6,
     max_backtracks: int = 4,
+    initial: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Starting momenta for shooting $x_i \to y_i$ from a batched discrete-energy minimization.
 
@@ -87,6 +89,8 @@ def polyline_momentum(
         iterations: maximum number of Gauss–Newton steps.
         rtol: stop once every pair's energy decrease is below `rtol` times its energy.
         max_backtracks: step halvings tried per iteration (all at once, batched).
+        initial: Tensor `[B, K + 1, D]`, the starting polylines (their end nodes are replaced by
+            `x` and `y`); `None` for the straight segments.
 
     Returns:
         `(momentum, nodes)`: Tensor `[B, D]`, $\ell_x(\dot z(0))$ with the second-order
@@ -108,6 +112,10 @@ def polyline_momentum(
     n, d = x.shape
     t = torch.linspace(0.0, 1.0, k + 1, dtype=x.dtype, device=x.device)[:, None]
     nodes = x.unsqueeze(1) + t * (y - x).unsqueeze(1)  # [B, K + 1, D]
+    if initial is not None:
+        if initial.shape != nodes.shape:
+            raise ValueError(f"initial must have shape {tuple(nodes.shape)}, got {tuple(initial.shape)}")
+        nodes = initial.detach().to(x.dtype).clone()
     trivial = (x == y).all(-1)
     scales = torch.tensor([0.5**i for i in range(max_backtracks + 1)], dtype=x.dtype, device=x.device)
     with torch.enable_grad():

@@ -3,7 +3,7 @@ r"""Batched geodesic boundary-value problems by (quasi-)Newton shooting.
 Given start points $x$ and targets $y$, find the initial momentum $p_0$ whose geodesic
 (`geodesic_flow`) ends at $y$ at $t = 1$: solve $R(p_0) = x(1; x, p_0) - y = 0$ for every batch
 element at once. The initial velocity is then $\ell_x^{-1}(p_0)$ (the log map), and by
-conservation of $H$ the distance is $F(x, \ell_x^{-1}(p_0))$.
+conservation of $H$ the length of that geodesic is $F(x, \ell_x^{-1}(p_0))$.
 
 Method, per element:
 
@@ -12,19 +12,20 @@ Method, per element:
   (`polyline_momentum`), and its initial velocity, through the Legendre map, gives $p_0$; this is
   what makes distant pairs converge. `start="chord"` uses the straight line, $p_0 = \ell_x(y - x)$,
   with the Jacobian $\partial x(1) / \partial p_0 \approx g_v^{-1}$ (exact for a constant metric);
-* Newton steps $\delta p = -J^{-1} R$ with backtracking on $|R|$; `jacobian="newton"` recomputes the
-  exact Jacobian each iteration by forward-mode autograd through the integrator
-  (`endpoint_jacobian`), `jacobian="broyden"` (default, cheaper) updates it by Broyden's rank-one
-  rule and falls back to the exact autograd Jacobian whenever a step fails to reduce $|R|$;
-* an element converges when $|R| \le$ `atol + rtol * |y - x|`; an element whose exact-Jacobian step
-  cannot reduce $|R|$, or that runs out of iterations, is reported as not converged.
+  a Tensor `start` gives the initial momenta directly;
+* Newton steps $\delta p = -J^{-1} R$ with backtracking on $|R|$; the Jacobian comes from central
+  differences through the integrator (one flow of `2 D` perturbed copies of the batch):
+  `jacobian="newton"` recomputes it every iteration, `jacobian="broyden"` (default, cheaper)
+  updates it by Broyden's rank-one rule and recomputes it whenever a step fails to reduce $|R|$;
+* an element converges when $|R| \le$ `atol + rtol * |y - x|`; an element whose freshly
+  differenced Jacobian gives a step that cannot reduce $|R|$, or that runs out of iterations, is
+  reported as not converged.
 
-Shooting finds *a* geodesic from $x$ to $y$; started from a minimized discrete path (or the
-straight line) it is the minimizing one as long as the metric does not bend geodesics so much
-that several of them (or conjugate points) appear between $x$ and $y$, the usual caveat of every
-local BVP solver.
-Everything here runs without building an autograd graph (inputs are detached); the manifold
-attaches gradients afterwards (first variation / implicit function theorem).
+Shooting finds *a* geodesic from $x$ to $y$, the one its start leads to; it need not be the
+shortest. `finslerlib.geodesics.shortest_geodesics` shoots from several starts and keeps the
+shortest, and estimates the discretization error.
+Everything here runs without building an autograd graph (inputs are detached); the gradients are
+attached afterwards (`finslerlib.geodesics.gradients`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch.func import jvp, vmap
 
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow
+from finslerlib.geodesics.options import default_tolerances
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.math import randers as rmath
 
@@ -64,7 +66,7 @@ class GeodesicConvergenceError(RuntimeError):
 
 @dataclass
 class BoundarySolution:
-    """Result of `solve_boundary_value` for a flat batch of `B` problems.
+    r"""Result of `solve_boundary_value` for a flat batch of `B` problems.
 
     Attributes:
         momentum: Tensor `[B, D]`, initial momenta $p_0$ (covectors at `x`).
@@ -76,6 +78,8 @@ class BoundarySolution:
         tolerance: Tensor `[B]`, the tolerance each residual was held to.
         converged: bool Tensor `[B]`.
         iterations: number of (quasi-)Newton iterations used.
+        jacobian: Tensor `[B, D, D]`, the last (differenced or Broyden-updated) approximation of
+            $\partial x(1) / \partial p_0$, a warm start for a solve at more steps.
     """
 
     momentum: torch.Tensor
@@ -87,18 +91,7 @@ class BoundarySolution:
     tolerance: torch.Tensor
     converged: torch.Tensor
     iterations: int
-
-
-def default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
-    """`(atol, rtol)` on the end-point residual for a dtype: tight in float64, loose in float32.
-
-    Example:
-        >>> default_tolerances(torch.float64)
-        (1e-10, 1e-09)
-    """
-    if dtype == torch.float64:
-        return 1e-10, 1e-9
-    return 1e-5, 1e-5
+    jacobian: torch.Tensor | None = None
 
 
 def endpoint_jacobian(
@@ -188,9 +181,9 @@ def solve_boundary_value(
     max_iter: int = 30,
     jacobian: str = "broyden",
     max_backtracks: int = 6,
-    start: str = "polyline",
+    start: str | torch.Tensor = "polyline",
     segments: int = 16,
-    initial_jacobian: str = "exact",
+    initial_jacobian: str | torch.Tensor = "exact",
 ) -> BoundarySolution:
     r"""Solve the geodesic boundary-value problems $x_i \to y_i$ by shooting, batched.
 
@@ -202,13 +195,15 @@ def solve_boundary_value(
         atol: absolute tolerance on $|x(1) - y|$ (default from `default_tolerances`).
         rtol: tolerance relative to $|y - x|$.
         max_iter: maximum number of (quasi-)Newton iterations.
-        jacobian: `"broyden"` (rank-one updates, exact autograd Jacobian on failure) or
-            `"newton"` (exact autograd Jacobian every iteration).
+        jacobian: `"broyden"` (rank-one updates, a differenced Jacobian on failure) or
+            `"newton"` (a differenced Jacobian every iteration).
         max_backtracks: step halvings tried before a step counts as failed.
         start: initial momenta: `"polyline"` (default; `polyline_momentum` with `segments`
-            segments, robust for distant points) or `"chord"` ($\ell_x(y - x)$, the straight line).
+            segments, robust for distant points), `"chord"` ($\ell_x(y - x)$, the straight line),
+            or a Tensor `[B, D]` of momenta.
         segments: polyline segments of the `"polyline"` start.
-        initial_jacobian: `"exact"` (default; central differences through the integrator) or
+        initial_jacobian: a Tensor `[B, D, D]` (e.g. a previous solve's `jacobian`), `"exact"`
+            (default; central differences through the integrator) or
             `"chord"` (the short-time approximation $g_{v_0}^{-1}$, refined by Broyden updates).
 
     Returns:
@@ -223,7 +218,11 @@ def solve_boundary_value(
     """
     if jacobian not in ("broyden", "newton"):
         raise ValueError(f"jacobian must be 'broyden' or 'newton', got {jacobian!r}")
-    if start not in ("polyline", "chord") or initial_jacobian not in ("exact", "chord"):
+    given = isinstance(start, torch.Tensor)
+    given_jac = isinstance(initial_jacobian, torch.Tensor)
+    if (not given and start not in ("polyline", "chord")) or (
+        not given_jac and initial_jacobian not in ("exact", "chord")
+    ):
         raise ValueError(
             f"start must be 'polyline' or 'chord' and initial_jacobian 'exact' or 'chord', got {start!r}, "
             f"{initial_jacobian!r}"
@@ -242,13 +241,21 @@ def solve_boundary_value(
     tolerance = atol + rtol * chord.norm(dim=-1)
     a0, b0 = guarded(coefficients)(x)
     trivial = (chord == 0).all(-1)
-    if start == "polyline":
+    if given:
+        p = start.detach().to(x.dtype).clone()
+        p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, rmath.legendre(chord, a0, b0))
+    elif start == "polyline":
         p = polyline_momentum(guarded(coefficients), x, y, segments=segments)[0]
         p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, rmath.legendre(chord, a0, b0))
     else:
         p = rmath.legendre(chord, a0, b0)
     fresh = torch.zeros(n, dtype=torch.bool, device=x.device)
-    if initial_jacobian == "exact" and n:
+    if given_jac:
+        jac = initial_jacobian.detach().to(x.dtype).clone()
+        x1, p1, xs, ps = geodesic_flow(
+            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
+        )
+    elif initial_jacobian == "exact" and n:
         jac, (x1, p1, xs, ps) = _difference_jacobian(coefficients, x, p, steps=steps, with_center=True)
         jac = torch.where(trivial[:, None, None], torch.eye(d, dtype=x.dtype, device=x.device), jac)
         fresh[:] = True
@@ -323,8 +330,8 @@ def solve_boundary_value(
                 pending[pos] = False
         stuck = idx[~accepted]
         if stuck.numel():
-            # A step from an exact Jacobian that cannot reduce |R| means a genuine failure;
-            # from an approximate (initial or Broyden) one, retry with the exact Jacobian.
+            # A step from a freshly differenced Jacobian that cannot reduce |R| means a genuine
+            # failure; from an approximate (initial or Broyden) one, retry with a fresh Jacobian.
             failed[stuck[fresh[stuck]]] = True
             retry = stuck[~fresh[stuck]]
             if retry.numel():
@@ -341,4 +348,5 @@ def solve_boundary_value(
         tolerance=tolerance,
         converged=converged,
         iterations=iterations,
+        jacobian=jac,
     )

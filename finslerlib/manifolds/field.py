@@ -4,21 +4,12 @@ $F(x, v) = \sqrt{v^\top a(x)\, v} + b(x)^\top v$ with $a(x)$ symmetric positive 
 $\|b(x)\|_{a(x)^{-1}} < 1$ given by the user (callables, `nn.Module`s, or by subclassing).
 Pointwise quantities (norm, dual norm, Legendre maps, fundamental tensor, Finsler gradient) are
 the closed forms of `finslerlib.math.randers` evaluated at $(a(x), b(x))$, exactly as for
-`Randers`. Geodesic quantities come from `finslerlib.geodesics`:
-
-* `expmap`: RK4 integration of Hamilton's equations for $H = \tfrac12 F^{*2}$ over $[0, 1]$;
-  differentiable by autograd through the integrator.
-* `logmap`, `dist`, `cdist`: a batched boundary-value solve (quasi-Newton shooting). Gradients
-  are attached analytically: `dist` by the first variation formula
-  ($\partial_y d = \ell_y(\dot\gamma(1))/d$, $\partial_x d = -\ell_x(\dot\gamma(0))/d$, and
-  $\partial_\theta d = \int_0^1 \partial_\theta F(\gamma, \dot\gamma)\, dt$ for the field's
-  parameters, by Simpson quadrature on the trajectory nodes), `logmap` by the implicit function
-  theorem on the shooting equation. Both are first-order only (no double backward).
-
-Accuracy: the RK4 discretization error decreases like `steps`$^{-4}$; the shooting residual
-$|x(1) - y|$ is driven below `atol + rtol * |y - x|`. A pair that does not converge raises
-`GeodesicConvergenceError` (`on_failure="raise"`, default) or yields NaN for that element
-(`on_failure="nan"`); `solve(x, y)` returns the full per-element report.
+`Randers`. Geodesics are numerical (`finslerlib.geodesics`): `expmap` integrates Hamilton's
+equations with RK4 (`exponential_map`); `logmap`, `dist`, `cdist` and `solve` keep the shortest
+geodesic over several starting paths per pair, with an estimated discretization error
+(`shortest_geodesics`), and attach gradients analytically (`distance_with_gradient`,
+`logmap_with_gradient`). The solver options are a `GeodesicSolver` held as `field.solver` and
+overridable per call (`field.dist(x, y, steps=32)`); it documents what `converged` guarantees.
 """
 
 from __future__ import annotations
@@ -27,26 +18,33 @@ import geoopt
 import torch
 
 from finslerlib.geodesics import (
-    BoundarySolution,
-    GeodesicConvergenceError,
-    endpoint_jacobian,
-    geodesic_flow,
+    GeodesicSolution,
+    GeodesicSolver,
+    distance_with_gradient,
+    exponential_map,
     guarded,
-    simpson_weights,
-    solve_boundary_value,
+    logmap_with_gradient,
+    raise_unconverged,
+    shortest_geodesics,
 )
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import safe_div
 from finslerlib.math.validation import check_cdist_shapes, check_randers, randers_validity
 
 __all__ = ["RandersField"]
 
-_ON_FAILURE = ("raise", "nan")
-
 
 def _fmt(t: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
+
+
+def _check_finite(**tensors: torch.Tensor) -> None:
+    """One clear `ValueError` naming the first argument with NaN or infinite entries."""
+    for name, t in tensors.items():
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = (~finite).sum().item()
+            raise ValueError(f"{name} has non-finite entries ({bad} of {t.numel()}): {name} must be finite")
 
 
 class RandersField(FinslerManifold):
@@ -65,14 +63,11 @@ class RandersField(FinslerManifold):
         validate: check the evaluated coefficients (a batched Cholesky and the drift size) and raise
             `ValueError` naming the offending point; `False` skips the checks for speed (invalid
             data then give NaN or a `torch.linalg` error instead of a clear message).
-        steps: default number of RK4 steps per unit-time geodesic.
-        atol: default absolute shooting tolerance on $|x(1) - y|$ (`None`: 1e-10 in float64,
-            1e-5 in float32).
-        rtol: default relative shooting tolerance (`None`: 1e-9 in float64, 1e-5 in float32).
-        max_iter: default maximum number of shooting iterations.
-        jacobian: `"broyden"` (default) or `"newton"`; see `finslerlib.geodesics.solve_boundary_value`.
-        on_failure: `"raise"` (default) or `"nan"`: what `logmap`/`dist`/`cdist` do with a pair
-            whose boundary-value solve does not converge.
+        solver: the `finslerlib.geodesics.GeodesicSolver` options of the geodesic solvers
+            (`None`: the defaults); available as `field.solver`.
+        **options: single `GeodesicSolver` fields overriding `solver` (`steps`, `atol`, `rtol`,
+            `dist_atol`, `dist_rtol`, `max_iter`, `jacobian`, `candidates`, `graph`,
+            `on_failure`, ...).
 
     Raises:
         ValueError: (when a point is used) $a(x)$ is not positive definite or
@@ -94,40 +89,22 @@ class RandersField(FinslerManifold):
 
     name = "RandersField"
 
-    def __init__(
-        self,
-        a=None,
-        b=None,
-        *,
-        dim: int,
-        validate: bool = True,
-        steps: int = 16,
-        atol: float | None = None,
-        rtol: float | None = None,
-        max_iter: int = 30,
-        jacobian: str = "broyden",
-        on_failure: str = "raise",
-    ):
+    def __init__(self, a=None, b=None, *, dim: int, validate: bool = True, solver=None, **options):
         super().__init__(dim)
         for name, fn in (("a", a), ("b", b)):
             if fn is not None and not callable(fn):
                 raise ValueError(f"{name} must be a callable or nn.Module (or None), got {type(fn).__name__}")
-        if on_failure not in _ON_FAILURE:
-            raise ValueError(f"on_failure must be one of {_ON_FAILURE}, got {on_failure!r}")
-        if jacobian not in ("broyden", "newton"):
-            raise ValueError(f"jacobian must be 'broyden' or 'newton', got {jacobian!r}")
-        if int(steps) < 1 or int(max_iter) < 0:
-            raise ValueError(f"steps must be >= 1 and max_iter >= 0, got {steps}, {max_iter}")
         # nn.Module values register as submodules (their parameters train); plain callables don't.
         self.metric_fn = a
         self.drift_fn = b
         self.validate = bool(validate)
-        self.steps = int(steps)
-        self.atol = atol
-        self.rtol = rtol
-        self.max_iter = int(max_iter)
-        self.jacobian = jacobian
-        self.on_failure = on_failure
+        self.solver = self._solver_for(GeodesicSolver() if solver is None else solver, options)
+
+    def _solver_for(self, solver, options) -> GeodesicSolver:
+        solver = getattr(self, "solver", None) if solver is None else solver
+        if not isinstance(solver, GeodesicSolver):
+            raise ValueError(f"solver must be a GeodesicSolver, got {type(solver).__name__}")
+        return solver.replace(**options)
 
     # ------------------------------------------------------------------ the fields
     def a(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +151,8 @@ class RandersField(FinslerManifold):
                 f"a(x) must have shape [..., {n}, {n}] and b(x) [..., {n}], got {tuple(a.shape)} and "
                 f"{tuple(b.shape)}"
             )
+        if a.numel() == 0 or b.numel() == 0:
+            return  # an empty batch has nothing to validate
         check_randers(a, b, points=x, label=self.name, a_name="a(x)", b_name="b(x)")
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,56 +193,49 @@ class RandersField(FinslerManifold):
         """
         return _NavigationField(h, wind, dim=dim, **options)
 
-    # ------------------------------------------------------------------ options
-    def _options(self, steps, atol, rtol, max_iter, on_failure):
-        on_failure = self.on_failure if on_failure is None else on_failure
-        if on_failure not in _ON_FAILURE:
-            raise ValueError(f"on_failure must be one of {_ON_FAILURE}, got {on_failure!r}")
-        return (
-            self.steps if steps is None else int(steps),
-            self.atol if atol is None else atol,
-            self.rtol if rtol is None else rtol,
-            self.max_iter if max_iter is None else int(max_iter),
-            on_failure,
-        )
-
+    # ------------------------------------------------------------------ solver plumbing
     def _flat(self, x, y, names):
         self._validate(x, y, names=names)
+        _check_finite(**dict(zip(names, (x, y), strict=True)))
         shape = torch.broadcast_shapes(x.shape, y.shape)
-        return x.expand(shape), y.expand(shape), shape[:-1]
+        return x.expand(shape).reshape(-1, self.dim), y.expand(shape).reshape(-1, self.dim), shape[:-1]
 
     def _solver_coefficients(self):
         return guarded(self.raw_coefficients) if self.validate else self.raw_coefficients
 
     # ------------------------------------------------------------------ geodesics
-    def expmap(self, x: torch.Tensor, u: torch.Tensor, *, steps: int | None = None) -> torch.Tensor:
+    def expmap(
+        self, x: torch.Tensor, u: torch.Tensor, *, steps: int | None = None, solver=None, **options
+    ) -> torch.Tensor:
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
-        RK4 with `steps` steps (default: the field's `steps`) on Hamilton's equations; error
-        $O(\text{steps}^{-4})$. Differentiable (autograd through the integrator) with respect to
-        `x`, `u` and the field's parameters.
+        RK4 on Hamilton's equations with `steps` steps if given, else the steps of
+        `finslerlib.geodesics.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
+        through the integrator in `x`, `u` and the field's parameters; identity Jacobian at $u = 0$.
 
         Args:
             x: Tensor, shape `[..., D]`.
             u: Tensor, shape `[..., D]`, initial velocities.
-            steps: RK4 steps for this call.
+            steps: RK4 steps for this call (no step doubling).
+            solver: a `GeodesicSolver` for this call (default: `field.solver`).
+            **options: single `GeodesicSolver` fields overriding it.
 
         Returns:
             Tensor, shape `[..., D]`.
 
         Raises:
-            ValueError: the geodesic leaves the region where the metric is strongly convex.
+            ValueError: `x` or `u` is not finite, or the geodesic leaves the region where the
+                metric is strongly convex.
 
         Example:
             >>> euclid = RandersField(dim=2)
             >>> euclid.expmap(torch.zeros(2), torch.tensor([1.0, 2.0]), steps=4)
             tensor([1., 2.])
         """
-        x, u, batch = self._flat(x, u, ("x", "u"))
-        steps = self.steps if steps is None else int(steps)
-        xf, uf = x.reshape(-1, self.dim), u.reshape(-1, self.dim)
-        p = rmath.legendre(uf, *self.coefficients(xf))
-        out, _, path, _ = geodesic_flow(self._solver_coefficients(), xf, p, steps=steps, return_path=True)
+        xf, uf, batch = self._flat(x, u, ("x", "u"))
+        solver = self._solver_for(solver, options)
+        coefficients = self._solver_coefficients()
+        out, path = exponential_map(coefficients, xf, uf, *self.coefficients(xf), solver=solver, steps=steps)
         if self.validate:
             with torch.no_grad():
                 finite = torch.isfinite(out).all(-1)
@@ -304,39 +276,25 @@ class RandersField(FinslerManifold):
         return transport.transp_follow_retraction(self, x, u, v)
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-        """`(expmap(x, u), transp_follow_expmap(x, u, v))` from one integration."""
-        from finslerlib.curvature import transport
-
-        out = transport.geodesic_transport(self, x, u, v)
-        return out.point, out.vector
+        """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""
+        return self.expmap(x, u), self.transp_follow_expmap(x, u, v)
 
     def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """`(retr(x, u), transp_follow_retr(x, u, v))`: what geoopt's optimizers call for momenta."""
         return self.retr(x, u), self.transp_follow_retr(x, u, v)
 
-    def solve(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        steps: int | None = None,
-        atol: float | None = None,
-        rtol: float | None = None,
-        max_iter: int | None = None,
-    ) -> BoundarySolution:
-        """The per-element report of the boundary-value solves $x \\to y$ (no gradients).
+    def solve(self, x: torch.Tensor, y: torch.Tensor, *, solver=None, **options) -> GeodesicSolution:
+        """The per-pair report of the geodesic solves $x \\to y$ (no gradients).
 
         Args:
             x: Tensor, shape `[..., D]`.
             y: Tensor, shape `[..., D]`.
-            steps: overrides the field's default number of RK4 steps.
-            atol: overrides the field's absolute shooting tolerance.
-            rtol: overrides the field's relative shooting tolerance.
-            max_iter: overrides the field's maximum number of shooting iterations.
+            solver: a `GeodesicSolver` for this call (default: `field.solver`).
+            **options: single `GeodesicSolver` fields overriding it (`steps`, `atol`, `max_iter`, ...).
 
         Returns:
-            `finslerlib.geodesics.BoundarySolution` over the flattened broadcast batch: the
-            momenta, trajectories, `residual`, `tolerance` and `converged` of every pair.
+            `finslerlib.geodesics.GeodesicSolution` over the flattened broadcast batch (`distance`,
+            `error`, `converged`, `candidates_converged`, `gap`, trajectories, ...).
 
         Example:
             >>> field = RandersField(b=lambda x: 0.2 * torch.sin(x), dim=2)
@@ -344,62 +302,31 @@ class RandersField(FinslerManifold):
             >>> report.converged.shape, report.residual.shape  # after 0 iterations: maybe not
             (torch.Size([3]), torch.Size([3]))
         """
-        x, y, _ = self._flat(x, y, ("x", "y"))
-        steps, atol, rtol, max_iter, _ = self._options(steps, atol, rtol, max_iter, None)
-        xf, yf = x.reshape(-1, self.dim), y.reshape(-1, self.dim)
+        xf, yf, _ = self._flat(x, y, ("x", "y"))
+        solver = self._solver_for(solver, options)
         if self.validate:
             self.coefficients(xf)
             self.coefficients(yf)
-        return solve_boundary_value(
-            self.raw_coefficients, xf, yf, steps=steps, atol=atol, rtol=rtol, max_iter=max_iter,
-            jacobian=self.jacobian,
-        )
+        return shortest_geodesics(self.raw_coefficients, xf, yf, solver)
 
-    def _solved(self, x, y, steps, atol, rtol, max_iter, on_failure):
-        x, y, batch = self._flat(x, y, ("x", "y"))
-        steps, atol, rtol, max_iter, on_failure = self._options(steps, atol, rtol, max_iter, on_failure)
-        xf, yf = x.reshape(-1, self.dim), y.reshape(-1, self.dim)
-        sol = self.solve(xf, yf, steps=steps, atol=atol, rtol=rtol, max_iter=max_iter)
-        failed = ~sol.converged
-        if on_failure == "raise" and bool(failed.any()):
-            idx = failed.nonzero().squeeze(-1)
-            i = idx[0]
-            raise GeodesicConvergenceError(
-                f"{self.name}: the geodesic boundary-value solve did not converge for {idx.numel()} of "
-                f"{failed.numel()} pairs (first: x = {_fmt(xf[i])} -> y = {_fmt(yf[i])}, residual "
-                f"{sol.residual[i].item():.3g} > tolerance {sol.tolerance[i].item():.3g} after "
-                f"{sol.iterations} iterations). Increase max_iter or steps, bring the points closer, or "
-                f"pass on_failure='nan' to get NaN for these pairs.",
-                idx,
-                sol.residual[idx],
-            )
-        return xf, yf, batch, sol, failed, steps
+    def _solved(self, x, y, solver, options):
+        xf, yf, batch = self._flat(x, y, ("x", "y"))
+        solver = self._solver_for(solver, options)
+        sol = self.solve(xf, yf, solver=solver)
+        if solver.on_failure == "raise":
+            raise_unconverged(sol, xf, yf, name=self.name)
+        return xf, yf, batch, sol, ~sol.converged
 
-    def logmap(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        steps: int | None = None,
-        atol: float | None = None,
-        rtol: float | None = None,
-        max_iter: int | None = None,
-        on_failure: str | None = None,
-    ) -> torch.Tensor:
-        r"""Log map: initial velocity of the geodesic from `x` reaching `y` at $t = 1$.
+    def logmap(self, x: torch.Tensor, y: torch.Tensor, *, solver=None, **options) -> torch.Tensor:
+        r"""Log map: initial velocity of the shortest geodesic found from `x` reaching `y` at $t = 1$.
 
-        A batched shooting solve; the gradient (with respect to `x`, `y` and the field's parameters)
-        follows from the implicit function theorem on $x(1; x, p_0) = y$, at the cost of one more
-        integration and one autograd Jacobian when a gradient is needed.
+        Gradients by the implicit function theorem (`finslerlib.geodesics.logmap_with_gradient`).
 
         Args:
             x: Tensor, shape `[..., D]`.
             y: Tensor, shape `[..., D]`.
-            steps: overrides the field's default number of RK4 steps.
-            atol: overrides the field's absolute shooting tolerance.
-            rtol: overrides the field's relative shooting tolerance.
-            max_iter: overrides the field's maximum number of shooting iterations.
-            on_failure: `"raise"` or `"nan"` (NaN rows for pairs that did not converge).
+            solver: a `GeodesicSolver` for this call (default: `field.solver`).
+            **options: single `GeodesicSolver` fields overriding it (`on_failure="nan"`: NaN rows).
 
         Returns:
             Tensor, shape `[..., D]`, with `norm(x, logmap(x, y)) == dist(x, y)`.
@@ -413,57 +340,23 @@ class RandersField(FinslerManifold):
             >>> torch.allclose(field.expmap(x, field.logmap(x, y)), y, atol=1e-5)
             True
         """
-        xf, yf, batch, sol, failed, steps = self._solved(x, y, steps, atol, rtol, max_iter, on_failure)
-        p = sol.momentum
-        a, b = self.raw_coefficients(xf)
-        needs_grad = any(t.requires_grad for t in (xf, yf, a, b))
-        if torch.is_grad_enabled() and needs_grad:
-            # Implicit function theorem: p = p* - J^{-1} R(p*; x, y, theta) has value p* (R = 0) and
-            # the exact first derivatives of the solution of R = 0.
-            with torch.no_grad():
-                jac = endpoint_jacobian(self.raw_coefficients, xf.detach(), p, steps=steps)
-                eye = torch.eye(self.dim, dtype=jac.dtype, device=jac.device)
-                # x = y and failed pairs get a placeholder (their outputs are set below)
-                jac = torch.where(((p == 0).all(-1) | failed)[:, None, None], eye, jac)
-            end = geodesic_flow(self.raw_coefficients, xf, p, steps=steps)[0]
-            p = p - torch.linalg.solve(jac, (end - yf).unsqueeze(-1)).squeeze(-1)
-        v = rmath.inverse_legendre(p, a, b)
-        # At y = x the log map is 0 with derivative dv/dy = I (exp is C^1 at 0 with d exp = I),
-        # while the shooting Jacobian degenerates there (l^{-1} is not differentiable at 0).
-        chord = yf - xf
-        trivial = (chord.detach() == 0).all(-1, keepdim=True)
-        v = torch.where(trivial, chord - chord.detach(), v)
+        xf, yf, batch, sol, failed = self._solved(x, y, solver, options)
+        v = logmap_with_gradient(self.raw_coefficients, xf, yf, sol, steps=sol.steps)
         v = torch.where(failed.unsqueeze(-1), torch.full_like(v, float("nan")), v)
         return v.reshape(*batch, self.dim)
 
-    def dist(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        keepdim: bool = False,
-        steps: int | None = None,
-        atol: float | None = None,
-        rtol: float | None = None,
-        max_iter: int | None = None,
-        on_failure: str | None = None,
-    ) -> torch.Tensor:
-        r"""Forward distance $d(x \to y) = F(x, \log_x y)$ by a batched boundary-value solve.
+    def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False, solver=None, **options):
+        r"""Forward distance $d(x \to y)$: the length of the shortest geodesic found (see `solve`).
 
-        Gradients by the first variation formula (no backpropagation through the solver):
-        $\partial_y d = \ell_y(\dot\gamma(1)) / d$, $\partial_x d = -\ell_x(\dot\gamma(0)) / d$, and
-        for parameters $\theta$ of `a`, `b`: $\int_0^1 \partial_\theta F(\gamma, \dot\gamma)\, dt$
-        (Simpson on the `steps + 1` trajectory nodes). Finite (zero) at $x = y$.
+        Gradients by the first variation formula (`finslerlib.geodesics.distance_with_gradient`),
+        also for the parameters of `a`, `b`; at $x = y$ those of $F(x, y - x)$, as for `Randers`.
 
         Args:
             x: Tensor, shape `[..., D]`, sources.
             y: Tensor, shape `[..., D]`, targets.
             keepdim: keep the last dimension.
-            steps: overrides the field's default number of RK4 steps.
-            atol: overrides the field's absolute shooting tolerance.
-            rtol: overrides the field's relative shooting tolerance.
-            max_iter: overrides the field's maximum number of shooting iterations.
-            on_failure: `"raise"` or `"nan"` (NaN for pairs that did not converge).
+            solver: a `GeodesicSolver` for this call (default: `field.solver`).
+            **options: single `GeodesicSolver` fields overriding it (`on_failure="nan"`: NaN).
 
         Returns:
             Tensor, shape `[...]`.
@@ -479,42 +372,21 @@ class RandersField(FinslerManifold):
             >>> y.grad.shape, drift.weight.grad.shape
             (torch.Size([2]), torch.Size([2, 2]))
         """
-        xf, yf, batch, sol, failed, steps = self._solved(x, y, steps, atol, rtol, max_iter, on_failure)
-        with torch.no_grad():
-            a0, b0 = self.raw_coefficients(xf.detach())
-            v0 = rmath.inverse_legendre(sol.momentum, a0, b0)
-            d = rmath.norm(v0, a0, b0)
-        if torch.is_grad_enabled():
-            d = d + self._first_variation(xf, yf, sol, d)
+        xf, yf, batch, sol, failed = self._solved(x, y, solver, options)
+        d = distance_with_gradient(self.raw_coefficients, xf, yf, sol)
         d = torch.where(failed, torch.full_like(d, float("nan")), d)
         d = d.reshape(batch)
         return d.unsqueeze(-1) if keepdim else d
 
-    def _first_variation(self, xf, yf, sol, d):
-        """A zero-valued term whose gradient is that of $d(x \\to y)$ (first variation formula)."""
-        start = safe_div(sol.momentum, d.unsqueeze(-1))
-        end = safe_div(sol.end_momentum, d.unsqueeze(-1))
-        term = (end * (yf - yf.detach())).sum(-1) - (start * (xf - xf.detach())).sum(-1)
-        nodes, moms = sol.path, sol.path_momentum
-        a, b = self.raw_coefficients(nodes)
-        if a.requires_grad or b.requires_grad:
-            with torch.no_grad():
-                vel = rmath.inverse_legendre(moms, a.detach(), b.detach())
-            weights = simpson_weights(nodes.shape[0] - 1, dtype=d.dtype, device=d.device)
-            length = (weights.unsqueeze(-1) * rmath.norm(vel, a, b)).sum(0)
-            term = term + (length - length.detach())
-        return term
-
     def cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j)$.
 
-        There is no closed form for a numerical metric: this solves the `N * M` boundary-value
-        problems as one batch (memory and time proportional to `N * M * steps`).
+        Solves the `N * M` boundary-value problems as one batch (cost proportional to `N * M`).
 
         Args:
             x: Tensor, shape `[..., N, D]`.
             y: Tensor, shape `[..., M, D]`.
-            **options: `steps`, `atol`, `rtol`, `max_iter`, `on_failure` as in `dist`.
+            **options: `solver` and single `GeodesicSolver` fields, as in `dist`.
 
         Returns:
             Tensor, shape `[..., N, M]`.
@@ -567,7 +439,9 @@ class RandersField(FinslerManifold):
         return _NegatedDrift(self).transp_follow_retr(x, u, v)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, steps={self.steps}, jacobian={self.jacobian!r}, validate={self.validate}"
+        default = GeodesicSolver()
+        changed = [f"{k}={v!r}" for k, v in vars(self.solver).items() if v != getattr(default, k)]
+        return ", ".join([f"dim={self.dim}", f"validate={self.validate}", *changed])
 
 
 class _NavigationField(RandersField):
@@ -597,7 +471,7 @@ class _NavigationField(RandersField):
             ok, size, _ = randers_validity(h, rmath.matvec(h, wind))
             shape = torch.broadcast_shapes(ok.shape, x.shape[:-1])
             spd_ok = randers_validity(h, torch.zeros_like(wind))[0].expand(shape)
-            strong = (~ok.expand(shape) & spd_ok).reshape(-1)
+            strong = (~ok.expand(shape) & spd_ok & torch.isfinite(size).expand(shape)).reshape(-1)
             if bool(strong.any()):
                 i = strong.nonzero()[0, 0]
                 point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
@@ -618,11 +492,7 @@ class _NegatedDrift(RandersField):
     """The field with data `(a, -b)`: the geodesic engine of `Reversed(field)` (built per call)."""
 
     def __init__(self, source: RandersField):
-        super().__init__(
-            dim=source.dim, validate=source.validate, steps=source.steps, atol=source.atol,
-            rtol=source.rtol, max_iter=source.max_iter, jacobian=source.jacobian,
-            on_failure=source.on_failure,
-        )
+        super().__init__(dim=source.dim, validate=source.validate, solver=source.solver)
         object.__setattr__(self, "source", source)  # not a submodule: no cycle in the module tree
 
     def raw_coefficients(self, x):

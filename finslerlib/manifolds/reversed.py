@@ -55,7 +55,7 @@ class Reversed(FinslerManifold):
     # or negates (b); anything else is not forwarded, so no forward-metric quantity leaks through
     _SHARED = frozenset(
         {"a", "radius", "drift_norm", "max_asymmetry", "rank", "max_drift", "max_condition", "eps",
-         "steps", "atol", "rtol", "max_iter", "jacobian", "on_failure", "validate"}
+         "solver", "validate"}
     )
 
     def __getattr__(self, item):

@@ -226,8 +226,9 @@ def _terms(x: torch.Tensor, v: torch.Tensor, radius: float):
     p = (x * v).sum(-1, keepdim=True)
     n2 = (v * v).sum(-1, keepdim=True)
     s = safe_sqrt(q * n2 + p * p)
-    # s + p cancels when p < 0; there (s + p)(s - p) = Q |v|^2 gives it exactly.
-    qf = torch.where(p > 0, s + p, safe_div(q * n2, s - p))
+    # s + p cancels when p < 0; there (s + p)(s - p) = Q |v|^2 gives it exactly. At v = 0 the
+    # branch s + p keeps the gradient of the linear part p (as the Randers norm keeps b . v).
+    qf = torch.where(p >= 0, s + p, safe_div(q * n2, s - p))
     return q, p, n2, s, qf
 
 

@@ -1,0 +1,191 @@
+r"""Starting paths for the global geodesic search: straight, bent, and graph shortest paths.
+
+Shooting (and the discrete-energy minimization before it) converges to the geodesic nearest its
+start, which need not be the shortest one: a costly bump between $x$ and $y$ has a straight
+geodesic over it and shorter ones around it. `shortest_geodesics` therefore starts from several
+paths per pair, all given here as polylines `[B, K + 1, D]`:
+
+* `bent_polylines`: the chord bent by $\pm$ `bend` $|y - x|$ at its middle (a parabola), in the
+  directions orthogonal to the chord;
+* `graph_polylines` (`D <= 3`): the shortest path on a directed grid graph whose edge weights are
+  $F(m, \Delta)$ at the edge midpoints (Dijkstra, `scipy.sparse.csgraph`), resampled to `K`
+  segments. The grid covers a box around all the points, enlarged by half its largest side, so
+  detours of that size are found; edges where the metric is invalid are left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from finslerlib.geodesics.hamilton import CoefficientFn, guarded
+from finslerlib.math import randers as rmath
+
+__all__ = ["bent_polylines", "graph_polylines"]
+
+
+def _orthogonal_directions(chord: torch.Tensor, count: int) -> torch.Tensor:
+    r"""`count` unit directions orthogonal to each chord `[B, D]`: $\pm n_1, \pm n_2, \dots$, `[count, B, D]`.
+
+    The $n_k$ are the last `D - 1` columns of the Householder reflection that maps $e_1$ to
+    $\mp$ the unit chord (orthonormal, and orthogonal to the chord).
+    """
+    n, d = chord.shape
+    unit = chord / chord.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(chord.dtype).tiny)
+    sign = torch.where(unit[:, :1] >= 0, 1.0, -1.0).to(chord.dtype)
+    v = unit.clone()
+    v[:, :1] = v[:, :1] + sign
+    eye = torch.eye(d, dtype=chord.dtype, device=chord.device)
+    house = eye - 2.0 * v[:, :, None] * v[:, None, :] / (v * v).sum(-1)[:, None, None]  # [B, D, D]
+    normals = house[:, :, 1:].permute(2, 0, 1)  # [D - 1, B, D]
+    out = [(1.0 if k % 2 == 0 else -1.0) * normals[(k // 2) % (d - 1)] for k in range(count)]
+    return torch.stack(out) if out else chord.new_zeros(0, n, d)
+
+
+def bent_polylines(
+    x: torch.Tensor, y: torch.Tensor, *, segments: int, count: int, bend: float
+) -> torch.Tensor:
+    r"""`count` polylines from `x` to `y` bent orthogonally to the chord.
+
+    $z(t) = x + t (y - x) + 4 t (1 - t)\, s\, n$ with $n$ a unit vector orthogonal to $y - x$.
+
+    Args:
+        x: Tensor, shape `[B, D]`.
+        y: Tensor, shape `[B, D]`.
+        segments: `K`, the number of segments.
+        count: number of bent paths (directions $\pm n_1, \pm n_2, \dots$ orthogonal to $y - x$).
+        bend: $s / |y - x|$, the offset at the middle relative to the chord length.
+
+    Returns:
+        Tensor, shape `[count, B, K + 1, D]`.
+
+    Example:
+        >>> x, y = torch.tensor([[-1.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+        >>> bent_polylines(x, y, segments=2, count=2, bend=0.5)[:, 0, 1]
+        tensor([[ 0.,  1.],
+                [ 0., -1.]])
+    """
+    n, d = x.shape
+    if count == 0 or d < 2:
+        return x.new_zeros(0, n, segments + 1, d)
+    chord = y - x
+    t = torch.linspace(0.0, 1.0, segments + 1, dtype=x.dtype, device=x.device)[:, None]
+    straight = x[:, None] + t * chord[:, None]  # [B, K + 1, D]
+    normals = _orthogonal_directions(chord, count) * (bend * chord.norm(dim=-1, keepdim=True))
+    return straight.unsqueeze(0) + (4.0 * t * (1.0 - t)).unsqueeze(0) * normals[:, :, None, :]
+
+
+def _grid_graph(coefficients: CoefficientFn, lo: torch.Tensor, hi: torch.Tensor, points: int):
+    """The directed grid graph on the box `[lo, hi]` (`points` per axis), as a scipy CSR matrix."""
+    from scipy.sparse import csr_matrix
+
+    d = lo.numel()
+    axes = [torch.linspace(lo[k].item(), hi[k].item(), points, dtype=lo.dtype) for k in range(d)]
+    nodes = torch.cartesian_prod(*axes).reshape(-1, d)  # index = sum_k i_k * points^(d-1-k)
+    idx = np.arange(points**d).reshape((points,) * d)
+    src, dst, delta = [], [], []
+    for offset in itertools.product((-1, 0, 1), repeat=d):
+        if not any(offset):
+            continue
+        sl_from = tuple(slice(max(0, -o), points - max(0, o)) for o in offset)
+        sl_to = tuple(slice(max(0, o), points - max(0, -o)) for o in offset)
+        src.append(idx[sl_from].ravel())
+        dst.append(idx[sl_to].ravel())
+    src_t = torch.as_tensor(np.concatenate(src))
+    dst_t = torch.as_tensor(np.concatenate(dst))
+    delta = nodes[dst_t] - nodes[src_t]
+    mid = 0.5 * (nodes[dst_t] + nodes[src_t])
+    with torch.no_grad():
+        a, b = guarded(coefficients)(mid)
+        weight = rmath.norm(delta, a, b)
+    keep = torch.isfinite(weight) & (weight > 0)
+    matrix = csr_matrix(
+        (weight[keep].double().numpy(), (src_t[keep].numpy(), dst_t[keep].numpy())),
+        shape=(nodes.shape[0], nodes.shape[0]),
+    )
+    return nodes, matrix
+
+
+def _resample(path: torch.Tensor, segments: int) -> torch.Tensor:
+    """`segments + 1` nodes equally spaced in Euclidean arc length along the polyline `path` `[P, D]`."""
+    if path.shape[0] == 1:
+        return path.expand(segments + 1, -1).clone()
+    seg = (path[1:] - path[:-1]).norm(dim=-1)
+    cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
+    if cum[-1] <= 0:
+        return path[:1].expand(segments + 1, -1).clone()
+    s = torch.linspace(0.0, cum[-1].item(), segments + 1, dtype=path.dtype)
+    j = torch.searchsorted(cum, s, right=True).clamp(1, path.shape[0] - 1)
+    w = ((s - cum[j - 1]) / (cum[j] - cum[j - 1]).clamp_min(1e-300)).clamp(0, 1)[:, None]
+    return path[j - 1] + w * (path[j] - path[j - 1])
+
+
+def graph_polylines(
+    coefficients: CoefficientFn, x: torch.Tensor, y: torch.Tensor, *, segments: int, points: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Shortest paths from `x` to `y` on a directed grid graph of the metric (Dijkstra), `D <= 3`.
+
+    One Dijkstra run per distinct start point on a grid of `points`$^D$ nodes with the
+    $3^D - 1$ neighbours of each node; edge weights $F(m, \Delta)$ at the edge midpoints.
+
+    Args:
+        coefficients: callable `x -> (a, b)`.
+        x: Tensor, shape `[B, D]`.
+        y: Tensor, shape `[B, D]`.
+        segments: `K`, segments of the returned polylines.
+        points: grid points per axis.
+
+    Returns:
+        `(paths, found)`: Tensor `[B, K + 1, D]` (first and last node are `x` and `y`) and a bool
+        Tensor `[B]`, `False` where the graph has no path (the straight line is returned there).
+
+    Example:
+        >>> bump = lambda x: ((1 + 8 * torch.exp(-(x * x).sum(-1) / 0.1))[..., None, None] ** 2
+        ...                   * torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> x, y = torch.tensor([[-1.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+        >>> paths, found = graph_polylines(bump, x, y, segments=8, points=21)
+        >>> bool(found[0]), bool(paths[0, 4].abs()[1] > 0.3)  # around the bump, not over it
+        (True, True)
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    n, d = x.shape
+    t = torch.linspace(0.0, 1.0, segments + 1, dtype=x.dtype, device=x.device)[:, None]
+    straight = x[:, None] + t * (y - x)[:, None]
+    if n == 0 or d > 3:
+        return straight, torch.zeros(n, dtype=torch.bool, device=x.device)
+    xc, yc = x.detach().cpu(), y.detach().cpu()
+    both = torch.cat([xc, yc])
+    lo, hi = both.amin(0), both.amax(0)
+    margin = 0.5 * (hi - lo).max().clamp_min(1e-6)
+    center, half = 0.5 * (lo + hi), 0.5 * (hi - lo).max() + margin
+    lo, hi = center - half, center + half
+    nodes, matrix = _grid_graph(coefficients, lo, hi, points)
+    step = (hi - lo) / (points - 1)
+
+    def nearest(z):
+        i = ((z - lo) / step).round().long().clamp(0, points - 1)
+        flat = torch.zeros(z.shape[0], dtype=torch.long)
+        for k in range(d):
+            flat = flat * points + i[:, k]
+        return flat
+
+    src, dst = nearest(xc), nearest(yc)
+    sources, inverse = torch.unique(src, return_inverse=True)
+    dist, pred = dijkstra(matrix, directed=True, indices=sources.numpy(), return_predecessors=True)
+    out = straight.detach().cpu().clone()
+    found = torch.zeros(n, dtype=torch.bool)
+    for i in range(n):
+        row, target = inverse[i].item(), dst[i].item()
+        if not np.isfinite(dist[row, target]):
+            continue
+        chain = [target]
+        while chain[-1] != sources[row].item():
+            chain.append(pred[row, chain[-1]])
+        path = nodes[chain[::-1]]
+        path = torch.cat([xc[i : i + 1], path[1:-1], yc[i : i + 1]])  # the exact end points
+        out[i] = _resample(path, segments)
+        found[i] = True
+    return out.to(device=x.device), found.to(x.device)

@@ -1,0 +1,409 @@
+r"""The shortest geodesic over several candidates, with an estimated discretization error.
+
+`shortest_geodesics(coefficients, x, y, solver)` is what `RandersField.dist`, `logmap` and
+`solve` run, for all pairs at once:
+
+1. starting paths per pair (`finslerlib.geodesics.candidates`): the straight line, `solver.candidates`
+   bent polylines and, for `D <= 3` with `solver.graph`, a grid-graph shortest path;
+2. each refined by discrete-energy minimization (`polyline_momentum`); refined paths that
+   coincide with an earlier one, or whose discrete length exceeds the shortest by more than
+   `solver.prune`, are dropped;
+3. the rest shot to convergence (`solve_boundary_value`), and per pair the shortest converged
+   geodesic kept; the report counts the converged candidates and the gap to the next distinct one;
+4. the discretization error of the kept geodesic's length estimated by step halving
+   (`discretization_error`); steps are doubled (up to `max_steps`, as often as the $O(N^{-4})$
+   error needs) and the batch solved again until that estimate is within
+   `dist_atol + dist_rtol * d`.
+
+What is certified: a converged pair's geodesic connects $x$ to $y$ within the residual tolerance,
+its estimated length error is within the distance tolerance, and it is the shortest of the
+geodesics found from the starting paths. A shorter geodesic that none of them leads to (for
+example a detour wider than the graph's box) can be missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from finslerlib.geodesics.candidates import bent_polylines, graph_polylines
+from finslerlib.geodesics.hamilton import CoefficientFn, guarded
+from finslerlib.geodesics.integrate import geodesic_flow
+from finslerlib.geodesics.options import GeodesicSolver
+from finslerlib.geodesics.polyline import polyline_momentum
+from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.math import randers as rmath
+
+__all__ = [
+    "GeodesicSolution",
+    "shortest_geodesics",
+    "discretization_error",
+    "adaptive_steps",
+    "exponential_map",
+    "raise_unconverged",
+]
+
+
+@dataclass
+class GeodesicSolution(BoundarySolution):
+    r"""`BoundarySolution` of the kept geodesic of each pair, with the search and error report.
+
+    Attributes:
+        distance: Tensor `[B]`, the length $F(x, \\ell_x^{-1}(p_0))$ of the kept geodesic.
+        error: Tensor `[B]`, its estimated error: the discretization error (`discretization_error`)
+            plus the first-order effect of the end-point residual, $|p(1) \cdot (x(1) - y)| / d$.
+        error_tolerance: Tensor `[B]`, `dist_atol + dist_rtol * distance`.
+        steps: RK4 steps of the returned trajectories (after doubling).
+        candidates: Tensor `[B]`, candidate geodesics shot per pair (after pruning).
+        candidates_converged: Tensor `[B]`, how many of them converged.
+        gap: Tensor `[B]`, length of the next shortest distinct converged candidate minus the
+            kept one (`inf` when no other distinct geodesic was found).
+
+    `converged` is `True` where the residual AND the estimated error are within tolerance.
+    """
+
+    distance: torch.Tensor | None = None
+    error: torch.Tensor | None = None
+    error_tolerance: torch.Tensor | None = None
+    steps: int = 0
+    candidates: torch.Tensor | None = None
+    candidates_converged: torch.Tensor | None = None
+    gap: torch.Tensor | None = None
+
+
+def _length(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    a, b = coefficients(x)
+    return rmath.norm(rmath.inverse_legendre(p, a, b), a, b)
+
+
+def _polyline_length(coefficients: CoefficientFn, nodes: torch.Tensor) -> torch.Tensor:
+    a, b = coefficients(0.5 * (nodes[..., 1:, :] + nodes[..., :-1, :]))
+    f = rmath.norm(nodes[..., 1:, :] - nodes[..., :-1, :], a, b).sum(-1)
+    return torch.where(torch.isfinite(f), f, torch.full_like(f, float("inf")))
+
+
+def _starts(coefficients, x, y, solver: GeodesicSolver):
+    """Starting polylines `[C, B, K + 1, D]` and which of them exist `[C, B]`."""
+    n, d = x.shape
+    k = solver.segments
+    t = torch.linspace(0.0, 1.0, k + 1, dtype=x.dtype, device=x.device)[:, None]
+    paths = [(x[:, None] + t * (y - x)[:, None]).unsqueeze(0)]
+    present = [torch.ones(1, n, dtype=torch.bool, device=x.device)]
+    nontrivial = ~(x == y).all(-1)
+    bent = bent_polylines(x, y, segments=k, count=solver.candidates, bend=solver.bend)
+    paths.append(bent)
+    present.append(nontrivial.expand(bent.shape[0], n))
+    if solver.graph and d <= 3 and n:
+        points = solver.grid or (33 if d <= 2 else 13)
+        graph, found = graph_polylines(coefficients, x, y, segments=k, points=points)
+        paths.append(graph.unsqueeze(0))
+        present.append((found & nontrivial).unsqueeze(0))
+    return torch.cat(paths), torch.cat(present)
+
+
+def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
+    return dict(
+        momentum=sol.momentum[index], end_point=sol.end_point[index], end_momentum=sol.end_momentum[index],
+        path=sol.path[:, index], path_momentum=sol.path_momentum[:, index], residual=sol.residual[index],
+        tolerance=sol.tolerance[index], iterations=sol.iterations, jacobian=sol.jacobian[index],
+    )
+
+
+def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
+    """Shoot the surviving candidates; per pair keep the shortest converged one."""
+    n, d = x.shape
+    safe = guarded(coefficients)
+    starts, present = _starts(safe, x, y, solver)  # [C, B, K+1, D], [C, B]
+    c = starts.shape[0]
+    flat = present.reshape(-1).nonzero().squeeze(-1)  # candidate c of pair b at c * n + b
+    pair = flat % n
+    momenta, nodes = polyline_momentum(
+        safe, x[pair], y[pair], segments=solver.segments, initial=starts.reshape(c * n, -1, d)[flat]
+    )
+    chord = (y - x).norm(dim=-1)
+    with torch.no_grad():
+        lengths = torch.full((c * n,), float("inf"), dtype=x.dtype, device=x.device)
+        lengths[flat] = _polyline_length(safe, nodes)
+        lengths = lengths.view(c, n)
+        keep = present & torch.isfinite(lengths)
+        keep[0] = True  # the straight start always runs (the fallback of every pair)
+        if solver.prune is not None:
+            keep &= lengths <= (1.0 + solver.prune) * lengths.amin(0) + 0.0
+            keep[0] = True
+        all_nodes = torch.zeros(c * n, solver.segments + 1, d, dtype=x.dtype, device=x.device)
+        all_nodes[flat] = nodes
+        all_nodes = all_nodes.view(c, n, -1, d)
+        # a refined path that coincides with an earlier kept one leads to the same geodesic
+        close = 1e-3 * chord.clamp_min(torch.finfo(x.dtype).eps)
+        for j in range(1, c):
+            for i in range(j):
+                same = (all_nodes[j] - all_nodes[i]).norm(dim=-1).amax(-1) <= close
+                keep[j] &= ~(same & keep[i])
+        all_p = torch.zeros(c * n, d, dtype=x.dtype, device=x.device)
+        all_p[flat] = momenta
+        shot = keep.reshape(-1).nonzero().squeeze(-1)
+        idx = shot % n
+    sol = solve_boundary_value(
+        coefficients, x[idx], y[idx], steps=solver.steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
+        jacobian=solver.jacobian, start=all_p[shot],
+    )
+    with torch.no_grad():
+        length = _length(safe, x[idx], sol.momentum)
+        inf = torch.full((c * n,), float("inf"), dtype=x.dtype, device=x.device)
+        conv_len = inf.clone()
+        conv_len[shot] = torch.where(sol.converged & torch.isfinite(length), length, inf[: len(shot)])
+        conv_len = conv_len.view(c, n)
+        res = inf.clone()
+        res[shot] = sol.residual
+        res = res.view(c, n)
+        any_conv = torch.isfinite(conv_len).any(0)
+        best = torch.where(any_conv, conv_len.argmin(0), res.argmin(0))  # [B]
+        cols = torch.arange(n, device=x.device)
+        best_len = conv_len[best, cols]
+        # position of each (c, b) in the shot batch
+        where = torch.full((c * n,), -1, dtype=torch.long, device=x.device)
+        where[shot] = torch.arange(len(shot), device=x.device)
+        where = where.view(c, n)
+        p_best = sol.momentum[where[best, cols]]
+        p_all = torch.zeros(c, n, d, dtype=x.dtype, device=x.device)
+        p_all.view(-1, d)[shot] = sol.momentum
+        distinct = (p_all - p_best).norm(dim=-1) > 1e-6 * (1.0 + p_best.norm(dim=-1))
+        others = torch.where(distinct & torch.isfinite(conv_len), conv_len, torch.inf)
+        gap = others.amin(0) - best_len
+        gap = torch.where(any_conv, gap, torch.full_like(gap, float("nan")))
+        report = dict(
+            candidates=keep.sum(0), candidates_converged=torch.isfinite(conv_len).sum(0), gap=gap,
+        )
+    pick = where[best, cols]
+    return BoundarySolution(**_select(sol, pick), converged=sol.converged[pick]), report
+
+
+def discretization_error(
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    p: torch.Tensor,
+    end: torch.Tensor,
+    end_momentum: torch.Tensor,
+    *,
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Estimated error of the length of RK4 geodesics, by step halving and the first variation.
+
+    The exact geodesic with initial momentum $p_0$ has length $d = F(x, \ell_x^{-1}(p_0))$ and ends
+    near $x_N(1)$ (`end`, RK4 with `N = steps` steps). RK4's error is $O(N^{-4})$, so with $N / 2$
+    steps (end $x_{N/2}(1)$) its exact end point is about $x_N(1) + (x_N(1) - x_{N/2}(1)) / 15$.
+    Moving the end point by $\delta$ changes the distance by $p(1) \cdot \delta / d$, so the
+    estimated error of $d$ as the distance to $x_N(1)$ is $|p(1) \cdot (x_N(1) - x_{N/2}(1))| / (15 d)$.
+    (Odd `steps` compare with `steps + 1` instead.)
+
+    Args:
+        coefficients: callable `x -> (a, b)`.
+        x: Tensor, shape `[B, D]`.
+        p: Tensor, shape `[B, D]`, initial momenta.
+        end: Tensor, shape `[B, D]`, $x_N(1)$.
+        end_momentum: Tensor, shape `[B, D]`, $p_N(1)$.
+        steps: `N`.
+
+    Returns:
+        `(error, length)`: Tensors `[B]` (error `inf` where a flow failed, 0 where `p = 0`).
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> x, p = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+        >>> discretization_error(euclid, x, p, p, p, steps=4)[0]  # straight lines: exact
+        tensor([0.])
+    """
+    safe = guarded(coefficients)
+    length = _length(safe, x, p)
+    other = steps // 2 if steps % 2 == 0 else steps + 1
+    factor = 1.0 / 15.0 if steps % 2 == 0 else 16.0 / 15.0
+    coarse = geodesic_flow(coefficients, x, p, steps=other, guard=True, differentiable=False)[0]
+    err = (end_momentum * (end - coarse)).sum(-1).abs() * factor / length.clamp_min(torch.finfo(x.dtype).tiny)
+    err = torch.where(length > 0, err, torch.zeros_like(err))
+    return torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))), length
+
+
+def _next_steps(steps: int, ratio: float, max_steps: int) -> int:
+    """Double `steps` as often as an O(steps^-4) error `ratio` times the tolerance needs (at least once)."""
+    while True:
+        steps, ratio = 2 * steps, ratio / 16.0
+        if ratio <= 0.5 or 2 * steps > max_steps:
+            return steps
+
+
+@torch.no_grad()
+def adaptive_steps(
+    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, solver: GeodesicSolver
+) -> int:
+    """RK4 steps for geodesics from `(x, p)`: doubled until `discretization_error` is within tolerance.
+
+    Starts at `solver.steps` and stops at `max_steps`; the tolerance is
+    `dist_atol + dist_rtol * length`.
+
+    The same rule as the step doubling of `shortest_geodesics`, so that `expmap` of a `logmap`
+    result integrates with the steps the log map was solved with.
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> adaptive_steps(euclid, torch.zeros(1, 2), torch.ones(1, 2), GeodesicSolver(steps=4))
+        4
+    """
+    _, _, dist_atol, dist_rtol = solver.tolerances(x.dtype)
+    steps = solver.steps
+    if x.shape[0] == 0:
+        return steps
+    end, end_p = geodesic_flow(coefficients, x, p, steps=steps, guard=True, differentiable=False)
+    while 2 * steps <= solver.max_steps:
+        error, length = discretization_error(coefficients, x, p, end, end_p, steps=steps)
+        ok = (error <= dist_atol + dist_rtol * length) | ~torch.isfinite(end).all(-1)
+        if bool(ok.all()):
+            break
+        ratio = (error / (dist_atol + dist_rtol * length))[~ok].max().item()
+        steps = _next_steps(steps, ratio, solver.max_steps)
+        end, end_p = geodesic_flow(coefficients, x, p, steps=steps, guard=True, differentiable=False)
+    return steps
+
+
+@torch.no_grad()
+def shortest_geodesics(
+    coefficients: CoefficientFn, x: torch.Tensor, y: torch.Tensor, solver: GeodesicSolver | None = None
+) -> GeodesicSolution:
+    r"""The shortest geodesic $x_i \to y_i$ found over several starts, with its estimated error, batched.
+
+    Args:
+        coefficients: callable `x -> (a, b)` giving the Randers data at the points.
+        x: Tensor, shape `[B, D]`, start points.
+        y: Tensor, shape `[B, D]`, targets.
+        solver: the options (`GeodesicSolver()` by default).
+
+    Returns:
+        `GeodesicSolution`; inspect `converged` (nothing is raised here).
+
+    Example:
+        >>> bump = lambda x: ((1 + 2 * torch.exp(-(x * x).sum(-1) / 0.35**2))[..., None, None] ** 2
+        ...                   * torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> x = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
+        >>> y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+        >>> around = shortest_geodesics(bump, x, y)
+        >>> over = shortest_geodesics(bump, x, y, GeodesicSolver(candidates=0, graph=False))
+        >>> bool(around.converged), bool(around.distance < over.distance - 0.5)
+        (True, True)
+    """
+    solver = GeodesicSolver() if solver is None else solver
+    if x.shape != y.shape or x.dim() != 2:
+        raise ValueError(f"x and y must both have shape [B, D], got {tuple(x.shape)}, {tuple(y.shape)}")
+    atol, rtol, dist_atol, dist_rtol = solver.tolerances(x.dtype)
+    # the residual's effect on the length counts in the error: shoot at least 10x below its tolerance
+    atol, rtol = min(atol, 0.1 * dist_atol), min(rtol, 0.1 * dist_rtol)
+    x, y = x.detach(), y.detach()
+    n, d = x.shape
+    if n == 0:
+        empty = x.new_zeros(0)
+        nodes = x.new_zeros(solver.steps + 1, 0, d)
+        count = torch.zeros(0, dtype=torch.long, device=x.device)
+        return GeodesicSolution(
+            momentum=x.clone(), end_point=x.clone(), end_momentum=x.clone(), path=nodes,
+            path_momentum=nodes.clone(), residual=empty, tolerance=empty, converged=empty.bool(),
+            iterations=0, jacobian=x.new_zeros(0, d, d), distance=empty, error=empty,
+            error_tolerance=empty, steps=solver.steps, candidates=count, candidates_converged=count,
+            gap=empty,
+        )
+    sol, report = _search(coefficients, x, y, solver, atol, rtol)
+    steps = solver.steps
+    while True:
+        error, distance = discretization_error(
+            coefficients, x, sol.momentum, sol.end_point, sol.end_momentum, steps=steps
+        )
+        error_tolerance = dist_atol + dist_rtol * distance
+        short = sol.converged & ~(error <= error_tolerance)
+        if not bool(short.any()) or 2 * steps > solver.max_steps:
+            break
+        steps = _next_steps(steps, (error / error_tolerance)[short].max().item(), solver.max_steps)
+        sol = solve_boundary_value(
+            coefficients, x, y, steps=steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
+            jacobian=solver.jacobian, start=sol.momentum, initial_jacobian=sol.jacobian,
+        )
+    # the residual moves the end point too: its first-order effect on the length counts as error
+    tiny = torch.finfo(x.dtype).tiny
+    miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(tiny)
+    error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
+    fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
+    fields["converged"] = sol.converged & (error <= error_tolerance)
+    return GeodesicSolution(
+        **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps, **report
+    )
+
+
+def exponential_map(
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    solver: GeodesicSolver,
+    steps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""$\exp_x u$ by RK4, differentiable, with the identity Jacobian in `u` at $u = 0$.
+
+    $\exp_x$ is $C^1$ at $u = 0$ with derivative $I$, but the Legendre map that turns $u$ into the
+    initial momentum is not differentiable there: zero rows return $x + u$ (value $x$, derivative
+    $I$) and integrate a harmless dummy geodesic.
+
+    Args:
+        coefficients: callable `x -> (a, b)` for the flow.
+        x: Tensor, shape `[B, D]`.
+        u: Tensor, shape `[B, D]`.
+        a: Tensor, `a(x)`, shape `[B, D, D]` (or broadcastable).
+        b: Tensor, `b(x)`, shape `[B, D]` (or broadcastable).
+        solver: its `steps`, `max_steps` and distance tolerances choose the steps
+            (`adaptive_steps`) unless `steps` is given.
+        steps: RK4 steps (no adaptation).
+
+    Returns:
+        `(end, path)`: Tensors `[B, D]` and `[steps + 1, B, D]` (the trajectory nodes).
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype), torch.zeros_like(x))
+        >>> x, u = torch.zeros(1, 2), torch.tensor([[1.0, 2.0]])
+        >>> exponential_map(euclid, x, u, *euclid(x), solver=GeodesicSolver(), steps=4)[0]
+        tensor([[1., 2.]])
+    """
+    zero = (u.detach() == 0).all(-1, keepdim=True)
+    p = rmath.legendre(torch.where(zero, torch.ones_like(u), u), a, b)
+    if steps is None:
+        still = torch.where(zero, torch.zeros_like(p), p).detach()  # zero rows: length 0, no error
+        steps = adaptive_steps(coefficients, x.detach(), still, solver)
+    end, _, path, _ = geodesic_flow(coefficients, x, p, steps=steps, return_path=True)
+    return torch.where(zero, x + u, end), path
+
+
+def _fmt(t: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
+
+
+def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tensor, *, name: str) -> None:
+    """Raise `GeodesicConvergenceError` describing the pairs of `solution` that did not converge.
+
+    Args:
+        solution: the report of `shortest_geodesics` for the flat batch `x -> y`.
+        x: Tensor, shape `[B, D]`.
+        y: Tensor, shape `[B, D]`.
+        name: the manifold's name, for the message.
+    """
+    failed = ~solution.converged
+    if not bool(failed.any()):
+        return
+    idx = failed.nonzero().squeeze(-1)
+    i = idx[0]
+    raise GeodesicConvergenceError(
+        f"{name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} pairs (first: "
+        f"x = {_fmt(x[i])} -> y = {_fmt(y[i])}, residual {solution.residual[i].item():.3g} (tolerance "
+        f"{solution.tolerance[i].item():.3g}) after {solution.iterations} iterations, estimated distance "
+        f"error {solution.error[i].item():.3g} (tolerance {solution.error_tolerance[i].item():.3g}) at "
+        f"{solution.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring the "
+        "points closer, or pass on_failure='nan' to get NaN for these pairs.",
+        idx,
+        solution.residual[idx],
+    )
