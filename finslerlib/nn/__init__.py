@@ -1,6 +1,7 @@
 """Neural-network layers on Finsler manifolds (the FAIM integrations of the design notes).
 
 * `FAIMHead`: prototype classifier with geodesic logits, a drop-in for the last `nn.Linear`.
+* `ShardedFAIMHead`: `FAIMHead` + cross-entropy with prototypes sharded over `torch.distributed`.
 * `FAIMInfoNCELoss`, `FAIMTripletLoss`, `FAIMMarginLoss` (and `functional`): metric-learning
   losses with geodesic distances.
 * `FAIMBlock`: $x \\mapsto \\exp_p(f(\\log_p x))$, stackable tangent-space layers.
@@ -13,6 +14,7 @@ from finslerlib.nn import functional
 from finslerlib.nn.block import FAIMBlock
 from finslerlib.nn.head import FAIMHead
 from finslerlib.nn.losses import FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
+from finslerlib.nn.sharded import ShardedFAIMHead, shard_range
 
 __all__ = [
     "FAIMBlock",
@@ -20,5 +22,7 @@ __all__ = [
     "FAIMInfoNCELoss",
     "FAIMMarginLoss",
     "FAIMTripletLoss",
+    "ShardedFAIMHead",
     "functional",
+    "shard_range",
 ]

@@ -341,7 +341,7 @@ class FAIMHead(nn.Module):
                     d = torch.maximum(self.manifold.cdist(z, mu), self.manifold.cdist(mu, z).mT)
                 if scale is not None:
                     d = d * scale.to(d.dtype)
-        return d.reshape(*lead, self.num_classes)
+        return d.reshape(*lead, d.shape[-1])
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """Distances between features and prototypes in the head's `direction`.
