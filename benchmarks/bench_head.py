@@ -7,7 +7,9 @@ All numbers are measured in the same run and printed as RATIOS against `nn.Linea
 
 * time: forward + backward (`out.sum().backward()`), all heads timed round-robin (so load
   from other processes hits them alike); the statistic is the minimum over repeats (robust
-  on a shared machine), the median is printed too.
+  on a shared machine), the median is printed too. `--clock cpu` times with the process's CPU
+  time instead of the wall clock: with `--threads 1` that is the wall time of an idle machine,
+  and it does not count time the process waits for a core that other processes hold.
 * memory ("act MiB"): bytes of the tensors autograd saves for backward that are not
   parameters or the input (deduplicated by storage), plus the output: the activation memory a
   training step keeps alive per head, measured with `torch.autograd.graph.saved_tensors_hooks`.
@@ -96,14 +98,17 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+CLOCK = time.perf_counter
+
+
 def fwd_bwd_seconds(module, x):
     module.zero_grad(set_to_none=True)
     x.grad = None
     _sync(x.device)
-    start = time.perf_counter()
+    start = CLOCK()
     module(x).sum().backward()
     _sync(x.device)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def saved_activation_bytes(module, x):
@@ -148,7 +153,8 @@ def bench_size(args, device, b, d, c):
     heads = {name: h.to(device) for name, h in heads.items()}
     heads["matmul floor (full rank)"] = MatmulFloor(d, c, device)
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
-    print(f"\ndevice={device} threads={threads} B={b} D={d} C={c} float32, forward+backward")
+    print(f"\ndevice={device} threads={threads} B={b} D={d} C={c} float32, forward+backward, "
+          f"{args.clock} clock")
     repeats = args.repeats if c <= 10_000 else args.large_repeats
     times = {name: [] for name in heads}
     for head in heads.values():  # warm-up
@@ -209,7 +215,10 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--skip-einsum", action="store_true")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -32,45 +32,68 @@ def _composite(s, m, w, scale, sign):
     return d if scale is None else d * scale
 
 
+def _column_chunk(s: torch.Tensor, classes: int) -> int:
+    """Columns per block: on CPU a `[B, chunk]` block stays in cache (about 1 MiB) across the
+    elementwise steps that follow its matmul; GPUs take all columns at once."""
+    if s.device.type != "cpu":
+        return max(classes, 1)
+    return max(256, (1 << 18) // max(s.shape[0], 1))
+
+
 class _UnitRandersLogits(torch.autograd.Function):
+    # Memory traffic, not flops, is what costs beyond the matmuls: the [B, C] work is done in
+    # column blocks whose elementwise steps run in cache right after the block's matmul, and
+    # the [C, R] prototypes are read by the matmuls (plus |m_j - c|^2 on the same block), as
+    # for an nn.Linear; the backward adds one pass for the prototypes' gradient's diagonal term.
+
     @staticmethod
     def forward(ctx, s, m, w, scale, sign):
-        batch, rank = s.shape
-        # Centre both sets on the batch mean (against cancellation in the Gram trick; prototypes
-        # are learned near the features) and append columns so that ONE matmul with a fresh
-        # output gives |s_i - m_j|^2 = -2 s_i.m_j + |m_j|^2 + |s_i|^2:
-        # left = [-2 s | 1 | |s|^2], right = [m | |m|^2 | 1]. The same matrices give the row and
-        # column sums of the backward's [B, C] matrix from its two matmuls.
+        batch, classes = s.shape[0], m.shape[0]
+        # centre on the batch mean c (against cancellation in the Gram trick): with
+        # s_c = s - c, |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
+        # where |m_j - c|^2 is computed exactly and the product involves the centred batch
         c = s.mean(0)
-        left = s.new_empty(batch, rank + 2)
-        right = m.new_empty(m.shape[0], rank + 2)
-        torch.sub(s, c, out=left[:, :rank])
-        torch.sub(m, c, out=right[:, :rank])
-        torch.linalg.vector_norm(left[:, :rank], dim=-1, out=left[:, rank + 1]).square_()
-        torch.linalg.vector_norm(right[:, :rank], dim=-1, out=right[:, rank]).square_()
-        left[:, :rank].mul_(-2.0)
-        left[:, rank].fill_(1.0)
-        right[:, rank + 1].fill_(1.0)
-        alpha = (left @ right.mT).clamp_min_(0.0).sqrt_()
-        u, v = m @ w, s @ w
-        if sign == 0:
-            d = (u.unsqueeze(0) - v.unsqueeze(1)).abs_().add_(alpha)
-            if scale is not None:
-                d.mul_(scale)
-        elif scale is None:
-            d = torch.add(alpha, u.unsqueeze(0), alpha=sign).sub_(v.unsqueeze(1), alpha=sign)
-        else:
-            # scale * (alpha + sign (u_j - v_i)) in two passes
-            k = scale * sign
-            d = torch.addcmul((k * u).unsqueeze(0), alpha, scale).sub_((k * v).unsqueeze(1))
+        # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
+        left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+        sc = torch.sub(s, c, out=left[:batch])
+        torch.mul(w, -0.5, out=left[batch])
+        col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
+        v = s @ w
+        k = None if scale is None else scale * (1 if sign == 0 else sign)
+        kv = None if k is None else (k * v).unsqueeze(1)
+        alpha = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
+        d = torch.empty_like(alpha)
+        u = torch.empty(classes, dtype=s.dtype, device=s.device)
+        y2 = torch.empty_like(u)
+        chunk = _column_chunk(s, classes)
+        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        for j0 in range(0, classes, chunk):
+            j1 = min(j0 + chunk, classes)
+            mj, tmp = m[j0:j1], block[:, : j1 - j0]
+            torch.linalg.vector_norm(mj - c, dim=1, out=y2[j0:j1]).square_()
+            torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
+            tmp[batch].zero_()
+            tmp.addmm_(left, mj.mT, alpha=-2.0)
+            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])
+            u[j0:j1] = tmp[batch]
+            dj = d[:, j0:j1]
+            if sign == 0:
+                torch.sub(tmp[batch].unsqueeze(0), v.unsqueeze(1), out=dj).abs_().add_(a)
+                if scale is not None:
+                    dj.mul_(scale)
+            elif scale is None:
+                torch.add(a, tmp[batch].unsqueeze(0), alpha=sign, out=dj).sub_(v.unsqueeze(1), alpha=sign)
+            else:
+                # scale * (alpha + sign (u_j - v_i))
+                torch.addcmul((k * tmp[batch]).unsqueeze(0), a, scale, out=dj).sub_(kv)
         ctx.sign = sign
-        ctx.save_for_backward(s, m, w, scale, left, right, alpha, u, v)
+        ctx.save_for_backward(s, m, w, scale, sc, col, y2, alpha, u, v)
         return d
 
     @staticmethod
     def backward(ctx, grad):
-        s, m, w, scale, left, right, alpha, u, v = ctx.saved_tensors
-        sign, rank = ctx.sign, s.shape[1]
+        s, m, w, scale, sc, col, y2, alpha, u, v = ctx.saved_tensors
+        sign, (batch, classes) = ctx.sign, alpha.shape
         if torch.is_grad_enabled():
             # double backward: differentiate the composite (rare path, slower)
             wanted = [t for t, need in zip((s, m, w, scale), ctx.needs_input_grad[:4], strict=True) if need]
@@ -78,39 +101,57 @@ class _UnitRandersLogits(torch.autograd.Function):
                 out = _composite(s, m, w, scale, sign)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
             return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None)
-        # alpha part: d|m_j - s_i| / ds_i = (s_i - m_j) / alpha_ij, and 0 where alpha is 0
-        g = torch.div(grad, alpha).masked_fill_(alpha == 0, 0.0)
-        if sign == 0:
-            e = grad * (u.unsqueeze(0) - v.unsqueeze(1)).sign_()
-            rows, cols = e.sum(1), e.sum(0)
-        else:
-            rows, cols = grad.sum(1).mul_(sign), grad.sum(0).mul_(sign)
-        # g @ right = [g m_c | g |m_c|^2 | g 1], g^T @ left = [-2 g^T s_c | g^T 1 | g^T |s_c|^2]
-        g_right = g @ right
-        g_left = g.mT @ left
-        g_rows, g_cols = g_right[:, rank + 1 : rank + 2], g_left[:, rank : rank + 1]
-        sc = left[:, :rank] * -0.5
-        mc = right[:, :rank]
-        grad_s = grad_m = grad_w = grad_scale = None
-        if ctx.needs_input_grad[0]:
-            grad_s = (sc * g_rows).sub_(g_right[:, :rank]).addr_(rows, w, alpha=-1.0)
-            grad_s = grad_s if scale is None else grad_s.mul_(scale)
-        if ctx.needs_input_grad[1]:
-            grad_m = torch.addcmul(g_left[:, :rank], mc, g_cols, value=2.0).mul_(0.5).addr_(cols, w)
-            grad_m = grad_m if scale is None else grad_m.mul_(scale)
-        if ctx.needs_input_grad[2]:
-            grad_w = torch.addmv(m.mT @ cols, s.mT, rows, alpha=-1.0)
-            grad_w = grad_w if scale is None else grad_w.mul_(scale)
-        if ctx.needs_input_grad[3]:
-            # sum grad * alpha = sum g * alpha^2 = sum g (|s_i|^2 + |m_j|^2 - 2 s_i.m_j), from the
-            # small matmul results (no pass over [B, C])
-            x2 = left[:, rank + 1]
-            total = x2 @ g_rows.squeeze(1) + g_right[:, rank].sum()
-            total = total + (left[:, :rank] * g_right[:, :rank]).sum()
+        k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
+        need_m = ctx.needs_input_grad[1]
+        # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
+        right = None
+        if need_m:
+            right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+            torch.mul(s, -k, out=right[:batch])
+            torch.mul(w, k, out=right[batch])
+        grad_m = torch.empty_like(m) if need_m else None
+        rows = s.new_zeros(batch)  # sign * sum_j grad_ij (or with sign(t_ij) for "max")
+        g_rows = s.new_zeros(batch)
+        gm = s.new_zeros(batch + 1, s.shape[1])  # [g m; cols^T m]
+        abs_part = s.new_zeros(())
+        g_cols = torch.empty_like(u)
+        cols = torch.empty_like(u)
+        chunk = _column_chunk(s, classes)
+        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        for j0 in range(0, classes, chunk):
+            j1 = min(j0 + chunk, classes)
+            gj, tmp = grad[:, j0:j1], block[:, : j1 - j0]
+            # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
+            # grad itself still reaches every result through the row and column sums below)
+            g = torch.div(gj, alpha[:, j0:j1], out=tmp[:batch]).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
             if sign == 0:
-                total = total + (grad * (u.unsqueeze(0) - v.unsqueeze(1)).abs_()).sum()
+                t = (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).sign_().mul_(gj)
+                rows += t.sum(1)
+                torch.sum(t, 0, out=cols[j0:j1])
+                if ctx.needs_input_grad[3]:
+                    abs_part += (gj * (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).abs_()).sum()
             else:
-                total = total + cols @ u - rows @ v
+                rows.add_(gj.sum(1), alpha=sign)
+                torch.sum(gj, 0, out=cols[j0:j1]).mul_(sign)
+            tmp[batch] = cols[j0:j1]
+            g_rows += g.sum(1)
+            torch.sum(g, 0, out=g_cols[j0:j1])
+            mj = m[j0:j1]
+            gm.addmm_(tmp, mj)
+            if need_m:
+                # sum_i g_ij (m_j - s_i) + cols_j w, times k
+                torch.mm(tmp.mT, right, out=grad_m[j0:j1]).addcmul_(mj, (g_cols[j0:j1] * k).unsqueeze(1))
+        grad_s = grad_w = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            # sum_j g_ij (s_i - m_j) - rows_i w (the centre cancels)
+            grad_s = (s * g_rows.unsqueeze(1)).sub_(gm[:batch]).addr_(rows, w, alpha=-1.0).mul_(k)
+        if ctx.needs_input_grad[2]:
+            grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
+        if ctx.needs_input_grad[3]:
+            # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
+            # the small results (no pass over [B, C])
+            total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * (sc * gm[:batch]).sum()
+            total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
             grad_scale = total.reshape(scale.shape)
         return grad_s, grad_m, grad_w, grad_scale, None
 
