@@ -181,6 +181,8 @@ class FAIMHead(nn.Module):
             from `prototype_coords` for `manifold=None`.
         prototype_coords: `manifold=None` only: `geoopt.ManifoldParameter`, shape `[C, D']`,
             the prototypes in factor coordinates (see above).
+        factor_coordinates: whether the prototypes are stored in factor coordinates
+            (`manifold=None`).
         projection: the `nn.Linear(D, r, bias=False)` map $P$, or `None`.
 
     Raises:

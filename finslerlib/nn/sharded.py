@@ -160,6 +160,8 @@ class ShardedFAIMHead(FAIMHead):
     `state_dict()` is collective (call it on every rank; it returns the full prototypes, with
     the same keys as a `FAIMHead` of all `C` classes); `load_state_dict` takes such a full
     state (from any world size, or from a `FAIMHead`) and keeps this rank's block.
+    `distances(x)` and `FAIMHead.forward(head, x)` give this rank's block of distances and
+    logits, `[..., local_classes]` (for inference; or load the state into a `FAIMHead`).
 
     Args:
         in_features: feature dimension `D`.
