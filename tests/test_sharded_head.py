@@ -1,8 +1,8 @@
 """ShardedFAIMHead on torch.distributed (gloo, CPU, float64) against the single-process oracle:
 `FAIMHead` + `cross_entropy` / `margin_loss` over all classes, computed in every worker.
 
-Two spawns (world sizes 2 and 3) run every distributed check; the world-size-2 run saves a
-checkpoint that the world-size-3 run loads.
+One spawn of 3 processes runs every distributed check twice: on a 2-rank subgroup (which
+saves a checkpoint) and on the 3-rank world (which loads it).
 """
 
 import os
@@ -59,10 +59,10 @@ def _reference_loss(head, x, y, margin):
     return nnf.cross_entropy(head(x), y)
 
 
-def _sharded_like(reference, config, **kwargs):
+def _sharded_like(reference, config, group, **kwargs):
     manifold = _manifold() if config.get("manifold") else None
     head = ShardedFAIMHead(D, config["classes"], manifold, margin=config["margin"], scale=3.0,
-                           dtype=torch.float64, **config["kwargs"], **kwargs)
+                           dtype=torch.float64, process_group=group, **config["kwargs"], **kwargs)
     head.load_state_dict(reference.state_dict())
     return head
 
@@ -74,9 +74,9 @@ def _batch(world, classes, seed=1):
     return x, y
 
 
-def _check_loss_and_gradients(rank, world, config):
+def _check_loss_and_gradients(rank, world, group, config):
     reference = _reference(config)
-    head = _sharded_like(reference, config)
+    head = _sharded_like(reference, config, group)
     assert (head.class_start, head.class_stop) == shard_range(config["classes"], rank, world)
     x, y = _batch(world, config["classes"])
     x_ref = x.clone().requires_grad_()
@@ -97,9 +97,9 @@ def _check_loss_and_gradients(rank, world, config):
         torch.testing.assert_close(p.grad, expected, **TOL, msg=f"gradient of {name}")
 
 
-def _check_adam_steps_and_save(rank, world, config, path):
+def _check_adam_steps_and_save(rank, world, group, config, path):
     reference = _reference(config)
-    head = _sharded_like(reference, config)
+    head = _sharded_like(reference, config, group)
     opt_ref = geoopt.optim.RiemannianAdam(reference.parameters(), lr=0.05)
     opt = geoopt.optim.RiemannianAdam(head.parameters(), lr=0.05)
     mine = slice(rank * B, (rank + 1) * B)
@@ -118,10 +118,10 @@ def _check_adam_steps_and_save(rank, world, config, path):
         torch.save({"state": state, "config": config}, path)
 
 
-def _check_sampling_keeps_positives(rank, world):
+def _check_sampling_keeps_positives(rank, world, group):
     config = {"classes": 12, "kwargs": {}, "margin": 0.0}
     reference = _reference(config)
-    head = _sharded_like(reference, config, sample_rate=0.5)
+    head = _sharded_like(reference, config, group, sample_rate=0.5)
     torch.manual_seed(100 + rank)
     x, y = _batch(world, 12, seed=3)
     mine = slice(rank * B, (rank + 1) * B)
@@ -133,7 +133,7 @@ def _check_sampling_keeps_positives(rank, world):
     assert {int(c) for c in y if int(c) in block} <= set(sampled.tolist())
     assert len(sampled) == max(-(-len(block) // 2), len({int(c) for c in y if int(c) in block}))
     everyone = [None] * world
-    dist.all_gather_object(everyone, sampled.tolist())
+    dist.all_gather_object(everyone, sampled.tolist(), group=group)
     kept = torch.tensor(sorted(c for part in everyone for c in part))
     # oracle: softmax over the kept classes of the full head's logits
     x_ref = x.clone().requires_grad_()
@@ -148,13 +148,13 @@ def _check_sampling_keeps_positives(rank, world):
     assert bool((head.prototype_coords.grad[unused] == 0).all())
 
 
-def _check_load(rank, world, path):
+def _check_load(rank, world, group, path):
     saved = torch.load(path, weights_only=False)
     config = saved["config"]
     reference = FAIMHead(D, config["classes"], scale=3.0, dtype=torch.float64, **config["kwargs"])
     reference.load_state_dict(saved["state"])
     head = ShardedFAIMHead(D, config["classes"], margin=config["margin"], scale=3.0, dtype=torch.float64,
-                           **config["kwargs"])
+                           process_group=group, **config["kwargs"])
     head.load_state_dict(saved["state"])
     assert head.prototype_coords.shape[0] == head.class_stop - head.class_start
     x, y = _batch(world, config["classes"], seed=7)
@@ -165,10 +165,10 @@ def _check_load(rank, world, path):
         torch.testing.assert_close(value, saved["state"][name], rtol=0, atol=0)
 
 
-def _check_ddp_mean_grads(rank, world):
+def _check_ddp_mean_grads(rank, world, group):
     config = CONFIGS["factor"]
     reference = _reference(config)
-    head = _sharded_like(reference, config, ddp_mean_grads=True)
+    head = _sharded_like(reference, config, group, ddp_mean_grads=True)
     x, y = _batch(world, config["classes"])
     x_ref = x.clone().requires_grad_()
     _reference_loss(reference, x_ref, y, 0.0).backward()
@@ -178,38 +178,34 @@ def _check_ddp_mean_grads(rank, world):
     torch.testing.assert_close(x_local.grad, world * x_ref.grad[mine], **TOL)
 
 
-def _worker(rank, world, port, save_path, load_path):
+def _checks(rank, world, group, save_path=None, load_path=None):
+    for config in CONFIGS.values():
+        _check_loss_and_gradients(rank, world, group, config)
+    _check_adam_steps_and_save(rank, world, group, CONFIGS["factor_rank_max_margin"], save_path)
+    _check_sampling_keeps_positives(rank, world, group)
+    _check_ddp_mean_grads(rank, world, group)
+    if load_path is not None:
+        _check_load(rank, world, group, load_path)
+
+
+def _worker(rank, port, path):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=3)
     try:
-        for config in CONFIGS.values():
-            _check_loss_and_gradients(rank, world, config)
-        _check_adam_steps_and_save(rank, world, CONFIGS["factor_rank_max_margin"], save_path)
-        _check_sampling_keeps_positives(rank, world)
-        _check_ddp_mean_grads(rank, world)
-        if load_path is not None:
-            _check_load(rank, world, load_path)
+        pair = dist.new_group([0, 1])  # every rank takes part in creating it
+        if rank < 2:
+            _checks(rank, 2, pair, save_path=path)
+        dist.barrier()
+        _checks(rank, 3, dist.group.WORLD, load_path=path)
     finally:
         dist.destroy_process_group()
 
 
-def _spawn(world, save_path=None, load_path=None):
-    mp.spawn(_worker, args=(world, _free_port(), save_path, load_path), nprocs=world, join=True)
-
-
-@pytest.fixture(scope="module")
-def checkpoint_from_two_ranks(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("sharded") / "head.pt")
-    _spawn(2, save_path=path)
-    return path
-
-
-def test_world_size_2_matches_single_process(checkpoint_from_two_ranks):
-    assert os.path.exists(checkpoint_from_two_ranks)
-
-
-def test_world_size_3_matches_single_process_and_loads_a_world_size_2_checkpoint(checkpoint_from_two_ranks):
-    _spawn(3, load_path=checkpoint_from_two_ranks)
+def test_world_sizes_2_and_3_match_the_single_process_and_reshard_a_checkpoint(tmp_path):
+    # world size 2 (a subgroup) saves after 5 Adam steps; world size 3 loads that checkpoint
+    path = str(tmp_path / "head.pt")
+    mp.spawn(_worker, args=(_free_port(), path), nprocs=3, join=True)
+    assert os.path.exists(path)
 
 
 # --------------------------------------------------------------------------- single process
@@ -229,7 +225,7 @@ def test_shard_range_covers_the_classes_contiguously_with_sizes_within_one():
 def test_without_process_group_it_is_exactly_faimhead_and_cross_entropy(name):
     config = CONFIGS[name]
     reference = _reference(config)
-    head = _sharded_like(reference, config)
+    head = _sharded_like(reference, config, None)
     assert head.world_size == 1 and (head.class_start, head.class_stop) == (0, config["classes"])
     x, y = _batch(2, config["classes"])
     torch.testing.assert_close(head(x, y), _reference_loss(reference, x, y, config["margin"]), rtol=0, atol=0)
@@ -238,7 +234,7 @@ def test_without_process_group_it_is_exactly_faimhead_and_cross_entropy(name):
 def test_state_dict_without_process_group_loads_into_faimhead_and_old_point_checkpoints():
     config = CONFIGS["factor"]
     reference = _reference(config)
-    head = _sharded_like(reference, config)
+    head = _sharded_like(reference, config, None)
     plain = FAIMHead(D, config["classes"], dtype=torch.float64)
     plain.load_state_dict(head.state_dict())
     x, y = _batch(1, config["classes"])
