@@ -15,8 +15,9 @@ single process timed in the same run:
   step (all of a process's threads; the slowest rank), which waiting for a core held by another
   process does not inflate.
 
-The ranks run one thread each, the single process `W` threads, so both use `W` cores. On this
-shared CPU machine gloo moves the data through loopback TCP; see docs/how-to/millions-of-classes.md
+Every process runs one thread (`--single-threads W` gives the single process as many cores as
+the ranks have together; on a machine shared with other jobs its threads then mostly wait for
+each other). gloo moves the data through loopback TCP; see docs/how-to/millions-of-classes.md
 for what to expect with NCCL on GPUs.
 """
 
@@ -65,7 +66,7 @@ def _run(rank, world, port, args, queue):
         head = ShardedFAIMHead(args.features, args.classes)
         rows = args.batch // world
     else:
-        torch.set_num_threads(args.world_size)
+        torch.set_num_threads(args.single_threads)
         head = FAIMHead(args.features, args.classes)
         rows = args.batch
     opt = geoopt.optim.RiemannianSGD(head.parameters(), lr=0.1)
@@ -111,6 +112,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=256, help="global batch")
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--single-threads", type=int, default=1, help="threads of the single process")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
     results = {}
