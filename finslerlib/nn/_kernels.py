@@ -41,6 +41,10 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
     return max(1024, torch.get_num_threads() * (1 << 20) // max(s.shape[0], 1))
 
 
+def _acc(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    return part if total is None else total.add_(part)
+
+
 class _UnitRandersLogits(torch.autograd.Function):
     # Memory traffic, not flops, is what costs beyond the matmuls: the [B, C] work is done in
     # column blocks whose elementwise steps run in cache right after the block's matmul, and
@@ -71,7 +75,9 @@ class _UnitRandersLogits(torch.autograd.Function):
         for j0 in range(0, classes, chunk):
             j1 = min(j0 + chunk, classes)
             mj, tmp = m[j0:j1], block[:, : j1 - j0]
-            torch.linalg.vector_norm(mj - c, dim=1, out=y2[j0:j1]).square_()
+            # |m_j - c|^2 exactly (differences, no cancellation), without an [chunk, R] copy
+            y2[j0:j1] = torch.cdist(mj, c.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+            y2[j0:j1].square_()
             torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
             tmp[batch].zero_()
             tmp.addmm_(left, mj.mT, alpha=-2.0)
@@ -111,10 +117,10 @@ class _UnitRandersLogits(torch.autograd.Function):
             torch.mul(s, -k, out=right[:batch])
             torch.mul(w, k, out=right[batch])
         grad_m = torch.empty_like(m) if need_m else None
-        rows = s.new_zeros(batch)  # sign * sum_j grad_ij (or with sign(t_ij) for "max")
-        g_rows = s.new_zeros(batch)
-        gm = s.new_zeros(batch + 1, s.shape[1])  # [g m; cols^T m]
-        abs_part = s.new_zeros(())
+        # accumulated over the column blocks (the first block assigns):
+        # rows = sign * sum_j grad_ij (with sign(t_ij) for "max"), g_rows = sum_j g_ij,
+        # gm = [g m; cols^T m], abs_part = sum grad |t| ("max")
+        rows = g_rows = gm = abs_part = None
         g_cols = torch.empty_like(u)
         cols = torch.empty_like(u)
         chunk = _column_chunk(s, classes)
@@ -127,18 +133,18 @@ class _UnitRandersLogits(torch.autograd.Function):
             g = torch.div(gj, alpha[:, j0:j1], out=tmp[:batch]).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
             if sign == 0:
                 t = (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).sign_().mul_(gj)
-                rows += t.sum(1)
+                rows = _acc(rows, t.sum(1))
                 torch.sum(t, 0, out=cols[j0:j1])
                 if ctx.needs_input_grad[3]:
-                    abs_part += (gj * (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).abs_()).sum()
+                    abs_part = _acc(abs_part, (gj * (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).abs_()).sum())
             else:
-                rows.add_(gj.sum(1), alpha=sign)
+                rows = _acc(rows, gj.sum(1).mul_(sign))
                 torch.sum(gj, 0, out=cols[j0:j1]).mul_(sign)
             tmp[batch] = cols[j0:j1]
-            g_rows += g.sum(1)
+            g_rows = _acc(g_rows, g.sum(1))
             torch.sum(g, 0, out=g_cols[j0:j1])
             mj = m[j0:j1]
-            gm.addmm_(tmp, mj)
+            gm = torch.mm(tmp, mj) if gm is None else gm.addmm_(tmp, mj)
             if need_m:
                 # sum_i g_ij (m_j - s_i) + cols_j w, times k
                 torch.mm(tmp.mT, right, out=grad_m[j0:j1]).addcmul_(mj, (g_cols[j0:j1] * k).unsqueeze(1))
