@@ -1,6 +1,7 @@
 """Neural-network layers on Finsler manifolds (the FAIM layers: head, losses, blocks).
 
 * `FAIMHead`: prototype classifier with geodesic logits, a drop-in for the last `nn.Linear`.
+* `ShardedFAIMHead`: `FAIMHead` + cross-entropy with prototypes sharded over `torch.distributed`.
 * `FAIMInfoNCELoss`, `FAIMTripletLoss`, `FAIMMarginLoss` (and `functional`): metric-learning
   losses with geodesic distances.
 * `FAIMBlock`: $x \\mapsto \\exp_p(f(\\log_p x))$, stackable tangent-space layers.
@@ -15,6 +16,7 @@ from finslerlib.nn.block import FAIMBlock
 from finslerlib.nn.classifier import replace_classifier
 from finslerlib.nn.head import FAIMHead
 from finslerlib.nn.losses import FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
+from finslerlib.nn.sharded import ShardedFAIMHead, shard_range
 
 __all__ = [
     "FAIMBlock",
@@ -22,6 +24,8 @@ __all__ = [
     "FAIMInfoNCELoss",
     "FAIMMarginLoss",
     "FAIMTripletLoss",
+    "ShardedFAIMHead",
     "functional",
     "replace_classifier",
+    "shard_range",
 ]

@@ -5,10 +5,14 @@ geodesic distances, $\text{logit}_k = -s\, d(x \to \mu_k)$ (or the reverse direc
 larger of the two). Features are put on the manifold with `manifold.expmap0`, which is the
 identity on a flat `Randers` space (so features are used as they are) and maps $\mathbb{R}^D$
 into the ball for `FunkBall`.
+
+When the head builds its own learnable metric (`manifold=None`), it stores the prototypes in the
+metric's factor coordinates (see `FAIMHead`), so a training step costs about an `nn.Linear`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -16,14 +20,96 @@ import geoopt
 import torch
 from torch import nn
 
-from finslerlib.manifolds import Randers
+from finslerlib.manifolds import FinslerManifold, Randers
+from finslerlib.math import randers as rmath
 from finslerlib.nn import classifier as _swap
 from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
+from finslerlib.nn._kernels import DIRECTION_SIGNS, unit_randers_logits
 from finslerlib.nn.functional import compute_dtype
 
 __all__ = ["FAIMHead"]
 
 _DIRECTIONS = ("to_prototype", "from_prototype", "max")
+
+
+def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""`(L, w)` of a constant Randers metric ($a = L L^\top$, $b = L w$), or `None`.
+
+    The one place the nn layers read a manifold's factor (its fast path for constant metrics).
+    """
+    factor = getattr(manifold, "_factor_and_drift", None)
+    return None if factor is None else factor()
+
+
+class _FactorCoordinates(Randers):
+    r"""The unit Randers space $F(y) = |y| + w \cdot y$ of a constant metric, sharing its drift.
+
+    For a Randers metric with $a = L L^\top$, $b = L w$, the linear map $y = L^\top v$ is an
+    isometry from it onto this space (`Randers(I, w)`), so geodesics, distances and Finsler
+    gradients correspond exactly: a geoopt step on points $m = L^\top \mu$ here is the same
+    Finsler step on $\mu$ there, at the current metric. `w` is read from the source metric on
+    every call (a learnable drift stays learnable). Used by `FAIMHead` for its stored
+    prototypes; not registered as a submodule (the source is the head's `manifold`).
+
+    Args:
+        source: a constant Randers metric with a factor (`Randers`, `Randers.learnable`).
+    """
+
+    name = "FactorCoordinates"
+
+    def __init__(self, source):
+        FinslerManifold.__init__(self, source.dim)
+        if _metric_factor(source) is None:
+            raise ValueError(f"{type(source).__name__} has no factor (a = L L^T, b = L w)")
+        self.source = source
+
+    def _drift(self) -> torch.Tensor:
+        return _metric_factor(self.source)[1]
+
+    def _factor(self):
+        w = self._drift()
+        return torch.eye(w.shape[-1], dtype=w.dtype, device=w.device), w
+
+    def _factor_and_drift(self):
+        return self._factor()
+
+    def _coefficients(self):
+        return self._factor()
+
+    def _transform(self, v):
+        return v
+
+    def _transform_with_drift(self, *vs):
+        w = self._drift()
+        return [(v, v @ w.to(v)) for v in vs]
+
+    def norm(self, x, u, *, keepdim=False):
+        self._validate(x, u, names=("x", "u"))
+        return rmath.norm(u, None, self._drift().to(u), keepdim=keepdim)
+
+    def legendre(self, x, u):
+        self._validate(x, u, names=("x", "u"))
+        return rmath.legendre(u, None, self._drift().to(u))
+
+    def dual_norm(self, x, xi, *, keepdim=False):
+        self._validate(x, xi, names=("x", "xi"))
+        return rmath.dual_norm(xi, None, self._drift().to(xi), keepdim=keepdim)
+
+    def inverse_legendre(self, x, xi):
+        self._validate(x, xi, names=("x", "xi"))
+        return rmath.inverse_legendre(xi, None, self._drift().to(xi))
+
+    def fundamental_tensor(self, x, u):
+        self._validate(x, u, names=("x", "u"))
+        return rmath.fundamental_tensor(u, None, self._drift().to(u))
+
+    def cdist(self, x, y):
+        if x.dim() == 2 and y.dim() == 2 and x.shape[-1] == y.shape[-1] == self.dim:
+            return unit_randers_logits(x, y, self._drift().to(x))
+        return super().cdist(x, y)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unit factor coordinates of {type(self.source).__name__}"
 
 
 class FAIMHead(nn.Module):
@@ -48,16 +134,36 @@ class FAIMHead(nn.Module):
 
     * `manifold=None, rank=None`: a learnable full-rank metric `Randers.learnable(in_features)`
       (Cholesky factor + bounded drift; starts Euclidean). Cost per forward is about
-      $(B + C) D^2 + B C D$ multiply-adds, ~3.5x an `nn.Linear` at $D \approx C/2$.
+      $B D^2 + B C D$ multiply-adds (prototypes in factor coordinates, below): at
+      $C \gg D$ about an `nn.Linear`.
     * `manifold=None, rank=r`: a strongly convex Randers metric on an `r`-dimensional learned
       projection: a bias-free linear map $P: \mathbb{R}^D \to \mathbb{R}^r$ followed by a
       full-rank `Randers.learnable(r)` $F_r$; prototypes live in $\mathbb{R}^r$ and
-      $d(x \to \mu_k) = F_r(\mu_k - P x)$. Cost $B D r + (B + C) r^2 + B C r$: for $r \ll D$
+      $d(x \to \mu_k) = F_r(\mu_k - P x)$. Cost $B D r + B r^2 + B C r$: for $r \ll D$
       cheaper than the `nn.Linear` it replaces ($B D C$). As a metric on the features it is
       degenerate along $\ker P$ (a pseudo-metric), which is what a low-rank head wants.
     * `manifold` given: any finslerlib manifold (`Randers`, `FunkBall`, `RandersField`, ...).
       Its dimension must be `in_features`, or, with `rank=r`, it must be `r` and features are
       first projected by a learned $P: \mathbb{R}^D \to \mathbb{R}^r$ (then `expmap0`).
+      The prototypes are stored as points of `manifold` (the parameter `prototypes`).
+
+    Factor coordinates (`manifold=None`). With the learnable metric's factor $a = L L^\top$,
+    $b = L w$, the head stores $m_k = L^\top \mu_k$ (the parameter `prototype_coords`) and
+    computes $d(x \to \mu_k) = |m_k - s| + w \cdot (m_k - s)$ with $s = L^\top x$: only the
+    batch is multiplied by $L$ ($B D^2$), never the $C$ prototypes. This is a
+    reparametrization, not a new model: $(L, w, m) \mapsto (L, w, \mu = L^{-\top} m)$ is a
+    bijection ($L$ is invertible), so the head computes exactly the functions it computes with
+    $\mu$ stored. What changes is the training dynamics: a step on $L$ moves
+    $\mu_k = L^{-\top} m_k$ with it (the prototypes follow the metric), and gradient steps are
+    taken in the coordinates $m$. `prototype_coords` is a `geoopt.ManifoldParameter` on the
+    unit Randers space $F(y) = |y| + w \cdot y$ (`Randers(I, w)`, sharing the drift), onto
+    which $y = L^\top v$ maps the metric isometrically; so a `RiemannianSGD` step on $m$ is
+    exactly the Finsler gradient step on $\mu$ at the current metric. `head.prototypes` reads
+    the points $\mu_k$ (a detached `ManifoldParameter` on `manifold`, computed by one
+    triangular solve; its `.grad`, when `prototype_coords` has one, is the loss gradient with
+    respect to the points at the current metric). Write points with `_set_prototypes`.
+    Checkpoints holding `prototypes` (points) load too: they are converted with the metric
+    of the same checkpoint.
 
     Args:
         in_features: feature dimension `D`.
@@ -75,8 +181,13 @@ class FAIMHead(nn.Module):
 
     Attributes:
         manifold: the manifold (a submodule when it has parameters).
-        prototypes: `geoopt.ManifoldParameter`, shape `[C, D']` ($D'$ = `in_features` or `r`),
-            on `manifold`, so geoopt's optimizers keep them on it.
+        prototypes: points on `manifold`, shape `[C, D']` ($D'$ = `in_features` or `r`): the
+            `geoopt.ManifoldParameter` itself for a given manifold, a read-only view computed
+            from `prototype_coords` for `manifold=None`.
+        prototype_coords: `manifold=None` only: `geoopt.ManifoldParameter`, shape `[C, D']`,
+            the prototypes in factor coordinates (see above).
+        factor_coordinates: whether the prototypes are stored in factor coordinates
+            (`manifold=None`).
         projection: the `nn.Linear(D, r, bias=False)` map $P$, or `None`.
 
     Raises:
@@ -124,6 +235,7 @@ class FAIMHead(nn.Module):
         self.rank = None if rank is None else int(rank)
         self.margin = float(margin)
         manifold_dim = self.in_features if rank is None else self.rank
+        self.factor_coordinates = manifold is None
         if manifold is None:
             manifold = Randers.learnable(manifold_dim, **factory)
         elif getattr(manifold, "ambient_dim", getattr(manifold, "dim", None)) != manifold_dim:
@@ -136,9 +248,12 @@ class FAIMHead(nn.Module):
             self.projection = None
         else:
             self.projection = ScaledOrthogonalLinear(self.in_features, self.rank, bias=False, **factory)
-        self.prototypes = geoopt.ManifoldParameter(
-            torch.empty(self.num_classes, manifold_dim, **factory), manifold=manifold
-        )
+        storage = torch.empty(self.num_classes, manifold_dim, **factory)
+        if self.factor_coordinates:
+            self.prototype_coords = geoopt.ManifoldParameter(storage, manifold=_FactorCoordinates(manifold))
+            self._register_load_state_dict_pre_hook(_points_to_coordinates, with_module=True)
+        else:
+            self.prototypes = geoopt.ManifoldParameter(storage, manifold=manifold)
         self._init_log_scale = math.log(float(scale))
         log_scale = torch.tensor(self._init_log_scale, **factory)
         if learn_scale:
@@ -164,17 +279,12 @@ class FAIMHead(nn.Module):
         """The scale and the prototypes (the submodules initialize themselves when built)."""
         with torch.no_grad():
             self.log_scale.fill_(self._init_log_scale)
-        if self.prototypes.is_meta:
+        stored = self._stored_prototypes()
+        if stored.is_meta:
             return
-        dim = self.prototypes.shape[-1]
         with torch.no_grad():
-            v = torch.randn(self.prototypes.shape, dtype=self.prototypes.dtype, device=self.prototypes.device)
-            self._set_prototypes(self.manifold.projx(self.manifold.expmap0(v / math.sqrt(dim))))
-
-    def _set_prototypes(self, points: torch.Tensor) -> None:
-        """Store manifold points `[C, D']` as the prototypes (the one place that writes them)."""
-        with torch.no_grad():
-            self.prototypes.copy_(points)
+            v = torch.randn_like(stored) / math.sqrt(stored.shape[-1])
+            self._set_prototypes(self.manifold.projx(self.manifold.expmap0(v)))
 
     @property
     def out_features(self) -> int:
@@ -283,6 +393,41 @@ class FAIMHead(nn.Module):
             self._set_prototypes(torch.where(keep, self.prototypes.detach(), points))
         return self
 
+    # ----------------------------------------------------------------- prototype storage
+    def _stored_prototypes(self) -> geoopt.ManifoldParameter:
+        """The prototype parameter as stored: points, or factor coordinates."""
+        return self._parameters["prototype_coords" if self.factor_coordinates else "prototypes"]
+
+    @property
+    def prototypes(self) -> geoopt.ManifoldParameter:
+        """The class prototypes as points on `manifold`, shape `[C, D']` (see the class docs)."""
+        params = self.__dict__.get("_parameters", {})
+        if "prototypes" in params:
+            return params["prototypes"]
+        coords = params.get("prototype_coords")
+        if coords is None:
+            raise AttributeError("prototypes")
+        with torch.no_grad():
+            chol = _metric_factor(self.manifold)[0].to(coords)
+            # rows: m = mu L, so mu = m L^{-1}
+            points = torch.linalg.solve_triangular(chol, coords.detach(), upper=False, left=False)
+            out = geoopt.ManifoldParameter(points, manifold=self.manifold, requires_grad=False)
+            if coords.grad is not None:
+                # dl/dmu = dl/dm L^T at the current metric
+                out.grad = coords.grad @ chol.mT
+        return out
+
+    def _set_prototypes(self, points: torch.Tensor) -> None:
+        """Write the prototypes from points on `manifold`, shape `[C, D']` (no gradient)."""
+        stored = self._stored_prototypes()
+        if points.shape != stored.shape:
+            raise ValueError(f"points must have shape {tuple(stored.shape)}, got {tuple(points.shape)}")
+        with torch.no_grad():
+            points = points.to(stored)
+            if self.factor_coordinates:
+                points = points @ _metric_factor(self.manifold)[0].to(stored)
+            stored.copy_(points)
+
     @property
     def scale(self) -> torch.Tensor:
         """The logit scale $s = \\exp(\\text{log\\_scale})$, a scalar tensor."""
@@ -299,12 +444,36 @@ class FAIMHead(nn.Module):
         """
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected features of shape [..., {self.in_features}], got {tuple(x.shape)}")
-        dtype = compute_dtype(x, self.prototypes)
+        dtype = compute_dtype(x, self._stored_prototypes())
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.to(dtype)
             if self.projection is not None:
                 x = x @ self.projection.weight.to(dtype).mT
             return self.manifold.expmap0(x)
+
+    def _scaled_distances(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`."""
+        lead = x.shape[:-1]
+        z = self.embed(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.factor_coordinates:
+                chol, w = _metric_factor(self.manifold)
+                coords = self.prototype_coords.to(z.dtype)
+                scale = None if scale is None else scale.to(z.dtype)
+                d = unit_randers_logits(
+                    z @ chol.to(z.dtype), coords, w.to(z.dtype), scale, sign=DIRECTION_SIGNS[self.direction]
+                )
+            else:
+                mu = self.prototypes.to(z.dtype)
+                if self.direction == "to_prototype":
+                    d = self.manifold.cdist(z, mu)
+                elif self.direction == "from_prototype":
+                    d = self.manifold.cdist(mu, z).mT
+                else:
+                    d = torch.maximum(self.manifold.cdist(z, mu), self.manifold.cdist(mu, z).mT)
+                if scale is not None:
+                    d = d * scale.to(d.dtype)
+        return d.reshape(*lead, d.shape[-1])
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """Distances between features and prototypes in the head's `direction`.
@@ -315,17 +484,7 @@ class FAIMHead(nn.Module):
         Returns:
             Tensor, shape `[..., num_classes]`, float32 at least.
         """
-        lead = x.shape[:-1]
-        z = self.embed(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            mu = self.prototypes.to(z.dtype)
-            if self.direction == "to_prototype":
-                d = self.manifold.cdist(z, mu)
-            elif self.direction == "from_prototype":
-                d = self.manifold.cdist(mu, z).mT
-            else:
-                d = torch.maximum(self.manifold.cdist(z, mu), self.manifold.cdist(mu, z).mT)
-        return d.reshape(*lead, self.num_classes)
+        return self._scaled_distances(x, None)
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, *, margin: float | None = None
@@ -352,20 +511,20 @@ class FAIMHead(nn.Module):
             >>> bool((head(x, y) < head(x)).gather(1, y[:, None]).all())  # only the true class moves
             True
         """
-        d = self.distances(x)
-        scale = self.scale.to(d.dtype)
+        logits = self._scaled_distances(x, -self.scale)
         if labels is None:
-            return d * -scale
+            return logits
         m = self.margin if margin is None else float(margin)
         if not m >= 0:
             raise ValueError(f"margin must be >= 0, got {m}")
-        if labels.shape != d.shape[:-1] or labels.is_floating_point():
+        if labels.shape != logits.shape[:-1] or labels.is_floating_point():
             raise ValueError(
-                f"labels must be integer classes of shape {tuple(d.shape[:-1])}, "
+                f"labels must be integer classes of shape {tuple(logits.shape[:-1])}, "
                 f"got {labels.dtype} of shape {tuple(labels.shape)}"
             )
-        shifted = d.scatter_add(-1, labels.unsqueeze(-1), torch.full_like(d[..., :1], m))
-        return shifted * -scale
+        # the true class's distance grows by m: its logit drops by s * m
+        shift = (-self.scale * m).to(logits.dtype).expand_as(logits[..., :1])
+        return logits.scatter_add(-1, labels.unsqueeze(-1), shift)
 
     def extra_repr(self) -> str:
         rank = "" if self.rank is None else f", rank={self.rank}"
@@ -374,3 +533,26 @@ class FAIMHead(nn.Module):
             f"direction={self.direction!r}{rank}, margin={self.margin}, "
             f"learn_scale={isinstance(self.log_scale, nn.Parameter)}"
         )
+
+
+def _points_to_coordinates(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    """Load-time conversion of a checkpoint storing points (`prototypes`) into factor coordinates.
+
+    The points are mapped with the factor of the metric in the same checkpoint (the current
+    metric for entries the checkpoint lacks), so the loaded head computes what the saved one did.
+    """
+    key = prefix + "prototypes"
+    if key not in state_dict or prefix + "prototype_coords" in state_dict:
+        return
+    points = state_dict.pop(key)
+    metric = copy.deepcopy(module.manifold)
+    sub = prefix + "manifold."
+    entries = {k[len(sub) :]: v for k, v in state_dict.items() if k.startswith(sub)}
+    metric.load_state_dict(entries, strict=False)
+    with torch.no_grad():
+        chol = _metric_factor(metric)[0]
+        if points.dim() != 2 or points.shape[-1] != chol.shape[0]:
+            raise ValueError(
+                f"checkpoint prototypes must have shape [C, {chol.shape[0]}], got {tuple(points.shape)}"
+            )
+        state_dict[prefix + "prototype_coords"] = points.to(chol) @ chol

@@ -1,0 +1,198 @@
+r"""The fused logits kernel of `FAIMHead` in the metric's factor coordinates.
+
+For a constant Randers metric with $a = L L^\top$, $b = L w$, the map $y = L^\top v$ is an
+isometry onto the "unit" Randers space $F(y) = |y| + w \cdot y$. With prototypes stored as
+$m_k = L^\top \mu_k$ and features mapped by $s_i = L^\top x_i$ (rows: `x @ L`),
+
+$$d(x_i \to \mu_k) = |m_k - s_i| + w \cdot m_k - w \cdot s_i,$$
+
+so a training step transforms only the batch ($B D^2$) and pays one Gram product ($B C D$),
+like an `nn.Linear`. Forward and backward are fused by hand: a few passes over the `[B, C]`
+result, the logit scale folded in, no `[B, C, D]` tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from finslerlib.math.pairwise import pairwise_sqdist, safe_sqrt
+
+__all__ = ["DIRECTION_SIGNS", "unit_randers_logits"]
+
+# d(x -> mu) = alpha + sign * (w.m - w.s); "max" (sign 0) is alpha + |w.m - w.s|, the larger of the two
+DIRECTION_SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}
+
+
+def _composite(s, m, w, scale, sign):
+    """The same function from differentiable torch ops (double backward, and the test oracle)."""
+    c = s.mean(0).detach()
+    alpha = safe_sqrt(pairwise_sqdist(s - c, m - c))
+    t = (m @ w).unsqueeze(0) - (s @ w).unsqueeze(1)
+    d = alpha + t.abs() if sign == 0 else alpha + sign * t
+    return d if scale is None else d * scale
+
+
+def _column_chunk(s: torch.Tensor, classes: int) -> int:
+    """Columns per block: on CPU a `[B, chunk]` block (about 4 MiB per thread) stays in cache
+    across the elementwise steps that follow its matmul, with few enough blocks that the
+    threads' synchronisation per operation stays cheap; GPUs take all columns at once."""
+    if s.device.type != "cpu":
+        return max(classes, 1)
+    return max(1024, torch.get_num_threads() * (1 << 20) // max(s.shape[0], 1))
+
+
+def _acc(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    return part if total is None else total.add_(part)
+
+
+class _UnitRandersLogits(torch.autograd.Function):
+    # Memory traffic, not flops, is what costs beyond the matmuls: the [B, C] work is done in
+    # column blocks whose elementwise steps run in cache right after the block's matmul, and
+    # the [C, R] prototypes are read by the matmuls (plus |m_j - c|^2 on the same block), as
+    # for an nn.Linear; the backward adds one pass for the prototypes' gradient's diagonal term.
+
+    @staticmethod
+    def forward(ctx, s, m, w, scale, sign):
+        batch, classes = s.shape[0], m.shape[0]
+        # centre on the batch mean c (against cancellation in the Gram trick): with
+        # s_c = s - c, |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
+        # where |m_j - c|^2 is computed exactly and the product involves the centred batch
+        c = s.mean(0)
+        # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
+        left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+        sc = torch.sub(s, c, out=left[:batch])
+        torch.mul(w, -0.5, out=left[batch])
+        col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
+        v = s @ w
+        k = None if scale is None else scale * (1 if sign == 0 else sign)
+        kv = None if k is None else (k * v).unsqueeze(1)
+        alpha = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
+        d = torch.empty_like(alpha)
+        u = torch.empty(classes, dtype=s.dtype, device=s.device)
+        y2 = torch.empty_like(u)
+        chunk = _column_chunk(s, classes)
+        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        for j0 in range(0, classes, chunk):
+            j1 = min(j0 + chunk, classes)
+            mj, tmp = m[j0:j1], block[:, : j1 - j0]
+            # |m_j - c|^2 exactly (differences, no cancellation), without an [chunk, R] copy
+            y2[j0:j1] = torch.cdist(mj, c.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+            y2[j0:j1].square_()
+            torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
+            tmp[batch].zero_()
+            tmp.addmm_(left, mj.mT, alpha=-2.0)
+            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])
+            u[j0:j1] = tmp[batch]
+            dj = d[:, j0:j1]
+            if sign == 0:
+                torch.sub(tmp[batch].unsqueeze(0), v.unsqueeze(1), out=dj).abs_().add_(a)
+                if scale is not None:
+                    dj.mul_(scale)
+            elif scale is None:
+                torch.add(a, tmp[batch].unsqueeze(0), alpha=sign, out=dj).sub_(v.unsqueeze(1), alpha=sign)
+            else:
+                # scale * (alpha + sign (u_j - v_i))
+                torch.addcmul((k * tmp[batch]).unsqueeze(0), a, scale, out=dj).sub_(kv)
+        ctx.sign = sign
+        ctx.save_for_backward(s, m, w, scale, sc, col, y2, alpha, u, v)
+        return d
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, m, w, scale, sc, col, y2, alpha, u, v = ctx.saved_tensors
+        sign, (batch, classes) = ctx.sign, alpha.shape
+        if torch.is_grad_enabled():
+            # double backward: differentiate the composite (rare path, slower)
+            wanted = [t for t, need in zip((s, m, w, scale), ctx.needs_input_grad[:4], strict=True) if need]
+            with torch.enable_grad():
+                out = _composite(s, m, w, scale, sign)
+            grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
+            return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None)
+        k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
+        need_m = ctx.needs_input_grad[1]
+        # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
+        right = None
+        if need_m:
+            right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+            torch.mul(s, -k, out=right[:batch])
+            torch.mul(w, k, out=right[batch])
+        grad_m = torch.empty_like(m) if need_m else None
+        # accumulated over the column blocks (the first block assigns):
+        # rows = sign * sum_j grad_ij (with sign(t_ij) for "max"), g_rows = sum_j g_ij,
+        # gm = [g m; cols^T m], abs_part = sum grad |t| ("max")
+        rows = g_rows = gm = abs_part = None
+        g_cols = torch.empty_like(u)
+        cols = torch.empty_like(u)
+        chunk = _column_chunk(s, classes)
+        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        for j0 in range(0, classes, chunk):
+            j1 = min(j0 + chunk, classes)
+            gj, tmp = grad[:, j0:j1], block[:, : j1 - j0]
+            # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
+            # grad itself still reaches every result through the row and column sums below)
+            g = torch.div(gj, alpha[:, j0:j1], out=tmp[:batch]).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            if sign == 0:
+                t = (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).sign_().mul_(gj)
+                rows = _acc(rows, t.sum(1))
+                torch.sum(t, 0, out=cols[j0:j1])
+                if ctx.needs_input_grad[3]:
+                    abs_part = _acc(abs_part, (gj * (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).abs_()).sum())
+            else:
+                rows = _acc(rows, gj.sum(1).mul_(sign))
+                torch.sum(gj, 0, out=cols[j0:j1]).mul_(sign)
+            tmp[batch] = cols[j0:j1]
+            g_rows = _acc(g_rows, g.sum(1))
+            torch.sum(g, 0, out=g_cols[j0:j1])
+            mj = m[j0:j1]
+            gm = torch.mm(tmp, mj) if gm is None else gm.addmm_(tmp, mj)
+            if need_m:
+                # sum_i g_ij (m_j - s_i) + cols_j w, times k
+                torch.mm(tmp.mT, right, out=grad_m[j0:j1]).addcmul_(mj, (g_cols[j0:j1] * k).unsqueeze(1))
+        grad_s = grad_w = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            # sum_j g_ij (s_i - m_j) - rows_i w (the centre cancels)
+            grad_s = (s * g_rows.unsqueeze(1)).sub_(gm[:batch]).addr_(rows, w, alpha=-1.0).mul_(k)
+        if ctx.needs_input_grad[2]:
+            grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
+        if ctx.needs_input_grad[3]:
+            # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
+            # the small results (no pass over [B, C])
+            total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * (sc * gm[:batch]).sum()
+            total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
+            grad_scale = total.reshape(scale.shape)
+        return grad_s, grad_m, grad_w, grad_scale, None
+
+
+def unit_randers_logits(
+    s: torch.Tensor, m: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None = None, *, sign: int = 1
+) -> torch.Tensor:
+    r"""`scale * d` for the unit Randers distances $d_{ik} = |m_k - s_i| + \sigma\, w \cdot (m_k - s_i)$.
+
+    $\sigma = 1$ is $d(s_i \to m_k)$, $\sigma = -1$ is $d(m_k \to s_i)$, and $\sigma = 0$ the
+    larger of the two, $|m_k - s_i| + |w \cdot (m_k - s_i)|$. The gradient is finite where two
+    points coincide (the $|\cdot|$ part contributes 0). Double backward works through a slower
+    recomputation.
+
+    Args:
+        s: Tensor, shape `[B, R]`, features in factor coordinates.
+        m: Tensor, shape `[C, R]`, prototypes in factor coordinates.
+        w: Tensor, shape `[R]`, the drift in factor coordinates.
+        scale: scalar tensor multiplying the result, or `None`.
+        sign: `1`, `-1` or `0` (see above).
+
+    Returns:
+        Tensor, shape `[B, C]`.
+
+    Example:
+        >>> s, m = torch.zeros(1, 2), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+        >>> unit_randers_logits(s, m, torch.tensor([0.5, 0.0]))
+        tensor([[1.5000, 0.5000]])
+    """
+    if s.dim() != 2 or m.dim() != 2 or w.dim() != 1 or s.shape[1] != m.shape[1] or w.shape[0] != s.shape[1]:
+        raise ValueError(
+            "unit_randers_logits needs s [B, R], m [C, R], w [R]; got "
+            f"{tuple(s.shape)}, {tuple(m.shape)}, {tuple(w.shape)}"
+        )
+    if sign not in (1, -1, 0):
+        raise ValueError(f"sign must be 1, -1 or 0, got {sign}")
+    return _UnitRandersLogits.apply(s, m, w, scale, sign)
