@@ -115,21 +115,11 @@ def test_geodesics_match_geoopt(sample):
 
 
 def test_conformance_kit_on_the_sphere():
-    """The kit on a manifold with an embedded domain.
-
-    Properties listed in `OLD_KIT` fail only because the conformance kit on this branch samples
-    ambient vectors and minimizes over Euclidean unit vectors of R^{n+1} without `proju`; the kit
-    rewrite samples through `proju`. Every other property must pass here.
-    """
+    """The kit on a manifold with an embedded domain: it samples tangent vectors through `proju`
+    and minimizes over unit tangent directions, and every property passes."""
     report = check_manifold(RoundSphere(2), dtype=F64, raise_on_failure=False)
-    failed = set(report.failed)
-    assert not failed - OLD_KIT, {name: report.results[name].detail for name in failed - OLD_KIT}
+    assert not report.failed, {name: report.results[name].detail for name in report.failed}
     assert "dist_metric" in report.passed and "norm_triangle" in report.passed
-
-
-# properties of the current kit that draw non-tangent vectors (see the test's docstring): each
-# counterexample it reports has <x, v> != 0
-OLD_KIT = {"sampling", "dual_norm", "legendre", "exp_log_inverse", "short_geodesics"}
 
 
 class Hyperbolic(FinslerManifold):
@@ -200,9 +190,8 @@ def test_hyperboloid_matches_geoopt_lorentz():
 
 
 def test_conformance_kit_on_the_hyperboloid():
-    """As for the sphere: only the properties of `OLD_KIT` may fail, for the same reason."""
+    """As for the sphere: every property the kit runs passes."""
     # large_steps: exp of a vector of length 1e4 is cosh(1e4), beyond every float format
     report = check_manifold(Hyperbolic(2), dtype=F64, raise_on_failure=False, skip=["large_steps"])
-    failed = set(report.failed)
-    assert not failed - OLD_KIT, {name: report.results[name].detail for name in failed - OLD_KIT}
+    assert not report.failed, {name: report.results[name].detail for name in report.failed}
     assert "dist_metric" in report.passed and "finsler_gradient" in report.passed

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from finslerlib import FinslerManifold, FunkBall, Randers
+from finslerlib.manifolds.domain import SphereDomain
 from finslerlib.testing import (
     PROPERTIES,
     ManifoldConformance,
@@ -30,8 +31,8 @@ F64 = torch.float64
 class RoundSphere(FinslerManifold):
     """The unit sphere S^n in R^{n+1} with the round metric (zero drift): F(x, v) = |v| on tangent v.
 
-    Written against the public API only: tensors have n + 1 entries (`ambient_dim`), tangent
-    spaces dimension n (`dim`); `expmap` is geoopt.Sphere's; `dist` and `logmap` use the
+    Written on `SphereDomain`: tensors have n + 1 entries (`ambient_dim`), tangent spaces
+    dimension n (`dim`); `expmap` is geoopt.Sphere's; `dist` and `logmap` use the
     cancellation-free angle atan2(|y - (x.y) x|, x.y) (geoopt.Sphere clamps x.y to 1 - 1e-7, so its
     dist(x, x) is acos(1 - 1e-7) = 4.5e-4, not 0).
     """
@@ -39,12 +40,9 @@ class RoundSphere(FinslerManifold):
     name = "RoundSphere"
 
     def __init__(self, n):
-        geoopt.Manifold.__init__(self)  # no FinslerManifold-specific construction needed
+        super().__init__(domain=SphereDomain(n))  # dim = n, ambient_dim = n + 1
         self.n = n
         self.sphere = geoopt.Sphere()
-
-    dim = property(lambda self: self.n)
-    ambient_dim = property(lambda self: self.n + 1)
 
     def _check_shape(self, shape, name):
         ok = len(shape) >= 1 and shape[-1] == self.n + 1
