@@ -1,4 +1,4 @@
-"""FAIMHead vs nn.Linear (and the design notes' einsum head): time and activation memory.
+"""FAIMHead vs nn.Linear (and the einsum head of docs/concepts/classification.md): time and activation memory.
 
 Usage:
     PYTHONPATH=. python benchmarks/bench_head.py [--batch 256 --features 512 --classes 1000 100000]
@@ -18,7 +18,7 @@ All numbers are measured in the same run and printed as RATIOS against `nn.Linea
   `torch.cuda.max_memory_allocated` growth of one forward + backward ("peak MiB").
 
 Bars: full rank <= 2.0x Linear time at C = 1000 and <= 1.6x at C >= 100,000; rank=64 <= 0.6x;
->= 50x faster than the notes' einsum formulation (timed only where its [B, C, D] tensor fits in
+>= 50x faster than the einsum formulation (timed only where its [B, C, D] tensor fits in
 1 GiB). Each class count is a separate table, all from one run.
 """
 
@@ -33,11 +33,11 @@ from torch import nn
 
 from finslerlib.nn import FAIMHead
 
-EINSUM = "notes' einsum head"
+EINSUM = "einsum head"
 
 
 class NotesHead(nn.Module):
-    """The design notes' reference head (integration A), verbatim apart from ASCII names."""
+    """The einsum reference head of docs/concepts/classification.md (a [B, C, D] difference tensor)."""
 
     def __init__(self, feat_dim, n_cls, lam=0.1):
         super().__init__()

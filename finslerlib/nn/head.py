@@ -121,7 +121,8 @@ class FAIMHead(nn.Module):
       \max(d(x \to \mu),\, d(\mu \to x)) & \texttt{"max"} \end{cases}$$
 
     For a flat Randers metric with $a = \Sigma$, $b = \lambda \beta$, `"max"` is exactly the
-    design notes' head $\sqrt{(x-\mu)^\top \Sigma (x-\mu)} + \lambda |\beta \cdot (x-\mu)|$,
+    `einsum` head of `docs/concepts/classification.md`,
+    $\sqrt{(x-\mu)^\top \Sigma (x-\mu)} + \lambda |\beta \cdot (x-\mu)|$,
     since $\max(\alpha + \beta, \alpha - \beta) = \alpha + |\beta|$ (a symmetric metric); the
     other two directions are the asymmetric ones.
 
@@ -169,7 +170,7 @@ class FAIMHead(nn.Module):
         in_features: feature dimension `D`.
         num_classes: number of classes `C`.
         manifold: a finslerlib manifold, or `None` for a learnable Randers metric.
-        scale: initial logit scale $s > 0$ (the notes' $\gamma$).
+        scale: initial logit scale $s > 0$.
         learn_scale: learn $s$ (stored as `log_scale`, so it stays positive) or keep it fixed
             (a buffer, still saved in the `state_dict`).
         direction: `"to_prototype"`, `"from_prototype"` or `"max"` (see above).
