@@ -4,8 +4,16 @@ Closed-form Randers manifolds that plug into geoopt's optimizers, and the FAIM l
 them. See the documentation site for concepts, how-to guides and the API reference.
 """
 
-from finslerlib.manifolds import FinslerManifold, FunkBall, Randers, RandersField
+from finslerlib.manifolds import FinslerManifold, FunkBall, KillingWind, Navigation, Randers, RandersField
 
 __version__ = "0.1.0"
 
-__all__ = ["FinslerManifold", "FunkBall", "Randers", "RandersField", "__version__"]
+__all__ = [
+    "FinslerManifold",
+    "FunkBall",
+    "KillingWind",
+    "Navigation",
+    "Randers",
+    "RandersField",
+    "__version__",
+]
