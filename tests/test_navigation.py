@@ -86,7 +86,9 @@ def test_zero_wind_reproduces_geoopt(name):
     torch.testing.assert_close(m.logmap(x, y), base.logmap(x, y), atol=1e-10, rtol=0)
     v = base.logmap(x, y) * 0.7
     torch.testing.assert_close(m.expmap(x, v), base.expmap(x, v), atol=1e-10, rtol=0)
-    torch.testing.assert_close(m.norm(x, v), base.norm(x, v) if name != "lorentz" else base.norm(v), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        m.norm(x, v), base.norm(x, v) if name != "lorentz" else base.norm(v), atol=1e-12, rtol=0
+    )
 
 
 # ------------------------------------------------------------------ exact = numerical = round trips
@@ -140,6 +142,19 @@ def test_arrival_time_matches_brentq_on_the_sphere():
             hi *= 2
         root = scipy.optimize.brentq(g, 0.0, hi, xtol=1e-14, rtol=1e-14)
         assert abs(root - d[i].item()) < 1e-9
+
+
+@pytest.mark.parametrize("name", ["sphere", "lorentz"])
+def test_scalar_and_vector_root_finds_agree(name):
+    """The spectral scalar iteration (sphere, hyperboloid) against the flow-and-distance one."""
+    m, std = make(name)
+    x, y = pairs(m, 64, std, seed=4)
+    spectral = m.wind.spectral(F64, x.device)
+    assert spectral is not None
+    fast = nmath.killing_arrival_time(m.kind, m.k, x, y, m.wind, m.wind.flow, spectral=spectral)
+    slow = nmath.killing_arrival_time(m.kind, m.k, x, y, m.wind, m.wind.flow)
+    assert bool(fast.converged.all()) and bool(slow.converged.all())
+    torch.testing.assert_close(fast.time, slow.time, atol=1e-12, rtol=1e-12)
 
 
 def test_arrival_time_matches_brentq_for_a_rotating_plane():
@@ -222,7 +237,9 @@ def test_dist_and_logmap_gradients_match_finite_differences(name):
     yr = y.clone().requires_grad_(True)
     v = m.logmap(x, yr)
     jv = torch.autograd.grad(v, yr, grad_outputs=torch.ones_like(v))[0]
-    fd_v = (m.logmap(x, _tangent_curve(m, y, uy, eps)) - m.logmap(x, _tangent_curve(m, y, uy, -eps))) / (2 * eps)
+    fd_v = (m.logmap(x, _tangent_curve(m, y, uy, eps)) - m.logmap(x, _tangent_curve(m, y, uy, -eps))) / (
+        2 * eps
+    )
     torch.testing.assert_close((jv * uy).sum(-1), fd_v.sum(-1), atol=1e-6, rtol=1e-6)
 
 
@@ -300,7 +317,9 @@ def test_killing_flow_matches_matrix_exponential_and_integrates_the_wind():
     w = KillingWind(a)
     y = torch.randn(5, 3, dtype=F64)
     t = torch.linspace(-2, 2, 5, dtype=F64)
-    ref = torch.stack([torch.from_numpy(scipy.linalg.expm(ti.item() * a.numpy())) @ yi for ti, yi in zip(t, y)])
+    ref = torch.stack(
+        [torch.from_numpy(scipy.linalg.expm(ti.item() * a.numpy())) @ yi for ti, yi in zip(t, y, strict=True)]
+    )
     torch.testing.assert_close(w.flow(t, y), ref, atol=1e-12, rtol=1e-12)
     # a translation along the rotation axis (a Jordan block of the augmented field)
     a2 = torch.zeros(3, 3, dtype=F64)
@@ -347,8 +366,13 @@ def test_points_where_the_wind_is_too_strong_are_rejected_with_the_value():
     m = Navigation(geoopt.Euclidean(ndim=1), KillingWind(torch.tensor([[0.0, -2.0], [2.0, 0.0]], dtype=F64)))
     inside = torch.tensor([0.1, 0.2], dtype=F64)
     outside = torch.tensor([0.6, 0.0], dtype=F64)
-    for call in (lambda: m.dist(inside, outside), lambda: m.norm(outside, inside), lambda: m.logmap(outside, inside),
-                 lambda: m.egrad2rgrad(outside, inside), lambda: m.cdist(inside[None], outside[None])):
+    for call in (
+        lambda: m.dist(inside, outside),
+        lambda: m.norm(outside, inside),
+        lambda: m.logmap(outside, inside),
+        lambda: m.egrad2rgrad(outside, inside),
+        lambda: m.cdist(inside[None], outside[None]),
+    ):
         with pytest.raises(ValueError, match=r"[xy] = \[0\.6, 0\].*\|W\(x\)\|_h = 1\.2 >= 1"):
             call()
     ok, reason = m.check_point_on_manifold(outside, explain=True)
@@ -358,7 +382,11 @@ def test_points_where_the_wind_is_too_strong_are_rejected_with_the_value():
     with pytest.raises(ValueError, match="leaves the domain"):
         m.expmap(inside, torch.tensor([5.0, 0.0], dtype=F64))
     # a general wind is checked the same way
-    g = Navigation(geoopt.Sphere(), lambda x: 3.0 * torch.cross(x, torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand_as(x), dim=-1), dim=2)
+    g = Navigation(
+        geoopt.Sphere(),
+        lambda x: 3.0 * torch.cross(x, torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand_as(x), dim=-1),
+        dim=2,
+    )
     with pytest.raises(ValueError, match=r"\|W\(x\)\|_h = 3 >= 1"):
         g.norm(torch.tensor([1.0, 0.0, 0.0], dtype=F64), torch.tensor([0.0, 1.0, 0.0], dtype=F64))
 
@@ -478,5 +506,13 @@ def test_check_manifold_on_embedded_bases_with_killing_winds(name):
 def test_check_manifold_on_embedded_bases_with_general_winds(name):
     m, _ = make(name)
     g = Navigation(m.base, lambda x: m.wind(x), dim=m.dim)
-    assert check_manifold(g, dtype=F64, n=8, rtol=1e-4, atol=1e-6, large_steps=(3.0,), scale=0.3,
-                          skip=["large_steps"] if name == "lorentz" else []).ok
+    assert check_manifold(
+        g,
+        dtype=F64,
+        n=8,
+        rtol=1e-4,
+        atol=1e-6,
+        large_steps=(3.0,),
+        scale=0.3,
+        skip=["large_steps"] if name == "lorentz" else [],
+    ).ok

@@ -145,11 +145,15 @@ class Navigation(FinslerManifold):
                     f"(points on {base_name} have {int(dim) + embedded} entries)"
                 )
         elif dim is None:
-            raise ValueError("Navigation: pass dim= (the intrinsic dimension) unless the wind is a KillingWind")
+            raise ValueError(
+                "Navigation: pass dim= (the intrinsic dimension) unless the wind is a KillingWind"
+            )
         else:
             ambient = int(dim) + embedded
         if wind is not None and not callable(wind):
-            raise ValueError(f"Navigation: wind must be a KillingWind, a callable or None, got {type(wind).__name__}")
+            raise ValueError(
+                f"Navigation: wind must be a KillingWind, a callable or None, got {type(wind).__name__}"
+            )
         super().__init__(ambient - embedded)
         self.ambient_dim = ambient
         self.kind, self.k, self.base_name = kind, k, base_name
@@ -161,12 +165,15 @@ class Navigation(FinslerManifold):
         self.wind = wind
         self.exact = isinstance(wind, KillingWind)
         self.embedded = embedded
-        self._options = dict(steps=steps, atol=atol, rtol=rtol, max_iter=max_iter, jacobian=jacobian,
-                             on_failure=on_failure)
+        self._options = dict(
+            steps=steps, atol=atol, rtol=rtol, max_iter=max_iter, jacobian=jacobian, on_failure=on_failure
+        )
         self.field = None
         if not self.exact:
             chart_h = None if kind == "euclidean" else self._chart_metric
-            self.field = RandersField.from_navigation(chart_h, self._chart_wind, dim=self.dim, **self._options)
+            self.field = RandersField.from_navigation(
+                chart_h, self._chart_wind, dim=self.dim, **self._options
+            )
 
     # ------------------------------------------------------------------ checks and shapes
     def _validate(self, *tensors, names=None, batch_dims=1):
@@ -294,14 +301,16 @@ class Navigation(FinslerManifold):
         self._validate(x, u, names=("x", "u"))
         w, ww = self._wind_checked(x)
         kind, k = self.kind, self.k
-        out = nmath.norm(nmath.inner(kind, k, x, u, u, keepdim=True), nmath.inner(kind, k, x, w, u, keepdim=True), ww)
+        out = nmath.norm(
+            nmath.inner(kind, k, x, u, u, keepdim=True), nmath.inner(kind, k, x, w, u, keepdim=True), ww
+        )
         return out if keepdim else out.squeeze(-1)
 
     def _covector_parts(self, x, xi):
         w, _ = self._wind_checked(x)
         xi = nmath.restrict_covector(self.kind, self.k, x, xi)
         xs = nmath.sharp(self.kind, self.k, x, xi)
-        return w, xs, (xi * xs).sum(-1, keepdim=True), (xi * w).sum(-1, keepdim=True)
+        return w, xs, nmath.rowsum(xi * xs, keepdim=True), nmath.rowsum(xi * w, keepdim=True)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Dual norm $F^*(\xi) = |\xi|_{h^{-1}} + \xi(W)$ of the covector restricted to $T_x M$.
@@ -333,8 +342,11 @@ class Navigation(FinslerManifold):
         w, ww = self._wind_checked(x)
         kind, k = self.kind, self.k
         return nmath.legendre(
-            nmath.flat(kind, k, x, u), nmath.flat(kind, k, x, w), nmath.inner(kind, k, x, u, u, keepdim=True),
-            nmath.inner(kind, k, x, w, u, keepdim=True), ww,
+            nmath.flat(kind, k, x, u),
+            nmath.flat(kind, k, x, w),
+            nmath.inner(kind, k, x, u, u, keepdim=True),
+            nmath.inner(kind, k, x, w, u, keepdim=True),
+            ww,
         )
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
@@ -410,10 +422,15 @@ class Navigation(FinslerManifold):
         q = (p * p).sum(-1, keepdim=True)
         pv = (p * v).sum(-1, keepdim=True)
         if self.kind == "sphere":
-            return torch.cat([-4.0 * pv / (1.0 + q) ** 2, 2.0 * v / (1.0 + q) - 4.0 * p * pv / (1.0 + q) ** 2], -1)
+            return torch.cat(
+                [-4.0 * pv / (1.0 + q) ** 2, 2.0 * v / (1.0 + q) - 4.0 * p * pv / (1.0 + q) ** 2], -1
+            )
         if self.kind == "lorentz":
             k = self.k
-            return torch.cat([4.0 * k**1.5 * pv / (k - q) ** 2, 2.0 * k * v / (k - q) + 4.0 * k * p * pv / (k - q) ** 2], -1)
+            return torch.cat(
+                [4.0 * k**1.5 * pv / (k - q) ** 2, 2.0 * k * v / (k - q) + 4.0 * k * p * pv / (k - q) ** 2],
+                -1,
+            )
         return v
 
     def _chart_metric(self, p):
@@ -436,7 +453,11 @@ class Navigation(FinslerManifold):
     def _pairs(self, x, y, names=("x", "y")):
         self._validate(x, y, names=names)
         shape = torch.broadcast_shapes(x.shape, y.shape)
-        return x.expand(shape).reshape(-1, self.ambient_dim), y.expand(shape).reshape(-1, self.ambient_dim), shape
+        return (
+            x.expand(shape).reshape(-1, self.ambient_dim),
+            y.expand(shape).reshape(-1, self.ambient_dim),
+            shape,
+        )
 
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Exponential map (`u` is first projected onto $T_x M$).
@@ -480,8 +501,17 @@ class Navigation(FinslerManifold):
 
     def _killing_dist(self, xf, yf):
         self._wind_checked(xf)
-        self._wind_checked(yf, "y")
-        return nmath.killing_distance(self.kind, self.k, xf, yf, self.wind, self.wind.flow)
+        _, wy = self._wind_checked(yf, "y")
+        return nmath.killing_distance(
+            self.kind,
+            self.k,
+            xf,
+            yf,
+            self.wind,
+            self.wind.flow,
+            speed_y=wy.squeeze(-1).clamp_min(0).sqrt(),
+            spectral=self.wind.spectral(xf.dtype, xf.device),
+        )
 
     def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False, **options) -> torch.Tensor:
         r"""Forward distance $d(x \to y)$.
@@ -543,7 +573,15 @@ class Navigation(FinslerManifold):
         self._wind_checked(xf)
         self._wind_checked(yf, "y")
         if self.exact:
-            return nmath.killing_arrival_time(self.kind, self.k, xf, yf, self.wind, self.wind.flow)
+            return nmath.killing_arrival_time(
+                self.kind,
+                self.k,
+                xf,
+                yf,
+                self.wind,
+                self.wind.flow,
+                spectral=self.wind.spectral(xf.dtype, xf.device),
+            )
         return self.field.solve(self._chart(xf), self._chart(yf), **options)
 
     def cdist(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 1 << 16, **options) -> torch.Tensor:
@@ -562,7 +600,9 @@ class Navigation(FinslerManifold):
         """
         self._validate(x, y, names=("x", "y"), batch_dims=2)
         if x.dim() < 2 or y.dim() < 2:
-            raise ValueError(f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}")
+            raise ValueError(
+                f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
         if not self.exact:
             return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), **options)
         batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
@@ -572,7 +612,7 @@ class Navigation(FinslerManifold):
         rows = max(1, int(chunk) // max(1, m * xb.shape[0]))
         out = []
         for i in range(0, n, rows):
-            xs = xb[:, i:i + rows]
+            xs = xb[:, i : i + rows]
             r = xs.shape[1]
             xf = xs.unsqueeze(-2).expand(-1, r, m, d).reshape(-1, d)
             yf = yb.unsqueeze(-3).expand(-1, r, m, d).reshape(-1, d)
@@ -599,8 +639,8 @@ class Navigation(FinslerManifold):
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0, max_wind: float = 0.9):
         """Random points with $|W|_h \\le$ `max_wind`: the base's exponential of Gaussian tangent
-        vectors at the origin (std `std`; on the stereographic sphere within $|x| \\le 1/\\sqrt{k}$), pulled toward the
-        origin where the wind is too strong.
+        vectors at the origin (std `std`; on the stereographic sphere within $|x| \\le 1/\\sqrt{k}$),
+        pulled toward the origin where the wind is too strong.
 
         Raises:
             ValueError: no such point found near the origin.

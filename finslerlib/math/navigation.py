@@ -35,6 +35,7 @@ from finslerlib.math.pairwise import safe_div, safe_sqrt
 
 __all__ = [
     "KINDS",
+    "rowsum",
     "inner",
     "flat",
     "sharp",
@@ -59,13 +60,41 @@ __all__ = [
 KINDS = ("euclidean", "sphere", "lorentz", "stereographic")
 
 
+def rowsum(t: torch.Tensor, *, keepdim: bool = False, weights=None) -> torch.Tensor:
+    """Sum over the last dimension as a matmul with a ones (or `weights`) column.
+
+    On CPU, `Tensor.sum(-1)` over a short last dimension (the 3 ambient coordinates of $S^2$) is
+    tens of times slower than this matmul, and it is the inner loop of every root find here.
+
+    Args:
+        t: Tensor, shape `[..., N]`.
+        keepdim: keep the last dimension.
+        weights: optional list of N floats (e.g. the Minkowski signature).
+
+    Returns:
+        Tensor, shape `[...]` (or `[..., 1]`).
+
+    Example:
+        >>> rowsum(torch.tensor([[1.0, 2.0, 3.0]]), weights=[-1.0, 1.0, 1.0])
+        tensor([4.])
+    """
+    n = t.shape[-1]
+    col = (
+        torch.ones(n, 1, dtype=t.dtype, device=t.device)
+        if weights is None
+        else torch.tensor(weights, dtype=t.dtype, device=t.device).reshape(n, 1)
+    )
+    out = t @ col
+    return out if keepdim else out.squeeze(-1)
+
+
 def _dot(u: torch.Tensor, v: torch.Tensor, keepdim: bool = True) -> torch.Tensor:
-    return (u * v).sum(-1, keepdim=keepdim)
+    return rowsum(u * v, keepdim=keepdim)
 
 
 def _minkowski(u: torch.Tensor, v: torch.Tensor, keepdim: bool = True) -> torch.Tensor:
     uv = u * v
-    return (uv[..., 1:].sum(-1, keepdim=True) - uv[..., :1]) if keepdim else uv[..., 1:].sum(-1) - uv[..., 0]
+    return rowsum(uv, keepdim=keepdim, weights=[-1.0] + [1.0] * (uv.shape[-1] - 1))
 
 
 def _j(u: torch.Tensor) -> torch.Tensor:
@@ -494,11 +523,32 @@ class ArrivalTime(NamedTuple):
 
 
 def _slope(kind, k, x, z, d, wind_z):
-    """$\\partial_T d_h(x, \\varphi_{-T} y) = \\langle \\log_z x, W(z)\\rangle_h / d$ at $z = \\varphi_{-T} y$."""
+    """The T-slope $\\langle \\log_z x, W(z)\\rangle_h / d$ of $d_h(x, z)$ at $z = \\varphi_{-T} y$."""
     if kind == "sphere":
         # log_z x = d / sin d (x - <x, z> z) and <z, W(z)> = 0
         return safe_div(_dot(x, wind_z, False), torch.sin(d))
     return safe_div(inner(kind, k, z, base_logmap(kind, k, z, x), wind_z), d)
+
+
+def _scalar_distance(kind, k, s_delta, ds, q0):
+    r"""Distance and its T-slope on the sphere / hyperboloid from the bilinear form's increment.
+
+    `s_delta` = $s(T) - s(0)$ and `ds` = $s'(T)$ for $s(T) = \langle x, \varphi_{-T} y\rangle$ (Euclidean
+    on the sphere, Minkowski on the hyperboloid); `q0` the chord term at $T = 0$ (accurate).
+    """
+    if kind == "sphere":
+        # cos d = 1 - q with q = |x - z|^2 / 2; sin(d/2) = sqrt(q/2), cos(d/2) = sqrt(1 - q/2)
+        half = 0.5 * (q0 - s_delta).clamp(0.0, 2.0)
+        sin_h, cos_h = torch.sqrt(half), torch.sqrt(1.0 - half)
+        d = 2.0 * torch.atan2(sin_h, cos_h)
+        slope = -0.5 * ds / (sin_h * cos_h).clamp_min(torch.finfo(half.dtype).tiny)
+        return d, slope
+    # cosh(d / sqrt k) = 1 + q with q = |x - z|_L^2 / (2k)
+    q = (q0 - s_delta / k).clamp_min(0.0)
+    rk = k**0.5
+    d = 2.0 * rk * torch.asinh(torch.sqrt(0.5 * q))
+    slope = (-ds / rk) / torch.sqrt(q * (q + 2.0)).clamp_min(torch.finfo(q.dtype).tiny)
+    return d, slope
 
 
 def killing_arrival_time(
@@ -510,14 +560,21 @@ def killing_arrival_time(
     flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
     max_iter: int = 100,
+    speed_y: torch.Tensor | None = None,
+    spectral: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> ArrivalTime:
     r"""The smallest $T \ge 0$ with $d_h(x, \varphi_{-T}(y)) = T$ (no gradients).
 
     $g(T) = d_h(x, \varphi_{-T} y) - T$ is strictly decreasing: the flow moves $y$ at $h$-speed
     $|W(y)|_h = w < 1$ (constant along the orbit), so $g' \in [-1 - w, -1 + w]$; the root is unique
     and bracketed by $[d_0/(1 + w), d_0/(1 - w)]$, $d_0 = d_h(x, y)$. Newton steps with the
-    closed-form slope, bisection whenever a step leaves the bracket; a pair converges when
-    $|g(T)| \le 16\,\varepsilon\,(1 + T)$ or the bracket is that narrow.
+    closed-form slope (clamped to those bounds), kept inside the bracket; a pair converges when
+    $|g(T)| \le 64\,\varepsilon\,(1 + d_0/(1 - w))$.
+
+    With `spectral = (lam, V, V^{-1})`, an eigen-decomposition of the flow's generator, on the
+    sphere and the hyperboloid the iteration is scalar per pair: $s(T) = \langle x, e^{-TA} y\rangle
+    = s(0) + \mathrm{Re} \sum_i c_i\, \mathrm{expm1}(-T\lambda_i)$, $c_i = (V^\top G x)_i (V^{-1} y)_i$,
+    and $d_h$ follows from the accurate chord at $T = 0$ plus this increment (no cancellation).
 
     Args:
         kind: one of `KINDS`.
@@ -527,6 +584,8 @@ def killing_arrival_time(
         wind: `x -> W(x)`, shape `[B, N]`.
         flow: `(t, y) -> \varphi_t(y)`, `t` of shape `[B]`.
         max_iter: iteration cap (bisection alone needs about 60 in float64).
+        speed_y: optional $|W(y)|_h$, shape `[B]` (computed when omitted).
+        spectral: optional `(lam [N], V [N, N], V^{-1} [N, N])` (complex) of a linear flow.
 
     Returns:
         `ArrivalTime` with fields of shape `[B]`.
@@ -543,29 +602,68 @@ def killing_arrival_time(
     with torch.no_grad():
         x, y = x.detach(), y.detach()
         eps = torch.finfo(x.dtype).eps
-        d0 = base_dist(kind, k, x, y)
-        w = safe_sqrt(inner(kind, k, y, wind(y), wind(y))).clamp(max=1.0 - eps)
+        if speed_y is None:
+            wy = wind(y)
+            speed_y = safe_sqrt(inner(kind, k, y, wy, wy))
+        w = speed_y.detach().clamp(max=1.0 - eps)
+        scalar = spectral is not None and kind in ("sphere", "lorentz")
+        if scalar:
+            lam, vec, inv = spectral
+            gx = x if kind == "sphere" else _j(x)
+            c = (gx.to(vec.dtype) @ vec) * (y.to(inv.dtype) @ inv.mT)
+            lc = lam * c
+            lc0 = rowsum(lc).real
+            # real arithmetic (complex expm1 is slow on CPU): e^{-T lam} - 1 = E_r + i E_i
+            neg_lam_r, lam_i = -lam.real, lam.imag
+            # one product and one row sum give s(T) - s(0) and s'(T) + lc0 for every pair:
+            # coef[:, 0] . [E_r, E_i] = Re(c E), coef[:, 1] . [E_r, E_i] = Re(lam c E)
+            coef = torch.stack([torch.cat([c.real, -c.imag], -1), torch.cat([lc.real, -lc.imag], -1)], -2)
+            rotation = bool((neg_lam_r.abs() <= 64 * eps * (1.0 + lam_i.abs().max())).all())
+            diff = x - y
+            q0 = 0.5 * (_dot(diff, diff, False) if kind == "sphere" else _minkowski(diff, diff, False) / k)
+            d0, _ = _scalar_distance(kind, k, torch.zeros_like(q0), torch.zeros_like(q0), q0)
+        else:
+            d0 = base_dist(kind, k, x, y)
         lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
-        t = d0.clamp(min=lo, max=hi)
-        tol = 16.0 * eps * (1.0 + d0 / (1.0 - w))
+        # g' lies in [-(1 + w), -(1 - w)]: Newton slopes are clamped to it
+        smin, smax = -(1.0 + w), -(1.0 - w)
+        tol = 64.0 * eps * (1.0 + hi)
+        # first Newton step from T = 0, where g = d0 and the slope is known at z = y
+        if scalar:
+            _, s0 = _scalar_distance(kind, k, torch.zeros_like(q0), -lc0, q0)
+        else:
+            s0 = _slope(kind, k, x, y, d0, wind(y))
+        t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
         done = d0 == 0
-        residual = torch.zeros_like(d0)
+        g = torch.zeros_like(d0)
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007
-            z = flow(-t, y)
-            d = base_dist(kind, k, x, z)
+            if scalar:
+                tb = t.unsqueeze(-1) * lam_i
+                half = torch.sin(0.5 * tb)
+                if rotation:  # purely imaginary spectrum (skew A): e^{-i T b} - 1
+                    er = -2.0 * half * half
+                    ei = -torch.sin(tb)
+                else:
+                    em = torch.expm1(t.unsqueeze(-1) * neg_lam_r)
+                    er = em * torch.cos(tb) - 2.0 * half * half
+                    ei = -(em + 1.0) * torch.sin(tb)
+                both = rowsum(coef * torch.cat([er, ei], -1).unsqueeze(-2))
+                s_delta, ds = both[..., 0], -lc0 - both[..., 1]
+                d, slope = _scalar_distance(kind, k, s_delta, ds, q0)
+            else:
+                z = flow(-t, y)
+                d = base_dist(kind, k, x, z)
+                slope = _slope(kind, k, x, z, d, wind(z))
             g = d - t
-            residual = torch.where(done, residual, g.abs())
-            done = done | (g.abs() <= tol) | (hi - lo <= tol)
+            done = done | (g.abs() <= tol)
             if bool(done.all()):
                 break
             lo = torch.where(g > 0, t, lo)
             hi = torch.where(g < 0, t, hi)
-            slope = _slope(kind, k, x, z, d, wind(z)) - 1.0
-            slope = torch.where((d > 0) & (slope < 0), slope, -torch.ones_like(slope))
-            new = t - g / slope
-            new = torch.where((new <= lo) | (new >= hi), 0.5 * (lo + hi), new)
-            t = torch.where(done, t, new)
+            new = t - g / torch.clamp(slope - 1.0, min=smin, max=smax)
+            t = torch.where(done, t, torch.clamp(new, min=lo, max=hi))
+        residual = g.abs()
         return ArrivalTime(t, residual, tol, done, it)
 
 
@@ -579,7 +677,9 @@ def _check_converged(sol: ArrivalTime) -> None:
         )
 
 
-def killing_distance(kind, k, x, y, wind, flow, *, max_iter: int = 100) -> torch.Tensor:
+def killing_distance(
+    kind, k, x, y, wind, flow, *, max_iter: int = 100, speed_y=None, spectral=None
+) -> torch.Tensor:
     r"""Forward distance $d(x \to y) = T$ for a Killing wind, differentiable by the implicit
     function theorem: $dT = -\,dG / \partial_T G$ with $G = d_h(x, \varphi_{-T} y) - T$.
 
@@ -594,6 +694,8 @@ def killing_distance(kind, k, x, y, wind, flow, *, max_iter: int = 100) -> torch
         wind: `x -> W(x)`.
         flow: `(t, y) -> \varphi_t(y)`.
         max_iter: iteration cap of the root find.
+        speed_y: optional $|W(y)|_h$, shape `[B]`.
+        spectral: optional eigen-decomposition of a linear flow (see `killing_arrival_time`).
 
     Returns:
         Tensor, shape `[B]`.
@@ -610,7 +712,9 @@ def killing_distance(kind, k, x, y, wind, flow, *, max_iter: int = 100) -> torch
         >>> x.grad.shape
         torch.Size([1, 2])
     """
-    sol = killing_arrival_time(kind, k, x, y, wind, flow, max_iter=max_iter)
+    sol = killing_arrival_time(
+        kind, k, x, y, wind, flow, max_iter=max_iter, speed_y=speed_y, spectral=spectral
+    )
     _check_converged(sol)
     t = sol.time
     if not torch.is_grad_enabled():
