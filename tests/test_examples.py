@@ -65,6 +65,7 @@ def test_examples_found():
         "custom_field.py",
         "contrastive.py",
         "faim_blocks.py",
+        "sphere_navigation.py",
     } <= names
 
 
@@ -143,3 +144,17 @@ def test_faim_blocks_identity_and_inside(smoke):
     assert out["losses"][-1] < out["losses"][0]
     assert max(out["radii"]) < 1.0
 
+
+
+def test_sphere_navigation_routes(smoke):
+    """Exact routes reach the ports, are no slower than great circles, and the wind makes them asymmetric."""
+    out, folder = smoke("sphere_navigation")
+    assert out["miss"] < 1e-9
+    for pair, (forward, backward) in out["times"].items():
+        gc_forward, gc_backward = out["great_circle"][pair]
+        assert forward <= gc_forward + 1e-4 and backward <= gc_backward + 1e-4
+        assert abs(forward - backward) > 0.1, pair
+    # Lisbon -> New York sails against the westerly wind: slower than the way back
+    forward, backward = out["times"][("Lisbon", "New York")]
+    assert forward > backward
+    assert_png(folder / "sphere_navigation.png")
