@@ -48,14 +48,18 @@ ROUTES = [(0, 1), (2, 3), (4, 5), (1, 2)]
 def point(lat: float, lon: float) -> torch.Tensor:
     """Unit vector of a latitude / longitude (degrees); the north pole is e_2."""
     la, lo = math.radians(lat), math.radians(lon)
-    return torch.tensor([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)], dtype=torch.float64)
+    return torch.tensor(
+        [math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)], dtype=torch.float64
+    )
 
 
 def lat_lon(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rad2deg(torch.asin(x[..., 2].clamp(-1, 1))), torch.rad2deg(torch.atan2(x[..., 1], x[..., 0]))
 
 
-def route(m: finslerlib.Navigation, x: torch.Tensor, y: torch.Tensor, samples: int) -> tuple[torch.Tensor, float]:
+def route(
+    m: finslerlib.Navigation, x: torch.Tensor, y: torch.Tensor, samples: int
+) -> tuple[torch.Tensor, float]:
     """The fastest route as `samples` points $P(t) = e^{tA} \\exp_x(t u)$, and its sailing time."""
     t_total = m.dist(x, y).item()
     z = m.wind.flow(torch.tensor(-t_total, dtype=x.dtype), y)  # where y was when we left, in wind coordinates
@@ -115,7 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--omega", type=float, default=0.5, help="wind speed on the equator (< 1, default 0.5)")
+    parser.add_argument(
+        "--omega", type=float, default=0.5, help="wind speed on the equator (< 1, default 0.5)"
+    )
     parser.add_argument("--samples", type=int, default=2001, help="points per route for the quadrature")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
     parser.add_argument("--smoke", action="store_true", help="2 routes, coarse quadrature (test suite)")
@@ -163,7 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"routes drawn to {figure}")
     return {
         "times": {(r["from"], r["to"]): (r["forward"], r["backward"]) for r in results},
-        "great_circle": {(r["from"], r["to"]): (r["forward_great_circle"], r["backward_great_circle"]) for r in results},
+        "great_circle": {
+            (r["from"], r["to"]): (r["forward_great_circle"], r["backward_great_circle"]) for r in results
+        },
         "miss": max(max(r["forward_miss"], r["backward_miss"]) for r in results),
         "figure": figure,
     }

@@ -206,7 +206,7 @@ class Navigation(FinslerManifold):
     def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
         if not bool(torch.isfinite(x).all()):
             return False, f"point has non-finite entries ({(~torch.isfinite(x)).sum().item()} of them)"
-        ok, reason = self.base._check_point_on_manifold(x, atol=atol, rtol=rtol)
+        ok, reason = self._check_on_base(x, atol, rtol)
         if not ok:
             return False, f"not a point of the base {self.base_name}: {reason}"
         with torch.no_grad():
@@ -219,6 +219,25 @@ class Navigation(FinslerManifold):
                 f"{_fmt(x.reshape(-1, self.ambient_dim)[i])} the wind has |W(x)|_h = "
                 f"{size.reshape(-1)[i].item():.4g} >= 1 (the wind is too strong for a Randers metric there)"
             )
+        return True, None
+
+    def _check_on_base(self, x, atol, rtol):
+        """The base's own constraint, in `x`'s dtype (geoopt's checks need `k` in it too)."""
+        if self.kind == "sphere":
+            err = (x.norm(dim=-1) - 1.0).abs().max().item() if x.numel() else 0.0
+            return err <= atol + rtol, f"|x| differs from 1 by {err:.3g}"
+        if self.kind == "lorentz":
+            quad = (x[..., 1:] ** 2).sum(-1) - x[..., 0] ** 2
+            err = (quad + self.k).abs().max().item() if x.numel() else 0.0
+            if not err <= atol + rtol * self.k:
+                return False, f"<x, x>_L differs from -k = {-self.k:g} by {err:.3g}"
+            if x.numel() and not bool((x[..., 0] > 0).all()):
+                return False, "x_0 <= 0 (the lower sheet of the hyperboloid)"
+            return True, None
+        if self.kind == "stereographic" and self.k < 0:
+            r2 = (x * x).sum(-1).max().item() if x.numel() else 0.0
+            if not r2 * -self.k < 1:
+                return False, f"|x| = {r2**0.5:.6g} is not inside the ball of radius {(-self.k) ** -0.5:.6g}"
         return True, None
 
     def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
@@ -383,7 +402,12 @@ class Navigation(FinslerManifold):
         return nmath.proju(self.kind, self.k, x, u)
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
-        """The base's projection onto the manifold."""
+        """The base's projection onto the manifold (sphere: $x / |x|$; hyperboloid: $x_0$ from
+        $x_{1:}$; balls: geoopt's pull inside)."""
+        if self.kind == "sphere":
+            return x / x.norm(dim=-1, keepdim=True)
+        if self.kind == "lorentz":
+            return torch.cat([torch.sqrt(self.k + (x[..., 1:] ** 2).sum(-1, keepdim=True)), x[..., 1:]], -1)
         return self.base.projx(x)
 
     # ------------------------------------------------------------------ charts (general winds)
