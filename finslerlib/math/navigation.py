@@ -609,16 +609,21 @@ def killing_arrival_time(
         scalar = spectral is not None and kind in ("sphere", "lorentz")
         if scalar:
             lam, vec, inv = spectral
+            # keep one eigenvalue of each conjugate pair (weight 2) and the real ones (weight 1);
+            # zero eigenvalues contribute nothing to s(T) - s(0)
+            scale = 1.0 + lam.abs().max()
+            keep = (lam.abs() > 64 * eps * scale) & (lam.imag >= -64 * eps * scale)
+            pair = lam.imag > 64 * eps * scale
+            keep = keep & (pair | (lam.imag.abs() <= 64 * eps * scale))
+            weight = torch.where(pair, 2.0, 1.0)[keep].to(x.dtype)
             gx = x if kind == "sphere" else _j(x)
-            c = (gx.to(vec.dtype) @ vec) * (y.to(inv.dtype) @ inv.mT)
-            lc = lam * c
-            lc0 = rowsum(lc).real
-            # real arithmetic (complex expm1 is slow on CPU): e^{-T lam} - 1 = E_r + i E_i
-            neg_lam_r, lam_i = -lam.real, lam.imag
-            # one product and one row sum give s(T) - s(0) and s'(T) + lc0 for every pair:
-            # coef[:, 0] . [E_r, E_i] = Re(c E), coef[:, 1] . [E_r, E_i] = Re(lam c E)
-            coef = torch.stack([torch.cat([c.real, -c.imag], -1), torch.cat([lc.real, -lc.imag], -1)], -2)
-            rotation = bool((neg_lam_r.abs() <= 64 * eps * (1.0 + lam_i.abs().max())).all())
+            c = (gx.to(vec.dtype) @ vec[:, keep]) * (y.to(inv.dtype) @ inv[keep].mT)
+            cr, ci = c.real * weight, c.imag * weight
+            lam_a, lam_b = lam.real[keep], lam.imag[keep]
+            lam_b = torch.where(pair[keep], lam_b, torch.zeros_like(lam_b))
+            rotation = bool((lam_a.abs() <= 64 * eps * scale).all())
+            # s'(0) = -sum Re(lam c)
+            lc0 = rowsum(lam_a * cr - lam_b * ci)
             diff = x - y
             q0 = 0.5 * (_dot(diff, diff, False) if kind == "sphere" else _minkowski(diff, diff, False) / k)
             d0, _ = _scalar_distance(kind, k, torch.zeros_like(q0), torch.zeros_like(q0), q0)
@@ -639,17 +644,19 @@ def killing_arrival_time(
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007
             if scalar:
-                tb = t.unsqueeze(-1) * lam_i
-                half = torch.sin(0.5 * tb)
-                if rotation:  # purely imaginary spectrum (skew A): e^{-i T b} - 1
-                    er = -2.0 * half * half
-                    ei = -torch.sin(tb)
+                # Re(c (e^{-lam T} - 1)) and Re(-lam c e^{-lam T}), lam = a + ib, in real arithmetic
+                bt = t.unsqueeze(-1) * lam_b
+                sn, hs = torch.sin(bt), torch.sin(0.5 * bt)
+                cm1 = -2.0 * hs * hs  # cos(bT) - 1 without cancellation
+                if rotation:
+                    s_delta = rowsum(cr * cm1 + ci * sn)
+                    ds = rowsum(lam_b * (ci * (1.0 + cm1) - cr * sn))
                 else:
-                    em = torch.expm1(t.unsqueeze(-1) * neg_lam_r)
-                    er = em * torch.cos(tb) - 2.0 * half * half
-                    ei = -(em + 1.0) * torch.sin(tb)
-                both = rowsum(coef * torch.cat([er, ei], -1).unsqueeze(-2))
-                s_delta, ds = both[..., 0], -lc0 - both[..., 1]
+                    em = torch.expm1(-t.unsqueeze(-1) * lam_a)
+                    e = em + 1.0
+                    rc = cr * (1.0 + cm1) + ci * sn  # Re(c e^{-ibT})
+                    s_delta = rowsum(cr * (em * (1.0 + cm1) + cm1) + ci * e * sn)
+                    ds = -rowsum(e * (lam_a * rc + lam_b * (cr * sn - ci * (1.0 + cm1))))
                 d, slope = _scalar_distance(kind, k, s_delta, ds, q0)
             else:
                 z = flow(-t, y)
