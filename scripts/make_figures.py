@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     figure_funk(args.out / "funk_geodesics.png")
     figure_sphere_navigation(args.out / "sphere_navigation.png")
     figure_benchmarks(args.out / "benchmarks.png", json.loads(BENCHMARKS_JSON.read_text()))
-    print(f"make_figures: wrote 3 figures to {args.out}")
+    print(f"make_figures: wrote 4 figures to {args.out}")
     return 0
 
 
