@@ -311,6 +311,36 @@ def test_legendre_is_the_derivative_of_half_f_squared_along_tangent_curves():
     torch.testing.assert_close(m.inverse_legendre(x, m.legendre(x, v)), v, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["sphere", "lorentz"])
+def test_metric_laws_on_embedded_bases(name):
+    """What the conformance kit checks, on the sphere and hyperboloid with tangent samples: triangle
+    inequality, d(x, exp_x v) = F(x, v) for short v, the fundamental tensor on tangent vectors is
+    the Hessian of F^2/2 (autograd), F is positive, homogeneous and convex on T_x M."""
+    m, std = make(name)
+    x, y = pairs(m, 16, std, seed=11)
+    _, z = pairs(m, 16, std, seed=12)
+    dxy, dyz, dxz = m.dist(x, y), m.dist(y, z), m.dist(x, z)
+    assert bool((dxz <= dxy + dyz + 1e-12).all())
+    torch.manual_seed(13)
+    u = m.proju(x, torch.randn_like(x))
+    w = m.proju(x, torch.randn_like(x))
+    v = 0.3 * u / m.norm(x, u)[..., None]
+    torch.testing.assert_close(m.dist(x, m.expmap(x, v)), m.norm(x, v), atol=1e-12, rtol=1e-12)
+    assert bool((m.norm(x, u) > 0).all())
+    torch.testing.assert_close(m.norm(x, 2.5 * u), 2.5 * m.norm(x, u), atol=1e-13, rtol=1e-13)
+    assert bool((m.norm(x, u + w) <= m.norm(x, u) + m.norm(x, w) + 1e-12).all())
+    g = m.fundamental_tensor(x, u)
+    for i in range(3):
+        hess = torch.autograd.functional.hessian(lambda vv, i=i: 0.5 * m.norm(x[i], vv) ** 2, u[i])
+        torch.testing.assert_close(w[i] @ g[i] @ w[i], w[i] @ hess @ w[i], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(m.inner(x, u), m.norm(x, u) ** 2, atol=1e-12, rtol=1e-12)
+    # retraction agrees with expmap to first order; transp lands in the tangent space at y
+    for t in (1e-2, 1e-3):
+        assert float((m.retr(x, t * v) - m.expmap(x, t * v)).abs().max()) < 1e-12
+    moved = m.transp(x, y, u)
+    torch.testing.assert_close(m.proju(y, moved), moved, atol=1e-12, rtol=0)
+
+
 # ------------------------------------------------------------------ flows and winds
 def test_killing_flow_matches_matrix_exponential_and_integrates_the_wind():
     a = lorentz_generator(0.4, seed=2)
