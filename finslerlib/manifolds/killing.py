@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from finslerlib.math.navigation import Spectrum, reduce_spectrum
+
 __all__ = ["KillingWind"]
 
 
@@ -153,16 +155,18 @@ class KillingWind(nn.Module):
             "a0": put(a0),
             "drift": put(drift),
         }
+        if spectral:
+            value["reduced"] = reduce_spectrum(value["lam"], value["vec"], value["inv"])
         self._cache = {"key": key, "value": value}
         return value
 
-    def spectral(self, dtype, device):
-        """`(lam, V, V^{-1})` (complex) with $A = V \\mathrm{diag}(\\lambda) V^{-1}$, or `None` when the
-        eigenvectors are ill-conditioned or there is a shift."""
+    def spectral(self, dtype, device) -> Spectrum | None:
+        """The reduced eigen-decomposition of `A` (`finslerlib.math.navigation.Spectrum`), or `None`
+        when the eigenvectors are ill-conditioned or there is a shift."""
         dec = self._decomposition(dtype, device)
         if not dec["spectral"] or dec["a0"] is not None:
             return None
-        return dec["lam"], dec["vec"], dec["inv"]
+        return dec["reduced"]
 
     def flow(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         r"""The flow $\varphi_t(x)$, batched over `t` (differentiable in `t` and `x`).

@@ -281,7 +281,7 @@ class Navigation(FinslerManifold):
         w = self.wind_at(x)
         ww = nmath.inner(self.kind, self.k, x, w, w, keepdim=True)
         with torch.no_grad():
-            bad = ~(ww < 1) | ~torch.isfinite(w).all(-1, keepdim=True)
+            bad = ~(ww < 1)  # also catches a non-finite wind or point (NaN compares False)
             if bool(bad.any()):
                 bad = bad.expand(*torch.broadcast_shapes(bad.shape[:-1], x.shape[:-1]), 1)
                 i = bad.reshape(-1).nonzero()[0, 0]

@@ -51,6 +51,8 @@ __all__ = [
     "legendre",
     "inverse_legendre",
     "ArrivalTime",
+    "Spectrum",
+    "reduce_spectrum",
     "killing_arrival_time",
     "killing_distance",
     "killing_expmap",
@@ -530,6 +532,56 @@ def _slope(kind, k, x, z, d, wind_z):
     return safe_div(inner(kind, k, z, base_logmap(kind, k, z, x), wind_z), d)
 
 
+class Spectrum(NamedTuple):
+    """A linear flow's generator $A = V \\Lambda V^{-1}$ reduced for `killing_arrival_time`.
+
+    One eigenvalue per conjugate pair (its coefficient doubled) and the real ones; zero
+    eigenvalues are dropped (they add nothing to $\\langle x, e^{-TA} y\\rangle - \\langle x, y\\rangle$).
+
+    Attributes:
+        lam_a: Tensor `[m]`, real parts of the kept eigenvalues.
+        lam_b: Tensor `[m]`, imaginary parts (0 for real eigenvalues).
+        left: complex Tensor `[N, m]`, the kept columns of $V$ times their weight (1 or 2).
+        right: complex Tensor `[m, N]`, the kept rows of $V^{-1}$.
+        rotation: whether every kept eigenvalue is purely imaginary.
+    """
+
+    lam_a: torch.Tensor
+    lam_b: torch.Tensor
+    left: torch.Tensor
+    right: torch.Tensor
+    rotation: bool
+
+
+def reduce_spectrum(lam: torch.Tensor, vec: torch.Tensor, inv: torch.Tensor) -> Spectrum:
+    """Reduce an eigen-decomposition `(lam, V, V^{-1})` (complex) to a `Spectrum`.
+
+    Args:
+        lam: complex Tensor `[N]`.
+        vec: complex Tensor `[N, N]`, eigenvectors as columns.
+        inv: complex Tensor `[N, N]`, the inverse of `vec`.
+
+    Returns:
+        `Spectrum`.
+
+    Example:
+        >>> A = torch.tensor([[0.0, -0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> lam, vec = torch.linalg.eig(A)
+        >>> spec = reduce_spectrum(lam, vec, torch.linalg.inv(vec))
+        >>> spec.lam_b, spec.rotation
+        (tensor([0.5000], dtype=torch.float64), True)
+    """
+    eps = torch.finfo(lam.real.dtype).eps
+    tiny = 64 * eps * (1.0 + float(lam.abs().max()))
+    pair = lam.imag > tiny
+    real = lam.imag.abs() <= tiny
+    keep = (lam.abs() > tiny) & (pair | real)
+    weight = torch.where(pair, 2.0, 1.0)[keep].to(vec.dtype)
+    lam_a = lam.real[keep]
+    lam_b = torch.where(pair, lam.imag, torch.zeros_like(lam.imag))[keep]
+    return Spectrum(lam_a, lam_b, vec[:, keep] * weight, inv[keep], bool((lam_a.abs() <= tiny).all()))
+
+
 def _scalar_distance(kind, k, s_delta, ds, q0):
     r"""Distance and its T-slope on the sphere / hyperboloid from the bilinear form's increment.
 
@@ -551,6 +603,58 @@ def _scalar_distance(kind, k, s_delta, ds, q0):
     return d, slope
 
 
+def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime:
+    """`killing_arrival_time` on the sphere / hyperboloid with a `Spectrum`: per-pair state `[B, 1]`."""
+    eps = torch.finfo(x.dtype).eps
+    w = w.unsqueeze(-1)
+    gx = x if kind == "sphere" else _j(x)
+    c = (gx.to(spec.left.dtype) @ spec.left) * (y.to(spec.right.dtype) @ spec.right.mT)
+    cr, ci = c.real, c.imag
+    a, b = spec.lam_a, spec.lam_b
+    single = c.shape[-1] == 1
+
+    def total(t):
+        return t if single else rowsum(t, keepdim=True)
+
+    diff = x - y
+    q0 = 0.5 * (_dot(diff, diff) if kind == "sphere" else _minkowski(diff, diff) / k)
+    d0, s0 = _scalar_distance(kind, k, torch.zeros_like(q0), -total(a * cr - b * ci), q0)
+    lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
+    smin, smax = -(1.0 + w), -(1.0 - w)
+    tol = 64.0 * eps * (1.0 + hi)
+    t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
+    g = torch.zeros_like(d0)
+    done = d0 == 0
+    # rotations: s(T) - s(0) = sum cr (cos bT - 1) + ci sin bT, s'(T) = sum b (ci cos bT - cr sin bT)
+    cr2, bci, bci2, bcr = -2.0 * cr, b * ci, 2.0 * b * ci, b * cr
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        # Re(c (e^{-lam T} - 1)) and s'(T) = Re(-lam c e^{-lam T}), lam = a + ib, in real arithmetic
+        bt = t * b
+        sn, hs = torch.sin(bt), torch.sin(0.5 * bt)
+        hs2 = hs * hs  # (1 - cos bT) / 2, without cancellation
+        if spec.rotation:
+            s_delta = total(cr2 * hs2 + ci * sn)
+            ds = total(bci - bci2 * hs2 - bcr * sn)
+        else:
+            cm1 = -2.0 * hs2
+            em = torch.expm1(-t * a)
+            e = em + 1.0
+            rc = cr * (1.0 + cm1) + ci * sn  # Re(c e^{-ibT})
+            s_delta = total(cr * (em * (1.0 + cm1) + cm1) + ci * e * sn)
+            ds = -total(e * (a * rc + b * (cr * sn - ci * (1.0 + cm1))))
+        d, slope = _scalar_distance(kind, k, s_delta, ds, q0)
+        g = d - t
+        done = g.abs() <= tol
+        if bool(done.all()):
+            break
+        # converged pairs take one more (tiny) Newton step: cheaper than masking them
+        lo = torch.where(g > 0, t, lo)
+        hi = torch.where(g < 0, t, hi)
+        t = torch.clamp(t - g / torch.clamp(slope - 1.0, min=smin, max=smax), min=lo, max=hi)
+    return ArrivalTime(t.squeeze(-1), g.abs().squeeze(-1), tol.squeeze(-1), done.squeeze(-1), it)
+
+
 def killing_arrival_time(
     kind: str,
     k: float,
@@ -561,7 +665,7 @@ def killing_arrival_time(
     *,
     max_iter: int = 100,
     speed_y: torch.Tensor | None = None,
-    spectral: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    spectral: Spectrum | None = None,
 ) -> ArrivalTime:
     r"""The smallest $T \ge 0$ with $d_h(x, \varphi_{-T}(y)) = T$ (no gradients).
 
@@ -571,8 +675,8 @@ def killing_arrival_time(
     closed-form slope (clamped to those bounds), kept inside the bracket; a pair converges when
     $|g(T)| \le 64\,\varepsilon\,(1 + d_0/(1 - w))$.
 
-    With `spectral = (lam, V, V^{-1})`, an eigen-decomposition of the flow's generator, on the
-    sphere and the hyperboloid the iteration is scalar per pair: $s(T) = \langle x, e^{-TA} y\rangle
+    With `spectral`, the reduced eigen-decomposition of a linear flow's generator (`Spectrum`), on
+    the sphere and the hyperboloid the iteration is scalar per pair: $s(T) = \langle x, e^{-TA} y\rangle
     = s(0) + \mathrm{Re} \sum_i c_i\, \mathrm{expm1}(-T\lambda_i)$, $c_i = (V^\top G x)_i (V^{-1} y)_i$,
     and $d_h$ follows from the accurate chord at $T = 0$ plus this increment (no cancellation).
 
@@ -585,7 +689,7 @@ def killing_arrival_time(
         flow: `(t, y) -> \varphi_t(y)`, `t` of shape `[B]`.
         max_iter: iteration cap (bisection alone needs about 60 in float64).
         speed_y: optional $|W(y)|_h$, shape `[B]` (computed when omitted).
-        spectral: optional `(lam [N], V [N, N], V^{-1} [N, N])` (complex) of a linear flow.
+        spectral: optional `Spectrum` of a linear flow (`reduce_spectrum`).
 
     Returns:
         `ArrivalTime` with fields of shape `[B]`.
@@ -608,60 +712,22 @@ def killing_arrival_time(
         w = speed_y.detach().clamp(max=1.0 - eps)
         scalar = spectral is not None and kind in ("sphere", "lorentz")
         if scalar:
-            lam, vec, inv = spectral
-            # keep one eigenvalue of each conjugate pair (weight 2) and the real ones (weight 1);
-            # zero eigenvalues contribute nothing to s(T) - s(0)
-            scale = 1.0 + lam.abs().max()
-            keep = (lam.abs() > 64 * eps * scale) & (lam.imag >= -64 * eps * scale)
-            pair = lam.imag > 64 * eps * scale
-            keep = keep & (pair | (lam.imag.abs() <= 64 * eps * scale))
-            weight = torch.where(pair, 2.0, 1.0)[keep].to(x.dtype)
-            gx = x if kind == "sphere" else _j(x)
-            c = (gx.to(vec.dtype) @ vec[:, keep]) * (y.to(inv.dtype) @ inv[keep].mT)
-            cr, ci = c.real * weight, c.imag * weight
-            lam_a, lam_b = lam.real[keep], lam.imag[keep]
-            lam_b = torch.where(pair[keep], lam_b, torch.zeros_like(lam_b))
-            rotation = bool((lam_a.abs() <= 64 * eps * scale).all())
-            # s'(0) = -sum Re(lam c)
-            lc0 = rowsum(lam_a * cr - lam_b * ci)
-            diff = x - y
-            q0 = 0.5 * (_dot(diff, diff, False) if kind == "sphere" else _minkowski(diff, diff, False) / k)
-            d0, _ = _scalar_distance(kind, k, torch.zeros_like(q0), torch.zeros_like(q0), q0)
-        else:
-            d0 = base_dist(kind, k, x, y)
+            return _scalar_arrival(kind, k, x, y, w, spectral, max_iter)
+        d0 = base_dist(kind, k, x, y)
         lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
         # g' lies in [-(1 + w), -(1 - w)]: Newton slopes are clamped to it
         smin, smax = -(1.0 + w), -(1.0 - w)
         tol = 64.0 * eps * (1.0 + hi)
         # first Newton step from T = 0, where g = d0 and the slope is known at z = y
-        if scalar:
-            _, s0 = _scalar_distance(kind, k, torch.zeros_like(q0), -lc0, q0)
-        else:
-            s0 = _slope(kind, k, x, y, d0, wind(y))
+        s0 = _slope(kind, k, x, y, d0, wind(y))
         t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
         done = d0 == 0
         g = torch.zeros_like(d0)
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007
-            if scalar:
-                # Re(c (e^{-lam T} - 1)) and Re(-lam c e^{-lam T}), lam = a + ib, in real arithmetic
-                bt = t.unsqueeze(-1) * lam_b
-                sn, hs = torch.sin(bt), torch.sin(0.5 * bt)
-                cm1 = -2.0 * hs * hs  # cos(bT) - 1 without cancellation
-                if rotation:
-                    s_delta = rowsum(cr * cm1 + ci * sn)
-                    ds = rowsum(lam_b * (ci * (1.0 + cm1) - cr * sn))
-                else:
-                    em = torch.expm1(-t.unsqueeze(-1) * lam_a)
-                    e = em + 1.0
-                    rc = cr * (1.0 + cm1) + ci * sn  # Re(c e^{-ibT})
-                    s_delta = rowsum(cr * (em * (1.0 + cm1) + cm1) + ci * e * sn)
-                    ds = -rowsum(e * (lam_a * rc + lam_b * (cr * sn - ci * (1.0 + cm1))))
-                d, slope = _scalar_distance(kind, k, s_delta, ds, q0)
-            else:
-                z = flow(-t, y)
-                d = base_dist(kind, k, x, z)
-                slope = _slope(kind, k, x, z, d, wind(z))
+            z = flow(-t, y)
+            d = base_dist(kind, k, x, z)
+            slope = _slope(kind, k, x, z, d, wind(z))
             g = d - t
             done = done | (g.abs() <= tol)
             if bool(done.all()):
