@@ -156,7 +156,13 @@ class KillingWind(nn.Module):
             "drift": put(drift),
         }
         if spectral:
-            value["reduced"] = reduce_spectrum(value["lam"], value["vec"], value["inv"])
+            reduced = reduce_spectrum(lam, vec, torch.linalg.inv(vec))
+            value["reduced"] = reduced._replace(
+                lam_a=put(reduced.lam_a),
+                lam_b=put(reduced.lam_b),
+                left=put(reduced.left),
+                right=put(reduced.right),
+            )
         self._cache = {"key": key, "value": value}
         return value
 

@@ -541,8 +541,9 @@ class Spectrum(NamedTuple):
     Attributes:
         lam_a: Tensor `[m]`, real parts of the kept eigenvalues.
         lam_b: Tensor `[m]`, imaginary parts (0 for real eigenvalues).
-        left: complex Tensor `[N, m]`, the kept columns of $V$ times their weight (1 or 2).
-        right: complex Tensor `[m, N]`, the kept rows of $V^{-1}$.
+        left: Tensor `[N, 2m]`, real and imaginary parts of the kept columns of $V$ times their
+            weight (1 or 2), side by side.
+        right: Tensor `[N, 2m]`, real and imaginary parts of the kept rows of $V^{-1}$, transposed.
         rotation: whether every kept eigenvalue is purely imaginary.
     """
 
@@ -579,7 +580,12 @@ def reduce_spectrum(lam: torch.Tensor, vec: torch.Tensor, inv: torch.Tensor) -> 
     weight = torch.where(pair, 2.0, 1.0)[keep].to(vec.dtype)
     lam_a = lam.real[keep]
     lam_b = torch.where(pair, lam.imag, torch.zeros_like(lam.imag))[keep]
-    return Spectrum(lam_a, lam_b, vec[:, keep] * weight, inv[keep], bool((lam_a.abs() <= tiny).all()))
+    left = vec[:, keep] * weight
+    right = inv[keep].mT
+    return Spectrum(
+        lam_a, lam_b, torch.cat([left.real, left.imag], -1), torch.cat([right.real, right.imag], -1),
+        bool((lam_a.abs() <= tiny).all()),
+    )
 
 
 def _scalar_distance(kind, k, s_delta, ds, q0):
@@ -608,10 +614,13 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
     eps = torch.finfo(x.dtype).eps
     w = w.unsqueeze(-1)
     gx = x if kind == "sphere" else _j(x)
-    c = (gx.to(spec.left.dtype) @ spec.left) * (y.to(spec.right.dtype) @ spec.right.mT)
-    cr, ci = c.real, c.imag
+    # c_i = (V^T G x)_i (V^{-1} y)_i in real arithmetic (no complex copies of the points)
+    m = spec.lam_a.shape[0]
+    xl, yr = gx @ spec.left.to(x.dtype), y @ spec.right.to(x.dtype)
+    xr_, xi_, yr_, yi_ = xl[..., :m], xl[..., m:], yr[..., :m], yr[..., m:]
+    cr, ci = xr_ * yr_ - xi_ * yi_, xr_ * yi_ + xi_ * yr_
     a, b = spec.lam_a, spec.lam_b
-    single = c.shape[-1] == 1
+    single = m == 1
 
     def total(t):
         return t if single else rowsum(t, keepdim=True)
@@ -626,32 +635,55 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
     g = torch.zeros_like(d0)
     done = d0 == 0
     # rotations: s(T) - s(0) = sum cr (cos bT - 1) + ci sin bT, s'(T) = sum b (ci cos bT - cr sin bT)
-    cr2, bci, bci2, bcr = -2.0 * cr, b * ci, 2.0 * b * ci, b * cr
+    state = {"cr": cr, "ci": ci, "cr2": -2.0 * cr, "bci": b * ci, "bci2": 2.0 * b * ci, "bcr": b * cr,
+             "q0": q0, "lo": lo, "hi": hi, "smin": smin, "smax": smax, "tol": tol, "t": t}
+    # large batches: once most pairs have converged, iterate on the others only
+    full = {"t": t.clone(), "g": g.clone(), "done": done.clone()}
+    sel = None
+    compact = t.shape[0] >= 8192
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
+        st = state
+        t = st["t"]
         # Re(c (e^{-lam T} - 1)) and s'(T) = Re(-lam c e^{-lam T}), lam = a + ib, in real arithmetic
         bt = t * b
         sn, hs = torch.sin(bt), torch.sin(0.5 * bt)
         hs2 = hs * hs  # (1 - cos bT) / 2, without cancellation
         if spec.rotation:
-            s_delta = total(cr2 * hs2 + ci * sn)
-            ds = total(bci - bci2 * hs2 - bcr * sn)
+            s_delta = total(st["cr2"] * hs2 + st["ci"] * sn)
+            ds = total(st["bci"] - st["bci2"] * hs2 - st["bcr"] * sn)
         else:
+            cr_, ci_ = st["cr"], st["ci"]
             cm1 = -2.0 * hs2
             em = torch.expm1(-t * a)
             e = em + 1.0
-            rc = cr * (1.0 + cm1) + ci * sn  # Re(c e^{-ibT})
-            s_delta = total(cr * (em * (1.0 + cm1) + cm1) + ci * e * sn)
-            ds = -total(e * (a * rc + b * (cr * sn - ci * (1.0 + cm1))))
-        d, slope = _scalar_distance(kind, k, s_delta, ds, q0)
+            rc = cr_ * (1.0 + cm1) + ci_ * sn  # Re(c e^{-ibT})
+            s_delta = total(cr_ * (em * (1.0 + cm1) + cm1) + ci_ * e * sn)
+            ds = -total(e * (a * rc + b * (cr_ * sn - ci_ * (1.0 + cm1))))
+        d, slope = _scalar_distance(kind, k, s_delta, ds, st["q0"])
         g = d - t
-        done = g.abs() <= tol
-        if bool(done.all()):
-            break
+        done = g.abs() <= st["tol"]
+        active = ~done
+        n_active = int(active.sum())
+        if n_active == 0 or (compact and 4 * n_active < t.shape[0]):
+            where = slice(None) if sel is None else sel
+            full["t"][where], full["g"][where], full["done"][where] = t, g, done
+            if n_active == 0:
+                break
+            idx = active.squeeze(-1).nonzero().squeeze(-1)
+            sel = idx if sel is None else sel[idx]
+            state = {key: val[idx] for key, val in state.items()}
+            t, g = t[idx], g[idx]
+            slope, st = slope[idx], state
         # converged pairs take one more (tiny) Newton step: cheaper than masking them
-        lo = torch.where(g > 0, t, lo)
-        hi = torch.where(g < 0, t, hi)
-        t = torch.clamp(t - g / torch.clamp(slope - 1.0, min=smin, max=smax), min=lo, max=hi)
+        st["lo"] = torch.where(g > 0, t, st["lo"])
+        st["hi"] = torch.where(g < 0, t, st["hi"])
+        step = g / torch.clamp(slope - 1.0, min=st["smin"], max=st["smax"])
+        st["t"] = torch.clamp(t - step, min=st["lo"], max=st["hi"])
+    else:
+        where = slice(None) if sel is None else sel
+        full["t"][where], full["g"][where], full["done"][where] = t, g, done  # t where g was measured
+    t, g, done = full["t"], full["g"], full["done"]
     return ArrivalTime(t.squeeze(-1), g.abs().squeeze(-1), tol.squeeze(-1), done.squeeze(-1), it)
 
 
