@@ -389,6 +389,9 @@ def test_bad_winds_and_bases_raise_clear_errors():
         Navigation(geoopt.Sphere(), lambda x: 0 * x)
     with pytest.raises(ValueError, match="does not match"):
         Navigation(geoopt.Sphere(), KillingWind(skew(3, 0.3)), dim=3)
+    exact = Navigation(geoopt.Sphere(), KillingWind(skew(3, 0.3)))
+    with pytest.raises(ValueError, match="general winds only"):
+        exact.dist(torch.tensor([1.0, 0, 0], dtype=F64), torch.tensor([0, 1.0, 0], dtype=F64), steps=8)
 
 
 def test_points_where_the_wind_is_too_strong_are_rejected_with_the_value():

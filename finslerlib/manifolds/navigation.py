@@ -523,6 +523,13 @@ class Navigation(FinslerManifold):
         """Vector transport by projection onto $T_y M$ (not parallel transport)."""
         return self.proju(y, v)
 
+    def _no_options(self, options):
+        if options and self.exact:
+            raise ValueError(
+                f"{self.name}: solver options {sorted(options)} apply to general winds only; a KillingWind "
+                "has exact geodesics (its root find always runs to dtype precision)"
+            )
+
     def _killing_dist(self, xf, yf):
         self._wind_checked(xf)
         _, wy = self._wind_checked(yf, "y")
@@ -552,6 +559,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[...]`.
         """
+        self._no_options(options)
         xf, yf, shape = self._pairs(x, y)
         if self.exact:
             d = self._killing_dist(xf, yf)
@@ -575,6 +583,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N]`.
         """
+        self._no_options(options)
         xf, yf, shape = self._pairs(x, y)
         if self.exact:
             t = self._killing_dist(xf, yf)
@@ -593,6 +602,7 @@ class Navigation(FinslerManifold):
         Killing wind: `finslerlib.math.navigation.ArrivalTime` of the root find; general wind: the
         chart field's `BoundarySolution` (chart coordinates).
         """
+        self._no_options(options)
         xf, yf, _ = self._pairs(x, y)
         self._wind_checked(xf)
         self._wind_checked(yf, "y")
@@ -622,6 +632,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N, M]`.
         """
+        self._no_options(options)
         self._validate(x, y, names=("x", "y"), batch_dims=2)
         if x.dim() < 2 or y.dim() < 2:
             raise ValueError(
