@@ -29,6 +29,7 @@ from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.killing import KillingWind
 from finslerlib.math import navigation as nmath
 from finslerlib.math import randers as rmath
+from finslerlib.math import riemannian as bmath
 
 __all__ = ["Navigation"]
 
@@ -155,7 +156,7 @@ class Navigation(FinslerManifold):
                 f"Navigation: wind must be a KillingWind, a callable or None, got {type(wind).__name__}"
             )
         super().__init__(ambient - embedded)
-        self.ambient_dim = ambient
+        self._ambient_dim = ambient
         self.kind, self.k, self.base_name = kind, k, base_name
         self.base = base
         if wind is None:
@@ -174,6 +175,11 @@ class Navigation(FinslerManifold):
             self.field = RandersField.from_navigation(
                 chart_h, self._chart_wind, dim=self.dim, **self._options
             )
+
+    @property
+    def ambient_dim(self) -> int:
+        """The size of the points' last dimension ($n + 1$ on the sphere and the hyperboloid)."""
+        return self._ambient_dim
 
     # ------------------------------------------------------------------ checks and shapes
     def _validate(self, *tensors, names=None, batch_dims=1):
@@ -245,7 +251,7 @@ class Navigation(FinslerManifold):
             return False, f"vector has non-finite entries ({(~torch.isfinite(u)).sum().item()} of them)"
         if not self.embedded:
             return True, None
-        normal = (u - nmath.proju(self.kind, self.k, x, u)).norm(dim=-1)
+        normal = (u - bmath.proju(self.kind, self.k, x, u)).norm(dim=-1)
         scale = atol + rtol * u.norm(dim=-1)
         if bool((normal <= scale).all()):
             return True, None
@@ -268,18 +274,18 @@ class Navigation(FinslerManifold):
                 f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}"
             )
         if self.embedded and not self.exact:
-            w = nmath.proju(self.kind, self.k, x, w)
+            w = bmath.proju(self.kind, self.k, x, w)
         return w
 
     def wind_size(self, x: torch.Tensor) -> torch.Tensor:
         """$|W(x)|_h$, shape `[...]`; the metric is defined where it is below 1."""
         w = self.wind_at(x)
-        return nmath.inner(self.kind, self.k, x, w, w).clamp_min(0).sqrt()
+        return bmath.inner(self.kind, self.k, x, w, w).clamp_min(0).sqrt()
 
     def _wind_checked(self, x: torch.Tensor, name: str = "x") -> tuple[torch.Tensor, torch.Tensor]:
         """`(W(x), |W(x)|_h^2 [..., 1])`, raising `ValueError` where $|W|_h \\ge 1$ or not finite."""
         w = self.wind_at(x)
-        ww = nmath.inner(self.kind, self.k, x, w, w, keepdim=True)
+        ww = bmath.inner(self.kind, self.k, x, w, w, keepdim=True)
         with torch.no_grad():
             bad = ~(ww < 1)  # also catches a non-finite wind or point (NaN compares False)
             if bool(bad.any()):
@@ -304,7 +310,7 @@ class Navigation(FinslerManifold):
             `(a, b)`, shapes `[..., N, N]` and `[..., N]`.
         """
         w, _ = self._wind_checked(x)
-        return rmath.navigation_to_randers(nmath.base_metric(self.kind, self.k, x), w)
+        return rmath.navigation_to_randers(bmath.base_metric(self.kind, self.k, x), w)
 
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Finsler norm $F(x, u)$ from $h$-inner products (cancellation-free).
@@ -321,15 +327,15 @@ class Navigation(FinslerManifold):
         w, ww = self._wind_checked(x)
         kind, k = self.kind, self.k
         out = nmath.norm(
-            nmath.inner(kind, k, x, u, u, keepdim=True), nmath.inner(kind, k, x, w, u, keepdim=True), ww
+            bmath.inner(kind, k, x, u, u, keepdim=True), bmath.inner(kind, k, x, w, u, keepdim=True), ww
         )
         return out if keepdim else out.squeeze(-1)
 
     def _covector_parts(self, x, xi):
         w, _ = self._wind_checked(x)
-        xi = nmath.restrict_covector(self.kind, self.k, x, xi)
-        xs = nmath.sharp(self.kind, self.k, x, xi)
-        return w, xs, nmath.rowsum(xi * xs, keepdim=True), nmath.rowsum(xi * w, keepdim=True)
+        xi = bmath.restrict_covector(self.kind, self.k, x, xi)
+        xs = bmath.sharp(self.kind, self.k, x, xi)
+        return w, xs, bmath.rowsum(xi * xs, keepdim=True), bmath.rowsum(xi * w, keepdim=True)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Dual norm $F^*(\xi) = |\xi|_{h^{-1}} + \xi(W)$ of the covector restricted to $T_x M$.
@@ -361,10 +367,10 @@ class Navigation(FinslerManifold):
         w, ww = self._wind_checked(x)
         kind, k = self.kind, self.k
         return nmath.legendre(
-            nmath.flat(kind, k, x, u),
-            nmath.flat(kind, k, x, w),
-            nmath.inner(kind, k, x, u, u, keepdim=True),
-            nmath.inner(kind, k, x, w, u, keepdim=True),
+            bmath.flat(kind, k, x, u),
+            bmath.flat(kind, k, x, w),
+            bmath.inner(kind, k, x, u, u, keepdim=True),
+            bmath.inner(kind, k, x, w, u, keepdim=True),
             ww,
         )
 
@@ -399,7 +405,7 @@ class Navigation(FinslerManifold):
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The base's projection onto $T_x M$ (identity on open bases)."""
-        return nmath.proju(self.kind, self.k, x, u)
+        return bmath.proju(self.kind, self.k, x, u)
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
         """The base's projection onto the manifold (sphere: $x / |x|$; hyperboloid: $x_0$ from
@@ -691,7 +697,7 @@ class Navigation(FinslerManifold):
             cap = 0.25 * torch.pi / self.k**0.5  # h-length pi / (2 sqrt(k)) from the origin
             u = torch.where(n > cap, u * (cap / n.clamp_min(cap)), u)
         for _ in range(60):
-            x = self.projx(nmath.base_expmap(self.kind, self.k, o, u))
+            x = self.projx(bmath.base_expmap(self.kind, self.k, o, u))
             with torch.no_grad():
                 bad = ~(self.wind_size(x) <= max_wind)
             if not bool(bad.any()):

@@ -1,5 +1,5 @@
 """Pure tensor functions (no classes, no state) shared by every finslerlib manifold."""
 
-from finslerlib.math import funk, navigation, pairwise, randers
+from finslerlib.math import funk, navigation, pairwise, randers, riemannian
 
-__all__ = ["funk", "navigation", "pairwise", "randers"]
+__all__ = ["funk", "navigation", "pairwise", "randers", "riemannian"]
