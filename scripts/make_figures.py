@@ -7,6 +7,8 @@ script does not depend on which finslerlib manifolds are merged:
   growing drifts, and the navigation picture (an ellipse translated by the wind).
 * `funk_geodesics.png`: Funk geodesics from one point (straight chords, equal-distance ticks
   piling up at the boundary) and forward vs backward balls.
+* `sphere_navigation.png`: F-geodesics on the sphere in a rotational (Killing) wind: great circles
+  carried by the rotation, and forward / backward balls (rotated Riemannian balls).
 * `benchmarks.png`: measured ratios against their bars, from `docs/data/benchmarks.json`.
 * `flag_curvature.png`: the flag curvature $K(x, y)$ of a 2-D user field for two flagpoles; the
   one figure computed with finslerlib itself (`finslerlib.curvature`, torch), since curvature has
@@ -78,6 +80,46 @@ def funk_forward_sphere(x: np.ndarray, r: float, n: int = 400) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- figures
+def rotation_z(theta: np.ndarray) -> np.ndarray:
+    """Rotations $e^{\\theta K}$ about the axis $e_2$ (shape `[..., 3, 3]`), $K e_0 = e_1$."""
+    c, s = np.cos(theta), np.sin(theta)
+    out = np.zeros(np.shape(theta) + (3, 3))
+    out[..., 0, 0], out[..., 0, 1], out[..., 1, 0], out[..., 1, 1], out[..., 2, 2] = c, -s, s, c, 1.0
+    return out
+
+
+def sphere_exp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Riemannian exponential map of the unit sphere, rows `v` tangent at `x`."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.cos(n) * x + np.sinc(n / np.pi) * v
+
+
+def killing_geodesic(x: np.ndarray, u: np.ndarray, omega: float, t: np.ndarray) -> np.ndarray:
+    """Unit-speed F-geodesic of the navigation metric with wind $W = \\omega K x$ (rotation about
+    $e_2$): $P(t) = e^{\\omega t K} \\exp_x(t u)$, `u` a unit tangent vector (the heading through the
+    air). Rows: the times `t`."""
+    return np.einsum("tij,tj->ti", rotation_z(omega * t), sphere_exp(x, t[:, None] * u))
+
+
+def _tangent_circle(x: np.ndarray, n: int) -> np.ndarray:
+    a = np.array([0.0, 0.0, 1.0]) if abs(x[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = a - (a @ x) * x
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(x, e1)
+    phi = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2
+
+
+def _orthographic(points: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """Project points of the unit sphere seen from `view`; hidden points become NaN."""
+    right = np.cross([0.0, 0.0, 1.0], view)
+    right /= np.linalg.norm(right)
+    up = np.cross(view, right)
+    xy = np.stack([points @ right, points @ up], -1)
+    xy[points @ view < 0] = np.nan
+    return xy
+
+
 def _pyplot():
     """matplotlib with the file-only Agg backend (imported here: the formulas need numpy only)."""
     import matplotlib
@@ -174,6 +216,50 @@ def figure_funk(path: Path) -> None:
     plt.close(fig)
 
 
+def figure_sphere_navigation(path: Path) -> None:
+    plt = _pyplot()
+    omega = 0.6
+    view = np.array([np.cos(0.45) * np.cos(0.7), np.cos(0.45) * np.sin(0.7), np.sin(0.45)])
+    x = np.array([np.cos(0.3), 0.0, np.sin(0.3)])
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.9))
+    t = np.linspace(0.0, 1.6, 120)
+    for ax in axes:
+        circle = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(circle), np.sin(circle), color="k", lw=1)
+        for lat in np.radians([-60, -30, 0, 30, 60]):
+            lon = np.linspace(-np.pi, np.pi, 200)
+            ring = [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.full_like(lon, np.sin(lat))]
+            pts = np.stack(ring, -1)
+            ax.plot(*_orthographic(pts, view).T, color="0.85", lw=0.6)
+    ax1, ax2 = axes
+    for u in _tangent_circle(x, 12):
+        ax1.plot(*_orthographic(killing_geodesic(x, u, 0.0, t), view).T, color="0.6", lw=0.8, ls=":")
+        ax1.plot(*_orthographic(killing_geodesic(x, u, omega, t), view).T, color="C0", lw=1.3)
+    ax1.plot([], [], color="C0", label="F-geodesics (unit speed, t ≤ 1.6)")
+    ax1.plot([], [], color="0.6", ls=":", label="great circles (no wind)")
+    ax1.set_title("Geodesics from $x$: great circles\ncarried along by the rotation")
+    dirs = _tangent_circle(x, 200)
+    for r in (0.4, 0.8, 1.2):
+        riemann = sphere_exp(x, r * dirs)
+        forward = riemann @ rotation_z(omega * r).T  # phi_r(B_h(x, r))
+        centre = rotation_z(-omega * r) @ x  # backward sphere: S_h(phi_{-r} x, r)
+        backward = sphere_exp(centre, r * _tangent_circle(centre, 200))
+        ax2.plot(*_orthographic(np.vstack([forward, forward[:1]]), view).T, color="C0", lw=1.6)
+        ax2.plot(*_orthographic(np.vstack([backward, backward[:1]]), view).T, color="C3", lw=1.2, ls="--")
+    ax2.plot([], [], color="C0", label=r"forward: $d(x \to y) = 0.4, 0.8, 1.2$")
+    ax2.plot([], [], "--", color="C3", label=r"backward: $d(y \to x) = 0.4, 0.8, 1.2$")
+    ax2.set_title("Forward and backward spheres around $x$\n(rotated Riemannian spheres)")
+    for ax in axes:
+        ax.plot(*_orthographic(x[None], view).T, "k*", ms=9)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.02), fontsize=8, frameon=False)
+    fig.suptitle(rf"Navigation on $S^2$ in the wind $W = \omega\, e_2 \times x$, $\omega = {omega}$")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def figure_benchmarks(path: Path, data: dict) -> None:
     """Two panels: time ratios (lower is better) and speed-ups (higher is better), bar = black tick."""
     plt = _pyplot()
@@ -262,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     figure_randers_indicatrix(args.out / "randers_indicatrix.png")
     figure_funk(args.out / "funk_geodesics.png")
+    figure_sphere_navigation(args.out / "sphere_navigation.png")
     figure_benchmarks(args.out / "benchmarks.png", json.loads(BENCHMARKS_JSON.read_text()))
     figure_flag_curvature(args.out / "flag_curvature.png")
-    print(f"make_figures: wrote 4 figures to {args.out}")
+    print(f"make_figures: wrote 5 figures to {args.out}")
     return 0
 
 

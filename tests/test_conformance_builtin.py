@@ -1,10 +1,11 @@
 """Every built-in manifold passes finslerlib.testing.check_manifold (the users' conformance kit)."""
 
+import geoopt
 import pytest
 import torch
 
 import finslerlib
-from finslerlib import FunkBall, Randers, RandersField
+from finslerlib import FunkBall, KillingWind, Navigation, Randers, RandersField
 from finslerlib.testing import check_manifold
 
 
@@ -36,6 +37,14 @@ def _field() -> RandersField:
     return RandersField(a=a, b=lambda x: 0.3 * torch.tanh(x), dim=2)
 
 
+def _navigation() -> Navigation:
+    """Navigation on the stereographic sphere in a rotation (exact Killing geodesics; the domain
+    |W|_h < 1 is the whole chart, so long steps are fine). Sphere / hyperboloid bases and general
+    winds are checked in tests/test_navigation.py."""
+    a = torch.tensor([[0.0, -0.3, 0.1], [0.3, 0.0, -0.2], [-0.1, 0.2, 0.0]], dtype=torch.float64)
+    return Navigation(geoopt.SphereProjection(k=1.0), KillingWind(a))
+
+
 # numerical geodesics: tolerances at the solver's accuracy (16 RK4 steps), fewer samples and a
 # moderate "large step" (each is a long integration)
 FIELD_OPTIONS = {"n": 8, "rtol": 1e-4, "atol": 1e-6, "large_steps": (3.0,)}
@@ -52,6 +61,7 @@ CASES = {
     "funk-reverse": (lambda: FunkBall(3).reverse(), {}),
     "funk-small-radius": (lambda: FunkBall(3, radius=1e-3), {}),
     "field": (_field, FIELD_OPTIONS),
+    "navigation": (_navigation, {"scale": 0.3}),
 }
 
 

@@ -131,3 +131,22 @@ def test_example_sections_parse_as_examples():
     extension.on_object(obj=func)
     kinds = [s.kind.value for s in func.docstring.parse("google")]
     assert kinds == ["text", "examples"]
+
+
+def test_sphere_navigation_figure_geodesics_are_the_manifold_geodesics():
+    """The figure's numpy Killing geodesics equal finslerlib's Navigation.expmap (exact geodesics)."""
+    import geoopt
+
+    omega = 0.6
+    a = torch.zeros(3, 3, dtype=torch.float64)
+    a[0, 1], a[1, 0] = -omega, omega
+    m = finslerlib.Navigation(geoopt.Sphere(), finslerlib.KillingWind(a))
+    x = np.array([np.cos(0.3), 0.0, np.sin(0.3)])
+    t = np.linspace(0.0, 1.6, 9)
+    for u in figures._tangent_circle(x, 5):
+        curve = figures.killing_geodesic(x, u, omega, t)
+        xt = torch.tensor(x)
+        v = torch.tensor(u) + m.wind(xt)  # heading u through the air: F(x, v) = 1
+        assert abs(m.norm(xt, v).item() - 1.0) < 1e-12
+        ours = m.expmap(xt.expand(len(t), 3), torch.tensor(t)[:, None] * v)
+        np.testing.assert_allclose(curve, ours.numpy(), atol=1e-12)

@@ -66,6 +66,7 @@ def test_examples_found():
         "contrastive.py",
         "faim_blocks.py",
         "directed_embedding.py",
+        "sphere_navigation.py",
     } <= names
 
 
@@ -162,3 +163,15 @@ def test_directed_embedding_beats_the_symmetric_floor(smoke):
     for name in ("tree_embeddings.png", "swiss_roll.png"):
         assert_png(folder / name)
     assert (folder / "table.md").read_text().count("|") > 50
+def test_sphere_navigation_routes(smoke):
+    """Exact routes reach the ports, are no slower than great circles, and the wind makes them asymmetric."""
+    out, folder = smoke("sphere_navigation")
+    assert out["miss"] < 1e-9
+    for pair, (forward, backward) in out["times"].items():
+        gc_forward, gc_backward = out["great_circle"][pair]
+        assert forward <= gc_forward + 1e-4 and backward <= gc_backward + 1e-4
+        assert abs(forward - backward) > 0.1, pair
+    # Lisbon -> New York sails against the westerly wind: slower than the way back
+    forward, backward = out["times"][("Lisbon", "New York")]
+    assert forward > backward
+    assert_png(folder / "sphere_navigation.png")

@@ -9,6 +9,8 @@ from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.manifolds.domain import Domain, EuclideanDomain, HyperboloidDomain, SphereDomain
 from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.funk import FunkBall
+from finslerlib.manifolds.killing import KillingWind
+from finslerlib.manifolds.navigation import Navigation
 from finslerlib.manifolds.randers import Randers
 from finslerlib.manifolds.reversed import Reversed
 
@@ -18,6 +20,8 @@ __all__ = [
     "FinslerManifold",
     "FunkBall",
     "HyperboloidDomain",
+    "KillingWind",
+    "Navigation",
     "Randers",
     "RandersField",
     "Reversed",
