@@ -567,3 +567,29 @@ def test_reversed_field_transport_is_the_reverse_metrics_own():
     point, moved = r.retr_transp(x, u, v)
     close(point, x + u)
     close(moved, transp_follow_retraction(r, x, u, v), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", ["sphere", "lorentz"])
+def test_navigation_with_a_killing_wind_has_the_base_curvature(base):
+    """`Navigation` over geoopt's sphere / hyperboloid with a Killing wind: K = +1 / -1 (Bao–Robles–Shen),
+    Ric = (n - 1) K F^2 and S = 0, at random points and flags, computed intrinsically."""
+    from finslerlib import KillingWind, Navigation
+
+    gen = torch.Generator().manual_seed(31)
+    if base == "sphere":
+        skew = torch.randn(4, 4, generator=gen, dtype=F64)
+        m = Navigation(geoopt.Sphere(), KillingWind(0.3 * (skew - skew.T) / skew.norm()))
+        x = torch.nn.functional.normalize(torch.randn(6, 4, generator=gen, dtype=F64), dim=-1)
+        k = 1.0
+    else:
+        gen_a = torch.zeros(4, 4, dtype=F64)
+        gen_a[1, 2], gen_a[2, 1] = 0.3, -0.3  # a rotation of the hyperboloid: A^T J + J A = 0
+        m = Navigation(geoopt.Lorentz(), KillingWind(gen_a))
+        z = 0.3 * torch.randn(6, 3, generator=gen, dtype=F64)
+        x = torch.cat([(1 + (z * z).sum(-1, keepdim=True)).sqrt(), z], -1)
+        k = -1.0
+    y = m.proju(x, torch.randn(6, 4, generator=gen, dtype=F64))
+    v = m.proju(x, torch.randn(6, 4, generator=gen, dtype=F64))
+    close(flag_curvature(m, x, y, v), torch.full((6,), k, dtype=F64), rtol=1e-7, atol=1e-8)
+    close(ricci_curvature(m, x, y), 2 * k * m.norm(x, y) ** 2, rtol=1e-7, atol=1e-8)
+    close(s_curvature(m, x, y), torch.zeros(6, dtype=F64), rtol=0, atol=1e-8)

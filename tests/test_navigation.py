@@ -537,14 +537,6 @@ def test_check_manifold_general_wind_poincare():
     assert report.ok and not report.skipped
 
 
-OLD_KIT = pytest.mark.xfail(
-    strict=False,
-    reason="today's check_manifold samples [..., manifold.dim] Gaussian vectors; embedded manifolds "
-    "need the rewritten kit (sampling through ambient_dim and proju)",
-)
-
-
-@OLD_KIT
 @pytest.mark.parametrize("name", ["sphere", "lorentz"])
 def test_check_manifold_on_embedded_bases_with_killing_winds(name):
     m, _ = make(name)
@@ -552,7 +544,6 @@ def test_check_manifold_on_embedded_bases_with_killing_winds(name):
     assert check_manifold(m, dtype=F64, scale=0.3, skip=skip).ok
 
 
-@OLD_KIT
 @pytest.mark.parametrize("name", ["sphere", "lorentz"])
 def test_check_manifold_on_embedded_bases_with_general_winds(name):
     m, std = make(name)
