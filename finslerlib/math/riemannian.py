@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 KINDS = ("euclidean", "sphere", "lorentz", "stereographic")
+"""The kinds of Riemannian base these functions take (`kind=`): flat, round sphere, hyperboloid,
+and the conformal stereographic models (Poincaré ball, `SphereProjection`)."""
 
 
 def rowsum(t: torch.Tensor, *, keepdim: bool = False, weights=None) -> torch.Tensor:
