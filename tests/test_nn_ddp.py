@@ -102,7 +102,7 @@ def test_margin_training_under_ddp_keeps_ranks_identical(tmp_path):
         for key, value in r0[scenario].items():
             assert torch.equal(value, r1[scenario][key]), f"{scenario}: {key} differs between ranks"
         # and training did move the head (the check is not vacuous)
-        assert not torch.equal(r0[scenario]["head.prototypes"], _initial_prototypes())
+        assert not torch.equal(r0[scenario]["head.prototype_coords"], _initial_prototypes())
     drift = max((r0["bypass"][k] - r1["bypass"][k]).abs().max().item() for k in r0["bypass"])
     assert drift > 1e-3, "the harness must detect unsynchronized gradients"
     for r in (r0, r1):
@@ -111,4 +111,4 @@ def test_margin_training_under_ddp_keeps_ranks_identical(tmp_path):
 
 def _initial_prototypes():
     torch.manual_seed(0)
-    return _Net().head.prototypes.detach()
+    return _Net().head.prototype_coords.detach()  # the stored parameter (factor coordinates)

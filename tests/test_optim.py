@@ -40,7 +40,7 @@ def test_groups_keep_geometry_biases_and_norms_out_of_weight_decay():
     assert _names(model, rest["params"]) == {
         "0.bias", "1.weight", "1.bias", "2.inner.bias", "2.base_map.0.bias", "2.base_map.2.bias",
         "2.manifold.chol_raw", "2.manifold.drift_raw", "3.base_point", "3.inner.bias",
-        "4.prototypes", "4.log_scale", "4.manifold.chol_raw", "4.manifold.drift_raw",
+        "4.prototype_coords", "4.log_scale", "4.manifold.chol_raw", "4.manifold.drift_raw",
     }
     n_all = len(list(model.parameters()))
     assert len(decay["params"]) + len(rest["params"]) == n_all  # every trainable parameter, once

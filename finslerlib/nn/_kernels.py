@@ -207,4 +207,8 @@ def unit_randers_logits(
         )
     if sign not in (1, -1, 0):
         raise ValueError(f"sign must be 1, -1 or 0, got {sign}")
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # traced graphs get the plain ops (the compiler fuses them; the hand-written kernel's
+        # out= buffers cannot be traced with autograd)
+        return _composite(s, m, w, scale, sign)
     return _UnitRandersLogits.apply(s, m, w, scale, sign)
