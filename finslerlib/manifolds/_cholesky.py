@@ -1,11 +1,15 @@
-r"""Rows times the learnable Cholesky factor, $x L$ with $L = \operatorname{tril}(R, -1) + \operatorname{diag}(\operatorname{softplus}(\operatorname{diag} R) + \epsilon)$.
+r"""Rows times the learnable factor: $x L$, $L = \operatorname{tril}(R, -1) + \operatorname{diag} \sigma$.
+
+Here $\sigma = \operatorname{softplus}(\operatorname{diag} R) + \epsilon$.
 
 `Randers.learnable` (full rank) stores the factor $L$ of $a = L L^\top$ as a raw matrix $R$.
 Building $L$ with torch ops and multiplying costs several full $D \times D$ passes in the
 backward (zero-filled gradients of `tril` and `diag_embed`, their sum) and a full product, while
-$L$ is lower triangular: $x L$ needs half the multiply-adds. `factor_rows` builds $L$ in one
-pass, multiplies in triangular blocks ($[[L_{11}, 0], [L_{21}, L_{22}]]$, recursively: about
-5/8 of a dense product at $D = 512$), and its backward writes the gradient of $R$ directly.
+$L$ is lower triangular: $x L$ needs half the multiply-adds. `factor_rows` multiplies in
+triangular blocks ($[[L_{11}, 0], [L_{21}, L_{22}]]$, recursively down to blocks of at most 255
+rows: 5/8 of a dense product at $D = 512$), reading the off-diagonal blocks from $R$ itself and
+building only the small diagonal blocks, and its backward writes the gradient of $R$ directly.
+Under `torch.compile` / `torch.export` it is the plain composite of torch ops.
 """
 
 from __future__ import annotations
@@ -107,12 +111,14 @@ class _FactorRows(torch.autograd.Function):
 
 
 def factor_rows(x: torch.Tensor, raw: torch.Tensor, eps: float) -> torch.Tensor:
-    r"""$x L$ for rows `x`, with $L = \operatorname{tril}(R, -1) + \operatorname{diag}(\operatorname{softplus}(\operatorname{diag} R) + \epsilon)$.
+    r"""$x L$ for rows `x`, $L = \operatorname{tril}(R, -1) + \operatorname{diag} \sigma$.
+
+    The diagonal is $\sigma = \operatorname{softplus}(\operatorname{diag} R) + \epsilon$.
 
     Exact gradients with respect to `x` and `raw` (the product is done in triangular blocks,
     only the reduction order differs from `x @ L`); double backward goes through a slower
     recomputation with torch ops. Not `torch.func`-transformable (the learnable metric's
-    `factor()` is).
+    `factor()` is), so only `FAIMHead`'s forward uses it.
 
     Args:
         x: Tensor, shape `[B, D]`.
@@ -128,9 +134,13 @@ def factor_rows(x: torch.Tensor, raw: torch.Tensor, eps: float) -> torch.Tensor:
         tensor([[2.6931, 0.6931]])
     """
     if x.dim() != 2 or raw.dim() != 2 or raw.shape != (x.shape[1], x.shape[1]):
-        raise ValueError(f"factor_rows needs x [B, D] and raw [D, D]; got {tuple(x.shape)}, {tuple(raw.shape)}")
+        raise ValueError(
+            f"factor_rows needs x [B, D] and raw [D, D]; got {tuple(x.shape)}, {tuple(raw.shape)}"
+        )
     if x.dtype != raw.dtype or x.device != raw.device:
-        raise ValueError(f"x and raw must share dtype and device; got {x.dtype}/{x.device}, {raw.dtype}/{raw.device}")
+        raise ValueError(
+            f"x and raw must share dtype and device; got {x.dtype}/{x.device}, {raw.dtype}/{raw.device}"
+        )
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         # traced graphs get the plain ops (the hand-written out= products cannot be traced with autograd)
         return _composite(x, raw, float(eps))

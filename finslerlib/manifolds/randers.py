@@ -14,8 +14,8 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
-from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.manifolds._cholesky import factor_rows
+from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_finite, check_randers
 
