@@ -80,12 +80,13 @@ class _UnitRandersLogits(torch.autograd.Function):
         v = s @ w
         k = None if scale is None else scale * (1 if sign == 0 else sign)
         kv = None if k is None else (k * v).unsqueeze(1)
-        alpha = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
-        d = torch.empty_like(alpha)
+        d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
         u = torch.empty(classes, dtype=s.dtype, device=s.device)
         y2 = torch.empty_like(u)
         chunk = _column_chunk(s, classes)
         block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        # one block: alpha is computed in place in it (no second [B, C] buffer)
+        alpha = block[:batch] if chunk >= classes else torch.empty_like(d)
         for j0 in range(0, classes, chunk):
             j1 = min(j0 + chunk, classes)
             mj, tmp = m[j0:j1], block[:, : j1 - j0]
@@ -93,7 +94,7 @@ class _UnitRandersLogits(torch.autograd.Function):
             torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
             tmp[batch].zero_()
             tmp.addmm_(left, mj.mT, alpha=-2.0)
-            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])
+            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])  # in place for one block
             u[j0:j1] = tmp[batch]
             dj = d[:, j0:j1]
             if sign == 0:
