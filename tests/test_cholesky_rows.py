@@ -69,3 +69,29 @@ def test_bad_shapes_raise():
         factor_rows(torch.zeros(2, 3), torch.zeros(3, 4), 1e-4)
     with pytest.raises(ValueError, match="dtype"):
         factor_rows(torch.zeros(2, 3), torch.zeros(3, 3, dtype=torch.float64), 1e-4)
+
+
+def test_one_dense_block_path(monkeypatch):
+    # the path GPUs take (no triangular blocks), forced on CPU
+    import finslerlib.manifolds._cholesky as cholesky
+
+    monkeypatch.setattr(cholesky, "_SPLIT", 10**9)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 300, generator=gen, dtype=torch.float64, requires_grad=True)
+    raw = torch.randn(300, 300, generator=gen, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(6, 300, generator=gen, dtype=torch.float64)
+    out, ref = factor_rows(x, raw, 1e-3), _oracle(x, raw, 1e-3)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(out, (x, raw), grad)
+    want = torch.autograd.grad(ref, (x, raw), grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 300, generator=gen, dtype=torch.float64)
+    raw = torch.randn(300, 300, generator=gen, dtype=torch.float64)
+    got = factor_rows(x.cuda(), raw.cuda(), 1e-3).cpu()
+    torch.testing.assert_close(got, _oracle(x, raw, 1e-3), rtol=1e-12, atol=1e-12)

@@ -5,7 +5,7 @@ Here $\sigma = \operatorname{softplus}(\operatorname{diag} R) + \epsilon$.
 `Randers.learnable` (full rank) stores the factor $L$ of $a = L L^\top$ as a raw matrix $R$.
 Building $L$ with torch ops and multiplying costs several full $D \times D$ passes in the
 backward (zero-filled gradients of `tril` and `diag_embed`, their sum) and a full product, while
-$L$ is lower triangular: $x L$ needs half the multiply-adds. `factor_rows` multiplies in
+$L$ is lower triangular: $x L$ needs half the multiply-adds. `factor_rows` multiplies (on CPU) in
 triangular blocks ($[[L_{11}, 0], [L_{21}, L_{22}]]$, recursively down to blocks of at most 255
 rows: 5/8 of a dense product at $D = 512$), reading the off-diagonal blocks from $R$ itself and
 building only the small diagonal blocks, and its backward writes the gradient of $R$ directly.
@@ -19,7 +19,8 @@ import torch.nn.functional as nnf
 
 __all__ = ["factor_rows"]
 
-# blocks of at least this many rows / columns are split in two (smaller products lose efficiency)
+# on CPU, blocks of at least this many rows / columns are split in two (smaller products lose
+# efficiency); GPUs take one dense product (each block would be a kernel launch)
 _SPLIT = 256
 # softplus(x) = x above this threshold (torch's default), so its derivative is exactly 1 there
 _SOFTPLUS_THRESHOLD = 20.0
@@ -35,7 +36,7 @@ def _leaf(raw, diag):
 def _rows_times_lower(x, raw, diag, out):
     """`out = x @ L`, `L` lower triangular (strict lower part from `raw`, diagonal `diag`)."""
     n = raw.shape[0]
-    if n < _SPLIT:
+    if n < _SPLIT or x.device.type != "cpu":
         torch.mm(x, _leaf(raw, diag), out=out)
         return
     h = n // 2
@@ -47,7 +48,7 @@ def _rows_times_lower(x, raw, diag, out):
 def _rows_times_upper(g, raw, diag, out):
     """`out = g @ L^T` (`L` as in `_rows_times_lower`)."""
     n = raw.shape[0]
-    if n < _SPLIT:
+    if n < _SPLIT or g.device.type != "cpu":
         torch.mm(g, _leaf(raw, diag).mT, out=out)
         return
     h = n // 2
@@ -59,7 +60,7 @@ def _rows_times_upper(g, raw, diag, out):
 def _lower_gram(x, g, out):
     """`out = tril(x^T g)` (the upper part set to zero)."""
     n = out.shape[0]
-    if n < _SPLIT:
+    if n < _SPLIT or x.device.type != "cpu":
         torch.mm(x.mT, g, out=out)
         out.tril_()
         return
