@@ -176,7 +176,7 @@ def test_copies_keep_the_coordinates_tied_to_the_copied_metric():
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_kernel_column_blocks_give_the_same_values_and_gradients(direction, monkeypatch):
+def test_kernel_column_and_row_blocks_give_the_same_values_and_gradients(direction, monkeypatch):
     import finslerlib.nn._kernels as kernels
 
     torch.manual_seed(9)
@@ -187,6 +187,7 @@ def test_kernel_column_blocks_give_the_same_values_and_gradients(direction, monk
     for chunk in (None, 4, 1):
         if chunk is not None:
             monkeypatch.setattr(kernels, "_column_chunk", lambda s, classes, chunk=chunk: chunk)
+            monkeypatch.setattr(kernels, "_ROWS", 3)  # |m_j - c|^2 in row blocks too
         leaves = [t.clone().requires_grad_() for t in inputs]
         out = unit_randers_logits(*leaves, sign=SIGNS[direction])
         results.append((out, *torch.autograd.grad((out * weights).sum(), leaves)))

@@ -174,7 +174,8 @@ class FinslerManifold(geoopt.Manifold):
                 raise ValueError(f"dtype mismatch: {names[0]} is {dtype} but {name} is {t.dtype}")
             dtype = t.dtype
         try:
-            torch.broadcast_shapes(*(t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors))
+            if len(tensors) > 1:  # one tensor always broadcasts with itself
+                torch.broadcast_shapes(*(t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors))
         except RuntimeError:
             shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
             raise ValueError(f"batch shapes do not broadcast: {shapes}") from None

@@ -14,6 +14,7 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
+from finslerlib.manifolds._cholesky import factor_rows
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_finite, check_randers
@@ -483,6 +484,13 @@ class _LearnableRanders(Randers):
         a = self._dense_low_rank()
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
+
+    def _factor_product(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`(x @ L, w)` for rows `x` `[B, D]` (full rank; `None` for `rank=r`), the product fused
+        with building `L` (`finslerlib.manifolds._cholesky.factor_rows`)."""
+        if self.rank is not None:
+            return None
+        return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
 
     def factor(self):
         if self.rank is None:

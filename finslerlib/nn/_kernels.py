@@ -41,6 +41,20 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
     return max(1024, torch.get_num_threads() * (1 << 20) // max(s.shape[0], 1))
 
 
+# rows of the [rows, R] differences in `_centred_sqnorms` on CPU (a few hundred KiB: they stay in
+# cache); GPUs take all rows at once
+_ROWS = 256
+
+
+def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor, out: torch.Tensor) -> None:
+    """`out = |m_j - c|^2` exactly (differences, no cancellation), in row blocks."""
+    rows = _ROWS if m.device.type == "cpu" else max(m.shape[0], 1)
+    for r0 in range(0, m.shape[0], rows):
+        r1 = min(r0 + rows, m.shape[0])
+        torch.linalg.vector_norm(m[r0:r1] - c, dim=1, out=out[r0:r1])
+    out.square_()
+
+
 def _acc(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
     return part if total is None else total.add_(part)
 
@@ -66,22 +80,21 @@ class _UnitRandersLogits(torch.autograd.Function):
         v = s @ w
         k = None if scale is None else scale * (1 if sign == 0 else sign)
         kv = None if k is None else (k * v).unsqueeze(1)
-        alpha = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
-        d = torch.empty_like(alpha)
+        d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
         u = torch.empty(classes, dtype=s.dtype, device=s.device)
         y2 = torch.empty_like(u)
         chunk = _column_chunk(s, classes)
         block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
+        # one block: alpha is computed in place in it (no second [B, C] buffer)
+        alpha = block[:batch] if chunk >= classes else torch.empty_like(d)
         for j0 in range(0, classes, chunk):
             j1 = min(j0 + chunk, classes)
             mj, tmp = m[j0:j1], block[:, : j1 - j0]
-            # |m_j - c|^2 exactly (differences, no cancellation), without an [chunk, R] copy
-            y2[j0:j1] = torch.cdist(mj, c.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
-            y2[j0:j1].square_()
+            _centred_sqnorms(mj, c, y2[j0:j1])
             torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
             tmp[batch].zero_()
             tmp.addmm_(left, mj.mT, alpha=-2.0)
-            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])
+            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])  # in place for one block
             u[j0:j1] = tmp[batch]
             dj = d[:, j0:j1]
             if sign == 0:

@@ -41,6 +41,21 @@ def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None if factor is None else factor()
 
 
+def _factor_rows(manifold, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(z @ L, w)` of a constant Randers metric with a factor, rows `z` `[B, D]` in their dtype.
+
+    Uses the metric's fused product when it has one (`Randers.learnable`: built and multiplied
+    in triangular blocks), else `_metric_factor`.
+    """
+    fused = getattr(manifold, "_factor_product", None)
+    out = None if fused is None else fused(z)
+    if out is not None:
+        s, w = out
+        return s, w.to(z.dtype)
+    chol, w = _metric_factor(manifold)
+    return z @ chol.to(z.dtype), w.to(z.dtype)
+
+
 class _FactorCoordinates(Randers):
     r"""The unit Randers space $F(y) = |y| + w \cdot y$ of a constant metric, sharing its drift.
 
@@ -458,12 +473,10 @@ class FAIMHead(nn.Module):
         z = self.embed(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.factor_coordinates:
-                chol, w = _metric_factor(self.manifold)
+                s, w = _factor_rows(self.manifold, z)
                 coords = self.prototype_coords.to(z.dtype)
                 scale = None if scale is None else scale.to(z.dtype)
-                d = unit_randers_logits(
-                    z @ chol.to(z.dtype), coords, w.to(z.dtype), scale, sign=DIRECTION_SIGNS[self.direction]
-                )
+                d = unit_randers_logits(s, coords, w, scale, sign=DIRECTION_SIGNS[self.direction])
             else:
                 mu = self.prototypes.to(z.dtype)
                 if self.direction == "to_prototype":
