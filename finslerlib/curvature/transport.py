@@ -106,12 +106,14 @@ def geodesic_transport(
     `u = 0` return `v` (the curve is constant).
 
     Args:
-        manifold: a manifold on an open subset of $\mathbb{R}^D$ with `coefficients(x) -> (a, b)`.
+        manifold: a manifold on an open subset of $\mathbb{R}^D$ with `coefficients(x) -> (a, b)`,
+            or a `Navigation` over any of its bases (points and vectors in ambient coordinates;
+            `u` and `v` are projected onto $T_x M$).
         x: Tensor, shape `[..., D]`, start points.
         u: Tensor, shape `[..., D]`, initial velocities.
         v: Tensor, shape `[..., D]`, vectors at `x` to transport.
         time: end time $t$ (the point reached is $\exp_x(t u)$).
-        steps: RK4 steps (default: the manifold's `steps`, else 16).
+        steps: RK4 steps (default: the manifold's `steps` (`Navigation`: its `steps` option), else 16).
 
     Returns:
         `GeodesicTransport(point, velocity, vector)`, each `[..., D]`.
@@ -119,7 +121,7 @@ def geodesic_transport(
     Raises:
         ValueError: bad input (shapes, dtypes, non-finite, invalid metric at `x`), or a geodesic
             that leaves the region where the metric is strongly convex.
-        NotImplementedError: embedded domains (`ambient_dim > dim`).
+        NotImplementedError: embedded domains (`ambient_dim > dim`) other than `Navigation`.
 
     Example:
         >>> from finslerlib import RandersField
