@@ -559,6 +559,13 @@ class Navigation(FinslerManifold):
         y = self.retr(x, u)
         return y, self.proju(y, self._transport(x, u, v, 1))
 
+    # transport hooks of the reverse metric for `Reversed(self)`: navigation in -W transports itself
+    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return self.reverse().transp_follow_expmap(x, u, v)
+
+    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return self.reverse().transp_follow_retr(x, u, v)
+
     def _no_options(self, options):
         if options and self.exact:
             raise ValueError(
