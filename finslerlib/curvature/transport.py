@@ -29,9 +29,17 @@ $\varphi_s$ of $W$ preserves $h$ and $W$, hence is an isometry of $F$, and the t
 with it: $P_{\varphi_s\circ\gamma}(d\varphi_s v) = d\varphi_s P_\gamma(v)$; there is no simpler closed
 form in general, so it is integrated numerically.
 
-Scope: domains that are open subsets of $\mathbb{R}^D$ (`ambient_dim == dim`); embedded domains
-raise `NotImplementedError` here (their curvature is available, their geodesics come from their own
-manifolds).
+**Navigation.** For `finslerlib.Navigation` over every base the transport is integrated in a chart
+with the chart's navigation data $(\lambda(p)^2 I, W)$ and pushed back with the chart's
+differential: the identity chart on `Euclidean` and the stereographic models, the Poincaré ball
+on `Lorentz`, and on `Sphere` stereographic projection after the reflection $R_x$ that sends the
+start point $x$ to $e_0$ (so the chart is centred at $x$ and its pole is the antipode $-x$: a
+geodesic whose $h$-length stays below $\pi$ stays inside it). The chart is an isometry of the
+Randers data, so the transported vector is the chart-free one.
+
+Scope: open subsets of $\mathbb{R}^D$ (`ambient_dim == dim`) with `coefficients(x)`, and
+`Navigation` (any base); other embedded domains raise `NotImplementedError` (their curvature is
+available, their geodesics come from their own manifolds).
 """
 
 from __future__ import annotations
@@ -98,12 +106,14 @@ def geodesic_transport(
     `u = 0` return `v` (the curve is constant).
 
     Args:
-        manifold: a manifold on an open subset of $\mathbb{R}^D$ with `coefficients(x) -> (a, b)`.
+        manifold: a manifold on an open subset of $\mathbb{R}^D$ with `coefficients(x) -> (a, b)`,
+            or a `Navigation` over any of its bases (points and vectors in ambient coordinates;
+            `u` and `v` are projected onto $T_x M$).
         x: Tensor, shape `[..., D]`, start points.
         u: Tensor, shape `[..., D]`, initial velocities.
         v: Tensor, shape `[..., D]`, vectors at `x` to transport.
         time: end time $t$ (the point reached is $\exp_x(t u)$).
-        steps: RK4 steps (default: the manifold's `steps`, else 16).
+        steps: RK4 steps (default: the manifold's `steps` (`Navigation`: its `steps` option), else 16).
 
     Returns:
         `GeodesicTransport(point, velocity, vector)`, each `[..., D]`.
@@ -111,7 +121,7 @@ def geodesic_transport(
     Raises:
         ValueError: bad input (shapes, dtypes, non-finite, invalid metric at `x`), or a geodesic
             that leaves the region where the metric is strongly convex.
-        NotImplementedError: embedded domains (`ambient_dim > dim`).
+        NotImplementedError: embedded domains (`ambient_dim > dim`) other than `Navigation`.
 
     Example:
         >>> from finslerlib import RandersField
@@ -121,6 +131,10 @@ def geodesic_transport(
         >>> torch.allclose(out.vector, out.velocity, atol=1e-4)
         True
     """
+    from finslerlib.manifolds.navigation import Navigation  # curvature builds on manifolds
+
+    if isinstance(manifold, Navigation):
+        return _navigation_transport(manifold, x, u, v, time=time, steps=steps)
     if ambient_dim(manifold) != int(manifold.dim):
         raise NotImplementedError(
             f"parallel transport is implemented for open subsets of R^D; {type(manifold).__name__} has "
@@ -169,6 +183,60 @@ def geodesic_transport(
     ws = torch.where(still, vf, ws)
     n = xf.shape[-1]
     return GeodesicTransport(xs.reshape(*batch, n), vel.reshape(*batch, n), ws.reshape(*batch, n))
+
+
+def _sphere_frame(x: torch.Tensor) -> torch.Tensor:
+    r"""Orthogonal `R` `[B, N, N]` with `R x = e_0`: the Householder reflection along
+    $n = x + s e_0$, $s = \pm 1$ the sign of $x_0$ ($|n|^2 = 2(1 + |x_0|) \ge 2$, well conditioned),
+    which sends $x$ to $-s e_0$, followed by flipping the sign of row 0 when $s = 1$."""
+    s = torch.where(x[..., :1] > 0, 1.0, -1.0).to(x)
+    n = x.clone()
+    n[..., :1] = n[..., :1] + s
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    r = eye - 2.0 * n[..., :, None] * n[..., None, :] / (n * n).sum(-1)[..., None, None]
+    flip = torch.ones_like(x)
+    flip[..., :1] = -s
+    return flip[..., :, None] * r
+
+
+def _navigation_transport(manifold, x, u, v, *, time, steps) -> GeodesicTransport:
+    """`geodesic_transport` for `Navigation`: RK4 in a chart (module docstring), mapped back.
+
+    `u` and `v` are projected onto $T_x M$ first (as `Navigation.expmap` does with `u`)."""
+    from finslerlib.manifolds.field import RandersField
+
+    m = manifold
+    steps = int(m._options["steps"]) if steps is None else _default_steps(m, steps)
+    batch, (xf, uf, vf) = prepare(m, ("x", "u", "v"), x, u, v)
+    uf, vf = m.proju(xf, uf), m.proju(xf, vf)
+    rot = _sphere_frame(xf) if m.kind == "sphere" else None
+
+    def turn(t, back=False):  # ambient coordinates <-> the frame where x is e_0
+        if rot is None:
+            return t
+        return ((rot.mT if back else rot) @ t.unsqueeze(-1)).squeeze(-1)
+
+    def chart_wind(p):
+        y = m._chart_inv(p)
+        return m._chart_push(y, turn(m.wind_at(turn(y, back=True))))
+
+    field = RandersField.from_navigation(
+        None if m.kind == "euclidean" else m._chart_metric, chart_wind, dim=m.dim
+    )
+    xr = turn(xf)
+    out = geodesic_transport(
+        field, m._chart(xr), m._chart_push(xr, turn(uf)), m._chart_push(xr, turn(vf)), time=time, steps=steps
+    )
+    point, vel, vec = (
+        turn(t, back=True)
+        for t in (
+            m._chart_inv(out.point),
+            m._chart_pull(out.point, out.velocity),
+            m._chart_pull(out.point, out.vector),
+        )
+    )
+    n = xf.shape[-1]
+    return GeodesicTransport(point.reshape(*batch, n), vel.reshape(*batch, n), vec.reshape(*batch, n))
 
 
 def transp_follow_expmap(manifold, x, u, v, *, steps: int | None = None) -> torch.Tensor:

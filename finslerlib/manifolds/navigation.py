@@ -525,9 +525,46 @@ class Navigation(FinslerManifold):
             return self.expmap(x, u)
         return self.projx(x + self.proju(x, u))
 
+    # ------------------------------------------------------------------ parallel transport
+    # Small hooks: the Chern transport along geodesics lives in finslerlib.curvature.transport
+    # (imported when used, since curvature builds on the manifolds); it runs in a chart.
+    def _transport(self, x, u, v, steps):
+        from finslerlib.curvature import transport
+
+        return transport.geodesic_transport(self, x, u, v, steps=steps).vector
+
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Vector transport by projection onto $T_y M$ (not parallel transport)."""
-        return self.proju(y, v)
+        """Parallel transport (Chern) along the geodesic $x \\to y$: `transp_follow_expmap` of `logmap`."""
+        return self.transp_follow_expmap(x, self.logmap(x, y), v)
+
+    def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport (Chern, reference vector $\\dot\\gamma$) of `v` along
+        $t \\mapsto \\exp_x(t u)$: `finslerlib.curvature.geodesic_transport` (RK4, `steps`), projected
+        onto the tangent space at `expmap(x, u)`."""
+        return self.expmap_transp(x, u, v)[1]
+
+    def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""
+        y = self.expmap(x, u)
+        return y, self.proju(y, self._transport(x, u, v, None))
+
+    def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Vector transport to `retr(x, u)`: the parallel transport along $t \\mapsto \\exp_x(t u)$ by one
+        RK4 step (local error $O(|u|^5)$: optimizer steps are short), projected onto the tangent
+        space at `retr(x, u)`; what geoopt's optimizers use for momenta (`retr_transp`)."""
+        return self.retr_transp(x, u, v)[1]
+
+    def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """`(retr(x, u), transp_follow_retr(x, u, v))`."""
+        y = self.retr(x, u)
+        return y, self.proju(y, self._transport(x, u, v, 1))
+
+    # transport hooks of the reverse metric for `Reversed(self)`: navigation in -W transports itself
+    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return self.reverse().transp_follow_expmap(x, u, v)
+
+    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        return self.reverse().transp_follow_retr(x, u, v)
 
     def _no_options(self, options):
         if options and self.exact:
