@@ -489,8 +489,11 @@ def test_riemannian_adam_on_the_sphere_reaches_the_target():
 
 def test_faim_head_over_navigation():
     m = Navigation(geoopt.PoincareBall(c=1.0), KillingWind(skew(4, 0.2)).float())
-    head = FAIMHead(4, 3, manifold=m)
-    x = 0.3 * torch.randn(6, 4)
+    for seed in range(6):  # random prototypes start inside the bounded domain |W|_h < 1
+        torch.manual_seed(seed)
+        head = FAIMHead(4, 3, manifold=m)
+        assert bool((m.wind_size(head.prototypes.detach()) < 1).all())
+    x = 0.2 * torch.randn(6, 4)
     logits = head(x)
     assert logits.shape == (6, 3) and torch.isfinite(logits).all()
     logits.logsumexp(-1).sum().backward()
@@ -568,3 +571,24 @@ def test_check_manifold_on_embedded_bases_with_general_winds(name):
         scale=0.3,
         skip=["large_steps"] if name == "lorentz" else [],
     ).ok
+
+
+def test_faim_head_on_the_sphere_with_a_killing_wind():
+    """`FAIMHead` sizes tensors with `ambient_dim`: features in R^3 land on S^2, prototypes stay on it."""
+    from finslerlib.nn import FAIMHead
+
+    gen = torch.zeros(3, 3, dtype=torch.float64)
+    gen[0, 1], gen[1, 0] = 0.3, -0.3
+    m = Navigation(geoopt.Sphere(), KillingWind(gen))
+    assert (m.dim, m.ambient_dim) == (2, 3) and m.domain.embedded
+    head = FAIMHead(3, 4, manifold=m, dtype=torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    logits = head(x)
+    z = head.embed(x)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(5, dtype=torch.float64))
+    # the logits are -s * d(z -> mu_k), the manifold's own distances
+    want = -head.scale * m.dist(z[:, None], head.prototypes.detach()[None])
+    torch.testing.assert_close(logits, want)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3, 0])).backward()
+    geoopt.optim.RiemannianAdam(head.parameters(), lr=0.05).step()
+    torch.testing.assert_close(head.prototypes.norm(dim=-1), torch.ones(4, dtype=torch.float64))

@@ -168,13 +168,14 @@ class SphereDomain(Domain):
 
 
 class HyperboloidDomain(Domain):
-    r"""The hyperboloid $H^n = \{x \in \mathbb{R}^{1,n} : \langle x, x\rangle_L = -1, x_0 > 0\}$.
+    r"""The hyperboloid $H^n = \{x \in \mathbb{R}^{1,n} : \langle x, x\rangle_L = -k, x_0 > 0\}$.
 
     Minkowski product $\langle x, y\rangle_L = -x_0 y_0 + \sum_{i \ge 1} x_i y_i$; `dim = n`,
-    `ambient_dim = n + 1`, as `geoopt.Lorentz(k=1)`. $T_x H^n = \{u : \langle x, u\rangle_L = 0\}$,
-    whose Euclidean normal is $J x / |J x|$ with $J = \mathrm{diag}(-1, 1, \dots, 1)$;
-    `proju(x, u)` $= u + \langle x, u\rangle_L\, x$ (the Minkowski-orthogonal projection),
-    `projx` recomputes $x_0 = \sqrt{1 + |x_{1:}|^2}$, origin $e_0$.
+    `ambient_dim = n + 1`, as `geoopt.Lorentz(k)` (default $k = 1$).
+    $T_x H^n = \{u : \langle x, u\rangle_L = 0\}$, whose Euclidean normal is $J x / |J x|$ with
+    $J = \mathrm{diag}(-1, 1, \dots, 1)$; `proju(x, u)` $= u + \langle x, u\rangle_L\, x / k$ (the
+    Minkowski-orthogonal projection), `projx` recomputes $x_0 = \sqrt{k + |x_{1:}|^2}$, origin
+    $\sqrt{k}\, e_0$.
 
     Example:
         >>> h = HyperboloidDomain(2)
@@ -187,8 +188,11 @@ class HyperboloidDomain(Domain):
 
     embedded = True
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, k: float = 1.0):
         super().__init__(dim, int(dim) + 1)
+        if not float(k) > 0:
+            raise ValueError(f"k must be positive, got {k}")
+        self.k = float(k)
 
     @staticmethod
     def _minkowski(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -196,10 +200,10 @@ class HyperboloidDomain(Domain):
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
         rest = x[..., 1:]
-        return torch.cat([torch.sqrt(1 + (rest * rest).sum(-1, keepdim=True)), rest], -1)
+        return torch.cat([torch.sqrt(self.k + (rest * rest).sum(-1, keepdim=True)), rest], -1)
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return u + self._minkowski(x, u) * x
+        return u + self._minkowski(x, u) * x / self.k
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         jx = torch.cat([-x[..., :1], x[..., 1:]], -1)
@@ -211,12 +215,14 @@ class HyperboloidDomain(Domain):
             return ok, reason
         if not x.numel():
             return True, None
-        err = (self._minkowski(x, x) + 1).abs().max().item()
+        err = (self._minkowski(x, x) + self.k).abs().max().item()
         if err > atol + rtol * max(x[..., 0].abs().max().item() ** 2, 1.0) or bool((x[..., 0] <= 0).any()):
-            return False, f"points are not on the upper hyperboloid: max |<x, x>_L + 1| = {err:.3g}"
+            return False, (
+                f"points are not on the upper hyperboloid: max |<x, x>_L + k| = {err:.3g} (k = {self.k:g})"
+            )
         return True, None
 
     def origin(self, *shape: int, dtype=None, device=None) -> torch.Tensor:
         x = torch.zeros(*shape, dtype=dtype, device=device)
-        x[..., 0] = 1.0
+        x[..., 0] = self.k**0.5
         return x

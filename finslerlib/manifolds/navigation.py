@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from finslerlib.manifolds.base import FinslerManifold
+from finslerlib.manifolds.domain import EuclideanDomain, HyperboloidDomain, SphereDomain
 from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.killing import KillingWind
 from finslerlib.math import navigation as nmath
@@ -155,8 +156,13 @@ class Navigation(FinslerManifold):
             raise ValueError(
                 f"Navigation: wind must be a KillingWind, a callable or None, got {type(wind).__name__}"
             )
-        super().__init__(ambient - embedded)
-        self._ambient_dim = ambient
+        if kind == "sphere":
+            domain = SphereDomain(ambient - 1)
+        elif kind == "lorentz":
+            domain = HyperboloidDomain(ambient - 1, k=float(k))
+        else:  # Euclidean space and the stereographic models are open subsets of R^n
+            domain = EuclideanDomain(ambient)
+        super().__init__(domain=domain)
         self.kind, self.k, self.base_name = kind, k, base_name
         self.base = base
         if wind is None:
@@ -175,11 +181,6 @@ class Navigation(FinslerManifold):
             self.field = RandersField.from_navigation(
                 chart_h, self._chart_wind, dim=self.dim, **self._options
             )
-
-    @property
-    def ambient_dim(self) -> int:
-        """The size of the points' last dimension ($n + 1$ on the sphere and the hyperboloid)."""
-        return self._ambient_dim
 
     # ------------------------------------------------------------------ checks and shapes
     def _validate(self, *tensors, names=None, batch_dims=1):

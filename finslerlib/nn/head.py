@@ -8,6 +8,9 @@ into the ball for `FunkBall`.
 
 When the head builds its own learnable metric (`manifold=None`), it stores the prototypes in the
 metric's factor coordinates (see `FAIMHead`), so a training step costs about an `nn.Linear`.
+
+This file is over 500 lines because the head's API (constructor, `from_linear`,
+`init_prototypes_`, the margin forward) and its two prototype storages live together.
 """
 
 from __future__ import annotations
@@ -300,7 +303,17 @@ class FAIMHead(nn.Module):
             return
         with torch.no_grad():
             v = torch.randn_like(stored) / math.sqrt(stored.shape[-1])
-            self._set_prototypes(self.manifold.projx(self.manifold.expmap0(v)))
+            for attempt in range(12):
+                try:
+                    points = self.manifold.projx(self.manifold.expmap0(v))
+                    break
+                except ValueError:
+                    # a geodesic left a bounded domain (a navigation metric's |W|_h < 1, say):
+                    # start the prototypes closer to the origin
+                    if attempt == 11:
+                        raise
+                    v = v / 2
+            self._set_prototypes(points)
 
     @property
     def out_features(self) -> int:
