@@ -183,33 +183,6 @@ class Navigation(FinslerManifold):
             )
 
     # ------------------------------------------------------------------ checks and shapes
-    def _validate(self, *tensors, names=None, batch_dims=1):
-        names = names or tuple(f"argument {i}" for i in range(len(tensors)))
-        dtype = None
-        for name, t in zip(names, tensors, strict=True):
-            if not isinstance(t, torch.Tensor):
-                raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-            if t.dim() < 1 or t.shape[-1] != self.ambient_dim:
-                raise ValueError(
-                    f"{name} must have shape [..., {self.ambient_dim}] on {self.name} over "
-                    f"{self.base_name}, got {tuple(t.shape)}"
-                )
-            if not t.is_floating_point():
-                raise ValueError(f"{name} must be a floating tensor, got {t.dtype}")
-            if dtype is not None and t.dtype != dtype:
-                raise ValueError(f"dtype mismatch: {names[0]} is {dtype} but {name} is {t.dtype}")
-            dtype = t.dtype
-        try:
-            torch.broadcast_shapes(*(t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors))
-        except RuntimeError:
-            shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
-            raise ValueError(f"batch shapes do not broadcast: {shapes}") from None
-
-    def _check_shape(self, shape, name):
-        if len(shape) < 1 or shape[-1] != self.ambient_dim:
-            return False, f"'{name}' on {self.name} needs shape [..., {self.ambient_dim}], got {tuple(shape)}"
-        return True, None
-
     def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
         if not bool(torch.isfinite(x).all()):
             return False, f"point has non-finite entries ({(~torch.isfinite(x)).sum().item()} of them)"
