@@ -11,8 +11,8 @@ Here the metric is Zermelo navigation in a wind (`Randers.from_navigation`): tra
 a constant wind $W$. The forward mean sits *upwind* of the points (going out is then fast),
 the backward mean *downwind*. Both are found by a `geoopt.ManifoldParameter` on the
 `Randers` manifold, optimized with `geoopt.optim.RiemannianAdam` and with
-`geoopt.optim.RiemannianSGD` (which step along the Finsler gradient
-$\ell_x^{-1}(df)$, `Randers.egrad2rgrad`). Each result is checked against
+`geoopt.optim.RiemannianSGD` (which step along the steepest descent of $F$,
+$\ell_x^{-1}(-df) = -$`Randers.egrad2rgrad`). Each result is checked against
 `scipy.optimize.minimize` on the same objective written independently in numpy
 ($F(v) = \sqrt{v^\top a v} + b^\top v$ from the matrices), and the script fails if they differ.
 

@@ -101,6 +101,22 @@ def test_digits_demo_reproducible(tmp_path: Path):
     assert other["results"][0]["history"] != first
 
 
+def test_digits_demo_funk_head_has_no_loss_spike(tmp_path: Path):
+    """The Funk head's full 15-epoch run, seed 0: no epoch's test loss above 2x the previous one.
+
+    With the reverse metric's descent (`descent="reverse"`) the prototypes ratchet out to the
+    working radius and the test loss jumps 18x at epoch 10 of this run.
+    """
+    demo = load(EXAMPLES / "digits_demo.py")
+    out = demo.main(["--heads", "funk", "--quiet", "--seed", "0", "--out", str(tmp_path)])
+    (result,) = out["results"]
+    losses = result["history"]["test_loss"]
+    assert len(losses) == 15
+    ratios = [b / a for a, b in zip(losses, losses[1:], strict=False)]
+    assert max(ratios) <= 2.0, [f"{r:.2f}" for r in ratios]
+    assert result["test_acc"] > 0.97
+
+
 def test_frechet_mean_matches_scipy(smoke):
     out, folder = smoke("frechet_mean")
     assert_png(folder / "frechet_mean.png")

@@ -191,8 +191,8 @@ class LegendreInverseOff(Randers):
     def inverse_legendre(self, x, xi):
         return 1.001 * super().inverse_legendre(x, xi)
 
-    def egrad2rgrad(self, x, u):
-        return Randers.inverse_legendre(self, x, u)  # keep the gradient right: isolate the Legendre bug
+    def finsler_gradient(self, x, df):
+        return Randers.inverse_legendre(self, x, df)  # keep the gradient right: isolate the Legendre bug
 
 
 class EuclideanGradient(Randers):

@@ -380,6 +380,19 @@ class FinslerMDS(_EstimatorBase):
         return x, history, converged
 
     def _adam(self, delta, w, x0, manifold, spread, gen):
+        # On bounded or curved targets the stress blows up at the boundary, where the steepest
+        # descent of F overshoots (docs/concepts/duality.md): fit with the reverse metric's
+        # descent there, whose steps shrink near the boundary, and restore the user's setting.
+        if isinstance(manifold, Randers) or not hasattr(manifold, "descent"):
+            return self._adam_fit(delta, w, x0, manifold, spread, gen)
+        before = manifold.descent
+        manifold.descent = "reverse"
+        try:
+            return self._adam_fit(delta, w, x0, manifold, spread, gen)
+        finally:
+            manifold.descent = before
+
+    def _adam_fit(self, delta, w, x0, manifold, spread, gen):
         flat = isinstance(manifold, Randers)
         lr = self.lr if self.lr is not None else (0.05 * spread if flat else 0.02)
         x = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)

@@ -12,9 +12,11 @@ Conventions:
 * `cdist(x, y)[..., i, j]` $= d(x_i \to y_j)$.
 * `logmap(x, y)` is the initial velocity of the geodesic from `x` that reaches `y` at time 1,
   so `norm(x, logmap(x, y)) == dist(x, y)`.
-* `egrad2rgrad(x, df)` is the Finsler gradient $\ell^{-1}(df)$. geoopt's optimizers step along
-  $-\ell^{-1}(df)$, a descent direction since $df(-\ell^{-1}(df)) = -F^*(df)^2 < 0$ (it is the
-  steepest-descent direction of the reverse metric).
+* `finsler_gradient(x, df)` is the Finsler gradient $\ell^{-1}(df)$ (steepest ascent per unit
+  $F$-length). `egrad2rgrad(x, df)` is what geoopt's optimizers step against; `descent` chooses it:
+  `"forward"` (default) returns $-\ell^{-1}(-df)$, so the step $\ell^{-1}(-df)$ is the steepest
+  descent of $F$ itself; `"reverse"` returns $\ell^{-1}(df)$, the step $-\ell^{-1}(df)$ being the
+  steepest descent of the reverse metric. Measurements: `docs/concepts/duality.md`.
 
 A manifold is a **domain** (`finslerlib.manifolds.domain`: an open subset of $\mathbb{R}^D$, or
 an embedded submanifold such as the sphere, given by `projx` / `proju`) plus **Randers data**
@@ -27,7 +29,8 @@ metrics may also give the factored form `factor() -> (L, w)` ($a = L L^\top$, $b
 
 What a subclass implements: `coefficients` (or cheaper closed forms of the pointwise methods),
 `expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
-`inverse_legendre`, `fundamental_tensor`, `inner`, `egrad2rgrad`, `dist`, `cdist`, the `*0`
+`inverse_legendre`, `fundamental_tensor`, `inner`, `finsler_gradient`, `egrad2rgrad`, `dist`,
+`cdist`, the `*0`
 maps, input validation, geoopt's `dim=-1` / `project=` keywords, and `reverse()`
 (`finslerlib.manifolds.reversed.Reversed`). See `docs/how-to/new-manifold.md`.
 """
@@ -115,6 +118,8 @@ class FinslerManifold(geoopt.Manifold):
         domain: the domain.
         dim: the intrinsic dimension.
         ambient_dim: the size of the last tensor dimension.
+        descent: `"forward"` (default) or `"reverse"`: which steepest descent geoopt's optimizers
+            take through `egrad2rgrad` (set it on the instance: `m.descent = "reverse"`).
 
     `dist`, `dist0`, `expmap0`, `logmap0` and `norm` also accept geoopt's keywords `dim=-1`
     (any other value raises `ValueError`) and `project=` (`expmap0(u, project=True)` applies
@@ -124,6 +129,7 @@ class FinslerManifold(geoopt.Manifold):
     name = "Finsler"
     ndim = 1
     reversible = False
+    descent = "forward"
     __scaling__ = geoopt.Manifold.__scaling__.copy()
     _nonfinite_reason = "NaN or infinite input has no distance or norm"
 
@@ -322,14 +328,44 @@ class FinslerManifold(geoopt.Manifold):
         return (self.legendre(x, u) * v).sum(-1, keepdim=keepdim)
 
     def component_inner(self, x, u, v=None):
-        """`inner(x, u, v, keepdim=True)`; positive for `v=None` (RiemannianAdam's second moment)."""
+        """`inner(x, u, v, keepdim=True)`; for `v=None` RiemannianAdam's second moment: the squared
+        length of its step $-u$ in the metric whose steepest descent `egrad2rgrad` takes
+        ($F(x, -u)^2$ for `descent = "forward"`, $F(x, u)^2$ for `"reverse"`)."""
+        if v is None and self.descent == "forward":
+            return self.norm(x, -u, keepdim=True) ** 2
         return self.inner(x, u, v, keepdim=True)
 
-    def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        r"""Finsler gradient $\nabla f = \ell_x^{-1}(df)$ from the Euclidean differential `u`.
+    def finsler_gradient(self, x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
+        r"""Finsler gradient $\nabla f = \ell_x^{-1}(df)$ from the Euclidean differential `df`.
 
-        It satisfies $F(\nabla f) = F^*(df)$ and $df(\nabla f) = F^*(df)^2$. The optimizers of
-        geoopt step along its negative, a descent direction.
+        It satisfies $F(\nabla f) = F^*(df)$ and $df(\nabla f) = F^*(df)^2$: the direction of
+        steepest ascent per unit $F$-length. The steepest *descent* direction is
+        `finsler_gradient(x, -df)`, not its negative (see `egrad2rgrad`).
+
+        Args:
+            x: Tensor, shape `[..., D]`.
+            df: Tensor, shape `[..., D]`, the Euclidean gradient (differential) at `x`.
+
+        Returns:
+            Tensor, shape `[..., D]`.
+
+        Example:
+            >>> from finslerlib import Randers
+            >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))  # F(v) = |v| + v_1 / 2
+            >>> m.finsler_gradient(torch.zeros(2), torch.tensor([1.0, 0.0]))
+            tensor([0.4444, 0.0000])
+        """
+        return self.inverse_legendre(x, self._covector(x, df))
+
+    def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""What geoopt's optimizers step against, from the Euclidean differential `u` = $df$.
+
+        geoopt moves along $-\texttt{egrad2rgrad}(x, df)$. With `descent = "forward"` (default)
+        it is $-\ell_x^{-1}(-df)$: the step $\ell_x^{-1}(-df)$ is the steepest descent of $F$,
+        $F(\text{step}) = F^*(-df)$, $df(\text{step}) = -F^*(-df)^2$. With `descent = "reverse"`
+        it is `finsler_gradient(x, df)` $= \ell_x^{-1}(df)$, the steepest descent of the reverse
+        metric. Both are descent directions and agree for a symmetric metric; they differ for a
+        Randers metric, most near the Funk sphere (see `docs/concepts/duality.md`).
 
         Args:
             x: Tensor, shape `[..., D]`.
@@ -337,8 +373,22 @@ class FinslerManifold(geoopt.Manifold):
 
         Returns:
             Tensor, shape `[..., D]`.
+
+        Example:
+            >>> from finslerlib import Randers
+            >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))  # moving along -e_1 is cheap
+            >>> x, df = torch.zeros(2), torch.tensor([1.0, 0.0])
+            >>> m.egrad2rgrad(x, df)[0]  # geoopt steps along -this: -4 e_1, F(-4 e_1) = 2 = F*(-df)
+            tensor(4.)
+            >>> m.descent = "reverse"
+            >>> m.egrad2rgrad(x, df)[0]  # -0.4444 e_1 in the reverse metric's descent
+            tensor(0.4444)
         """
-        return self.inverse_legendre(x, self._covector(x, u))
+        if self.descent == "forward":
+            return -self.finsler_gradient(x, -u)
+        if self.descent == "reverse":
+            return self.finsler_gradient(x, u)
+        raise ValueError(f"descent must be 'reverse' or 'forward', got {self.descent!r}")
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Projection onto the tangent space at `x` (the domain's; identity on open sets of R^D)."""

@@ -362,7 +362,7 @@ class Navigation(FinslerManifold):
         w, xs, xx, xw = self._covector_parts(x, xi)
         return nmath.inverse_legendre(xs, w, xx, xw)
 
-    def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def finsler_gradient(self, x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
         r"""Tangent Finsler gradient $\ell_x^{-1}(df|_{T_x M})$ from the Euclidean gradient `u`.
 
         The differential is restricted to the tangent space first (on the hyperboloid this is
@@ -375,7 +375,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N]`, tangent at `x`.
         """
-        return self.inverse_legendre(x, u)
+        return self.inverse_legendre(x, df)
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The base's projection onto $T_x M$ (identity on open bases)."""

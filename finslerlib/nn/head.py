@@ -81,6 +81,11 @@ class _FactorCoordinates(Randers):
             raise ValueError(f"{type(source).__name__} has no factor (a = L L^T, b = L w)")
         self.source = source
 
+    @property
+    def descent(self) -> str:
+        """The source metric's `descent`: the head's optimizer steps as it would on the source."""
+        return getattr(self.source, "descent", "forward")
+
     def _drift(self) -> torch.Tensor:
         return _metric_factor(self.source)[1]
 

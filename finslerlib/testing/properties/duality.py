@@ -102,8 +102,9 @@ def _test_function(ctx):
     return f
 
 
-@register_property("finsler_gradient", "egrad2rgrad is the Finsler gradient and a small step along -grad "
-                   "decreases f", family="duality")
+@register_property("finsler_gradient", "finsler_gradient(x, df) = l^-1(df); "
+                   "geoopt's step along -egrad2rgrad is the steepest descent of F (default "
+                   "descent='forward') or of its reverse and decreases f", family="duality")
 def finsler_gradient(ctx):
     m = ctx.m
     x = ctx.points(ctx.n)
@@ -112,25 +113,40 @@ def finsler_gradient(ctx):
     with torch.enable_grad():
         (df,) = torch.autograd.grad(f(xr).sum(), xr)
     df = df.to(ctx.dtype)
-    grad = m.egrad2rgrad(x, df)
-    dual = m.dual_norm(x, df)
-    ctx_ = {"x": x, "df": df, "grad": grad}
-    ctx.close("F(x, grad f) = F*(x, df)", m.norm(x, grad), dual, ctx_, names=("F(grad)", "F*(df)"))
-    ctx.close("df(grad f) = F*(x, df)^2", (df * grad).sum(-1), dual * dual, ctx_,
-              names=("df(grad)", "F*(df)^2"))
-    # descent: retr(x, -t grad) with F(x, -t grad) = h lowers f by t F*(df)^2 + O(t^2). The
+    ctx_ = {"x": x, "df": df}
+    if hasattr(m, "finsler_gradient"):  # the mathematical gradient, steepest ascent per unit F
+        up = m.finsler_gradient(x, df)
+        dual_up = m.dual_norm(x, df)
+        ctx.close("F(x, grad f) = F*(x, df)", m.norm(x, up), dual_up, {**ctx_, "grad": up},
+                  names=("F(grad)", "F*(df)"))
+        ctx.close("df(grad f) = F*(x, df)^2", (df * up).sum(-1), dual_up * dual_up, {**ctx_, "grad": up},
+                  names=("df(grad)", "F*(df)^2"))
+    # what geoopt's optimizers step along: step = -egrad2rgrad(x, df), the steepest descent of F
+    # (default descent = "forward": l^-1(-df)) or of the reverse metric ("reverse": -l^-1(df));
+    # a manifold without the attribute (not a FinslerManifold) is held to the forward contract
+    forward = getattr(m, "descent", "forward") == "forward"
+    sign = 1.0 if forward else -1.0  # the step's length is F(x, sign * step)
+    step = -m.egrad2rgrad(x, df)
+    dual = m.dual_norm(x, -sign * df)
+    ctx_ = {**ctx_, "step": step}
+    label = "F(x, step)" if forward else "F(x, -step)"
+    ctx.close(f"{label} = F*(x, {'-df' if forward else 'df'}) for step = -egrad2rgrad(df)",
+              m.norm(x, sign * step), dual, ctx_, names=(label, "F*"))
+    ctx.close("df(step) = -F*^2 for step = -egrad2rgrad(df)", (df * step).sum(-1), -dual * dual, ctx_,
+              names=("df(step)", "-F*^2"))
+    # descent: retr(x, t step) with length h lowers f by t F*^2 + O(t^2). The
     # relative error of that first-order model must drop below 5 % for some h in a decreasing
     # sequence (a wrong gradient or retraction keeps a constant error as h -> 0).
-    back = m.norm(x, -grad).detach()  # step lengths: F(x, -t grad), the length of the step taken
-    usable = (dual > 1e-2 * dual.median()) & (back > 0)  # away from critical points of f
-    safe_back = torch.where(usable, back, torch.ones_like(back))
+    fwd = m.norm(x, sign * step).detach()  # step lengths in the metric whose descent is taken
+    usable = (dual > 1e-2 * dual.median()) & (fwd > 0)  # away from critical points of f
+    safe_fwd = torch.where(usable, fwd, torch.ones_like(fwd))
     steps = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5) + ((1e-6, 1e-7) if ctx.dtype == torch.float64 else ())
     best_rel = torch.full_like(dual, math.inf, dtype=torch.float64)
     best = {}
     f0 = f(x)
     for h in steps:
-        t = ctx.length * h / safe_back
-        decrease = f0 - f(m.retr(x, -t.unsqueeze(-1) * grad))
+        t = ctx.length * h / safe_fwd
+        decrease = f0 - f(m.retr(x, t.unsqueeze(-1) * step))
         predicted = (t * dual * dual).double()
         rel = torch.where(decrease > 0, (decrease - predicted).abs() / predicted,
                           torch.full_like(predicted, math.inf))
@@ -139,11 +155,11 @@ def finsler_gradient(ctx):
         best_rel = torch.where(take, rel, best_rel)
         for key, val in (("t", t), ("decrease", decrease), ("predicted", predicted)):
             best[key] = torch.where(take, val, best.get(key, val))
-    ctx.holds("f(retr(x, -t grad f)) = f(x) - t F*(df)^2 + O(t^2): a small step along -grad decreases f "
-              "at the predicted rate", ~usable | (best_rel <= 0.05), ctx_,
-              lambda i: [f"best over F(x, -t grad) in {steps} x length {ctx.length:.3g}: "
+    ctx.holds("f(retr(x, t step)) = f(x) - t F*^2 + O(t^2) for step = -egrad2rgrad(df): a small "
+              "step decreases f at the predicted rate", ~usable | (best_rel <= 0.05), ctx_,
+              lambda i: [f"best over step lengths in {steps} x length {ctx.length:.3g}: "
                          f"t = {fmt(best['t'][i])}",
-                         f"f(x) - f(retr(x, -t grad)) = {fmt(best['decrease'][i])}",
-                         f"predicted t F*(df)^2 = {fmt(best['predicted'][i])}",
+                         f"f(x) - f(retr(x, t step)) = {fmt(best['decrease'][i])}",
+                         f"predicted t F*^2 = {fmt(best['predicted'][i])}",
                          f"relative error = {fmt(best_rel[i])} > 0.05"],
               tol="relative error of the first-order model <= 0.05 at some step size")
