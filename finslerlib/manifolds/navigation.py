@@ -363,14 +363,14 @@ class Navigation(FinslerManifold):
         return nmath.inverse_legendre(xs, w, xx, xw)
 
     def finsler_gradient(self, x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-        r"""Tangent Finsler gradient $\ell_x^{-1}(df|_{T_x M})$ from the Euclidean gradient `u`.
+        r"""Tangent Finsler gradient $\ell_x^{-1}(df|_{T_x M})$ from the Euclidean gradient `df`.
 
         The differential is restricted to the tangent space first (on the hyperboloid this is
-        not the vector projection of `u`).
+        not the vector projection of `df`).
 
         Args:
             x: Tensor, shape `[..., N]`.
-            u: Tensor, shape `[..., N]`.
+            df: Tensor, shape `[..., N]`, the Euclidean gradient (a covector).
 
         Returns:
             Tensor, shape `[..., N]`, tangent at `x`.
