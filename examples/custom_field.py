@@ -22,7 +22,7 @@ closed-form pointwise quantities, and numerically computed geodesics (`expmap` i
    both geodesics to `outputs/custom_field.png`.
 
 Run:
-    python examples/custom_field.py            # all 18 laws (under a minute)
+    python examples/custom_field.py            # all 20 laws (under a minute)
     python examples/custom_field.py --smoke    # a subset of the laws, a few seconds
 """
 

@@ -593,3 +593,27 @@ def test_navigation_with_a_killing_wind_has_the_base_curvature(base):
     close(flag_curvature(m, x, y, v), torch.full((6,), k, dtype=F64), rtol=1e-7, atol=1e-8)
     close(ricci_curvature(m, x, y), 2 * k * m.norm(x, y) ** 2, rtol=1e-7, atol=1e-8)
     close(s_curvature(m, x, y), torch.zeros(6, dtype=F64), rtol=0, atol=1e-8)
+
+
+def test_kit_runs_the_curvature_laws_and_catches_an_inconsistent_metric():
+    """`check_manifold` has the curvature family: it passes the Funk ball and a field, and fails a
+    metric whose Randers data changes between calls (so K depends on more than the flag)."""
+    from finslerlib.testing import check_manifold
+
+    laws = ["flag_curvature_flag", "ricci_trace"]
+    for m in (FunkBall(3), general_field()):
+        report = check_manifold(m, dtype=F64, properties=laws)
+        assert report.passed == laws
+
+    class Drifting(RandersField):
+        calls = 0
+
+        def raw_coefficients(self, x):
+            a, b = super().raw_coefficients(x)
+            type(self).calls += 1
+            return a * (1 + 0.3 * x.sum(-1, keepdim=True).unsqueeze(-1) * (type(self).calls % 2)), b
+
+    broken = Drifting(a=lambda x: torch.eye(3, dtype=x.dtype) * (1 + 0.1 * (x * x).sum(-1))[..., None, None],
+                      dim=3)
+    report = check_manifold(broken, dtype=F64, properties=laws, raise_on_failure=False)
+    assert set(report.failed) & set(laws), str(report)

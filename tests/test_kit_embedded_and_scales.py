@@ -54,6 +54,11 @@ class RoundSphere(FinslerManifold):
     def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
         return self.sphere._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
 
+    def coefficients(self, x):
+        # Randers data in ambient coordinates: a = I (its tangent block is the round metric), b = 0
+        eye = torch.eye(self.n + 1, dtype=x.dtype, device=x.device)
+        return eye.expand(*x.shape[:-1], self.n + 1, self.n + 1), torch.zeros_like(x)
+
     def projx(self, x):
         return x / x.norm(dim=-1, keepdim=True)
 

@@ -136,7 +136,7 @@ def check_manifold(
         >>> m = Randers(a, b)
         >>> report = check_manifold(m)
         >>> report.ok, len(report.passed)
-        (True, 18)
+        (True, 20)
         >>> check_manifold(m, properties=["norm_homogeneous", "cdist"]).passed
         ['norm_homogeneous', 'cdist']
     """

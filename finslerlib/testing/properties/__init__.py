@@ -6,7 +6,7 @@ run). A new family is a new module here, added to `FAMILIES`.
 
 import importlib
 
-FAMILIES = ("api", "norm", "duality", "geodesics", "distance")
+FAMILIES = ("api", "norm", "duality", "geodesics", "distance", "curvature")
 
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")
