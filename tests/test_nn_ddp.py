@@ -8,6 +8,7 @@ same harness run on the margin computed outside the module's forward (what
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 
@@ -81,7 +82,8 @@ def _worker(rank, world, port, path):
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a hung collective fails the test within a minute instead of gloo's default 30 minutes
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     try:
         _train(rank, path)
     finally:

@@ -5,6 +5,7 @@ One spawn of 3 processes runs every distributed check twice: on a 2-rank subgrou
 saves a checkpoint) and on the 3-rank world (which loads it).
 """
 
+import datetime
 import os
 import socket
 
@@ -190,7 +191,9 @@ def _checks(rank, world, group, save_path=None, load_path=None):
 
 def _worker(rank, port, path):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=3)
+    # a hung collective fails the test within a minute instead of gloo's default 30 minutes
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=3,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         pair = dist.new_group([0, 1])  # every rank takes part in creating it
         if rank < 2:
