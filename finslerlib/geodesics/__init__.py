@@ -9,6 +9,7 @@
 * `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate
   (`discretization_error`, `adaptive_steps`: the error estimate and the step doubling).
 * `GeodesicSolver`: the solver options; `GeodesicSolution`: the per-pair report.
+* `transport_along_geodesic`, `geodesic_spray`: parallel transport along a geodesic (RK4).
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 """
 
@@ -40,8 +41,12 @@ from finslerlib.geodesics.shooting import (
     endpoint_jacobian,
     solve_boundary_value,
 )
+from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
+    "GeodesicTransport",
+    "geodesic_spray",
+    "transport_along_geodesic",
     "hamiltonian",
     "hamiltonian_vector_field",
     "randers_validity",
