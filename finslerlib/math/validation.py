@@ -116,12 +116,17 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
 def check_cdist_shapes(x: torch.Tensor, y: torch.Tensor) -> None:
     """Raise `ValueError` unless `x` is `[..., N, D]` and `y` is `[..., M, D]` (at least 2-D).
 
+    `TypeError` for an argument that is not a `torch.Tensor`.
+
     Example:
         >>> check_cdist_shapes(torch.zeros(3), torch.zeros(4, 3))
         Traceback (most recent call last):
         ...
         ValueError: cdist needs x [..., N, D] and y [..., M, D], got (3,), (4, 3)
     """
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() < 2 or y.dim() < 2:
         raise ValueError(
             f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"

@@ -40,7 +40,7 @@ def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
 
     The one place the nn layers read a manifold's factor (its fast path for constant metrics).
     """
-    factor = getattr(manifold, "_factor_and_drift", None)
+    factor = getattr(manifold, "factor", None)
     return None if factor is None else factor()
 
 
@@ -89,41 +89,31 @@ class _FactorCoordinates(Randers):
     def _drift(self) -> torch.Tensor:
         return _metric_factor(self.source)[1]
 
-    def _factor(self):
+    def factor(self):
         w = self._drift()
         return torch.eye(w.shape[-1], dtype=w.dtype, device=w.device), w
 
-    def _factor_and_drift(self):
-        return self._factor()
-
     def _coefficients(self):
-        return self._factor()
-
-    def _transform(self, v):
-        return v
-
-    def _transform_with_drift(self, *vs):
-        w = self._drift()
-        return [(v, v @ w.to(v)) for v in vs]
+        return self.factor()
 
     def norm(self, x, u, *, keepdim=False):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.norm(u, None, self._drift().to(u), keepdim=keepdim)
 
     def legendre(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.legendre(u, None, self._drift().to(u))
 
     def dual_norm(self, x, xi, *, keepdim=False):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.dual_norm(xi, None, self._drift().to(xi), keepdim=keepdim)
 
     def inverse_legendre(self, x, xi):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.inverse_legendre(xi, None, self._drift().to(xi))
 
     def fundamental_tensor(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.fundamental_tensor(u, None, self._drift().to(u))
 
     def cdist(self, x, y):
