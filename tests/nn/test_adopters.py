@@ -74,3 +74,56 @@ def test_a_huge_row_does_not_change_another_rows_nearest_prototype():
     far[0] *= 1e4
     with torch.no_grad():
         assert torch.equal(head(x)[1:].argmax(1), head(far)[1:].argmax(1))
+
+
+# ----------------------------------------------------------------- messages (item 14)
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (torch.tensor([0, 5]), ValueError, r"labels must be classes in \[0, 5\), got values in \[0, 5\]"),
+        (torch.tensor([-1, 2]), ValueError, r"labels must be classes in \[0, 5\), got values in \[-1, 2\]"),
+        (torch.tensor([True, False]), TypeError, "labels must be an integer tensor.*torch.bool"),
+        (torch.tensor([0.0, 1.0]), TypeError, "labels must be an integer tensor.*torch.float32"),
+    ],
+)
+def test_bad_labels_are_named_with_their_values(labels, error, message):
+    head = FAIMHead(8, 5)
+    x = torch.randn(2, 8)
+    with pytest.raises(error, match=message):
+        head(x, labels)
+    with pytest.raises(error, match=message):
+        FAIMMarginLoss(head, margin=0.2)(x, labels)
+    with pytest.raises(error, match=message):
+        margin_loss(head.distances(x), labels, scale=1.0)
+    with pytest.raises(error, match=message):
+        head.init_prototypes_(x, labels)
+
+
+def test_bad_features_are_named():
+    head = FAIMHead(3, 4)
+    with pytest.raises(ValueError, match="x has non-finite entries.*features must be finite"):
+        head(torch.tensor([[0.0, float("nan"), 1.0]]))
+    for bad in (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool)):
+        with pytest.raises(TypeError, match="x must be a floating tensor.*" + str(bad.dtype)):
+            head(bad)
+    with pytest.raises(ValueError, match="x is on the meta device but the layer's parameters are on device"):
+        head(torch.empty(2, 3, device="meta"))
+    deferred = FAIMHead(3, 4, device="meta")
+    with pytest.raises(ValueError, match="materialize the layer"):
+        deferred(torch.randn(2, 3))
+
+
+# ----------------------------------------------------------------- export with value checks on (item 2)
+def test_torch_export_with_value_checks_on_keeps_the_checks_in_the_graph():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), FAIMHead(4, 3))
+    x = torch.randn(5, 6)
+    program = torch.export.export(model, (x,))
+    # the traced graph uses the composite ops instead of the fused kernel: rounding differs
+    ref = model(x).detach()
+    atol = 64 * torch.finfo(torch.float32).eps * float(ref.abs().max())
+    torch.testing.assert_close(program.module()(x), ref, rtol=0, atol=atol)
+    bad = x.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(RuntimeError, match="non-finite entries"):
+        program.module()(bad)
