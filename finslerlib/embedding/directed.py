@@ -109,7 +109,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         negatives: int = 5,
         reverse_negatives: bool = True,
         lr: float = 0.05,
-        metric_lr: float = 0.02,
+        metric_lr: float = 0.1,
         max_drift: float = 0.9,
         max_radius: float = 3.0,
         init_scale: float = 0.1,
@@ -303,6 +303,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
                 loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
                 opt.zero_grad()
                 loss.backward()
+                if not (torch.isfinite(loss) and torch.isfinite(x.grad).all()):
+                    raise FloatingPointError(
+                        f"DirectedGraphEmbedding: non-finite loss or gradient at epoch {len(history) + 1} "
+                        f"(loss {float(loss.detach()):.4g}); lower lr or init_scale, or use "
+                        "dtype=torch.float64"
+                    )
                 opt.step()
                 total += float(loss.detach()) * b
                 count += b
