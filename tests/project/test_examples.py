@@ -66,6 +66,7 @@ def test_examples_found():
         "contrastive.py",
         "faim_blocks.py",
         "directed_embedding.py",
+        "directed_links.py",
         "sphere_navigation.py",
     } <= names
 
@@ -191,3 +192,11 @@ def test_sphere_navigation_routes(smoke):
     forward, backward = out["times"][("Lisbon", "New York")]
     assert forward > backward
     assert_png(folder / "sphere_navigation.png")
+
+
+def test_directed_links_symmetric_at_one_half_and_plot(smoke):
+    out, folder = smoke("directed_links")
+    sym = [r for r in out["rows"] if r["geometry"] == "euclidean"]
+    assert sym and all(r["direction_auc"] == 0.5 for r in sym)
+    assert (folder / "table.md").is_file() and (folder / "decoders.md").is_file()
+    assert_png(folder / "stdlib_embedding.png")
