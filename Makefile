@@ -22,7 +22,7 @@ venv: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" numpy
 	@$(PY) -c "import numpy" 2>/dev/null || $(PY) -m pip install -q numpy
 
-# The examples extra too: the test suite runs every example's --smoke mode (tests/test_examples.py).
+# The examples extra too: the test suite runs every example's --smoke mode (tests/project/test_examples.py).
 # The installed torch is pinned as a constraint, so no extra (pytorch-metric-learning, ...) can make
 # pip replace it (it fails instead of downloading another build).
 TORCH_PIN := $(VENV)/torch-constraint.txt

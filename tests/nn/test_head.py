@@ -8,15 +8,15 @@ import time
 import geoopt
 import pytest
 import torch
-from conftest import tol
 from hypothesis import given
 from hypothesis import strategies as st
-from nn_toys import MANIFOLD_KINDS, make_manifold, pairwise_by_dist, randers_brute_force
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from finslerlib import Randers
 from finslerlib.nn import FAIMHead
+from tests.support import tol
+from tests.support.nn_toys import MANIFOLD_KINDS, make_manifold, pairwise_by_dist, randers_brute_force
 
 DIRECTIONS = ["to_prototype", "from_prototype", "max"]
 
