@@ -111,6 +111,14 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
     """
     if not _VALUE_CHECKS[0]:
         return
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # a traced graph cannot raise from data without a graph break: the check becomes an
+        # assertion op inside the graph (a RuntimeError with this message when it fails)
+        for name, t in tensors.items():
+            if t.is_floating_point():
+                ok = torch.isfinite(t.detach()).all()
+                torch._assert_async(ok, f"{name} has non-finite entries: {reason}")
+        return
     for name, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
             # fast path: one read pass, no boolean temporary (a sum is finite when every entry
