@@ -46,9 +46,6 @@ LAYERS = {
 PEERS = {
     ("testing", "curvature"),  # the kit's curvature laws are functions of finslerlib.curvature
     ("integrations", "nn"),  # glue of pytorch-metric-learning to the FAIM losses
-    ("embedding", "nn"),
-    ("embedding", "optim"),
-    ("nn", "optim"),
 }
 """Allowed imports between packages of the same layer, as `(importer, imported)`."""
 
