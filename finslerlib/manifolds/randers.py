@@ -23,11 +23,20 @@ __all__ = ["Randers"]
 
 
 def _as_float_tensor(t, name: str) -> torch.Tensor:
-    t = torch.as_tensor(t)
+    """Randers data as given: a `torch.Tensor` (TypeError otherwise, numpy arrays included), in
+    float32 or float64 (integer tensors take torch's default dtype; half precisions are a
+    TypeError: the Cholesky factorization every method needs has no float16/bfloat16 kernel)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)")
     if t.is_complex():
         raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype} (half precision has no Cholesky "
+            f"factorization; build the metric in float32 and use autocast around the rest of the model)"
+        )
     return t
 
 
