@@ -21,8 +21,8 @@ Reproduces the two synthetic experiments of Dagès et al., "Finsler Multi-Dimens
    learned drift by RiemannianAdam on sampled pairs; classical-MDS initialization (the paper uses
    Isomap, the same thing on geodesic distances).
 
-Outputs (in `--out`, default `outputs/`): `tree_embeddings.png`, `swiss_roll.png`, `results.json`
-and `table.md` (the table of docs/how-to/directed-graph.md).
+Outputs (in `--out`, default `outputs/directed_embedding/`): `tree_embeddings.png`, `swiss_roll.png`,
+`results.json` and `table.md` (the table of docs/how-to/directed-graph.md).
 
 Run:
     python examples/directed_embedding.py            # ~2-3 minutes on one CPU core
@@ -42,6 +42,7 @@ from pathlib import Path
 import geoopt
 import numpy as np
 import torch
+from _common import output_folder
 
 from finslerlib.embedding import (
     FinslerMDS,
@@ -340,7 +341,11 @@ def table(tree: dict, swiss: dict, machine: str) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
-    parser.add_argument("--out", default="outputs", help="output folder")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (timings use 1)")
     args = parser.parse_args(argv)
@@ -357,8 +362,7 @@ def main(argv=None) -> dict:
             1000,
             [0.0, 0.1, 0.3, 0.5],
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder("directed_embedding", args.smoke, args.out)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # fixed iteration budgets: non-convergence is reported in the table instead

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import geoopt
 import torch
+from _common import output_folder
 
 import finslerlib
 from finslerlib.math import riemannian as bmath
@@ -123,9 +124,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--omega", type=float, default=0.5, help="wind speed on the equator (< 1, default 0.5)"
     )
     parser.add_argument("--samples", type=int, default=2001, help="points per route for the quadrature")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--smoke", action="store_true", help="2 routes, coarse quadrature (test suite)")
     args = parser.parse_args(argv)
+    args.out = output_folder("sphere_navigation", args.smoke, args.out)
     samples = 401 if args.smoke else args.samples
     routes = ROUTES[:2] if args.smoke else ROUTES
 
@@ -163,7 +170,6 @@ def main(argv: list[str] | None = None) -> dict:
             if r[key] > r[key + "_great_circle"] + tol:
                 raise RuntimeError(f"{na}-{nb} {key}: the great circle is faster than the computed route")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "sphere_navigation.png"
     draw(results, figure)
     print(f"routes drawn to {figure}")

@@ -3,11 +3,11 @@
 import geoopt
 import pytest
 import torch
-from nn_toys import MANIFOLD_KINDS, make_manifold
 from torch import nn
 
 from finslerlib import Randers
 from finslerlib.nn import FAIMBlock, FAIMHead
+from tests.support.nn_toys import MANIFOLD_KINDS, make_manifold
 
 BASES = ["shared", "dynamic"]
 

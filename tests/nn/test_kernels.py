@@ -3,13 +3,13 @@
 
 import pytest
 import torch
-from conftest import tol
 from hypothesis import given
 from hypothesis import strategies as st
-from nn_toys import randers_brute_force
 
 from finslerlib import Randers
 from finslerlib.math.pairwise import pairwise_dist, pairwise_randers, pairwise_sqdist, safe_sqrt
+from tests.support import tol
+from tests.support.nn_toys import randers_brute_force
 
 
 def _instance(seed, dim=4, dtype=torch.float64, drift=0.7):

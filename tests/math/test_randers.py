@@ -13,9 +13,9 @@ import scipy.optimize
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from randers_cases import Case, cases, make_case, np_dual_nav, np_navigation, np_norm, tols
 
 from finslerlib.math import randers as rmath
+from tests.support.randers_cases import Case, cases, make_case, np_dual_nav, np_navigation, np_norm, tols
 
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 

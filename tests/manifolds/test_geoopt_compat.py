@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
-from randers_cases import make_case, np_norm
 
 from finslerlib import Randers
+from tests.support.randers_cases import make_case, np_norm
 
 D, K, N = 3, 4, 5  # dimension, parameter rows (independent problems), targets per row
 CASE = make_case(11, D, 0.6, cond=4.0)

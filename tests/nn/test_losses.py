@@ -3,12 +3,12 @@
 import geoopt
 import pytest
 import torch
-from nn_toys import MANIFOLD_KINDS, make_manifold
 from torch import nn
 
 from finslerlib import Randers
 from finslerlib.nn import FAIMHead, FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
 from finslerlib.nn import functional as F
+from tests.support.nn_toys import MANIFOLD_KINDS, make_manifold
 
 
 def _points(kind, n, dim, seed, scale=0.6):

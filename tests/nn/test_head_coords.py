@@ -7,12 +7,12 @@ import copy
 import geoopt
 import pytest
 import torch
-from nn_toys import randers_brute_force
 
 from finslerlib import Randers
 from finslerlib.math.pairwise import pairwise_sqdist, safe_sqrt
 from finslerlib.nn import FAIMHead
 from finslerlib.nn._kernels import unit_randers_logits
+from tests.support.nn_toys import randers_brute_force
 
 DIRECTIONS = ["to_prototype", "from_prototype", "max"]
 SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}

@@ -457,7 +457,7 @@ def test_check_needs_no_hypothesis_nor_pytest():
         "assert check_manifold(m, n=4, properties=['cdist', 'legendre']).ok\n"
         "print('ok')\n"
     )
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

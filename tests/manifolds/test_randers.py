@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from randers_cases import Case, cases, make_case, np_norm, tols
 
 from finslerlib import Randers
+from tests.support.randers_cases import Case, cases, make_case, np_norm, tols
 
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 

@@ -40,7 +40,7 @@ def _field() -> RandersField:
 def _navigation() -> Navigation:
     """Navigation on the stereographic sphere in a rotation (exact Killing geodesics; the domain
     |W|_h < 1 is the whole chart, so long steps are fine). Sphere / hyperboloid bases and general
-    winds are checked in tests/test_navigation.py."""
+    winds are checked in tests/manifolds/test_navigation.py."""
     a = torch.tensor([[0.0, -0.3, 0.1], [0.3, 0.0, -0.2], [-0.1, 0.2, 0.0]], dtype=torch.float64)
     return Navigation(geoopt.SphereProjection(k=1.0), KillingWind(a))
 
