@@ -18,6 +18,7 @@ __all__ = [
     "pairwise_randers",
     "gram_tolerance",
     "coincident_pairs",
+    "block_rows",
 ]
 
 
@@ -177,11 +178,24 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _PairwiseDist.apply(x, y)
 
 
-def _block_rows(n: int, m: int, device: torch.device) -> int:
+def block_rows(n: int, m: int, device: torch.device) -> int:
     """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (~2 MB).
 
-    The elementwise passes after the matmul then run on cached data instead of memory; on a GPU
-    one block covers everything."""
+    The elementwise passes after a Gram matmul then run on cached data instead of memory; on a
+    GPU one block covers everything.
+
+    Args:
+        n: rows of the result.
+        m: columns of the result.
+        device: where the result lives.
+
+    Returns:
+        int, at least 1.
+
+    Example:
+        >>> block_rows(4096, 4096, torch.device("cpu"))
+        128
+    """
     if device.type != "cpu":
         return max(n, 1)
     return max(1, min(n, (1 << 19) // max(m, 1)))
@@ -278,7 +292,9 @@ class _PairwiseRanders(torch.autograd.Function):
         # where -beta > 3 F (possible for |w| > 3/4 only) alpha + beta cancels: those entries
         # are found block by block (rows first, by a row minimum) and recomputed
         cancels = check and n > 0 and m > 0 and float(w.detach().norm()) > 0.75
-        step = _block_rows(n, m, out.device)
+        step = block_rows(n, m, out.device)
+        if cancels:
+            beta_buf, margin_buf = torch.empty(2, min(step, n), m, dtype=out.dtype, device=out.device)
         for i in range(0, n, step):
             blk = out[i : i + step]
             torch.mm(xa[i : i + step], ya.mT, out=blk)
@@ -286,8 +302,8 @@ class _PairwiseRanders(torch.autograd.Function):
             if not cancels:
                 blk.addmm_(bxa[i : i + step], bya)
                 continue
-            beta = torch.mm(bxa[i : i + step], bya)
-            margin = beta.mul(4.0).add_(blk, alpha=3.0)
+            beta = torch.mm(bxa[i : i + step], bya, out=beta_buf[: blk.shape[0]])
+            margin = torch.mul(beta, 4.0, out=margin_buf[: blk.shape[0]]).add_(blk, alpha=3.0)
             blk.add_(beta)
             rows = (margin.amin(1) < 0).nonzero().squeeze(1)
             if rows.numel():
@@ -347,11 +363,13 @@ def _randers_backward_blocks(grad, out, xt, yt, w):
     gx = torch.zeros(m, xa.shape[1], dtype=xt.dtype, device=xt.device)
     rows = torch.empty(n, dtype=xt.dtype, device=xt.device)
     cols = torch.zeros(m, dtype=xt.dtype, device=xt.device)
-    step = _block_rows(n, m, grad.device)
+    step = block_rows(n, m, grad.device)
+    alpha_buf, g_buf = torch.empty(2, min(step, n), m, dtype=xt.dtype, device=xt.device)
     for i in range(0, n, step):
         g_blk = grad[i : i + step]
-        alpha = (out[i : i + step] - by).add_(bx[i : i + step].unsqueeze(1))
-        g = torch.where(alpha > floor, g_blk / alpha, 0.0)
+        rows_i = g_blk.shape[0]
+        alpha = torch.sub(out[i : i + step], by, out=alpha_buf[:rows_i]).add_(bx[i : i + step].unsqueeze(1))
+        g = torch.div(g_blk, alpha, out=g_buf[:rows_i]).masked_fill_(alpha <= floor, 0.0)
         torch.mm(g, ya, out=gy[i : i + step])
         gx.addmm_(g.mT, xa[i : i + step])
         torch.sum(g_blk, 1, out=rows[i : i + step])
