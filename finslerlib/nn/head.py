@@ -135,6 +135,30 @@ class _FactorCoordinates(Randers):
         return f"dim={self.dim}, unit factor coordinates of {type(self.source).__name__}"
 
 
+class PrototypeView(geoopt.ManifoldParameter):
+    """The points of a head whose prototypes are stored in factor coordinates: read-only.
+
+    Computed from `prototype_coords` on every read, so an in-place write to it (`copy_`,
+    `mul_`, `[...] =`, `.data =`) would change nothing: it raises instead, naming the setter
+    (`head.prototypes = points`). Results of operations on it are plain tensors.
+    """
+
+    _MESSAGE = (
+        "head.prototypes is computed from head.prototype_coords (factor coordinates) on every read, "
+        "so writing into it would change nothing; assign the points instead: head.prototypes = points"
+    )
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        in_place = name.endswith("_") and not name.startswith("_") and name != "requires_grad_"
+        sets_data = name == "__set__" and getattr(func, "__self__", None) is torch.Tensor.data
+        writes = in_place or sets_data or name == "__setitem__" or name.startswith("__i")
+        if writes and args and isinstance(args[0], PrototypeView):  # the view is the target
+            raise RuntimeError(cls._MESSAGE)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
 # classes per block of the prototypes' initial draw (see `_class_normals`)
 _INIT_BLOCK = 1024
 
@@ -208,10 +232,15 @@ class FAIMHead(nn.Module):
     taken in the coordinates $m$. `prototype_coords` is a `geoopt.ManifoldParameter` on the
     unit Randers space $F(y) = |y| + w \cdot y$ (`Randers(I, w)`, sharing the drift), onto
     which $y = L^\top v$ maps the metric isometrically; so a `RiemannianSGD` step on $m$ is
-    exactly the Finsler gradient step on $\mu$ at the current metric. `head.prototypes` reads
-    the points $\mu_k$ (a detached `ManifoldParameter` on `manifold`, computed by one
+    exactly the Finsler gradient step on $\mu$ at the current metric. With momentum this holds
+    only when the momentum buffer starts at zero: geoopt seeds it with the raw (Euclidean)
+    gradient, which the change of coordinates maps differently from the Finsler gradient, so
+    the two trajectories differ from the first step on (seed it with
+    `optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)` to get the Finsler steps).
+    `head.prototypes` reads the points $\mu_k$ (a read-only `PrototypeView` on `manifold`, computed by one
     triangular solve; its `.grad`, when `prototype_coords` has one, is the loss gradient with
-    respect to the points at the current metric). Write points with `_set_prototypes`.
+    respect to the points at the current metric). Write points with `head.prototypes = points`
+    (in-place writes into the view raise: they would change nothing).
     Checkpoints holding `prototypes` (points) load too: they are converted with the metric
     of the same checkpoint.
 
@@ -461,8 +490,14 @@ class FAIMHead(nn.Module):
         return self._parameters["prototype_coords" if self.factor_coordinates else "prototypes"]
 
     @property
-    def prototypes(self) -> geoopt.ManifoldParameter:
-        """The class prototypes as points on `manifold`, shape `[C, D']` (see the class docs)."""
+    def prototypes(self) -> torch.Tensor:
+        """The class prototypes as points on `manifold`, shape `[C, D']` (see the class docs).
+
+        Reading: the parameter itself for a given manifold; for `manifold=None` a read-only
+        `PrototypeView` computed from `prototype_coords` (in-place writes to it raise).
+        Writing: `head.prototypes = points` on every head (copied into the stored parameter,
+        converted to factor coordinates when the head uses them).
+        """
         params = self.__dict__.get("_parameters", {})
         if "prototypes" in params:
             return params["prototypes"]
@@ -473,14 +508,28 @@ class FAIMHead(nn.Module):
             chol = _metric_factor(self.manifold)[0].to(coords)
             # rows: m = mu L, so mu = m L^{-1}
             points = torch.linalg.solve_triangular(chol, coords.detach(), upper=False, left=False)
-            out = geoopt.ManifoldParameter(points, manifold=self.manifold, requires_grad=False)
+            out = PrototypeView(points, manifold=self.manifold, requires_grad=False)
             if coords.grad is not None:
                 # dl/dmu = dl/dm L^T at the current metric
                 out.grad = coords.grad @ chol.mT
         return out
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `head.prototypes = points` writes the points on every head (the parameter keeps its
+        # identity, so an optimizer holding it keeps working)
+        params = self.__dict__.get("_parameters", {})
+        if name == "prototypes" and ("prototype_coords" in params or "prototypes" in params):
+            if "prototypes" in params and isinstance(value, nn.Parameter):
+                super().__setattr__(name, value)  # replacing the parameter itself
+            else:
+                self._set_prototypes(value)
+            return
+        super().__setattr__(name, value)
+
     def _set_prototypes(self, points: torch.Tensor) -> None:
         """Write the prototypes from points on `manifold`, shape `[C, D']` (no gradient)."""
+        if not isinstance(points, torch.Tensor):
+            raise TypeError(f"prototypes must be a tensor of points, got {type(points).__name__}")
         stored = self._stored_prototypes()
         if points.shape != stored.shape:
             raise ValueError(f"points must have shape {tuple(stored.shape)}, got {tuple(points.shape)}")
