@@ -38,23 +38,14 @@ _DIRECTIONS = ("to_prototype", "from_prototype", "max")
 def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
     r"""`(L, w)` of a constant Randers metric ($a = L L^\top$, $b = L w$), or `None`.
 
-    The one place the nn layers read a manifold's factor (its fast path for constant metrics).
+    The one place the nn layers read a manifold's factor: its public `factor()`.
     """
-    factor = getattr(manifold, "_factor_and_drift", None)
+    factor = getattr(manifold, "factor", None) if isinstance(manifold, Randers) else None
     return None if factor is None else factor()
 
 
 def _factor_rows(manifold, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(z @ L, w)` of a constant Randers metric with a factor, rows `z` `[B, D]` in their dtype.
-
-    Uses the metric's fused product when it has one (`Randers.learnable`: built and multiplied
-    in triangular blocks), else `_metric_factor`.
-    """
-    fused = getattr(manifold, "_factor_product", None)
-    out = None if fused is None else fused(z)
-    if out is not None:
-        s, w = out
-        return s, w.to(z.dtype)
+    """`(z @ L, w)` of a constant Randers metric with a factor, rows `z` `[B, D]` in their dtype."""
     chol, w = _metric_factor(manifold)
     return z @ chol.to(z.dtype), w.to(z.dtype)
 
@@ -89,22 +80,13 @@ class _FactorCoordinates(Randers):
     def _drift(self) -> torch.Tensor:
         return _metric_factor(self.source)[1]
 
-    def _factor(self):
+    def factor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(I, w)`: the unit space's factor, with the source metric's drift `w`."""
         w = self._drift()
         return torch.eye(w.shape[-1], dtype=w.dtype, device=w.device), w
 
-    def _factor_and_drift(self):
-        return self._factor()
-
     def _coefficients(self):
-        return self._factor()
-
-    def _transform(self, v):
-        return v
-
-    def _transform_with_drift(self, *vs):
-        w = self._drift()
-        return [(v, v @ w.to(v)) for v in vs]
+        return self.factor()
 
     def norm(self, x, u, *, keepdim=False):
         self._validate(x, u, names=("x", "u"))
@@ -561,6 +543,8 @@ class FAIMHead(nn.Module):
             x = x.to(dtype)
             if self.projection is not None:
                 x = x @ self.projection.weight.to(dtype).mT
+            if self.factor_coordinates:
+                return x  # expmap0 of the flat learnable metric is the identity (x is checked)
             return self.manifold.expmap0(x)
 
     def _scaled_distances(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
