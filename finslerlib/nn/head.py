@@ -21,6 +21,7 @@ from typing import Any
 
 import geoopt
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 from finslerlib.manifolds import FinslerManifold, Randers
@@ -200,7 +201,9 @@ class FAIMHead(nn.Module):
       degenerate along $\ker P$ (a pseudo-metric), which is what a low-rank head wants.
     * `manifold` given: any finslerlib manifold (`Randers`, `FunkBall`, `RandersField`, ...).
       Its dimension must be `in_features`, or, with `rank=r`, it must be `r` and features are
-      first projected by a learned $P: \mathbb{R}^D \to \mathbb{R}^r$ (then `expmap0`).
+      first projected by a learned $P: \mathbb{R}^D \to \mathbb{R}^r$ (then `expmap0`). On an
+      embedded manifold (a sphere or hyperboloid base, `ambient_dim = dim + 1`) that is its
+      intrinsic `dim`: the features are the tangent vector $(0, x)$ at the origin $e_0$.
       The prototypes are stored as points of `manifold` (the parameter `prototypes`).
 
     Factor coordinates (`manifold=None`). With the learnable metric's factor $a = L L^\top$,
@@ -299,17 +302,30 @@ class FAIMHead(nn.Module):
         self.factor_coordinates = manifold is None
         if manifold is None:
             manifold = Randers.learnable(manifold_dim, **factory)
-        elif getattr(manifold, "ambient_dim", getattr(manifold, "dim", None)) != manifold_dim:
-            size = getattr(manifold, "ambient_dim", getattr(manifold, "dim", None))
+        elif getattr(manifold, "dim", None) != manifold_dim:
+            size = getattr(manifold, "dim", None)
             what = "in_features" if rank is None else "rank"
             hint = "" if rank is not None else " (pass rank=manifold.dim to learn a projection onto it)"
+            if getattr(manifold, "ambient_dim", size) != size:
+                hint += (
+                    f"; on an embedded manifold (ambient_dim {manifold.ambient_dim}) the features are its "
+                    f"{size} intrinsic coordinates, the tangent space at the origin"
+                )
             raise ValueError(f"manifold has dim {size} but {what} is {manifold_dim}{hint}")
+        # embedded manifolds (sphere, hyperboloid: ambient_dim = dim + 1, origin e_0): the D'
+        # features are the tangent vector (0, x) at the origin, so every feature matters
+        self._tangent_pad = getattr(manifold, "ambient_dim", manifold_dim) - manifold_dim
+        if self._tangent_pad not in (0, 1):
+            raise ValueError(
+                f"manifold has ambient_dim {manifold.ambient_dim} for dim {manifold_dim}: FAIMHead supports "
+                "open subsets of R^D and codimension-one embedded manifolds (sphere, hyperboloid)"
+            )
         self.manifold = manifold
         if rank is None:
             self.projection = None
         else:
             self.projection = ScaledOrthogonalLinear(self.in_features, self.rank, bias=False, **factory)
-        storage = torch.empty(self.num_classes, manifold_dim, **factory)
+        storage = torch.empty(self.num_classes, manifold_dim + self._tangent_pad, **factory)
         if self.factor_coordinates:
             self.prototype_coords = geoopt.ManifoldParameter(storage, manifold=_FactorCoordinates(manifold))
             self._register_load_state_dict_pre_hook(_points_to_coordinates, with_module=True)
@@ -344,10 +360,11 @@ class FAIMHead(nn.Module):
         if stored.is_meta:
             return
         with torch.no_grad():
-            v = _class_normals(*self._global_rows(), stored) / math.sqrt(stored.shape[-1])
+            dim = stored.shape[-1] - self._tangent_pad
+            v = _class_normals(*self._global_rows(), stored[:, :dim]) / math.sqrt(dim)
             for attempt in range(12):
                 try:
-                    points = self.manifold.projx(self.manifold.expmap0(v))
+                    points = self.manifold.projx(self.manifold.expmap0(self._tangent0(v)))
                     break
                 except ValueError:
                     # a geodesic left a bounded domain (a navigation metric's |W|_h < 1, say):
@@ -356,6 +373,10 @@ class FAIMHead(nn.Module):
                         raise
                     v = v / 2
             self._set_prototypes(points)
+
+    def _tangent0(self, v: torch.Tensor) -> torch.Tensor:
+        """`v` `[..., D']` as a tangent vector at the manifold's origin: `(0, v)` on an embedded one."""
+        return nnf.pad(v, (1, 0)) if self._tangent_pad else v
 
     def _global_rows(self) -> tuple[int, int]:
         """`(first, total)`: the global index of the first stored class, and the number of classes
@@ -421,6 +442,8 @@ class FAIMHead(nn.Module):
                 head.projection.weight.copy_(proj)
         dim = weight.shape[-1]
         try:
+            if head._tangent_pad:  # an embedded manifold: the Euclidean metric of the tangent space
+                raise NotImplementedError
             a, _ = head.manifold.coefficients(torch.zeros(dim, dtype=torch.float64, device=weight.device))
             a = a.detach().reshape(dim, dim)
         except NotImplementedError:  # a manifold without Randers data: the Euclidean chart
@@ -428,7 +451,8 @@ class FAIMHead(nn.Module):
         coords, _ = _swap.linear_prototypes(weight, bias, a)
         dtype = head.prototypes.dtype
         with torch.no_grad():
-            head._set_prototypes(head.manifold.projx(head.manifold.expmap0(coords.to(dtype))))
+            tangent = head._tangent0(coords.to(dtype))
+            head._set_prototypes(head.manifold.projx(head.manifold.expmap0(tangent)))
         return head
 
     def init_prototypes_(self, features: torch.Tensor, labels: torch.Tensor) -> FAIMHead:
@@ -529,11 +553,15 @@ class FAIMHead(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features on the manifold: `manifold.expmap0(x)`, after the projection when `rank` is set.
 
+        On an embedded manifold (sphere, hyperboloid: `ambient_dim = dim + 1`, origin $e_0$) the
+        features are the tangent vector $(0, x)$ at the origin: all `D'` of them matter.
+
         Args:
             x: Tensor, shape `[..., in_features]`.
 
         Returns:
-            Tensor, shape `[..., D']`, in the compute dtype (float32 at least).
+            Tensor, shape `[..., D']` (`[..., D' + 1]` on an embedded manifold), in the compute
+            dtype (float32 at least).
         """
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape [..., {self.in_features}] (features), got {tuple(x.shape)}")
@@ -545,7 +573,7 @@ class FAIMHead(nn.Module):
                 x = x @ self.projection.weight.to(dtype).mT
             if self.factor_coordinates:
                 return x  # expmap0 of the flat learnable metric is the identity (x is checked)
-            return self.manifold.expmap0(x)
+            return self.manifold.expmap0(self._tangent0(x))
 
     def _scaled_distances(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
         """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`."""

@@ -173,3 +173,45 @@ def test_in_place_writes_to_the_computed_view_raise_and_name_the_setter():
     with torch.no_grad():
         funk.prototypes.mul_(0)
     assert torch.equal(funk.prototypes, torch.zeros(4, 3))
+
+
+# ----------------------------------------------------------------- embedded manifolds (item 11)
+def _sphere_and_hyperboloid():
+    import finslerlib
+
+    rot = torch.zeros(3, 3, dtype=torch.float64)
+    rot[0, 1], rot[1, 0] = -0.3, 0.3
+    boost = torch.zeros(3, 3, dtype=torch.float64)
+    boost[0, 1] = boost[1, 0] = 0.2
+    return {
+        "sphere": finslerlib.Navigation(geoopt.Sphere(), finslerlib.KillingWind(rot)),
+        "hyperboloid": finslerlib.Navigation(geoopt.Lorentz(), finslerlib.KillingWind(boost)),
+    }
+
+
+@pytest.mark.parametrize("name", ["sphere", "hyperboloid"])
+def test_every_feature_moves_the_logits_on_embedded_manifolds(name):
+    manifold = _sphere_and_hyperboloid()[name]
+    assert (manifold.dim, manifold.ambient_dim) == (2, 3)
+    torch.manual_seed(0)
+    head = FAIMHead(2, 3, manifold, dtype=torch.float64)
+    assert head.prototypes.shape == (3, 3)
+    x = 0.3 * torch.randn(4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        base = head(x)
+        for i in range(2):
+            moved = x.clone()
+            moved[:, i] += 0.2
+            assert (head(moved) - base).abs().max() > 1e-3, f"feature {i} has no effect"
+        # the features are the tangent vector (0, x) at the origin e_0: the oracle is the
+        # manifold's own distance to exp_{e_0}(0, x)
+        origin = torch.zeros(4, 3, dtype=torch.float64)
+        origin[:, 0] = 1.0
+        points = manifold.expmap(origin, torch.nn.functional.pad(x, (1, 0)))
+        want = -head.scale * manifold.cdist(points, head.prototypes.detach())
+        torch.testing.assert_close(base, want, rtol=1e-9, atol=1e-9)
+
+
+def test_embedded_manifold_with_ambient_in_features_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="in_features is 3.*intrinsic coordinates"):
+        FAIMHead(3, 4, _sphere_and_hyperboloid()["sphere"])
