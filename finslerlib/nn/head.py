@@ -414,6 +414,9 @@ class FAIMHead(nn.Module):
         such as `FunkBall`) the bias equations are solved in the least-squares sense and the
         ranking is approximate.
 
+        A full-rank head for few classes ($C \ll D$) has many times the Linear's parameters
+        ($D^2$ for the metric): over four times, a `HeadSizeWarning` suggests `rank=`.
+
         Args:
             linear: the `nn.Linear(in_features, num_classes)` to replace.
             manifold: as in the constructor (`None`: a learnable Randers metric).
@@ -436,6 +439,7 @@ class FAIMHead(nn.Module):
         head = cls(linear.in_features, linear.out_features, manifold, **kwargs)
         weight = linear.weight.detach()
         bias = None if linear.bias is None else linear.bias.detach()
+        _swap.warn_if_much_larger(linear, head)
         if head.projection is not None:
             proj, weight = _swap.projection_from_weight(weight, head.rank)
             with torch.no_grad():
