@@ -177,7 +177,7 @@ def test_funk_ball_points_and_default_no_normalization():
     assert torch.isfinite(loss)
 
 
-# ----------------------------------------------------------------- proxy losses on distances (issue 24 item 5)
+# ------------------------------------------------------- proxy losses on distances (issue 24 item 5)
 def _clusters(seed, n, classes=8, dim=32):
     centres = torch.randn(classes, dim, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(seed)
@@ -211,7 +211,8 @@ def test_the_documented_proxy_recipe_on_finsler_distances_matches_cosine_proxy_a
     # ProxyNCA (a softmax over -d, the FAIMHead's loss) with a learnable Randers metric.
     from pytorch_metric_learning.distances import CosineSimilarity
 
-    cosine = _train_and_map_at_r(losses.ProxyAnchorLoss(8, 8, distance=CosineSimilarity()), CosineSimilarity())
+    cos = CosineSimilarity()
+    cosine = _train_and_map_at_r(losses.ProxyAnchorLoss(8, 8, distance=cos), cos)
     finsler = FinslerDistance(Randers.learnable(8))
     naive = _train_and_map_at_r(losses.ProxyAnchorLoss(8, 8, distance=finsler), finsler)
     finsler = FinslerDistance(Randers.learnable(8))
