@@ -133,6 +133,12 @@ def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> No
     """
     if not value_checks_enabled():
         return
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # in a traced graph the check is an assertion op (a RuntimeError when it fails)
+        inside = ((x.detach() * x.detach()).sum(-1) < radius * radius).all()
+        message = f"{name}: a point is not strictly inside the Funk ball of radius {radius:g}"
+        torch._assert_async(inside, message)
+        return
     with torch.no_grad():
         sq = (x.detach() * x.detach()).sum(-1)
         bad = ~(sq < radius * radius)  # also catches NaN
