@@ -6,6 +6,16 @@
 * `geodesic_from_map`: minimal paths by backtracking along the Legendre dual of $dT$.
 """
 
+from finslerlib.eikonal.backtrack import geodesic_from_map, interpolate, map_gradient
 from finslerlib.eikonal.solver import DistanceMap, distance_map, eikonal_map, grid_points, metric_function
 
-__all__ = ["DistanceMap", "distance_map", "eikonal_map", "grid_points", "metric_function"]
+__all__ = [
+    "geodesic_from_map",
+    "interpolate",
+    "map_gradient",
+    "DistanceMap",
+    "distance_map",
+    "eikonal_map",
+    "grid_points",
+    "metric_function",
+]

@@ -10,7 +10,8 @@ $F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ other
 Gradients: the map is the fixed point $T = G(T, \theta)$ of the last sweep; its derivative with
 respect to anything $G$ depends on (the metric's parameters, the sources) follows from the implicit
 function theorem, $\bar\theta = \partial_\theta G^\top \bar g$ with
-$\bar g = \bar T + \partial_T G^\top \bar g$, solved by fixed-point iteration in the backward pass (an adjoint sweep of the same upwind graph).
+$\bar g = \bar T + \partial_T G^\top \bar g$, solved by fixed-point iteration in the backward pass
+(adjoint sweeps of the same upwind graph).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def _iterate(problem: _Problem, t: torch.Tensor, order: int, tol: float, max_ite
 
 
 class _ImplicitHook:
-    """Backward of $T = G(T, \\theta)$: solve $\\bar g = \\bar T + \\partial_T G^\\top \\bar g$ by iteration."""
+    """Backward of $T = G(T, \\theta)$: $\\bar g = \\bar T + \\partial_T G^\\top \\bar g$ by iteration."""
 
     def __init__(self, t0: torch.Tensor, f0: torch.Tensor, max_iter: int):
         self.t0, self.f0, self.max_iter = t0, f0, max_iter

@@ -150,3 +150,86 @@ def test_bad_input_names_the_argument():
         eikonal_map(coef, (ax, ax), torch.zeros(1, 2, dtype=F64), order=3)
     with pytest.raises(ValueError, match="uniformly"):
         eikonal_map(coef, (ax, ax**3), torch.zeros(1, 2, dtype=F64))
+
+
+# ---------------------------------------------------------------------------- gradients
+def _scaled_drift(theta):
+    m = _M
+
+    def coef(x):
+        gx = torch.cos(math.pi * x[..., 0]) * torch.sin(math.pi * x[..., 1])
+        gy = torch.sin(math.pi * x[..., 0]) * torch.cos(math.pi * x[..., 1])
+        return m.expand(*x.shape[:-1], 2, 2), theta * torch.stack([gx, gy], -1)
+
+    return coef
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_gradient_in_a_metric_parameter_matches_finite_differences(order):
+    # T_theta(x) = |x - s|_M + theta (v(x) - v(s)) with v = sin(pi x) sin(pi y) / pi: dT/dtheta is
+    # known in closed form; the discrete map's derivative is checked against its own finite differences
+    ax = torch.linspace(-1, 1, 33, dtype=F64)
+    src = torch.tensor([[0.05, -0.1]], dtype=F64)
+    weights = torch.rand(33, 33, generator=torch.Generator().manual_seed(0), dtype=F64)
+    theta = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    m = eikonal_map(_scaled_drift(theta), (ax, ax), src, order=order)
+    loss = (weights * m.values).sum()
+    (g,) = torch.autograd.grad(loss, theta, retain_graph=True)
+    eps = 1e-6
+    with torch.no_grad():
+        up = (weights * eikonal_map(_scaled_drift(theta + eps), (ax, ax), src, order=order).values).sum()
+        dn = (weights * eikonal_map(_scaled_drift(theta - eps), (ax, ax), src, order=order).values).sum()
+    fd = (up - dn) / (2 * eps)
+    assert abs(g.item() - fd.item()) <= 1e-5 * abs(fd.item()), (g.item(), fd.item())
+    # and it approximates the exact derivative: the mean of v(x) - v(s) over the grid, within the
+    # scheme's discretization error (a few percent of the mean |v(x) - v(s)| on this grid)
+    v = lambda z: torch.sin(math.pi * z[..., 0]) * torch.sin(math.pi * z[..., 1]) / math.pi  # noqa: E731
+    (mean_g,) = torch.autograd.grad(m.values.mean(), theta)
+    exact = v(grid_points((ax, ax))) - v(src)
+    assert abs(mean_g.item() - exact.mean().item()) <= 0.05 * exact.abs().mean().item(), (
+        mean_g,
+        exact.mean(),
+    )
+
+
+def test_gradient_in_the_source_matches_finite_differences():
+    metric = Randers(a=_M, b=torch.tensor([0.3, -0.2], dtype=F64))
+    ax = torch.linspace(-1, 1, 25, dtype=F64)
+    weights = torch.rand(25, 25, generator=torch.Generator().manual_seed(1), dtype=F64)
+    src = torch.tensor([[0.13, -0.21]], dtype=F64, requires_grad=True)
+    loss = (weights * distance_map(metric, (ax, ax), src).values).sum()
+    (g,) = torch.autograd.grad(loss, src)
+    eps = 1e-6
+    for k in range(2):
+        e = torch.zeros(1, 2, dtype=F64)
+        e[0, k] = eps
+        with torch.no_grad():
+            up = (weights * distance_map(metric, (ax, ax), src + e).values).sum()
+            dn = (weights * distance_map(metric, (ax, ax), src - e).values).sum()
+        fd = ((up - dn) / (2 * eps)).item()
+        assert abs(g[0, k].item() - fd) <= 1e-6 * (1 + abs(fd)), (k, g[0, k].item(), fd)
+
+
+# ---------------------------------------------------------------------------- minimal paths
+def test_backtracked_paths_are_straight_for_an_exact_drift():
+    # an exact 1-form drift does not change geodesics: the minimal paths are straight segments
+    from finslerlib.eikonal import geodesic_from_map, interpolate
+
+    ax = torch.linspace(-2, 2, 81, dtype=F64)
+    src = torch.tensor([[0.1, -0.2]], dtype=F64)
+    m = eikonal_map(_hfm_metric(), (ax, ax), src)
+    targets = torch.tensor([[1.5, 1.2], [-1.7, 0.3], [0.3, -1.9]], dtype=F64)
+    paths, reached = geodesic_from_map(m, _hfm_metric(), targets)
+    assert bool(reached.all())
+    torch.testing.assert_close(paths[:, 0], src.expand(3, 2), rtol=0, atol=0)
+    torch.testing.assert_close(paths[:, -1], targets, rtol=0, atol=0)
+    h = 4 / 80
+    for i in range(3):
+        d = targets[i] - src[0]
+        r = paths[i] - src[0]
+        off = r - (r @ d / (d @ d))[:, None] * d
+        assert off.norm(dim=-1).max().item() <= h, off.norm(dim=-1).max()
+    # the map read at the targets is their distance (second order)
+    torch.testing.assert_close(
+        interpolate(m.values, (ax, ax), targets), _hfm_exact(targets, src), rtol=0, atol=5e-3
+    )
