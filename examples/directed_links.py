@@ -80,7 +80,7 @@ def direction_auc_connected(model, split) -> float:
 def run(graph, geometry: str, dim: int, seed: int, epochs: int, decoder: str = "fermi-dirac") -> dict:
     tree = graph.name in TREES
     split = split_edges(graph.edges, graph.n_nodes, seed=seed, keep_connected=not tree)
-    batch = max(64, min(1024, len(split.train) // 8))
+    batch = max(64, min(2048, len(split.train) // 4))
     model = DirectedGraphEmbedding(
         dim, geometry=geometry, decoder=decoder, epochs=epochs, batch_size=batch, random_state=seed
     )

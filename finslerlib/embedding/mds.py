@@ -21,9 +21,11 @@ import copy
 import inspect
 import math
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import geoopt
+import numpy as np
 import torch
 from scipy.sparse.csgraph import connected_components
 
@@ -37,10 +39,17 @@ _SOLVERS = ("auto", "smacof", "adam")
 #: drift sizes tried by `FinslerMDS(alpha="auto")` (0 is Euclidean MDS)
 ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 0.9)
 
+_Base: type | None
 try:  # scikit-learn is optional: use its BaseEstimator (clone, pipelines, repr) when present
-    from sklearn.base import BaseEstimator as _Base
+    from sklearn.base import BaseEstimator  # type: ignore[import-untyped, unused-ignore]
+
+    _Base = BaseEstimator
 except ImportError:  # pragma: no cover - exercised through _ParamsMixin directly in the tests
     _Base = None
+_T = TypeVar("_T")
+
+#: array-like input: a numpy array, a tensor, or nested lists
+ArrayLike: TypeAlias = "np.ndarray | torch.Tensor | Sequence[Any]"
 
 
 class _ParamsMixin:
@@ -51,11 +60,11 @@ class _ParamsMixin:
         sig = inspect.signature(cls.__init__)
         return sorted(p.name for p in sig.parameters.values() if p.name != "self")
 
-    def get_params(self, deep: bool = True) -> dict:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def set_params(self, **params):
-        valid = self._get_param_names()
+    def set_params(self: _T, **params: Any) -> _T:
+        valid = self._get_param_names()  # type: ignore[attr-defined]
         for key, value in params.items():
             if key not in valid:
                 raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {valid}")
@@ -67,7 +76,10 @@ class _ParamsMixin:
         return f"{type(self).__name__}({args})"
 
 
-_EstimatorBase = _Base if _Base is not None else _ParamsMixin
+if TYPE_CHECKING:  # one static base: the methods both bases share
+    _EstimatorBase = _ParamsMixin
+else:
+    _EstimatorBase = _Base if _Base is not None else _ParamsMixin
 
 
 def _drift_only(manifold: Randers) -> Randers:
@@ -80,7 +92,7 @@ def _drift_only(manifold: Randers) -> Randers:
     return manifold
 
 
-def _check_alpha(alpha) -> float:
+def _check_alpha(alpha: float | str) -> float:
     a = float(alpha)
     if not 0.0 <= a < 1.0:
         raise ValueError(f"alpha must be in [0, 1), got {alpha}")
@@ -181,7 +193,7 @@ class FinslerMDS(_EstimatorBase):
         check_every: int = 25,
         metric_lr: float = 0.02,
         max_drift: float = 0.95,
-        init="random",
+        init: str | ArrayLike = "random",
         random_state: int | None = None,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
@@ -211,7 +223,8 @@ class FinslerMDS(_EstimatorBase):
         dim = int(self.n_components)
         t = self.target
         if isinstance(t, FinslerManifold):
-            return copy.deepcopy(t).to(dtype=dtype, device=device)
+            fitted: FinslerManifold = copy.deepcopy(t).to(dtype=dtype, device=device)
+            return fitted
         if t == "canonical":
             b = torch.zeros(dim, dtype=dtype, device=device)
             b[-1] = _check_alpha(alpha)
@@ -224,7 +237,9 @@ class FinslerMDS(_EstimatorBase):
             return FunkBall(dim)
         raise ValueError(f"target must be one of {_TARGETS} or a FinslerManifold, got {t!r}")
 
-    def _initial(self, init, delta, w, manifold, gen) -> tuple[torch.Tensor, float]:
+    def _initial(
+        self, init: Any, delta: torch.Tensor, w: torch.Tensor, manifold: FinslerManifold, gen: torch.Generator
+    ) -> tuple[torch.Tensor, float]:
         n, dim = delta.shape[0], int(self.n_components)
         flat = isinstance(manifold, Randers)
         sym = 0.5 * (delta + delta.mT)
@@ -249,7 +264,14 @@ class FinslerMDS(_EstimatorBase):
         return x, spread
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None, *, weights=None, init=None):
+    def fit(
+        self,
+        X: ArrayLike,
+        y: object = None,
+        *,
+        weights: ArrayLike | None = None,
+        init: ArrayLike | None = None,
+    ) -> FinslerMDS:
         """Fit the embedding of the `[n, n]` dissimilarity matrix `X` (rows: from, columns: to).
 
         Args:
@@ -363,11 +385,23 @@ class FinslerMDS(_EstimatorBase):
             d = manifold.cdist(x, x)
             raw = float((w * (d - delta) ** 2).sum())
         return dict(
-            x=x, history=history, converged=converged, n_iter=n_iter, manifold=manifold, solver=solver,
+            x=x,
+            history=history,
+            converged=converged,
+            n_iter=n_iter,
+            manifold=manifold,
+            solver=solver,
             stress=raw if math.isfinite(raw) else math.inf,
         )
 
-    def fit_transform(self, X, y=None, *, weights=None, init=None):
+    def fit_transform(
+        self,
+        X: ArrayLike,
+        y: object = None,
+        *,
+        weights: ArrayLike | None = None,
+        init: ArrayLike | None = None,
+    ) -> torch.Tensor | np.ndarray:
         """`fit(X, ...)` and return `embedding_` (a numpy array for a numpy input)."""
         self.fit(X, y, weights=weights, init=init)
         if isinstance(X, torch.Tensor):
@@ -375,16 +409,18 @@ class FinslerMDS(_EstimatorBase):
         return self.embedding_.cpu().numpy()
 
     # ------------------------------------------------------------------ solvers
-    def _bar(self, total):
+    def _bar(self, total: int) -> Any:
         if not self.progress:
             return None
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:  # pragma: no cover - tqdm is installed in the test environment
             raise ImportError("progress=True needs tqdm (pip install tqdm)") from exc
         return tqdm(total=total, desc=f"FinslerMDS[{self.target}]", leave=False)
 
-    def _smacof(self, delta, w, x, alpha):
+    def _smacof(
+        self, delta: torch.Tensor, w: torch.Tensor, x: torch.Tensor, alpha: float
+    ) -> tuple[torch.Tensor, list[float], bool]:
         n, dim = x.shape
         sym, anti = 0.5 * (delta + delta.mT), 0.5 * (delta - delta.mT)
         lap = torch.diag(w.sum(1)) - w
@@ -393,7 +429,8 @@ class FinslerMDS(_EstimatorBase):
         # the pseudo-inverse of L on the centred right-hand sides used here. With several
         # components (missing blocks) L has more null vectors: use its pseudo-inverse.
         n_comp = connected_components((w > 0).cpu().numpy(), directed=False)[0]
-        chol, pinv = None, None
+        chol: torch.Tensor | None = None
+        pinv: torch.Tensor | None = None
         if n_comp == 1:
             chol, info = torch.linalg.cholesky_ex(lap + 1.0 / n)
             if int(info) != 0:
@@ -411,7 +448,7 @@ class FinslerMDS(_EstimatorBase):
         total = float((w * delta**2).sum())
         bar = self._bar(self.max_iter)
 
-        def current(z):
+        def current(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             d = metric.cdist(z, z)
             return d, (w * (d - delta) ** 2).sum()
 
@@ -423,7 +460,7 @@ class FinslerMDS(_EstimatorBase):
             ratio = torch.where(r > 0, w * sym / torch.where(r > 0, r, torch.ones_like(r)), 0)
             bmat = torch.diag(ratio.sum(1)) - ratio
             rhs = (bmat @ x - drift) * scale
-            x = torch.cholesky_solve(rhs, chol) if pinv is None else pinv @ rhs
+            x = torch.cholesky_solve(rhs, chol) if chol is not None else torch.as_tensor(pinv) @ rhs
             x = x - x.mean(0)
             d, s_new = current(x)
             history.append(float(s_new))
@@ -439,7 +476,15 @@ class FinslerMDS(_EstimatorBase):
             bar.close()
         return x, history, converged
 
-    def _adam(self, delta, w, x0, manifold, spread, gen):
+    def _adam(
+        self,
+        delta: torch.Tensor,
+        w: torch.Tensor,
+        x0: torch.Tensor,
+        manifold: FinslerManifold,
+        spread: float,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, list[float], bool, int]:
         # On bounded or curved targets the stress blows up at the boundary, where the steepest
         # descent of F overshoots (docs/concepts/duality.md): fit with the reverse metric's
         # descent there, whose steps shrink near the boundary, and restore the user's setting.
@@ -452,7 +497,15 @@ class FinslerMDS(_EstimatorBase):
         finally:
             manifold.descent = before
 
-    def _adam_fit(self, delta, w, x0, manifold, spread, gen):
+    def _adam_fit(
+        self,
+        delta: torch.Tensor,
+        w: torch.Tensor,
+        x0: torch.Tensor,
+        manifold: FinslerManifold,
+        spread: float,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, list[float], bool, int]:
         flat = isinstance(manifold, Randers)
         lr = self.lr if self.lr is not None else (0.05 * spread if flat else 0.02)
         x = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)
@@ -464,8 +517,8 @@ class FinslerMDS(_EstimatorBase):
         n = delta.shape[0]
         bar = self._bar(self.max_iter)
 
-        def full_stress():
-            d = manifold.cdist(x, x)
+        def full_stress() -> torch.Tensor:
+            d: torch.Tensor = manifold.cdist(x, x)
             return (w * (d - delta) ** 2).sum()
 
         with torch.no_grad():
@@ -476,16 +529,16 @@ class FinslerMDS(_EstimatorBase):
         for step in range(1, self.max_iter + 1):
             opt.zero_grad()
             if self.batch_pairs is None:
-                loss = full_stress()
+                loss: torch.Tensor = full_stress()
             else:
                 idx = torch.multinomial(
                     weights_flat.cpu(), int(self.batch_pairs), replacement=True, generator=gen
                 )
                 idx = idx.to(delta.device)
                 i, j = idx // n, idx % n
-                dij = manifold.dist(x[i], x[j])
+                dij: torch.Tensor = manifold.dist(x[i], x[j])
                 loss = total_w * ((dij - delta[i, j]) ** 2).mean()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if bar is not None:
                 bar.update(1)
@@ -521,4 +574,5 @@ def _classical_mds(sym: torch.Tensor, dim: int) -> torch.Tensor:
     gram = -0.5 * j @ (sym**2) @ j
     vals, vecs = torch.linalg.eigh(gram)
     vals, vecs = vals.flip(0)[:dim], vecs.flip(1)[:, :dim]
-    return vecs * vals.clamp_min(0).sqrt()
+    out: torch.Tensor = vecs * vals.clamp_min(0).sqrt()
+    return out
