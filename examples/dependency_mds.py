@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from finslerlib.embedding import FinslerMDS, graph_dissimilarities, mean_average_precision
+from finslerlib.embedding import FinslerMDS, graph_dissimilarities, mean_average_precision, symmetric_floor
 from finslerlib.embedding.datasets import distribution_graph
 
 
@@ -46,11 +46,13 @@ def sklearn_mds(sym: np.ndarray, dim: int, n_init: int, seed: int) -> np.ndarray
     from sklearn.manifold import MDS
 
     kw = dict(n_components=dim, dissimilarity="precomputed", n_init=n_init, random_state=seed, metric=True)
-    try:
-        model = MDS(normalized_stress=False, **kw)
-    except TypeError:  # older scikit-learn
-        model = MDS(**kw)
-    x = model.fit_transform(sym)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8 renames MDS's arguments
+        try:
+            model = MDS(normalized_stress=False, **kw)
+        except TypeError:  # older scikit-learn
+            model = MDS(**kw)
+        x = model.fit_transform(sym)
     return np.linalg.norm(x[:, None] - x[None], axis=-1)
 
 
@@ -99,7 +101,7 @@ def main(argv=None) -> dict:
     for dim in args.dims:
         t = time.perf_counter()
         dist = sklearn_mds(sym, dim, n_init, args.seed)
-        floor = FinslerMDS(dim, alpha=0.0, max_iter=1).fit(delta).normalized_symmetric_floor_
+        floor = float(symmetric_floor(delta, normalized=True))
         rows.append(
             dict(
                 data="reverse at cost 3",
