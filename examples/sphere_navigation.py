@@ -14,7 +14,7 @@ $d_{S^2}(x, e^{-TA} y) = T$. The script, for a few pairs of ports,
 2. checks each route: it ends at the port (`expmap(x, logmap(x, y)) == y`), its F-length by
    quadrature along the sampled curve equals the time, and it is no slower than sailing the
    great circle (whose time is also a quadrature);
-3. draws the routes on a longitude/latitude map to `outputs/sphere_navigation.png`.
+3. draws the routes on a longitude/latitude map to `outputs/sphere_navigation/sphere_navigation.png`.
 
 Run:
     python examples/sphere_navigation.py            # 4 routes, fine quadrature
