@@ -195,7 +195,7 @@ class RandersField(FinslerManifold):
 
     # ------------------------------------------------------------------ solver plumbing
     def _flat(self, x, y, names):
-        self._validate(x, y, names=names)
+        self.validate_inputs(x, y, names=names)
         _check_finite(**dict(zip(names, (x, y), strict=True)))
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.expand(shape).reshape(-1, self.dim), y.expand(shape).reshape(-1, self.dim), shape[:-1]
@@ -397,7 +397,7 @@ class RandersField(FinslerManifold):
             tensor([[0., 0., 0.]])
         """
         check_cdist_shapes(x, y)
-        self._validate(x, y, names=("x", "y"), batch_dims=2)
+        self.validate_inputs(x, y, names=("x", "y"), batch_dims=2)
         return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), **options)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
@@ -423,19 +423,19 @@ class RandersField(FinslerManifold):
         return super().reverse()
 
     # the reverse metric's geodesics are those of the field with drift -b (used by `reverse()`)
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).expmap(x, u, **options)
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).logmap(x, y, **options)
 
-    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).cdist(x, y, **options)
 
-    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         return _NegatedDrift(self).transp_follow_expmap(x, u, v)
 
-    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         return _NegatedDrift(self).transp_follow_retr(x, u, v)
 
     def extra_repr(self) -> str:

@@ -77,7 +77,7 @@ def centre(x: torch.Tensor, y: torch.Tensor):
         (tensor([[-1.]]), tensor([[1.]]))
     """
     n, m = x.shape[-2], y.shape[-2]
-    c = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / (n + m)
+    c = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / max(n + m, 1)  # 0 when both are empty
     # detach: the shift cancels exactly in every difference, so it carries no gradient anyway
     c = c.detach()
     return x - c, y - c
@@ -182,7 +182,7 @@ class _PairwiseRanders(torch.autograd.Function):
     def forward(ctx, x, y, factor, w):
         # centre on the common mean inside the kernel (t = (v - c) L = v L - c L, one fused
         # addmm each): no centred copies of the inputs are made or kept for backward
-        c = (x.sum(0) + y.sum(0)).div_(x.shape[0] + y.shape[0])
+        c = (x.sum(0) + y.sum(0)).div_(max(x.shape[0] + y.shape[0], 1))  # 0 when both are empty
         shift = (c @ factor).unsqueeze(0)
         xt = torch.addmm(shift, x, factor, beta=-1.0)
         yt = torch.addmm(shift, y, factor, beta=-1.0)

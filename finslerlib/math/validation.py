@@ -100,6 +100,14 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
     """
     if not _VALUE_CHECKS[0]:
         return
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # a traced graph cannot raise from data without a graph break: the check becomes an
+        # assertion op inside the graph (a RuntimeError with this message when it fails)
+        for name, t in tensors.items():
+            if t.is_floating_point():
+                ok = torch.isfinite(t.detach()).all()
+                torch._assert_async(ok, f"{name} has non-finite entries: {reason}")
+        return
     for name, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
             # fast path: one read pass, no boolean temporary (a sum is finite when every entry
@@ -116,12 +124,17 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
 def check_cdist_shapes(x: torch.Tensor, y: torch.Tensor) -> None:
     """Raise `ValueError` unless `x` is `[..., N, D]` and `y` is `[..., M, D]` (at least 2-D).
 
+    `TypeError` for an argument that is not a `torch.Tensor`.
+
     Example:
         >>> check_cdist_shapes(torch.zeros(3), torch.zeros(4, 3))
         Traceback (most recent call last):
         ...
         ValueError: cdist needs x [..., N, D] and y [..., M, D], got (3,), (4, 3)
     """
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() < 2 or y.dim() < 2:
         raise ValueError(
             f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"

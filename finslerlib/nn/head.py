@@ -28,7 +28,7 @@ from finslerlib.math import randers as rmath
 from finslerlib.nn import classifier as _swap
 from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
 from finslerlib.nn._kernels import DIRECTION_SIGNS, unit_randers_logits
-from finslerlib.nn.functional import compute_dtype
+from finslerlib.nn.functional import check_features, check_labels, compute_dtype
 
 __all__ = ["FAIMHead"]
 
@@ -40,7 +40,7 @@ def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
 
     The one place the nn layers read a manifold's factor (its fast path for constant metrics).
     """
-    factor = getattr(manifold, "_factor_and_drift", None)
+    factor = getattr(manifold, "factor", None)
     return None if factor is None else factor()
 
 
@@ -89,41 +89,31 @@ class _FactorCoordinates(Randers):
     def _drift(self) -> torch.Tensor:
         return _metric_factor(self.source)[1]
 
-    def _factor(self):
+    def factor(self):
         w = self._drift()
         return torch.eye(w.shape[-1], dtype=w.dtype, device=w.device), w
 
-    def _factor_and_drift(self):
-        return self._factor()
-
     def _coefficients(self):
-        return self._factor()
-
-    def _transform(self, v):
-        return v
-
-    def _transform_with_drift(self, *vs):
-        w = self._drift()
-        return [(v, v @ w.to(v)) for v in vs]
+        return self.factor()
 
     def norm(self, x, u, *, keepdim=False):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.norm(u, None, self._drift().to(u), keepdim=keepdim)
 
     def legendre(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.legendre(u, None, self._drift().to(u))
 
     def dual_norm(self, x, xi, *, keepdim=False):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.dual_norm(xi, None, self._drift().to(xi), keepdim=keepdim)
 
     def inverse_legendre(self, x, xi):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.inverse_legendre(xi, None, self._drift().to(xi))
 
     def fundamental_tensor(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.fundamental_tensor(u, None, self._drift().to(u))
 
     def cdist(self, x, y):
@@ -133,6 +123,32 @@ class _FactorCoordinates(Randers):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unit factor coordinates of {type(self.source).__name__}"
+
+
+# classes per block of the prototypes' initial draw (see `_class_normals`)
+_INIT_BLOCK = 1024
+
+
+def _class_normals(first: int, total: int, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal rows for the classes `[first, first + len(like))` of `total`, shaped `like`.
+
+    The draw is a function of the global class index alone: one seed is taken from torch's global
+    generator, and each block of `_INIT_BLOCK` classes is drawn from its own CPU generator seeded
+    from it. So a rank holding a block of classes gets exactly the rows that a head of all
+    `total` classes gets for them under the same `torch.manual_seed` (and the same values on
+    every device), while drawing only its own blocks.
+    """
+    rows, dim = like.shape
+    base = int(torch.randint(0, 2**62, ()))
+    parts = []
+    for block in range(first // _INIT_BLOCK, -(-(first + rows) // _INIT_BLOCK)):
+        start = block * _INIT_BLOCK
+        size = min(_INIT_BLOCK, total - start)
+        gen = torch.Generator().manual_seed((base + 0x9E3779B97F4A7C15 * (block + 1)) % 2**63)
+        draw = torch.randn(size, dim, generator=gen, dtype=like.dtype)
+        lo, hi = max(first, start) - start, min(first + rows, start + size) - start
+        parts.append(draw[lo:hi])
+    return torch.cat(parts).to(like.device) if parts else like.new_zeros(0, dim)
 
 
 class FAIMHead(nn.Module):
@@ -307,7 +323,7 @@ class FAIMHead(nn.Module):
         if stored.is_meta:
             return
         with torch.no_grad():
-            v = torch.randn_like(stored) / math.sqrt(stored.shape[-1])
+            v = _class_normals(*self._global_rows(), stored) / math.sqrt(stored.shape[-1])
             for attempt in range(12):
                 try:
                     points = self.manifold.projx(self.manifold.expmap0(v))
@@ -319,6 +335,11 @@ class FAIMHead(nn.Module):
                         raise
                     v = v / 2
             self._set_prototypes(points)
+
+    def _global_rows(self) -> tuple[int, int]:
+        """`(first, total)`: the global index of the first stored class, and the number of classes
+        (`(0, num_classes)`; a sharded head stores a block of them)."""
+        return 0, self.num_classes
 
     @property
     def out_features(self) -> int:
@@ -410,15 +431,12 @@ class FAIMHead(nn.Module):
             tensor([[1., 0.],
                     [0., 4.]])
         """
-        if features.dim() != 2 or labels.shape != features.shape[:1] or labels.is_floating_point():
+        if features.dim() != 2 or labels.shape != features.shape[:1]:
             raise ValueError(
-                f"features must be [N, {self.in_features}] and labels integer [N], "
-                f"got {tuple(features.shape)} and {labels.dtype} {tuple(labels.shape)}"
+                f"features must be [N, {self.in_features}] and labels [N], "
+                f"got {tuple(features.shape)} and {tuple(labels.shape)}"
             )
-        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}), got [{labels.min()}, {labels.max()}]"
-            )
+        check_labels(labels, self.num_classes)
         with torch.no_grad():
             tangent = self.manifold.logmap0(self.embed(features.detach()))
             means, counts = _swap.class_means(tangent, labels, self.num_classes)
@@ -477,7 +495,8 @@ class FAIMHead(nn.Module):
             Tensor, shape `[..., D']`, in the compute dtype (float32 at least).
         """
         if x.shape[-1] != self.in_features:
-            raise ValueError(f"expected features of shape [..., {self.in_features}], got {tuple(x.shape)}")
+            raise ValueError(f"x must have shape [..., {self.in_features}] (features), got {tuple(x.shape)}")
+        check_features(x, self._stored_prototypes())
         dtype = compute_dtype(x, self._stored_prototypes())
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.to(dtype)
@@ -549,11 +568,9 @@ class FAIMHead(nn.Module):
         m = self.margin if margin is None else float(margin)
         if not m >= 0:
             raise ValueError(f"margin must be >= 0, got {m}")
-        if labels.shape != logits.shape[:-1] or labels.is_floating_point():
-            raise ValueError(
-                f"labels must be integer classes of shape {tuple(logits.shape[:-1])}, "
-                f"got {labels.dtype} of shape {tuple(labels.shape)}"
-            )
+        if labels.shape != logits.shape[:-1]:
+            raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])}, got {tuple(labels.shape)}")
+        check_labels(labels, logits.shape[-1])
         # the true class's distance grows by m: its logit drops by s * m
         shift = (-self.scale * m).to(logits.dtype).expand_as(logits[..., :1])
         return logits.scatter_add(-1, labels.unsqueeze(-1), shift)

@@ -72,6 +72,7 @@ def test_examples_found():
         "contrastive.py",
         "faim_blocks.py",
         "directed_embedding.py",
+        "directed_links.py",
         "sphere_navigation.py",
     } <= names
 
@@ -298,3 +299,11 @@ def test_funk_prototype_labels_do_not_overlap():
     gaps = np.linalg.norm(labels[:, None] - labels[None], axis=-1) + np.eye(len(points))
     assert gaps.min() > 0.05, gaps.min()
     assert np.linalg.norm(labels - points, axis=-1).max() <= 0.09 + 1e-12
+
+
+def test_directed_links_symmetric_at_one_half_and_plot(smoke):
+    out, folder = smoke("directed_links")
+    sym = [r for r in out["rows"] if r["geometry"] == "euclidean"]
+    assert sym and all(r["direction_auc"] == 0.5 for r in sym)
+    assert (folder / "table.md").is_file() and (folder / "decoders.md").is_file()
+    assert_png(folder / "stdlib_embedding.png")
