@@ -277,6 +277,31 @@ def test_sphere_navigation_routes(smoke):
     assert_png(folder / "sphere_navigation.png")
 
 
+def test_sphere_navigation_prints_a_header(tmp_path: Path, capsys):
+    """The printed routes have column names, one row per route, aligned under them."""
+    load(EXAMPLES / "sphere_navigation.py").main(["--smoke", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    (i,) = [k for k, line in enumerate(lines) if line.split()[:3] == ["from", "to", "forward"]]
+    assert set(lines[i + 1]) == {"-"}
+    rows = lines[i + 2 : i + 4]
+    for row in rows:
+        assert "->" in row and all(float(cell) > 0 for cell in row.split()[-5:]), row
+
+
+def test_funk_prototype_labels_do_not_overlap():
+    """digits_demo places each prototype's label away from every prototype and every other label,
+    even for prototypes that coincide in the projection (they overlapped before)."""
+    import numpy as np
+
+    demo = load(EXAMPLES / "digits_demo.py")
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(-0.5, 0.5, (8, 2)), [[0.1, 0.1], [0.1, 0.1]]])
+    labels = points + demo._label_offsets(points, radius=0.09)
+    gaps = np.linalg.norm(labels[:, None] - labels[None], axis=-1) + np.eye(len(points))
+    assert gaps.min() > 0.05, gaps.min()
+    assert np.linalg.norm(labels - points, axis=-1).max() <= 0.09 + 1e-12
+
+
 def test_directed_links_symmetric_at_one_half_and_plot(smoke):
     out, folder = smoke("directed_links")
     sym = [r for r in out["rows"] if r["geometry"] == "euclidean"]
