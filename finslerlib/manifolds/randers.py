@@ -27,7 +27,9 @@ def _as_float_tensor(t, name: str) -> torch.Tensor:
     float32 or float64 (integer tensors take torch's default dtype; half precisions are a
     TypeError: the Cholesky factorization every method needs has no float16/bfloat16 kernel)."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)")
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)"
+        )
     if t.is_complex():
         raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
