@@ -46,7 +46,3 @@ def dtype(request):
 def device(request):
     return torch.device(request.param)
 
-
-def tol(dtype):
-    """(rtol, atol) suited to a dtype for closed-form comparisons."""
-    return (1e-4, 1e-5) if dtype == torch.float32 else (1e-9, 1e-10)

@@ -213,8 +213,7 @@ class Navigation(FinslerManifold):
     def _checked(self, *tensors, names=None, batch_dims: int = 1, points: int = 1) -> None:
         """Shapes, dtypes and finiteness (`FinslerManifold`'s checks), then the first `points`
         tensors are checked to lie on the base."""
-        validate = getattr(self, "validate_inputs", None) or self._validate
-        validate(*tensors, names=names, batch_dims=batch_dims)
+        self.validate_inputs(*tensors, names=names, batch_dims=batch_dims)
         names = names or tuple(f"argument {i}" for i in range(len(tensors)))
         for t, name in list(zip(tensors, names, strict=True))[:points]:
             self._on_base(t, name)
@@ -595,10 +594,6 @@ class Navigation(FinslerManifold):
     def reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """Vector transport of the reverse metric to its `retr`: navigation in $-W$."""
         return self.reverse().transp_follow_retr(x, u, v)
-
-    # until manifolds/base.py calls the public hook names (they replace these)
-    _reverse_transp_follow_expmap = reverse_transp_follow_expmap
-    _reverse_transp_follow_retr = reverse_transp_follow_retr
 
     # ------------------------------------------------------------------ distances
     def _on_failure(self, options):
