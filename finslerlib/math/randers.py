@@ -23,7 +23,14 @@ import warnings
 import torch
 
 from finslerlib.math.linalg import matvec, solve_spd
-from finslerlib.math.pairwise import centre, pairwise_dist, pairwise_randers, safe_div, safe_sqrt
+from finslerlib.math.pairwise import (
+    centre,
+    gram_tolerance,
+    pairwise_dist,
+    pairwise_randers,
+    safe_div,
+    safe_sqrt,
+)
 from finslerlib.math.validation import check_randers
 
 __all__ = [
@@ -158,9 +165,12 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
     Accuracy: the Gram form gives $\alpha = |L^\top(y_j - x_i)|$ to a relative error of about
     $\varepsilon\, (|s_i|^2 + |t_j|^2) / \alpha^2$ (as `torch.cdist`), and $F = \alpha + \beta$
     multiplies it by $\alpha / F \le 1 / (1 - |w|)$ where the drift term cancels. For a strong
-    drift ($|w| > 0.6$) the pairs where $-\beta > 3 F$ are recomputed from their differences
+    drift ($|w| > 3/4$) the pairs where $-\beta > 3 F$ are recomputed from their differences
     with `factor_norm` (their number times `D` extra work, usually a small fraction of `N M`), so
-    the drift never costs more than a factor 4 over the Gram accuracy.
+    the drift never costs more than a factor 4 over the Gram accuracy. Coincident points give
+    exactly 0: the 2-D kernel finds equal rows by `finslerlib.math.pairwise.coincident_pairs`
+    (no pass over the result), batched inputs recompute every square distance below the Gram
+    error bound (`finslerlib.math.pairwise.gram_tolerance`).
 
     Args:
         x: Tensor, shape `[..., N, D]`, sources.
@@ -177,24 +187,34 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
         tensor([[1.5000, 0.5000]])
     """
     if x.dim() == 2 and y.dim() == 2:
-        out = pairwise_randers(x, y, factor, w)
-    else:
-        xt, yt = (v @ factor for v in centre(x, y))
-        out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
-    if out.numel() == 0 or torch.compiler.is_compiling() or not float(w.detach().norm()) > 0.6:
+
+        def exact(rows, cols):
+            return factor_norm((y[cols] - x[rows]) @ factor, w)
+
+        return pairwise_randers(x, y, factor, w, exact=exact)
+    xt, yt = (v @ factor for v in centre(x, y))
+    out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
+    if out.numel() == 0 or torch.compiler.is_compiling():
         return out  # (a data-dependent branch: skipped while torch.compile traces)
-    return _recompute_cancelled(out, x, y, factor, w)
+    return _recompute_flagged(out, x, y, xt, yt, factor, w)
 
 
-def _recompute_cancelled(out, x, y, factor, w):
-    """Replace the entries of `out` where alpha + beta cancels by direct evaluations."""
+def _recompute_flagged(out, x, y, xt, yt, factor, w):
+    """Replace the entries of `out` whose Gram value has lost its digits by direct evaluations:
+    square distances below the Gram error bound, and (for |w| > 3/4) where alpha + beta cancels."""
     shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
     x = x.expand(*shape, *x.shape[-2:])
     y = y.expand(*shape, *y.shape[-2:])
     with torch.no_grad():
-        b = factor.detach() @ w.detach()
-        beta = (y.detach() @ b).unsqueeze(-2) - (x.detach() @ b).unsqueeze(-1)
-        idx = (-beta > 3 * out.detach()).nonzero(as_tuple=True)
+        xt, yt, w_ = xt.detach(), yt.detach(), w.detach()
+        size = (xt * xt).sum(-1).amax(-1) + (yt * yt).sum(-1).amax(-1)
+        floor = gram_tolerance(out.dtype, factor.shape[-1]) * size
+        beta = (yt @ w_).unsqueeze(-2) - (xt @ w_).unsqueeze(-1)
+        alpha = out.detach() - beta
+        flag = alpha * alpha <= floor[..., None, None]
+        if float(w_.norm()) > 0.75:
+            flag |= -beta > 3 * out.detach()
+        idx = flag.nonzero(as_tuple=True)
     if idx[0].numel() == 0:
         return out
     diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]

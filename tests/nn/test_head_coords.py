@@ -135,6 +135,28 @@ def test_riemannian_sgd_step_on_coordinates_is_the_finsler_step_on_points(direct
     torch.testing.assert_close(head.prototypes, twin.prototypes, rtol=1e-10, atol=1e-10)
 
 
+def test_momentum_steps_agree_only_when_the_buffer_starts_at_zero():
+    # the documented limit: geoopt seeds RiemannianSGD's momentum buffer with the raw (Euclidean)
+    # gradient, a covector that the coordinate change L^T maps differently from the Finsler
+    # gradient; seeded with zero, momentum steps on coordinates are the steps on points
+    head = _perturbed_head(8)
+    for seeded, close in ((True, True), (False, False)):
+        h, twin = copy.deepcopy(head), _twin_on_points(head)
+        for p in [*h.manifold.parameters(), h.log_scale, *twin.manifold.parameters(), twin.log_scale]:
+            p.requires_grad_(False)
+        x, y = torch.randn(9, 4, dtype=torch.float64), torch.randint(0, 5, (9,))
+        opts = [geoopt.optim.RiemannianSGD([m._stored_prototypes()], lr=0.3, momentum=0.9) for m in (h, twin)]
+        for _ in range(3):
+            for m, opt in zip((h, twin), opts, strict=True):
+                stored = m._stored_prototypes()
+                if seeded and not opt.state[stored]:
+                    opt.state[stored]["momentum_buffer"] = torch.zeros_like(stored)
+                stored.grad = None
+                torch.nn.functional.cross_entropy(m(x), y).backward()
+                opt.step()
+        assert torch.allclose(h.prototypes, twin.prototypes, rtol=1e-10, atol=1e-10) == close
+
+
 def test_prototypes_follow_the_metric_and_set_prototypes_round_trips():
     head = _perturbed_head(6)
     points = torch.randn(5, 4, dtype=torch.float64)
