@@ -23,11 +23,22 @@ __all__ = ["Randers"]
 
 
 def _as_float_tensor(t, name: str) -> torch.Tensor:
-    t = torch.as_tensor(t)
+    """Randers data as given: a `torch.Tensor` (TypeError otherwise, numpy arrays included), in
+    float32 or float64 (integer tensors take torch's default dtype; half precisions are a
+    TypeError: the Cholesky factorization every method needs has no float16/bfloat16 kernel)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)"
+        )
     if t.is_complex():
         raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype} (half precision has no Cholesky "
+            f"factorization; build the metric in float32 and use autocast around the rest of the model)"
+        )
     return t
 
 
@@ -121,14 +132,6 @@ class Randers(FinslerManifold):
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
 
-    def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alias of `factor()` (the name used before the manifold layer was unified)."""
-        return self.factor()
-
-    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alias of `factor()` (the name used before the manifold layer was unified)."""
-        return self.factor()
-
     @property
     def a(self) -> torch.Tensor:
         """The SPD matrix `a`, shape `[D, D]`."""
@@ -157,27 +160,27 @@ class Randers(FinslerManifold):
     # With a = L L^T and b = L w, y = L^T v turns F into the "unit" Randers norm |y| + w.y:
     # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         chol, w = (t.to(u) for t in self.factor())
         return rmath.factor_norm(u @ chol, w, keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         chol, w = (t.to(u) for t in self.factor())
         return rmath.legendre(u @ chol, None, w) @ chol.mT
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         chol, w = (t.to(xi) for t in self.factor())
         return rmath.dual_norm(_whiten_covector(chol, xi), None, w, keepdim=keepdim)
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         chol, w = (t.to(xi) for t in self.factor())
         return _unwhiten_vector(chol, rmath.inverse_legendre(_whiten_covector(chol, xi), None, w))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         chol, w = (t.to(u) for t in self.factor())
         return chol @ rmath.fundamental_tensor(u @ chol, None, w) @ chol.mT
 
@@ -277,34 +280,34 @@ class Randers(FinslerManifold):
     # ----------------------------------------------------------------- geometry
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_x u = x + u$ (straight geodesics)."""
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return x + u
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$x + u$: the exponential map is already a cheap retraction."""
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return x + u
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_x y = y - x$."""
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         return y - x
 
     def expmap0(self, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_0 u = u$: the chart is linear (returns `u` itself, no copy)."""
-        self._validate(u, names=("u",))
+        self.validate_inputs(u, names=("u",))
         return u
 
     def logmap0(self, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_0 y = y$ (returns `y` itself, no copy)."""
-        self._validate(y, names=("y",))
+        self.validate_inputs(y, names=("y",))
         return y
 
     # geodesics of the reverse metric are the same straight lines (used by `reverse()`)
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.expmap(x, u)
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.logmap(x, y)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -341,7 +344,7 @@ class Randers(FinslerManifold):
             >>> m.dist(torch.tensor([1.0, 0.0]), torch.zeros(2))
             tensor(0.5000)
         """
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         return self.norm(x, y - x, keepdim=keepdim)
 
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

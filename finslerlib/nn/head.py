@@ -90,23 +90,23 @@ class _FactorCoordinates(Randers):
         return self.factor()
 
     def norm(self, x, u, *, keepdim=False):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.norm(u, None, self._drift().to(u), keepdim=keepdim)
 
     def legendre(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.legendre(u, None, self._drift().to(u))
 
     def dual_norm(self, x, xi, *, keepdim=False):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.dual_norm(xi, None, self._drift().to(xi), keepdim=keepdim)
 
     def inverse_legendre(self, x, xi):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.inverse_legendre(xi, None, self._drift().to(xi))
 
     def fundamental_tensor(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.fundamental_tensor(u, None, self._drift().to(u))
 
     def cdist(self, x, y):

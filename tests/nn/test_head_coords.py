@@ -112,7 +112,7 @@ def test_stored_parameter_lives_on_the_unit_randers_space_of_the_metric():
     coords = head.prototype_coords
     assert isinstance(coords, geoopt.ManifoldParameter)
     a, b = coords.manifold.coefficients(coords)
-    chol, w = head.manifold._factor_and_drift()
+    chol, w = head.manifold.factor()
     torch.testing.assert_close(a, torch.eye(4, dtype=torch.float64))
     torch.testing.assert_close(b, w)
     # y = L^T v is an isometry: distances between stored coordinates are distances of the points
@@ -169,7 +169,7 @@ def test_prototypes_follow_the_metric_and_set_prototypes_round_trips():
     with torch.no_grad():
         head.manifold.chol_raw.add_(0.2)
     # the stored coordinates stay; the points they stand for move with the factor
-    chol = head.manifold._factor_and_drift()[0]
+    chol = head.manifold.factor()[0]
     torch.testing.assert_close(head.prototypes @ chol, coords)
     with pytest.raises(ValueError, match="shape"):
         head._set_prototypes(torch.zeros(4, 4))
