@@ -61,8 +61,6 @@ KNOWN = {
     "private: finslerlib/curvature/transport.py: ._chart_push",
     "private: finslerlib/curvature/transport.py: ._chart_pull",
     "private: finslerlib/curvature/transport.py: ._chart_metric",
-    # issue 21 item 3: nn goes through factor() (stream `nn`)
-    "private: finslerlib/nn/head.py: getattr(..., '_factor_product')",
 }
 
 
