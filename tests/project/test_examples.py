@@ -67,6 +67,8 @@ def test_examples_found():
         "faim_blocks.py",
         "directed_embedding.py",
         "sphere_navigation.py",
+        "image_path.py",
+        "sailing_route.py",
     } <= names
 
 
