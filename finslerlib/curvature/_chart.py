@@ -27,6 +27,7 @@ import torch
 from torch.func import jvp, vjp
 
 from finslerlib.math import randers as rmath
+from finslerlib.math.linalg import solve_spd
 from finslerlib.math.pairwise import safe_sqrt
 
 CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -52,7 +53,7 @@ def spd_solve(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
     `cholesky_ex`: no exception (NaN rows propagate to the callers' finiteness checks).
     """
-    return torch.cholesky_solve(r.unsqueeze(-1), torch.linalg.cholesky_ex(g)[0]).squeeze(-1)
+    return solve_spd(g, r, chol=torch.linalg.cholesky_ex(g)[0])
 
 
 def quad(g: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

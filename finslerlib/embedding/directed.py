@@ -250,7 +250,13 @@ class DirectedGraphEmbedding(_EstimatorBase):
         if self.random_state is None:
             gen.seed()
         manifold, symmetric, chart = self._build(dtype, device)
-        if chart is None:
+        if chart is None and isinstance(manifold, Randers):
+            # a Randers space is all of R^D with a constant metric: its points are coordinates,
+            # moved by Euclidean Adam steps (the Finsler steepest descent of every point at every
+            # step costs 4x an epoch at D = 16 and trains no better: benchmarks/bench_links.py)
+            x0 = self._initial(manifold, n, gen, dtype, device)
+            x = geoopt.ManifoldParameter(x0, manifold=geoopt.Euclidean(ndim=1))
+        elif chart is None:
             x = geoopt.ManifoldParameter(self._initial(manifold, n, gen, dtype, device), manifold=manifold)
         else:
             u0 = float(self.init_scale) * torch.randn(n, int(self.n_components), generator=gen, dtype=dtype)

@@ -29,22 +29,9 @@ from finslerlib.geodesics import (
 )
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import check_cdist_shapes, check_randers, randers_validity
+from finslerlib.math.validation import check_cdist_shapes, check_randers, format_values, randers_validity
 
 __all__ = ["RandersField"]
-
-
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
-def _check_finite(**tensors: torch.Tensor) -> None:
-    """One clear `ValueError` naming the first argument with NaN or infinite entries."""
-    for name, t in tensors.items():
-        finite = torch.isfinite(t)
-        if not bool(finite.all()):
-            bad = (~finite).sum().item()
-            raise ValueError(f"{name} has non-finite entries ({bad} of {t.numel()}): {name} must be finite")
 
 
 class RandersField(FinslerManifold):
@@ -196,7 +183,6 @@ class RandersField(FinslerManifold):
     # ------------------------------------------------------------------ solver plumbing
     def _flat(self, x, y, names):
         self.validate_inputs(x, y, names=names)
-        _check_finite(**dict(zip(names, (x, y), strict=True)))
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.expand(shape).reshape(-1, self.dim), y.expand(shape).reshape(-1, self.dim), shape[:-1]
 
@@ -210,7 +196,7 @@ class RandersField(FinslerManifold):
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
         RK4 on Hamilton's equations with `steps` steps if given, else the steps of
-        `finslerlib.geodesics.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
+        `finslerlib.geodesics.search.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
         through the integrator in `x`, `u` and the field's parameters; identity Jacobian at $u = 0$.
 
         Args:
@@ -245,8 +231,9 @@ class RandersField(FinslerManifold):
                     last = nodes[torch.isfinite(nodes).all(-1)][-1]
                     self.check_coefficients(last, *self.raw_coefficients(last))
                     raise ValueError(
-                        f"{self.name}: the geodesic from x = {_fmt(xf[i])} with u = {_fmt(uf[i])} leaves "
-                        f"the region where the metric is strongly convex after x = {_fmt(last)}"
+                        f"{self.name}: the geodesic from x = {format_values(xf[i])} with u = "
+                        f"{format_values(uf[i])} leaves "
+                        f"the region where the metric is strongly convex after x = {format_values(last)}"
                     )
         return out.reshape(*batch, self.dim)
 
@@ -476,7 +463,7 @@ class _NavigationField(RandersField):
                 i = strong.nonzero()[0, 0]
                 point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
                 raise ValueError(
-                    f"{self.name}: wind too strong at x = {_fmt(point)}: |W(x)|_h(x) = "
+                    f"{self.name}: wind too strong at x = {format_values(point)}: |W(x)|_h(x) = "
                     f"{size.expand(shape).reshape(-1)[i].item():.4g} >= 1 (need < 1)"
                 )
         super().check_coefficients(x, a, b)

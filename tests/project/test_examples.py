@@ -73,6 +73,7 @@ def test_examples_found():
         "faim_blocks.py",
         "directed_embedding.py",
         "directed_links.py",
+        "dependency_mds.py",
         "sphere_navigation.py",
     } <= names
 
@@ -307,3 +308,13 @@ def test_directed_links_symmetric_at_one_half_and_plot(smoke):
     assert sym and all(r["direction_auc"] == 0.5 for r in sym)
     assert (folder / "table.md").is_file() and (folder / "decoders.md").is_file()
     assert_png(folder / "stdlib_embedding.png")
+
+
+def test_dependency_mds_default_is_no_worse_than_euclidean_smacof(smoke):
+    out, folder = smoke("dependency_mds")
+    assert (folder / "table.md").is_file()
+    for dim in {r["dim"] for r in out["rows"]}:
+        rows = [r for r in out["rows"] if r["dim"] == dim and r["data"] == "reverse at cost 3"]
+        euclid = next(r for r in rows if "alpha=0 " in r["method"])
+        auto = next(r for r in rows if "auto" in r["method"])
+        assert auto["stress"] <= euclid["stress"] * (1 + 1e-9)  # the grid contains alpha = 0
