@@ -28,13 +28,21 @@ def _composite(raw: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class _LowerFactor(torch.autograd.Function):
+    # forward/setup_context split and a generated vmap rule: the curvature code differentiates
+    # metrics with torch.func (jacrev, vmap), which needs both
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, raw, eps):
+    def forward(raw, eps):
         out = raw.tril(-1)
-        out.diagonal().copy_(nnf.softplus(raw.diagonal()) + eps)
+        out.diagonal(dim1=-2, dim2=-1).copy_(nnf.softplus(raw.diagonal(dim1=-2, dim2=-1)) + eps)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        raw, eps = inputs
         ctx.eps = eps
         ctx.save_for_backward(raw)
-        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -46,9 +54,9 @@ class _LowerFactor(torch.autograd.Function):
             (g,) = torch.autograd.grad(out, raw, grad, create_graph=True)
             return g, None
         grad_raw = grad.tril(-1)
-        d = raw.diagonal()
+        d = raw.diagonal(dim1=-2, dim2=-1)
         slope = torch.where(d > _SOFTPLUS_THRESHOLD, torch.ones_like(d), torch.sigmoid(d))
-        grad_raw.diagonal().copy_(grad.diagonal() * slope)
+        grad_raw.diagonal(dim1=-2, dim2=-1).copy_(grad.diagonal(dim1=-2, dim2=-1) * slope)
         return grad_raw, None
 
 
