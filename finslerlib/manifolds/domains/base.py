@@ -307,12 +307,17 @@ class Domain:
     def chart_index(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Index into `atlas` of the chart to use for each pair `(x, y)`, shape `[...]` (long).
 
-        The chart with the largest `reach` at the pair's worse end point.
+        The chart with the largest `reach` at the worst of the two points and the midpoint of the
+        $h$-geodesic between them (a geodesic of the metric may bend, but the chart then keeps
+        its pole away from the region the pair spans).
         """
         charts = self.atlas
         if len(charts) == 1:
             return torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
-        reach = torch.stack([torch.minimum(c.reach(x), c.reach(y)) for c in charts], -1)
+        mid = self.expmap(x, 0.5 * self.logmap(x, y))
+        reach = torch.stack(
+            [torch.minimum(torch.minimum(c.reach(x), c.reach(y)), c.reach(mid)) for c in charts], -1
+        )
         return reach.argmax(-1)
 
     def centring(self, x: torch.Tensor) -> torch.Tensor | None:
