@@ -179,7 +179,7 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def block_rows(n: int, m: int, device: torch.device) -> int:
-    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (8 MB in float32, within L3).
+    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (8 MB in float32).
 
     The elementwise passes after a Gram matmul then run on cached data instead of memory, in few
     enough blocks that the per-operation overhead (and, on a busy machine, the wait for the
