@@ -179,10 +179,11 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def block_rows(n: int, m: int, device: torch.device) -> int:
-    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (~2 MB).
+    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (8 MB in float32).
 
-    The elementwise passes after a Gram matmul then run on cached data instead of memory; on a
-    GPU one block covers everything.
+    The elementwise passes after a Gram matmul then run on cached data instead of memory, in few
+    enough blocks that the per-operation overhead (and, on a busy machine, the wait for the
+    slowest thread of each parallel operation) stays small; on a GPU one block covers everything.
 
     Args:
         n: rows of the result.
@@ -194,11 +195,11 @@ def block_rows(n: int, m: int, device: torch.device) -> int:
 
     Example:
         >>> block_rows(4096, 4096, torch.device("cpu"))
-        128
+        512
     """
     if device.type != "cpu":
         return max(n, 1)
-    return max(1, min(n, (1 << 19) // max(m, 1)))
+    return max(1, min(n, (1 << 21) // max(m, 1)))
 
 
 def gram_tolerance(dtype: torch.dtype, rank: int) -> float:
