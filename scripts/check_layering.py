@@ -253,6 +253,8 @@ def main(argv=None) -> int:
         print(f"known    {v}")
     for v in new:
         print(f"NEW      {v}")
+    for v in sorted(KNOWN - set(known)):
+        print(f"fixed    {v} (remove it from KNOWN)")
     print(f"{len(new)} new violation(s), {len(known)} known (KNOWN in {pathlib.Path(__file__).name})")
     return 1 if new else 0
 
