@@ -14,7 +14,7 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
-from finslerlib.manifolds._cholesky import lower_factor
+from finslerlib.manifolds._cholesky import factor_rows, lower_factor
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_finite, check_randers
@@ -131,6 +131,27 @@ class Randers(FinslerManifold):
         chol = torch.linalg.cholesky(a)
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
+
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""`(x @ L, w)`: rows `x` in factor coordinates ($s_i = L^\top x_i$) and the drift `w`.
+
+        The same as `x @ factor()[0]`; a learnable full-rank metric multiplies without building
+        $L$ (in triangular blocks, with a direct gradient), which is what a layer applying the
+        metric to every batch wants.
+
+        Args:
+            x: Tensor, shape `[B, D]`.
+
+        Returns:
+            `(s, w)`: Tensor `[B, D]` in `x`'s dtype, and Tensor `[D]`.
+
+        Example:
+            >>> s, w = Randers(4 * torch.eye(1), torch.tensor([1.0])).factor_rows(torch.tensor([[3.0]]))
+            >>> s, w
+            (tensor([[6.]]), tensor([0.5000]))
+        """
+        chol, w = self.factor()
+        return x @ chol.to(x.dtype), w
 
     def _precise_factor(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         r"""`(L, w)` in float64 for inputs of a lower precision `dtype`; `None` when not needed.
@@ -528,6 +549,11 @@ class _LearnableRanders(Randers):
         a = self._dense_low_rank()
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
+
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rank is None:  # fused with building L (`finslerlib.manifolds._cholesky.factor_rows`)
+            return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+        return super().factor_rows(x)
 
     def factor(self):
         if self.rank is None:
