@@ -4,13 +4,20 @@
   $\\sum_{i \\ne j} w_{ij} (d(x_i \\to x_j) - \\Delta_{ij})^2$ in the canonical Randers space of
   Dagès et al. (CVPR 2025) by SMACOF, or in any finslerlib manifold with geoopt's optimizers.
 * `graph_dissimilarities`: directed shortest-path lengths of a weighted digraph.
+* `DirectedGraphEmbedding`: link prediction on a directed graph (one point per node, a decoder of
+  $d(u \to v)$) on Randers, Funk, navigation or symmetric geometries; `split_edges`,
+  `link_prediction_scores` and `roc_auc` (MagNet's protocol); `datasets`: directed graphs built
+  at run time (the standard library's imports, installed distributions, dpkg, generators).
 * `stress`, `normalized_stress`, `symmetric_floor` (the least stress of any symmetric distance),
   `mean_average_precision` and `mean_rank` (directed reconstruction scores).
 
 Uses manifolds and geoopt; nothing in finslerlib imports it.
 """
 
+from finslerlib.embedding import datasets
+from finslerlib.embedding.directed import GEOMETRIES, DirectedGraphEmbedding
 from finslerlib.embedding.graph import graph_dissimilarities
+from finslerlib.embedding.links import EdgeSplit, link_prediction_scores, roc_auc, split_edges
 from finslerlib.embedding.mds import FinslerMDS
 from finslerlib.embedding.metrics import (
     mean_average_precision,
@@ -19,9 +26,20 @@ from finslerlib.embedding.metrics import (
     stress,
     symmetric_floor,
 )
+from finslerlib.embedding.wind import BoostWind, lorentz_boost_navigation, lorentz_points
 
 __all__ = [
+    "GEOMETRIES",
+    "BoostWind",
+    "DirectedGraphEmbedding",
+    "EdgeSplit",
     "FinslerMDS",
+    "datasets",
+    "link_prediction_scores",
+    "lorentz_boost_navigation",
+    "lorentz_points",
+    "roc_auc",
+    "split_edges",
     "graph_dissimilarities",
     "mean_average_precision",
     "mean_rank",

@@ -36,6 +36,7 @@ from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
 from finslerlib.math import randers as rmath
+from finslerlib.math.validation import format_values
 
 __all__ = [
     "GeodesicSolution",
@@ -409,10 +410,6 @@ def exponential_map(
     return torch.where(zero, x + u, end), path
 
 
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
 def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tensor, *, name: str) -> None:
     """Raise `GeodesicConvergenceError` describing the pairs of `solution` that did not converge.
 
@@ -429,7 +426,8 @@ def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tens
     i = idx[0]
     raise GeodesicConvergenceError(
         f"{name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} pairs (first: "
-        f"x = {_fmt(x[i])} -> y = {_fmt(y[i])}, residual {solution.residual[i].item():.3g} (tolerance "
+        f"x = {format_values(x[i])} -> y = {format_values(y[i])}, residual "
+        f"{solution.residual[i].item():.3g} (tolerance "
         f"{solution.tolerance[i].item():.3g}) after {solution.iterations} iterations, estimated distance "
         f"error {solution.error[i].item():.3g} (tolerance {solution.error_tolerance[i].item():.3g}) at "
         f"{solution.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring the "

@@ -307,7 +307,7 @@ def test_nan_drift_fails_validation(dim):
     x = torch.zeros(dim, dtype=F64)
     with pytest.raises(ValueError, match="b\\(x\\) must be finite"):
         field.norm(x, torch.ones(dim, dtype=F64))
-    from finslerlib.geodesics import randers_validity
+    from finslerlib.math.validation import randers_validity
 
     ok, _, _ = randers_validity(torch.eye(dim, dtype=F64), torch.full((dim,), float("nan"), dtype=F64))
     assert not bool(ok)

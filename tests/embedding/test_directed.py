@@ -1,0 +1,149 @@
+"""`DirectedGraphEmbedding` and its boost wind: small graphs, few epochs.
+
+Oracles: exact ties for symmetric geometries (direction AUC exactly 0.5 by construction), the
+direction AUC of a Finsler geometry on a tree, `torch.linalg.matrix_exp` for the boost's flow,
+the hyperboloid's defining equation, scikit-learn's `clone`.
+"""
+
+from __future__ import annotations
+
+import geoopt
+import numpy as np
+import pytest
+import torch
+
+from finslerlib.embedding import (
+    BoostWind,
+    DirectedGraphEmbedding,
+    link_prediction_scores,
+    lorentz_boost_navigation,
+    lorentz_points,
+    roc_auc,
+    split_edges,
+)
+from finslerlib.embedding.datasets import binary_tree_digraph, growing_network_copying
+from finslerlib.manifolds import Randers
+
+
+def direction_auc_on(model, edges) -> float:
+    e = np.asarray(edges)
+    return roc_auc(model.decision_function(e), model.decision_function(e[:, ::-1].copy()))
+
+
+@pytest.mark.parametrize("geometry", ["euclidean", "poincare", geoopt.PoincareBall(c=0.5)])
+def test_symmetric_geometry_scores_exactly_one_half(geometry):
+    g = growing_network_copying(60, seed=1)
+    s = split_edges(g.edges, g.n_nodes)
+    model = DirectedGraphEmbedding(4, geometry=geometry, epochs=3, random_state=0).fit(s.train, g.n_nodes)
+    assert model.symmetric_
+    out = link_prediction_scores(model, s)
+    assert out["direction_auc"] == 0.5
+    d = model.distance(s.test)
+    assert np.array_equal(d, model.distance(s.test[:, ::-1].copy()))
+
+
+@pytest.mark.parametrize("geometry", ["randers", "learnable"])
+def test_finsler_geometry_learns_direction_on_a_tree(geometry):
+    tree = binary_tree_digraph(4)  # 31 nodes
+    model = DirectedGraphEmbedding(2, geometry=geometry, epochs=60, batch_size=16, random_state=0)
+    model.fit(tree.edges, tree.n_nodes)
+    assert direction_auc_on(model, tree.edges) > 0.9
+    sym = DirectedGraphEmbedding(2, geometry="euclidean", epochs=5, random_state=0).fit(tree.edges)
+    assert direction_auc_on(sym, tree.edges) == 0.5
+
+
+def test_navigation_geometry_fits_and_stays_inside_its_radius():
+    tree = binary_tree_digraph(3)
+    model = DirectedGraphEmbedding(
+        2, geometry="navigation", epochs=30, batch_size=8, max_radius=2.0, random_state=0
+    ).fit(tree.edges)
+    x = model.embedding_
+    assert x.shape == (tree.n_nodes, 3)
+    # on the hyperboloid -x0^2 + |x|^2 = -1, within radius 2
+    lorentz = -(x[:, 0] ** 2) + (x[:, 1:] ** 2).sum(-1)
+    assert torch.allclose(lorentz, -torch.ones_like(lorentz), atol=64 * torch.finfo(x.dtype).eps * 4)
+    assert float(torch.acosh(x[:, 0].clamp_min(1)).max()) <= 2.0 + 1e-4
+    assert direction_auc_on(model, tree.edges) > 0.7
+    assert all(np.isfinite(model.loss_history_))
+
+
+def test_estimator_conventions():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    model = DirectedGraphEmbedding(3, geometry="randers", epochs=2, random_state=5)
+    clone = sklearn_base.clone(model)
+    assert clone.get_params() == model.get_params()
+    edges = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0]])
+    a = model.fit(edges).decision_function(edges)
+    b = clone.fit(edges.numpy()).decision_function(edges.numpy())
+    assert isinstance(a, torch.Tensor) and isinstance(b, np.ndarray)
+    assert np.array_equal(a.numpy(), b)  # same seed, same result
+    p = model.predict_proba(edges)
+    assert ((p > 0) & (p < 1)).all()
+    assert model.embedding_.shape == (4, 3) and model.n_nodes_ == 4 and model.fit_time_ > 0
+
+
+def test_any_manifold_instance_is_accepted_and_copied():
+    b = torch.tensor([0.3, 0.0])
+    metric = Randers(torch.eye(2), b)
+    model = DirectedGraphEmbedding(2, geometry=metric, epochs=5, random_state=0).fit([[0, 1], [1, 2]])
+    assert model.manifold_ is not metric and not model.symmetric_
+    d = model.distance([[0, 1]])
+    x = model.embedding_
+    want = (x[1] - x[0]).norm() + b @ (x[1] - x[0])
+    assert d[0] == pytest.approx(float(want), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"decoder": "cosine"}, "decoder"),
+        ({"geometry": "sphere"}, "geometry"),
+        ({"epochs": 0}, "epochs"),
+        ({"max_drift": 1.0}, "max_drift"),
+        ({"lr": -1.0}, "lr"),
+        ({"n_components": 0}, "n_components"),
+    ],
+)
+def test_bad_parameters_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DirectedGraphEmbedding(**kwargs).fit([[0, 1], [1, 2]])
+
+
+def test_bad_edges_and_unfitted_model():
+    with pytest.raises(TypeError, match="integer"):
+        DirectedGraphEmbedding().fit(np.array([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match="distinct"):
+        DirectedGraphEmbedding().fit([[1, 1]], n_nodes=3)
+    with pytest.raises(RuntimeError, match="fit"):
+        DirectedGraphEmbedding().decision_function([[0, 1]])
+    model = DirectedGraphEmbedding(epochs=1).fit([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="pairs must index nodes"):
+        model.decision_function([[0, 3]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_boost_flow_is_the_matrix_exponential(dtype):
+    wind = BoostWind(3, bound=0.7, init=torch.tensor([0.2, -0.4, 0.3])).to(dtype)
+    x = lorentz_points(torch.randn(5, 3, dtype=dtype, generator=torch.Generator().manual_seed(0)), 2.0)
+    t = torch.linspace(-2, 2, 5, dtype=dtype)
+    want = (torch.linalg.matrix_exp(t[:, None, None] * wind.A.detach()) @ x[..., None])[..., 0]
+    got = wind.flow(t, x)
+    eps = torch.finfo(dtype).eps
+    assert torch.allclose(got, want, rtol=256 * eps, atol=256 * eps * float(want.abs().max()))
+    assert torch.allclose(wind(x), x @ wind.A.mT, rtol=16 * eps, atol=16 * eps)
+
+
+def test_boost_navigation_is_asymmetric_and_learns_its_wind():
+    m = lorentz_boost_navigation(2, max_speed=0.8, max_radius=1.5).double()
+    gen = torch.Generator().manual_seed(1)
+    x = lorentz_points(torch.randn(6, 2, dtype=torch.float64, generator=gen), 1.5)
+    y = lorentz_points(torch.randn(6, 2, dtype=torch.float64, generator=gen), 1.5)
+    forward, back = m.dist(x, y), m.dist(y, x)
+    assert not torch.allclose(forward, back)
+    # the wind at radius <= 1.5 stays below 0.8 (checked against the hyperboloid inner product)
+    w = m.wind(x)
+    speed2 = -(w[:, 0] ** 2) + (w[:, 1:] ** 2).sum(-1)
+    assert (speed2 < 0.8**2).all()
+    forward.sum().backward()
+    assert m.wind.raw.grad is not None and torch.isfinite(m.wind.raw.grad).all()
+    assert m.wind.raw.grad.abs().sum() > 0
