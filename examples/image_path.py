@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     b_pt = torch.tensor([[0.75 * (h - 1), 0.9 * (w - 1)]], dtype=torch.float64)
     from_a = distance_map(metric, axes, a_pt)
     from_b = distance_map(metric, axes, b_pt)
+    if not (from_a.converged and from_b.converged):
+        changes = f"{from_a.change:.3g}, {from_b.change:.3g}"
+        raise RuntimeError(f"the sweeps did not converge (last changes {changes})")
     path_ab, ok_ab = geodesic_from_map(from_a, metric, b_pt)
     path_ba, ok_ba = geodesic_from_map(from_b, metric, a_pt)
     if not (bool(ok_ab.all()) and bool(ok_ba.all())):

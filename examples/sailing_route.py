@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     island = torch.tensor([[0.75, 0.6]], dtype=torch.float64)
     out_map = distance_map(metric, (ax, ax), harbour)
     back_map = distance_map(metric, (ax, ax), harbour, reverse=True)
+    if not (out_map.converged and back_map.converged):
+        raise RuntimeError("the sweeps did not converge")
     route_out, ok_out = geodesic_from_map(out_map, metric, island)
     route_back, ok_back = geodesic_from_map(back_map, metric, island)
     if not (bool(ok_out.all()) and bool(ok_back.all())):

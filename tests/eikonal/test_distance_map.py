@@ -264,3 +264,28 @@ def test_float32_map_follows_its_input_dtype_and_is_close_to_float64():
     assert m32.values.dtype == torch.float32 and m32.converged
     # float32 rounding of a few hundred sweeps' sums: well below the scheme's own error
     assert (m32.values.double() - m64.values).abs().max().item() <= 1e4 * torch.finfo(torch.float32).eps
+
+
+def test_reverse_map_paths_run_from_the_target_to_the_source_and_fields_are_accepted():
+    from finslerlib import RandersField
+    from finslerlib.eikonal import geodesic_from_map
+
+    a = torch.tensor([[1.5, -0.3], [-0.3, 0.8]], dtype=F64)
+    b = torch.tensor([0.4, -0.35], dtype=F64)
+    field = RandersField(a=lambda x: a.expand(*x.shape[:-1], 2, 2), b=lambda x: b.expand_as(x), dim=2)
+    constant = Randers(a=a, b=b)
+    ax = torch.linspace(-1, 1, 21, dtype=F64)
+    src = torch.tensor([[0.1, 0.2]], dtype=F64)
+    m = distance_map(field, (ax, ax), src, reverse=True)
+    x = grid_points((ax, ax))
+    torch.testing.assert_close(m.values, constant.dist(x, src.expand_as(x)), rtol=1e-12, atol=1e-12)
+    targets = torch.tensor([[-0.8, 0.7], [0.9, -0.6]], dtype=F64)
+    paths, reached = geodesic_from_map(m, field, targets)
+    assert bool(reached.all())
+    torch.testing.assert_close(paths[:, 0], targets, rtol=0, atol=0)
+    torch.testing.assert_close(paths[:, -1], src.expand(2, 2), rtol=0, atol=0)
+    for i in range(2):  # constant metric: straight segments
+        d = src[0] - targets[i]
+        r = paths[i] - targets[i]
+        off = r - (r @ d / (d @ d))[:, None] * d
+        assert off.norm(dim=-1).max().item() <= 2 / 20
