@@ -32,7 +32,9 @@ import torch
 from _common import output_folder
 
 import finslerlib
-from finslerlib.math import riemannian as bmath
+from finslerlib.manifolds.domains import SphereDomain
+
+SPHERE = SphereDomain(2)  # the base: its exponential and logarithm
 
 # (name, latitude, longitude) in degrees
 PORTS = [
@@ -64,9 +66,9 @@ def route(
     """The fastest route as `samples` points $P(t) = e^{tA} \\exp_x(t u)$, and its sailing time."""
     t_total = m.dist(x, y).item()
     z = m.wind.flow(torch.tensor(-t_total, dtype=x.dtype), y)  # where y was when we left, in wind coordinates
-    u = bmath.base_logmap("sphere", 1.0, x, z) / t_total  # unit-speed direction through the air
+    u = SPHERE.logmap(x, z) / t_total  # unit-speed direction through the air
     t = torch.linspace(0, t_total, samples, dtype=x.dtype)
-    along = bmath.base_expmap("sphere", 1.0, x.expand(samples, 3), t[:, None] * u)
+    along = SPHERE.expmap(x.expand(samples, 3), t[:, None] * u)
     return m.wind.flow(t, along), t_total
 
 
@@ -80,8 +82,8 @@ def f_length(m: finslerlib.Navigation, curve: torch.Tensor) -> float:
 
 def great_circle(x: torch.Tensor, y: torch.Tensor, samples: int) -> torch.Tensor:
     t = torch.linspace(0, 1, samples, dtype=x.dtype)[:, None]
-    v = bmath.base_logmap("sphere", 1.0, x, y)
-    return bmath.base_expmap("sphere", 1.0, x.expand(samples, 3), t * v)
+    v = SPHERE.logmap(x, y)
+    return SPHERE.expmap(x.expand(samples, 3), t * v)
 
 
 def draw(results: list[dict], path: Path) -> None:

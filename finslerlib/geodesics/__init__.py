@@ -11,6 +11,8 @@ The API (what `finslerlib.manifolds` and users call):
 * `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate.
 * `GeodesicSolver`: the solver options; `GeodesicSolution`, `BoundarySolution`: the per-pair
   reports; `GeodesicConvergenceError` and `raise_unconverged`: the failure.
+* `transport_along_geodesic`, `geodesic_spray`, `GeodesicTransport`: parallel transport along
+  a geodesic (RK4), the spray.
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 
 The building blocks stay in their modules: `candidates` (`bent_polylines`, `graph_polylines`),
@@ -30,9 +32,13 @@ from finslerlib.geodesics.search import (
     shortest_geodesics,
 )
 from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
     "CoefficientFn",
+    "GeodesicTransport",
+    "geodesic_spray",
+    "transport_along_geodesic",
     "hamiltonian",
     "hamiltonian_vector_field",
     "guarded",

@@ -27,6 +27,7 @@ from finslerlib.geodesics import (
     raise_unconverged,
     shortest_geodesics,
 )
+from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_randers, format_values, randers_validity
@@ -242,25 +243,35 @@ class RandersField(FinslerManifold):
         return x + u
 
     # ------------------------------------------------------------------ parallel transport
-    # Small hooks: the transport lives in finslerlib.curvature.transport (imported when used,
-    # since curvature builds on the manifolds).
-    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along the geodesic $x \\to y$ (a log map); `finslerlib.curvature.transp`."""
-        from finslerlib.curvature import transport
+    def geodesic_transport(self, x, u, v, *, time: float = 1.0, steps: int | None = None):
+        """Parallel transport (Chern) of `v` along $t \\mapsto \\exp_x(t u)$ up to `time`.
 
-        return transport.transp(self, x, y, v)
+        `finslerlib.geodesics.transport_along_geodesic` on this field's Randers data (RK4,
+        `steps`, default the solver's); `finslerlib.curvature.geodesic_transport` calls this.
+
+        Returns:
+            `GeodesicTransport(point, velocity, vector)`, each of the broadcast shape.
+        """
+        self._validate(x, u, v, names=("x", "u", "v"))
+        shape = torch.broadcast_shapes(x.shape, u.shape, v.shape)
+        xf, uf, vf = (t.expand(shape).reshape(-1, self.dim).contiguous() for t in (x, u, v))
+        self.coefficients(xf)  # raises ValueError naming a point where (a, b) is invalid
+        steps = int(self.solver.steps) if steps is None else steps
+        out = transport_along_geodesic(self.raw_coefficients, xf, uf, vf, time=time, steps=steps)
+        return GeodesicTransport(*(t.reshape(shape) for t in out))
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport along the geodesic $x \\to y$ (a log map, then `geodesic_transport`)."""
+        return self.geodesic_transport(x, self.logmap(x, y), v).vector
 
     def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`finslerlib.curvature`)."""
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_expmap(self, x, u, v)
+        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`geodesic_transport`)."""
+        return self.geodesic_transport(x, u, v).vector
 
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Vector transport to `retr(x, u)`; see `finslerlib.curvature.transp_follow_retraction`."""
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_retraction(self, x, u, v)
+        """Vector transport to `retr(x, u)`: the parallel transport along $t \\mapsto \\exp_x(t u)$ by
+        one RK4 step; see `finslerlib.curvature.transp_follow_retraction`."""
+        return self.geodesic_transport(x, u, v, steps=1).vector
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""

@@ -536,6 +536,11 @@ class FAIMHead(nn.Module):
             return
         super().__setattr__(name, value)
 
+    @prototypes.setter
+    def prototypes(self, points: torch.Tensor) -> None:
+        # reached through `__setattr__` (nn.Module's own would refuse a tensor for a parameter)
+        self._set_prototypes(points)
+
     def _set_prototypes(self, points: torch.Tensor) -> None:
         """Write the prototypes from points on `manifold`, shape `[C, D']` (no gradient)."""
         if not isinstance(points, torch.Tensor):

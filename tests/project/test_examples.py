@@ -75,6 +75,8 @@ def test_examples_found():
         "directed_links.py",
         "dependency_mds.py",
         "sphere_navigation.py",
+        "image_path.py",
+        "sailing_route.py",
     } <= names
 
 

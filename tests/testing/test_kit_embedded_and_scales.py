@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from finslerlib import FinslerManifold, FunkBall, Randers
-from finslerlib.manifolds.domain import SphereDomain
+from finslerlib.manifolds.domains import SphereDomain
 from finslerlib.testing import (
     PROPERTIES,
     ManifoldConformance,
