@@ -49,19 +49,9 @@ PEERS = {
 }
 """Allowed imports between packages of the same layer, as `(importer, imported)`."""
 
-KNOWN = {
-    # issue 21 item 2: the transport ODE moves below the manifolds (stream `bases`)
-    "circle: finslerlib.curvature.transport, finslerlib.manifolds.field, finslerlib.manifolds.navigation",
-    "layer: finslerlib.manifolds.field imports finslerlib.curvature.transport",
-    "layer: finslerlib.manifolds.funk imports finslerlib.curvature.transport",
-    "layer: finslerlib.manifolds.navigation imports finslerlib.curvature.transport",
-    "private: finslerlib/curvature/transport.py: ._options",
-    "private: finslerlib/curvature/transport.py: ._chart",
-    "private: finslerlib/curvature/transport.py: ._chart_inv",
-    "private: finslerlib/curvature/transport.py: ._chart_push",
-    "private: finslerlib/curvature/transport.py: ._chart_pull",
-    "private: finslerlib/curvature/transport.py: ._chart_metric",
-}
+KNOWN: set[str] = set()
+"""Violations being removed, e.g. `"private: finslerlib/nn/head.py: ._chart"`, each with a comment
+saying why it is still there (empty: the package has none)."""
 
 
 def load(root: pathlib.Path):
