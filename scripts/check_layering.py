@@ -50,17 +50,6 @@ PEERS = {
 """Allowed imports between packages of the same layer, as `(importer, imported)`."""
 
 KNOWN = {
-    # issue 21 item 2: the transport ODE moves below the manifolds (stream `bases`)
-    "circle: finslerlib.curvature.transport, finslerlib.manifolds.field, finslerlib.manifolds.navigation",
-    "layer: finslerlib.manifolds.field imports finslerlib.curvature.transport",
-    "layer: finslerlib.manifolds.funk imports finslerlib.curvature.transport",
-    "layer: finslerlib.manifolds.navigation imports finslerlib.curvature.transport",
-    "private: finslerlib/curvature/transport.py: ._options",
-    "private: finslerlib/curvature/transport.py: ._chart",
-    "private: finslerlib/curvature/transport.py: ._chart_inv",
-    "private: finslerlib/curvature/transport.py: ._chart_push",
-    "private: finslerlib/curvature/transport.py: ._chart_pull",
-    "private: finslerlib/curvature/transport.py: ._chart_metric",
     # issue 21 item 3: nn goes through factor() (stream `nn`)
     "private: finslerlib/nn/head.py: getattr(..., '_factor_product')",
 }
