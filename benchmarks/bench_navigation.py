@@ -56,8 +56,10 @@ def best_time(fn, repeats: int, clock=time.perf_counter) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", default="4096,65536", help="comma-separated batch sizes")
-    parser.add_argument("--num-pairs", type=int, default=16, help="pairs given to the numerical solver")
+    parser.add_argument("--pairs", default="4096,20000,65536", help="comma-separated batch sizes")
+    parser.add_argument(
+        "--num-pairs", type=int, default=16, help="pairs given to the numerical solver (0: skip it)"
+    )
     parser.add_argument("--rate", type=float, default=0.5, help="rotation rate |A| (< 1: all of S^2)")
     parser.add_argument("--steps", type=int, default=16, help="RK4 steps of the numerical solver")
     parser.add_argument("--std", type=float, default=0.6, help="spread of the points around e_0")
@@ -98,7 +100,7 @@ def main(argv=None):
                 f"  {n:6d} pairs: geoopt.Sphere.dist {t_base * 1e3:8.3f} ms, Navigation (Killing) dist "
                 f"{t_exact * 1e3:8.3f} ms ({report.iterations} Newton iterations, max residual "
                 f"{report.residual.max().item():.1e})  ratio {t_exact / t_base:6.1f}x wall, "
-                f"{c_exact / c_base:6.1f}x CPU   (goal <= 20x)"
+                f"{c_exact / c_base:6.1f}x CPU   (goal <= 10x)"
             )
             out["vs_sphere"][n] = t_exact / t_base
             record(f"Navigation(Sphere, KillingWind).dist, {n:,} pairs{where}", t_exact / t_base,
@@ -107,6 +109,8 @@ def main(argv=None):
         if device.type != "cpu":
             return out
         k = args.num_pairs
+        if k <= 0:
+            return out
         t_exact_k = best_time(lambda: exact.dist(x[:k], y[:k]), args.repeats)
         start = time.perf_counter()
         d_num = numerical.dist(x[:k], y[:k])

@@ -573,15 +573,15 @@ def test_check_manifold_on_embedded_bases_with_general_winds(name):
 
 
 def test_faim_head_on_the_sphere_with_a_killing_wind():
-    """`FAIMHead` sizes tensors with `ambient_dim`: features in R^3 land on S^2, prototypes stay on it."""
+    """`FAIMHead` on S^2: 2 features (a tangent vector at e_0) land on the sphere, prototypes stay on it."""
     from finslerlib.nn import FAIMHead
 
     gen = torch.zeros(3, 3, dtype=torch.float64)
     gen[0, 1], gen[1, 0] = 0.3, -0.3
     m = Navigation(geoopt.Sphere(), KillingWind(gen))
     assert (m.dim, m.ambient_dim) == (2, 3) and m.domain.embedded
-    head = FAIMHead(3, 4, manifold=m, dtype=torch.float64)
-    x = torch.randn(5, 3, dtype=torch.float64)
+    head = FAIMHead(2, 4, manifold=m, dtype=torch.float64)  # the intrinsic dimension
+    x = torch.randn(5, 2, dtype=torch.float64)
     logits = head(x)
     z = head.embed(x)
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5, dtype=torch.float64))
