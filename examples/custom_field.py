@@ -19,7 +19,7 @@ closed-form pointwise quantities, and numerically computed geodesics (`expmap` i
    instead of the geodesic;
 3. prints forward and backward distances across the river (they differ), checks each against the
    length of the straight segment computed by quadrature (a geodesic is never longer), and plots
-   both geodesics to `outputs/custom_field.png`.
+   both geodesics to `outputs/custom_field/custom_field.png`.
 
 Run:
     python examples/custom_field.py            # all 20 laws (under a minute)

@@ -280,6 +280,8 @@ def _top_directions(x: torch.Tensor, k: int, *, centre: bool) -> torch.Tensor:
 def plot_randers_indicatrix(result: dict, test_images: torch.Tensor, path: Path) -> None:
     """The learned Randers unit ball in two planes of feature space (see the subplot titles)."""
     plt = _pyplot()
+    from matplotlib.ticker import MultipleLocator
+
     model = result["model"]
     manifold = model.head.manifold
     z, _ = head_embeddings(model, test_images)
@@ -309,20 +311,48 @@ def plot_randers_indicatrix(result: dict, test_images: torch.Tensor, path: Path)
         ax.scatter([0], [0], c="k", s=12)
         ax.set_aspect("equal")
         ax.set(xlabel=labels[0], ylabel=labels[1])
+        # ticks every 0.5 (at most ~6 labels per axis): long labels such as -0.75 never run together
+        ax.xaxis.set_major_locator(MultipleLocator(0.5))
+        ax.yaxis.set_major_locator(MultipleLocator(0.5))
         ax.set_title(
             f"plane of the {title}\nlargest $F(-v)/F(v)$ in this plane: {ratio.max():.2f}", fontsize=9
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+    # one legend below the panels, off the curves
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
     drift = manifold.drift_norm().item()
     fig.suptitle(
         f"Learned Randers metric of the FAIM head (D = {manifold.dim}): 2-D sections of its unit ball\n"
         f"$\\|b\\|_{{a^{{-1}}}}$ = {drift:.3f}; the sections are shifted ellipses, off-centre by the drift",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _label_offsets(points: np.ndarray, radius: float = 0.09) -> np.ndarray:
+    """An offset per point for its text label, chosen greedily so labels avoid the points and each other.
+
+    Each label goes at `radius` (data units) from its point, in the direction (of 16) whose
+    label position is farthest from every point and from the labels already placed.
+    """
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    directions = np.stack([np.cos(angles), np.sin(angles)], -1)
+    placed: list[np.ndarray] = []
+    offsets = np.zeros_like(points)
+    # the most crowded points choose first
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(len(points)) * 1e9
+    for i in np.argsort(gaps.min(1)):
+        spots = points[i] + radius * directions
+        obstacles = np.concatenate([points, *(p[None] for p in placed)]) if placed else points
+        clearance = np.linalg.norm(spots[:, None] - obstacles[None], axis=-1).min(1)
+        clearance -= 0.5 * np.linalg.norm(spots, axis=-1).clip(min=0.95)  # keep labels inside the disk
+        best = spots[np.argmax(clearance)]
+        placed.append(best)
+        offsets[i] = best - points[i]
+    return offsets
 
 
 def plot_funk_embeddings(result: dict, test_data, path: Path) -> None:
@@ -341,9 +371,21 @@ def plot_funk_embeddings(result: dict, test_data, path: Path) -> None:
     ax.plot(np.cos(theta), np.sin(theta), c="k", lw=1)
     cmap = plt.get_cmap("tab10")
     ax.scatter(zp[:, 0], zp[:, 1], c=cmap(labels % 10), s=9, alpha=0.6, linewidths=0)
+    offsets = _label_offsets(mup)
     for k, (px, py) in enumerate(mup):
         ax.scatter(px, py, marker="*", s=260, c=[cmap(k)], edgecolors="k", linewidths=0.8, zorder=3)
-        ax.annotate(str(k), (px, py), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
+        ax.annotate(
+            str(k),
+            (px, py),
+            xytext=(px + offsets[k, 0], py + offsets[k, 1]),
+            fontsize=11,
+            weight="bold",
+            ha="center",
+            va="center",
+            zorder=4,
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=cmap(k), lw=1.2, alpha=0.9),
+            arrowprops=dict(arrowstyle="-", color="0.3", lw=0.7, shrinkA=0, shrinkB=6),
+        )
     ax.set_aspect("equal")
     ax.set_xlim(-1.05, 1.05)
     ax.set_ylim(-1.05, 1.05)

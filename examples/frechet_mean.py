@@ -17,7 +17,7 @@ $\ell_x^{-1}(-df) = -$`Randers.egrad2rgrad`). Each result is checked against
 ($F(v) = \sqrt{v^\top a v} + b^\top v$ from the matrices), and the script fails if they differ.
 
 Run:
-    python examples/frechet_mean.py            # prints the means, writes outputs/frechet_mean.png
+    python examples/frechet_mean.py            # prints the means, writes outputs/frechet_mean/*.png
     python examples/frechet_mean.py --smoke    # a few seconds, used by the test suite
 """
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
 __all__ = ["graph_dissimilarities"]
 
+ArrayLike: TypeAlias = "np.ndarray | Sequence[Any]"
 
-def graph_dissimilarities(edges, weights=None, n: int | None = None, *, on_unreachable: str = "raise"):
+
+def graph_dissimilarities(
+    edges: ArrayLike,
+    weights: ArrayLike | None = None,
+    n: int | None = None,
+    *,
+    on_unreachable: str = "raise",
+) -> np.ndarray:
     r"""All-pairs directed shortest-path lengths $\Delta_{ij}$ (from $i$ to $j$) of a digraph.
 
     Dijkstra's algorithm (`scipy.sparse.csgraph.shortest_path(directed=True)`) on the graph with
@@ -79,4 +90,5 @@ def graph_dissimilarities(edges, weights=None, n: int | None = None, *, on_unrea
                 "stress functions)"
             )
         dist[unreachable] = np.nan
-    return dist
+    out: np.ndarray = dist
+    return out

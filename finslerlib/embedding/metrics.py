@@ -4,8 +4,8 @@ Conventions used by every function here and by `FinslerMDS`:
 
 * a dissimilarity matrix $\Delta$ is a square `[n, n]` array (numpy or torch) of non-negative
   numbers, asymmetric allowed, row $i$ / column $j$ meaning "from $i$ to $j$";
-* `NaN` marks a missing entry: its weight is 0; `inf` is refused (use `NaN` for missing pairs,
-  e.g. `graph_dissimilarities(..., on_unreachable="nan")`);
+* `NaN` and `+inf` mark a missing entry (an unmeasured pair, a pair with no path in a graph that
+  is not strongly connected): its weight is 0, whatever `weights` says; `-inf` is refused;
 * weights are an optional `[n, n]` array of non-negative finite numbers (ones by default); the
   diagonal never counts;
 * the raw stress is $\sigma = \sum_{i \ne j} w_{ij}\,(d_{ij} - \Delta_{ij})^2$ over ordered pairs,
@@ -14,6 +14,8 @@ Conventions used by every function here and by `FinslerMDS`:
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -41,24 +43,21 @@ def _as_matrix(x, name: str, *, like: torch.Tensor | None = None) -> torch.Tenso
 def prepare(delta, weights=None, *, dtype=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate `(delta, weights)`; return `delta` with missing entries set to 0 and the weights.
 
-    The returned weights are 0 on the diagonal and where `delta` is `NaN`.
+    The returned weights are 0 on the diagonal and where `delta` is `NaN` or `+inf` (missing).
 
     Raises:
-        ValueError: `delta` is not square, has `inf` or negative entries; `weights` has another
+        ValueError: `delta` is not square, has negative entries (`-inf` included); `weights` has another
             shape, non-finite or negative entries. Messages give the offending value and index.
     """
     d = _as_matrix(delta, "delta")
     if dtype is not None or device is not None:
         d = d.to(dtype=dtype or d.dtype, device=device)
     n = d.shape[0]
-    missing = torch.isnan(d)
-    if torch.isinf(d).any():
-        i, j = (int(v) for v in torch.nonzero(torch.isinf(d))[0])
-        raise ValueError(
-            f"delta has infinite entries (e.g. delta[{i}, {j}] = {d[i, j].item()}); mark missing pairs "
-            "with NaN (weight 0) instead, e.g. graph_dissimilarities(..., on_unreachable='nan') for a "
-            "graph that is not strongly connected"
-        )
+    if (d == -math.inf).any():
+        i, j = (int(v) for v in torch.nonzero(d == -math.inf)[0])
+        raise ValueError(f"delta must be non-negative, got delta[{i}, {j}] = -inf")
+    # NaN and +inf (an unreachable pair of a graph) are missing: weight 0
+    missing = torch.isnan(d) | (d == math.inf)
     filled = torch.where(missing, torch.zeros_like(d), d)
     if (filled < 0).any():
         i, j = (int(v) for v in torch.nonzero(filled < 0)[0])

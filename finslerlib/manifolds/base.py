@@ -18,7 +18,7 @@ Conventions:
   descent of $F$ itself; `"reverse"` returns $\ell^{-1}(df)$, the step $-\ell^{-1}(df)$ being the
   steepest descent of the reverse metric. Measurements: `docs/concepts/duality.md`.
 
-A manifold is a **domain** (`finslerlib.manifolds.domain`: an open subset of $\mathbb{R}^D$, or
+A manifold is a **domain** (`finslerlib.manifolds.domains`: an open subset of $\mathbb{R}^D$, or
 an embedded submanifold such as the sphere, given by `projx` / `proju`) plus **Randers data**
 $(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrinsic dimension,
 `ambient_dim` the size of the last tensor dimension (equal for open subsets of $\mathbb{R}^D$).
@@ -69,11 +69,11 @@ import geoopt
 import torch
 from geoopt.manifolds.base import ScalingInfo
 
-from finslerlib.manifolds.domain import Domain, EuclideanDomain
+from finslerlib.manifolds.domains import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_finite
 
-__all__ = ["FinslerManifold", "Reversed", "DEPRECATED_HOOKS"]
+__all__ = ["FinslerManifold", "Reversed"]
 
 
 _GEOOPT_KEYWORDS = ("dist", "dist0", "expmap0", "logmap0", "norm")
@@ -188,7 +188,7 @@ class FinslerManifold(geoopt.Manifold):
     Args:
         dim: the dimension `D` of an open subset of $\mathbb{R}^D$ (then the domain is
             `EuclideanDomain(D)`); omit it when `domain` is given.
-        domain: a `finslerlib.manifolds.domain.Domain` (e.g. `SphereDomain(n)`).
+        domain: a `finslerlib.manifolds.domains.Domain` (e.g. `SphereDomain(n)`).
 
     Attributes:
         domain: the domain.

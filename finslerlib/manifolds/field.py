@@ -27,24 +27,12 @@ from finslerlib.geodesics import (
     raise_unconverged,
     shortest_geodesics,
 )
+from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import check_cdist_shapes, check_randers, randers_validity
+from finslerlib.math.validation import check_cdist_shapes, check_randers, format_values, randers_validity
 
 __all__ = ["RandersField", "renormalized_transport"]
-
-
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
-def _check_finite(**tensors: torch.Tensor) -> None:
-    """One clear `ValueError` naming the first argument with NaN or infinite entries."""
-    for name, t in tensors.items():
-        finite = torch.isfinite(t)
-        if not bool(finite.all()):
-            bad = (~finite).sum().item()
-            raise ValueError(f"{name} has non-finite entries ({bad} of {t.numel()}): {name} must be finite")
 
 
 class RandersField(FinslerManifold):
@@ -196,7 +184,6 @@ class RandersField(FinslerManifold):
     # ------------------------------------------------------------------ solver plumbing
     def _flat(self, x, y, names):
         self.validate_inputs(x, y, names=names)
-        _check_finite(**dict(zip(names, (x, y), strict=True)))
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.expand(shape).reshape(-1, self.dim), y.expand(shape).reshape(-1, self.dim), shape[:-1]
 
@@ -210,7 +197,7 @@ class RandersField(FinslerManifold):
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
         RK4 on Hamilton's equations with `steps` steps if given, else the steps of
-        `finslerlib.geodesics.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
+        `finslerlib.geodesics.search.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
         through the integrator in `x`, `u` and the field's parameters; identity Jacobian at $u = 0$.
 
         Args:
@@ -245,8 +232,9 @@ class RandersField(FinslerManifold):
                     last = nodes[torch.isfinite(nodes).all(-1)][-1]
                     self.check_coefficients(last, *self.raw_coefficients(last))
                     raise ValueError(
-                        f"{self.name}: the geodesic from x = {_fmt(xf[i])} with u = {_fmt(uf[i])} leaves "
-                        f"the region where the metric is strongly convex after x = {_fmt(last)}"
+                        f"{self.name}: the geodesic from x = {format_values(xf[i])} with u = "
+                        f"{format_values(uf[i])} leaves "
+                        f"the region where the metric is strongly convex after x = {format_values(last)}"
                     )
         return out.reshape(*batch, self.dim)
 
@@ -255,23 +243,34 @@ class RandersField(FinslerManifold):
         return x + u
 
     # ------------------------------------------------------------------ parallel transport
-    # Small hooks: the transport lives in finslerlib.curvature.transport (imported when used,
-    # since curvature builds on the manifolds).
-    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along the geodesic $x \\to y$ (a log map); `finslerlib.curvature.transp`."""
-        from finslerlib.curvature import transport
+    def geodesic_transport(self, x, u, v, *, time: float = 1.0, steps: int | None = None):
+        """Parallel transport (Chern) of `v` along $t \\mapsto \\exp_x(t u)$ up to `time`.
 
-        return transport.transp(self, x, y, v)
+        `finslerlib.geodesics.transport_along_geodesic` on this field's Randers data (RK4,
+        `steps`, default the solver's); `finslerlib.curvature.geodesic_transport` calls this.
+
+        Returns:
+            `GeodesicTransport(point, velocity, vector)`, each of the broadcast shape.
+        """
+        self._validate(x, u, v, names=("x", "u", "v"))
+        shape = torch.broadcast_shapes(x.shape, u.shape, v.shape)
+        xf, uf, vf = (t.expand(shape).reshape(-1, self.dim).contiguous() for t in (x, u, v))
+        self.coefficients(xf)  # raises ValueError naming a point where (a, b) is invalid
+        steps = int(self.solver.steps) if steps is None else steps
+        out = transport_along_geodesic(self.raw_coefficients, xf, uf, vf, time=time, steps=steps)
+        return GeodesicTransport(*(t.reshape(shape) for t in out))
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport along the geodesic $x \\to y$ (a log map, then `geodesic_transport`)."""
+        return self.geodesic_transport(x, self.logmap(x, y), v).vector
 
     def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`finslerlib.curvature`)."""
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_expmap(self, x, u, v)
+        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`geodesic_transport`)."""
+        return self.geodesic_transport(x, u, v).vector
 
     #: The vector transport of `transp_follow_retr` / `retr_transp` (what geoopt's optimizers use
-    #: for their momenta): `None` for the parallel transport along the geodesic (one RK4 step,
-    #: `finslerlib.curvature.transp_follow_retraction`), or a first-order one such as
+    #: for their momenta): `None` for the parallel transport along the geodesic (one RK4 step of
+    #: `geodesic_transport`), or a first-order one such as
     #: `renormalized_transport` (set the attribute: `field.vector_transport = renormalized_transport`).
     #: Measured on `bench_finsler_descent.py`'s field problem (300 `RiemannianAdam` steps, lr 0.01):
     #: the first-order transport costs 1/25 of the parallel one per step but leaves a larger gap
@@ -279,12 +278,11 @@ class RandersField(FinslerManifold):
     vector_transport = None
 
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Vector transport to `retr(x, u)` (see `vector_transport`)."""
+        r"""Vector transport to `retr(x, u)` (see `vector_transport`); by default the parallel
+        transport along $t \mapsto \exp_x(t u)$ by one RK4 step."""
         if self.vector_transport is not None:
             return self.vector_transport(self, x, u, v)
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_retraction(self, x, u, v)
+        return self.geodesic_transport(x, u, v, steps=1).vector
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""
@@ -487,7 +485,7 @@ class _NavigationField(RandersField):
                 i = strong.nonzero()[0, 0]
                 point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
                 raise ValueError(
-                    f"{self.name}: wind too strong at x = {_fmt(point)}: |W(x)|_h(x) = "
+                    f"{self.name}: wind too strong at x = {format_values(point)}: |W(x)|_h(x) = "
                     f"{size.expand(shape).reshape(-1)[i].item():.4g} >= 1 (need < 1)"
                 )
         super().check_coefficients(x, a, b)

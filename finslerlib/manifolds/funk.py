@@ -305,11 +305,9 @@ class FunkBall(FinslerManifold):
         return self._transport(x, u, v, reverse=False)
 
     def _transport(self, x, u, v, *, reverse: bool):
-        from finslerlib.curvature.transport import funk_transport  # curvature builds on manifolds
-
         self._inside(x, names=("x",))
         self.validate_inputs(x, u, v, names=("x", "u", "v"))
-        return funk_transport(x, u, v, radius=self.radius, reverse=reverse)
+        return fmath.transport(x, u, v, radius=self.radius, reverse=reverse)
 
     def random(self, *size, dtype=None, device=None, max_norm: float = 0.9) -> geoopt.ManifoldTensor:
         r"""Points uniform in the ball of radius `max_norm * R` (volume measure).

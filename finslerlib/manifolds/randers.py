@@ -14,7 +14,7 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
-from finslerlib.manifolds._cholesky import factor_rows
+from finslerlib.manifolds._cholesky import factor_rows, lower_factor
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_finite, check_randers
@@ -23,11 +23,22 @@ __all__ = ["Randers"]
 
 
 def _as_float_tensor(t, name: str) -> torch.Tensor:
-    t = torch.as_tensor(t)
+    """Randers data as given: a `torch.Tensor` (TypeError otherwise, numpy arrays included), in
+    float32 or float64 (integer tensors take torch's default dtype; half precisions are a
+    TypeError: the Cholesky factorization every method needs has no float16/bfloat16 kernel)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)"
+        )
     if t.is_complex():
         raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype} (half precision has no Cholesky "
+            f"factorization; build the metric in float32 and use autocast around the rest of the model)"
+        )
     return t
 
 
@@ -120,6 +131,27 @@ class Randers(FinslerManifold):
         chol = torch.linalg.cholesky(a)
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
+
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""`(x @ L, w)`: rows `x` in factor coordinates ($s_i = L^\top x_i$) and the drift `w`.
+
+        The same as `x @ factor()[0]`; a learnable full-rank metric multiplies without building
+        $L$ (in triangular blocks, with a direct gradient), which is what a layer applying the
+        metric to every batch wants.
+
+        Args:
+            x: Tensor, shape `[B, D]`.
+
+        Returns:
+            `(s, w)`: Tensor `[B, D]` in `x`'s dtype, and Tensor `[D]`.
+
+        Example:
+            >>> s, w = Randers(4 * torch.eye(1), torch.tensor([1.0])).factor_rows(torch.tensor([[3.0]]))
+            >>> s, w
+            (tensor([[6.]]), tensor([0.5000]))
+        """
+        chol, w = self.factor()
+        return x @ chol.to(x.dtype), w
 
     def _precise_factor(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         r"""`(L, w)` in float64 for inputs of a lower precision `dtype`; `None` when not needed.
@@ -495,8 +527,8 @@ class _LearnableRanders(Randers):
 
     def _chol_factor(self) -> torch.Tensor:
         """Full rank: the lower-triangular factor `L` (diagonal `softplus + eps`), `a = L L^T`."""
-        raw = self.chol_raw
-        return torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + self.eps)
+        # built in one pass, its gradient too (`finslerlib.manifolds._cholesky.lower_factor`)
+        return lower_factor(self.chol_raw, self.eps)
 
     def _diag(self) -> torch.Tensor:
         """Diagonal `d + ridge` of the diagonal-plus-low-rank `a`."""
@@ -518,12 +550,10 @@ class _LearnableRanders(Randers):
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
 
-    def _factor_product(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`(x @ L, w)` for rows `x` `[B, D]` (full rank; `None` for `rank=r`), the product fused
-        with building `L` (`finslerlib.manifolds._cholesky.factor_rows`)."""
-        if self.rank is not None:
-            return None
-        return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rank is None:  # fused with building L (`finslerlib.manifolds._cholesky.factor_rows`)
+            return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+        return super().factor_rows(x)
 
     def factor(self):
         if self.rank is None:

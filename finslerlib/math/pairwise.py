@@ -354,6 +354,8 @@ def _randers_backward_blocks(grad, out, xt, yt, w):
     alpha is 0. `g = grad / alpha` multiplies `[t, 1]` and `[s, 1]` in one matmul each, which gives
     the products and the row (column) sums of `g` together."""
     n, m = grad.shape
+    if n == 0 or m == 0:  # no pairs: zero gradients (the bound's amax needs entries)
+        return torch.zeros_like(xt), torch.zeros_like(yt), xt.new_zeros(n), yt.new_zeros(m)
     bx, by = xt @ w, yt @ w
     # pairs closer than the Gram error bound count as coincident (alpha part 0)
     size = torch.linalg.vector_norm(xt, dim=-1).amax() ** 2 + torch.linalg.vector_norm(yt, dim=-1).amax() ** 2

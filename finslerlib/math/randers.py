@@ -18,8 +18,11 @@ the derivations; every formula is tested against an independent computation.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from finslerlib.math.linalg import matvec, solve_spd
 from finslerlib.math.pairwise import (
     centre,
     gram_tolerance,
@@ -31,8 +34,6 @@ from finslerlib.math.pairwise import (
 from finslerlib.math.validation import check_randers
 
 __all__ = [
-    "matvec",
-    "solve_spd",
     "quadratic_form",
     "drift_norm",
     "norm",
@@ -46,58 +47,7 @@ __all__ = [
     "inner",
     "navigation_to_randers",
     "randers_to_navigation",
-    "validate_randers",
 ]
-
-
-def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Batched matrix-vector product `a @ v` with broadcasting.
-
-    Args:
-        a: Tensor, shape `[..., D, D]` (or `[D, D]`).
-        v: Tensor, shape `[..., D]`.
-
-    Returns:
-        Tensor, shape `[..., D]`.
-
-    Example:
-        >>> matvec(torch.eye(2), torch.tensor([1.0, 2.0]))
-        tensor([1., 2.])
-    """
-    if a is None:
-        return v
-    if a.dim() == 2:
-        # One shared matrix: a plain matmul avoids broadcasting a copy of `a` per vector.
-        return v @ a.mT
-    return (a @ v.unsqueeze(-1)).squeeze(-1)
-
-
-def solve_spd(a: torch.Tensor, v: torch.Tensor, *, chol: torch.Tensor | None = None) -> torch.Tensor:
-    """Solve `a x = v` for symmetric positive definite `a` through its Cholesky factor.
-
-    Args:
-        a: Tensor, shape `[..., D, D]`, SPD.
-        v: Tensor, shape `[..., D]`.
-        chol: the lower Cholesky factor of `a` when the caller already has it (several solves
-            with one `a` then cost one factorization).
-
-    Returns:
-        Tensor, shape `[..., D]`: `a^{-1} v`.
-
-    Example:
-        >>> solve_spd(2 * torch.eye(2), torch.tensor([2.0, 4.0]))
-        tensor([1., 2.])
-    """
-    if a is None:
-        return v
-    if chol is None:
-        chol = torch.linalg.cholesky(a)
-    if a.dim() == 2:
-        return torch.cholesky_solve(v.reshape(-1, v.shape[-1]).mT, chol).mT.reshape(v.shape)
-    shape = torch.broadcast_shapes(a.shape[:-2], v.shape[:-1])
-    chol = chol.expand(*shape, *a.shape[-2:])
-    rhs = v.expand(*shape, v.shape[-1]).unsqueeze(-1)
-    return torch.cholesky_solve(rhs, chol).squeeze(-1)
 
 
 def quadratic_form(a: torch.Tensor, v: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
@@ -512,10 +462,11 @@ def randers_to_navigation(a: torch.Tensor, b: torch.Tensor):
 
 
 def validate_randers(a: torch.Tensor, b: torch.Tensor, *, where: str = "") -> None:
-    r"""Raise `ValueError` unless $(a, b)$ define a strongly convex Randers norm.
+    r"""Deprecated alias of `finslerlib.math.validation.check_randers(a, b, label=where)`.
 
-    `finslerlib.math.validation.check_randers` (shapes, dtype, finiteness, symmetry, positive
-    definiteness, $\|b\|_{a^{-1}} < 1$; the message states the measured value).
+    Raises `ValueError` unless $(a, b)$ define a strongly convex Randers norm (shapes, dtype,
+    finiteness, symmetry, positive definiteness, $\|b\|_{a^{-1}} < 1$). Removed in the next
+    release; it warns with a `DeprecationWarning`.
 
     Args:
         a: Tensor, shape `[..., D, D]`.
@@ -523,9 +474,18 @@ def validate_randers(a: torch.Tensor, b: torch.Tensor, *, where: str = "") -> No
         where: text naming the point(s) the coefficients belong to, put in front of the message.
 
     Example:
-        >>> validate_randers(torch.eye(2), torch.tensor([2.0, 0.0]))
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     validate_randers(torch.eye(2), torch.tensor([2.0, 0.0]))
         Traceback (most recent call last):
         ...
         ValueError: drift too large: ||b||_{a^-1} = 2 >= 1, so F is not positive (need < 1)
     """
+    warnings.warn(
+        "finslerlib.math.randers.validate_randers is deprecated: use "
+        "finslerlib.math.validation.check_randers(a, b, label=where)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     check_randers(a, b, label=where)

@@ -282,8 +282,56 @@ def test_graph_unreachable_raises_or_marks_missing():
     assert float(stress(d, np.zeros((3, 3)))) == pytest.approx(1 + 1 + 4)
     mds = fit_quiet(FinslerMDS(random_state=0, max_iter=50), d)
     assert np.isfinite(mds.stress_)
-    with pytest.raises(ValueError, match="infinite"):
-        FinslerMDS().fit(np.where(np.isnan(d), np.inf, d))
+    # +inf (no path) is missing like NaN: the same fit, weight 0 on those pairs
+    with_inf = fit_quiet(FinslerMDS(random_state=0, max_iter=50), np.where(np.isnan(d), np.inf, d))
+    assert with_inf.stress_ == mds.stress_
+    assert torch.equal(with_inf.embedding_, mds.embedding_)
+    with pytest.raises(ValueError, match="non-negative"):
+        FinslerMDS().fit(np.where(np.isnan(d), -np.inf, d))
+
+
+def test_missing_entries_do_not_count_whatever_their_weight():
+    rng = np.random.default_rng(0)
+    d = rng.uniform(1, 2, size=(6, 6))
+    np.fill_diagonal(d, 0)
+    holed = d.copy()
+    holed[0, 3] = np.nan
+    holed[4, 1] = np.inf
+    w = np.ones((6, 6))
+    w[0, 3] = w[4, 1] = 0.0
+    dist = rng.uniform(0, 3, size=(6, 6))
+    # stress with missing entries == stress of the full data with those weights at 0
+    assert float(stress(holed, dist)) == pytest.approx(float(stress(d, dist, w)), rel=1e-12)
+    assert float(stress(holed, dist, np.full((6, 6), 2.0))) == pytest.approx(2 * float(stress(d, dist, w)))
+
+
+def test_n_init_keeps_the_best_restart():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 2))
+    d = np_canonical(x, 0.3) + rng.uniform(0, 0.5, size=(12, 12))
+    np.fill_diagonal(d, 0)
+    singles = [fit_quiet(FinslerMDS(alpha=0.3, random_state=s, max_iter=60), d).stress_ for s in range(3)]
+    # restarts draw their starts from one generator: the best of n_init is at most the first run's
+    multi = fit_quiet(FinslerMDS(alpha=0.3, random_state=0, n_init=3, max_iter=60), d)
+    assert multi.stress_ <= singles[0] * (1 + 1e-12)
+    with pytest.raises(ValueError, match="n_init"):
+        FinslerMDS(n_init=0).fit(d)
+
+
+def test_alpha_auto_is_never_worse_than_euclidean_mds_and_picks_the_drift_of_the_data():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(15, 3))
+    d = np_canonical(x, 0.75)  # exactly a canonical configuration with alpha 0.75
+    auto = fit_quiet(FinslerMDS(3, init="classical", max_iter=500, tol=1e-10), d)
+    assert set(auto.alpha_scores_) == {0.0, 0.25, 0.5, 0.75, 0.9}
+    assert auto.stress_ == min(auto.alpha_scores_.values())
+    assert auto.alpha_ == pytest.approx(0.75)
+    assert auto.stress_ <= auto.alpha_scores_[0.0]  # alpha = 0 is Euclidean MDS
+    sym = 0.5 * (d + d.T)
+    auto_sym = fit_quiet(FinslerMDS(3, init="classical", max_iter=500, tol=1e-10), sym)
+    assert auto_sym.alpha_ == 0.0  # symmetric data: no drift helps
+    with pytest.raises(ValueError, match="auto"):
+        FinslerMDS(alpha="best").fit(d)
 
 
 def test_map_and_mean_rank_by_hand():

@@ -127,3 +127,109 @@ def test_torch_export_with_value_checks_on_keeps_the_checks_in_the_graph():
     bad[1, 2] = float("nan")
     with pytest.raises(RuntimeError, match="non-finite entries"):
         program.module()(bad)
+
+
+# ----------------------------------------------------------------- writes to head.prototypes (item 10)
+def _funk_head():
+    from finslerlib import FunkBall
+
+    return FAIMHead(3, 4, FunkBall(3))
+
+
+@pytest.mark.parametrize("make", [lambda: FAIMHead(3, 4), lambda: FAIMHead(6, 4, rank=3), _funk_head])
+def test_assigning_prototypes_writes_them_on_every_head(make):
+    torch.manual_seed(0)
+    head = make()
+    stored = head._stored_prototypes()
+    dim = stored.shape[1]
+    points = head.manifold.projx(0.3 * torch.randn(4, dim))
+    head.prototypes = points
+    assert head._stored_prototypes() is stored  # the same parameter: optimizers keep it
+    eps = torch.finfo(torch.float32).eps
+    torch.testing.assert_close(head.prototypes.detach(), points, rtol=0, atol=64 * eps)
+    # the logits follow: they are the manifold's distances to the assigned points
+    x = torch.randn(5, head.in_features)
+    with torch.no_grad():
+        expected = -head.scale * head.manifold.cdist(head.embed(x), points)
+        torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        head.prototypes = torch.zeros(2, dim)
+
+
+def test_in_place_writes_to_the_computed_view_raise_and_name_the_setter():
+    head = FAIMHead(3, 4)
+    before = head.prototype_coords.detach().clone()
+    for write in (
+        lambda p: p.copy_(torch.zeros(4, 3)),
+        lambda p: p.mul_(0),
+        lambda p: p.__setitem__(0, 1.0),
+        lambda p: setattr(p, "data", torch.zeros(4, 3)),
+    ):
+        with torch.no_grad(), pytest.raises(RuntimeError, match="head.prototypes = points"):
+            write(head.prototypes)
+    assert torch.equal(head.prototype_coords, before)
+    # on a given manifold the parameter is the points: in-place writes take effect
+    funk = _funk_head()
+    with torch.no_grad():
+        funk.prototypes.mul_(0)
+    assert torch.equal(funk.prototypes, torch.zeros(4, 3))
+
+
+# ----------------------------------------------------------------- embedded manifolds (item 11)
+def _sphere_and_hyperboloid():
+    import finslerlib
+
+    rot = torch.zeros(3, 3, dtype=torch.float64)
+    rot[0, 1], rot[1, 0] = -0.3, 0.3
+    boost = torch.zeros(3, 3, dtype=torch.float64)
+    boost[0, 1] = boost[1, 0] = 0.2
+    return {
+        "sphere": finslerlib.Navigation(geoopt.Sphere(), finslerlib.KillingWind(rot)),
+        "hyperboloid": finslerlib.Navigation(geoopt.Lorentz(), finslerlib.KillingWind(boost)),
+    }
+
+
+@pytest.mark.parametrize("name", ["sphere", "hyperboloid"])
+def test_every_feature_moves_the_logits_on_embedded_manifolds(name):
+    manifold = _sphere_and_hyperboloid()[name]
+    assert (manifold.dim, manifold.ambient_dim) == (2, 3)
+    torch.manual_seed(0)
+    head = FAIMHead(2, 3, manifold, dtype=torch.float64)
+    assert head.prototypes.shape == (3, 3)
+    x = 0.3 * torch.randn(4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        base = head(x)
+        for i in range(2):
+            moved = x.clone()
+            moved[:, i] += 0.2
+            assert (head(moved) - base).abs().max() > 1e-3, f"feature {i} has no effect"
+        # the features are the tangent vector (0, x) at the origin e_0: the oracle is the
+        # manifold's own distance to exp_{e_0}(0, x)
+        origin = torch.zeros(4, 3, dtype=torch.float64)
+        origin[:, 0] = 1.0
+        points = manifold.expmap(origin, torch.nn.functional.pad(x, (1, 0)))
+        want = -head.scale * manifold.cdist(points, head.prototypes.detach())
+        torch.testing.assert_close(base, want, rtol=1e-9, atol=1e-9)
+
+
+def test_embedded_manifold_with_ambient_in_features_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="in_features is 3.*intrinsic coordinates"):
+        FAIMHead(3, 4, _sphere_and_hyperboloid()["sphere"])
+
+
+def test_features_and_prototypes_far_from_the_origin_keep_their_accuracy():
+    # the centring that replaced the batch mean (the prototypes' mean) still removes the Gram
+    # trick's cancellation: a flat metric is translation invariant, so shifting features and
+    # prototypes by 1e3 must leave the float32 logits at float32 accuracy of the distances
+    torch.manual_seed(2)
+    head = FAIMHead(16, 10)
+    x = torch.randn(32, 16)
+    with torch.no_grad():
+        near = head.distances(x)
+        shift = torch.full((16,), 1e3)
+        head.prototypes = head.prototypes.detach() + shift
+        far = head.distances(x + shift)
+    # the inputs themselves carry float32 rounding of size eps * 1e3 * sqrt(16) per coordinate
+    bound = 16 * torch.finfo(torch.float32).eps * 1e3 * 4
+    assert (far - near).abs().max() < bound, float((far - near).abs().max())
+    assert bound < 0.01 * float(near.min())  # a meaningful bound: far below the distances

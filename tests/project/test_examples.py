@@ -73,7 +73,10 @@ def test_examples_found():
         "faim_blocks.py",
         "directed_embedding.py",
         "directed_links.py",
+        "dependency_mds.py",
         "sphere_navigation.py",
+        "image_path.py",
+        "sailing_route.py",
     } <= names
 
 
@@ -162,12 +165,16 @@ def test_smoke_runs_do_not_overwrite_full_runs(tmp_path: Path, monkeypatch):
 
 
 def test_examples_write_no_generic_files_at_the_top_of_outputs():
-    """Each example names its own folder (`output_folder(<its name>, ...)`); none writes `outputs/x`."""
+    """Each example names its own folder: `output_folder("<its name>", ...)` (examples/_common.py) or
+    a default path with its name and a smoke variant; none writes to the top of `outputs/`."""
     for script in SCRIPTS:
         text = script.read_text()
+        assert 'default=Path("outputs")' not in text and 'default="outputs"' not in text, script.name
         if "output_folder(" in text:
             assert f'output_folder("{script.stem}"' in text, script.name
-        assert 'Path("outputs")' not in text and 'default="outputs"' not in text, script.name
+        elif "--out" in text and "outputs" in text:
+            assert f'"{script.stem}"' in text or f"/{script.stem}" in text, script.name
+            assert "smoke" in text, script.name
 
 
 def test_digits_demo_reproducible(tmp_path: Path):
@@ -276,9 +283,44 @@ def test_sphere_navigation_routes(smoke):
     assert_png(folder / "sphere_navigation.png")
 
 
+def test_sphere_navigation_prints_a_header(tmp_path: Path, capsys):
+    """The printed routes have column names, one row per route, aligned under them."""
+    load(EXAMPLES / "sphere_navigation.py").main(["--smoke", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    (i,) = [k for k, line in enumerate(lines) if line.split()[:3] == ["from", "to", "forward"]]
+    assert set(lines[i + 1]) == {"-"}
+    rows = lines[i + 2 : i + 4]
+    for row in rows:
+        assert "->" in row and all(float(cell) > 0 for cell in row.split()[-5:]), row
+
+
+def test_funk_prototype_labels_do_not_overlap():
+    """digits_demo places each prototype's label away from every prototype and every other label,
+    even for prototypes that coincide in the projection (they overlapped before)."""
+    import numpy as np
+
+    demo = load(EXAMPLES / "digits_demo.py")
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(-0.5, 0.5, (8, 2)), [[0.1, 0.1], [0.1, 0.1]]])
+    labels = points + demo._label_offsets(points, radius=0.09)
+    gaps = np.linalg.norm(labels[:, None] - labels[None], axis=-1) + np.eye(len(points))
+    assert gaps.min() > 0.05, gaps.min()
+    assert np.linalg.norm(labels - points, axis=-1).max() <= 0.09 + 1e-12
+
+
 def test_directed_links_symmetric_at_one_half_and_plot(smoke):
     out, folder = smoke("directed_links")
     sym = [r for r in out["rows"] if r["geometry"] == "euclidean"]
     assert sym and all(r["direction_auc"] == 0.5 for r in sym)
     assert (folder / "table.md").is_file() and (folder / "decoders.md").is_file()
     assert_png(folder / "stdlib_embedding.png")
+
+
+def test_dependency_mds_default_is_no_worse_than_euclidean_smacof(smoke):
+    out, folder = smoke("dependency_mds")
+    assert (folder / "table.md").is_file()
+    for dim in {r["dim"] for r in out["rows"]}:
+        rows = [r for r in out["rows"] if r["dim"] == dim and r["data"] == "reverse at cost 3"]
+        euclid = next(r for r in rows if "alpha=0 " in r["method"])
+        auto = next(r for r in rows if "auto" in r["method"])
+        assert auto["stress"] <= euclid["stress"] * (1 + 1e-9)  # the grid contains alpha = 0

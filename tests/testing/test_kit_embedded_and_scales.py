@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from finslerlib import FinslerManifold, FunkBall, Randers
-from finslerlib.manifolds.domain import SphereDomain
+from finslerlib.manifolds.domains import SphereDomain
 from finslerlib.testing import (
     PROPERTIES,
     ManifoldConformance,
@@ -352,13 +352,21 @@ def test_samples_do_not_depend_on_what_else_is_registered():
 
 
 def test_strategies_sample_the_sphere_as_it_is():
-    from hypothesis import find
+    # `@given` with a few examples, not `hypothesis.find` (which shrinks its first example: 20 s)
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     from finslerlib.testing import strategies as fst
 
     m = RoundSphere(2)
-    x = find(fst.points(m, batch=5), lambda x: True)
-    torch.testing.assert_close(x.norm(dim=-1), torch.ones(5, dtype=F64))
-    v = find(fst.tangent_vectors(m, x, min_norm=0.5, max_norm=0.5), lambda v: True)
-    torch.testing.assert_close((x * v).sum(-1), torch.zeros(5, dtype=F64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(v.norm(dim=-1), torch.full((5,), 0.5, dtype=F64))
+
+    @settings(max_examples=5, database=None)
+    @given(st.data())
+    def check(data):
+        x = data.draw(fst.points(m, batch=5))
+        torch.testing.assert_close(x.norm(dim=-1), torch.ones(5, dtype=F64))
+        v = data.draw(fst.tangent_vectors(m, x, min_norm=0.5, max_norm=0.5))
+        torch.testing.assert_close((x * v).sum(-1), torch.zeros(5, dtype=F64), atol=1e-12, rtol=0)
+        torch.testing.assert_close(v.norm(dim=-1), torch.full((5,), 0.5, dtype=F64))
+
+    check()
