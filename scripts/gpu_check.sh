@@ -52,7 +52,7 @@ step 80 "FAIMHead vs nn.Linear" "$PY" benchmarks/bench_head.py --device cuda --c
 step 50 "Killing distances vs geoopt.Sphere.dist" "$PY" benchmarks/bench_navigation.py --device cuda --pairs 20000 --repeats 10
 # 3. the eikonal map, once finslerlib.eikonal and its benchmark exist (limits: 450 s in all)
 if [ -f benchmarks/bench_eikonal.py ] && { [ "$DRY" = 1 ] || "$PY" -c "import finslerlib.eikonal" 2>/dev/null; }; then
-  step 50 "eikonal map" "$PY" benchmarks/bench_eikonal.py --device cuda
+  step 50 "eikonal map (its own figures: a published baseline, not recorded)" "$PY" benchmarks/bench_eikonal.py --device cuda --sizes 201 --orders 1 2
 else
   echo "=== eikonal map: skipped (needs finslerlib.eikonal and benchmarks/bench_eikonal.py)"
 fi

@@ -391,7 +391,7 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     = \operatorname{arccosh} v + \tfrac12 \log Q_{x_i} - \tfrac12 \log Q_{y_j}$.
     `reverse=True` swaps the last two terms: $d(y_j \to x_i)$ (the reverse metric).
     For 2-D inputs $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are
-    extra columns), the rest runs in place on cache-sized blocks, and the backward is written by
+    extra columns), the rest runs in place on row blocks, and the backward is written by
     hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Like every Gram-matrix distance, entries
     for nearly equal points carry an absolute error of order $\sqrt{\text{eps}} / Q$ (use `dist`
     when those matter); coincident points give exactly 0 with a finite gradient.
