@@ -17,8 +17,8 @@ Outputs (in `--out`, default `outputs/dependency_mds/`; `--smoke`:
 `outputs/smoke/dependency_mds/`): `table.md`, `results.json`.
 
 Run:
-    python examples/dependency_mds.py            # about a minute
-    python examples/dependency_mds.py --smoke    # seconds
+    python examples/dependency_mds.py            # many minutes: 4 starts x 5 drift sizes, and Adam on the DAG
+    python examples/dependency_mds.py --smoke    # under a minute
 """
 
 from __future__ import annotations
