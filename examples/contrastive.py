@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--temperature", type=float, default=0.1, help="InfoNCE temperature (default 0.1)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="unused; for a uniform interface")
+    parser.add_argument("--out", type=Path, default=None, help="unused: this example writes no files")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run (test suite)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny MLP: threads cost more than they save

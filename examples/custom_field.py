@@ -19,7 +19,7 @@ closed-form pointwise quantities, and numerically computed geodesics (`expmap` i
    instead of the geodesic;
 3. prints forward and backward distances across the river (they differ), checks each against the
    length of the straight segment computed by quadrature (a geodesic is never longer), and plots
-   both geodesics to `outputs/custom_field.png`.
+   both geodesics to `outputs/custom_field/custom_field.png`.
 
 Run:
     python examples/custom_field.py            # all 20 laws (under a minute)
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import output_folder
 
 import finslerlib
 from finslerlib.testing import check_manifold
@@ -123,9 +124,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--strength", type=float, default=0.6, help="current strength s < 1 (default 0.6)")
     parser.add_argument("--n", type=int, default=4, help="samples per law in check_manifold (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of check_manifold's samples (default 0)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a subset of the laws, seconds (test suite)")
     args = parser.parse_args(argv)
+    args.out = output_folder("custom_field", args.smoke, args.out)
     # small batched geodesic solves: threads cost more than they save
     torch.set_num_threads(1)
 
@@ -190,7 +197,6 @@ def main(argv: list[str] | None = None) -> dict:
     if miss > 1e-5:
         raise RuntimeError(f"expmap(x, logmap(x, y)) misses y by {miss:.2e}")
     forward, backward = curves[:, 0].numpy(), curves[:, 1].numpy()
-    args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "custom_field.png"
     plot(figure, field, x.numpy(), y.numpy(), forward, backward)
     print(f"wrote {figure}")

@@ -11,11 +11,13 @@ The same convolutional backbone (same seed, same initial weights, same batches) 
 
 Every model is optimized with `geoopt.optim.RiemannianAdam` (plain parameters take ordinary Adam
 steps, prototypes Riemannian ones). The script prints a table of test accuracy, test loss and
-training time per head and writes to the output folder:
+training time per head and writes to the output folder (`outputs/digits_demo/`; `--smoke` runs
+write to `outputs/smoke/digits_demo/`):
 
 * `learning_curves.png`    - test accuracy and train/test loss per epoch, every head;
 * `randers_indicatrix.png` - the learned Randers unit ball, in two 2-D sections (see the plot);
 * `funk_embeddings.png`    - test embeddings and prototypes of the Funk head, projected to a disk;
+* `table.md`               - the printed table as Markdown (the README's demo table is this file);
 * `digits_results.json`    - the numbers of the table and the learning curves.
 
 Run `python examples/digits_demo.py --help` for the options; `make demo` runs it with defaults.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +36,7 @@ import geoopt
 import numpy as np
 import torch
 import torch.nn.functional as nnf
+from _common import output_folder
 from torch import nn
 
 HEADS = ("linear", "randers", "funk")
@@ -167,17 +171,38 @@ def train(head: str, train_data, test_data, args) -> dict:
     }
 
 
+HEAD_LABELS = {
+    "linear": "`nn.Linear`",
+    "randers": "`FAIMHead`, learnable Randers",
+    "funk": "`FAIMHead`, `FunkBall`",
+}
+TABLE_COLUMNS = ("head", "test accuracy", "test loss", "training time", "time per epoch", "head parameters")
+
+
 def results_table(results: list[dict]) -> str:
-    lines = [
-        f"{'head':<9}{'test acc':>10}{'test loss':>11}{'train s':>10}{'s/epoch':>9}{'head params':>13}",
-        "-" * 62,
-    ]
+    """The table the demo prints and writes to `table.md` (the README's demo table is this file)."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "| " + " | ".join("---" for _ in TABLE_COLUMNS) + " |"]
     for r in results:
-        lines.append(
-            f"{r['head']:<9}{r['test_acc']:>10.4f}{r['test_loss']:>11.4f}{r['train_seconds']:>10.2f}"
-            f"{r['seconds_per_epoch']:>9.3f}{r['head_params']:>13,}"
+        cells = (
+            HEAD_LABELS[r["head"]],
+            f"{r['test_acc']:.3f}",
+            f"{r['test_loss']:.3f}",
+            f"{r['train_seconds']:.1f} s",
+            f"{r['seconds_per_epoch']:.2f} s",
+            f"{r['head_params']:,}",
         )
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def table_caption(args: argparse.Namespace, total_seconds: float) -> str:
+    """One line saying how the table was measured (the first line of `table.md`)."""
+    load = f", 1-minute load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"`python examples/digits_demo.py{' --smoke' if args.smoke else ''}`: {args.epochs} epochs, "
+        f"seed {args.seed}, {args.threads} CPU thread(s) on {args.device}, torch {torch.__version__}; "
+        f"the whole script took {total_seconds:.0f} s ({os.cpu_count()} CPUs{load})."
+    )
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -255,6 +280,8 @@ def _top_directions(x: torch.Tensor, k: int, *, centre: bool) -> torch.Tensor:
 def plot_randers_indicatrix(result: dict, test_images: torch.Tensor, path: Path) -> None:
     """The learned Randers unit ball in two planes of feature space (see the subplot titles)."""
     plt = _pyplot()
+    from matplotlib.ticker import MultipleLocator
+
     model = result["model"]
     manifold = model.head.manifold
     z, _ = head_embeddings(model, test_images)
@@ -284,20 +311,48 @@ def plot_randers_indicatrix(result: dict, test_images: torch.Tensor, path: Path)
         ax.scatter([0], [0], c="k", s=12)
         ax.set_aspect("equal")
         ax.set(xlabel=labels[0], ylabel=labels[1])
+        # ticks every 0.5 (at most ~6 labels per axis): long labels such as -0.75 never run together
+        ax.xaxis.set_major_locator(MultipleLocator(0.5))
+        ax.yaxis.set_major_locator(MultipleLocator(0.5))
         ax.set_title(
             f"plane of the {title}\nlargest $F(-v)/F(v)$ in this plane: {ratio.max():.2f}", fontsize=9
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+    # one legend below the panels, off the curves
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
     drift = manifold.drift_norm().item()
     fig.suptitle(
         f"Learned Randers metric of the FAIM head (D = {manifold.dim}): 2-D sections of its unit ball\n"
         f"$\\|b\\|_{{a^{{-1}}}}$ = {drift:.3f}; the sections are shifted ellipses, off-centre by the drift",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _label_offsets(points: np.ndarray, radius: float = 0.09) -> np.ndarray:
+    """An offset per point for its text label, chosen greedily so labels avoid the points and each other.
+
+    Each label goes at `radius` (data units) from its point, in the direction (of 16) whose
+    label position is farthest from every point and from the labels already placed.
+    """
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    directions = np.stack([np.cos(angles), np.sin(angles)], -1)
+    placed: list[np.ndarray] = []
+    offsets = np.zeros_like(points)
+    # the most crowded points choose first
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(len(points)) * 1e9
+    for i in np.argsort(gaps.min(1)):
+        spots = points[i] + radius * directions
+        obstacles = np.concatenate([points, *(p[None] for p in placed)]) if placed else points
+        clearance = np.linalg.norm(spots[:, None] - obstacles[None], axis=-1).min(1)
+        clearance -= 0.5 * np.linalg.norm(spots, axis=-1).clip(min=0.95)  # keep labels inside the disk
+        best = spots[np.argmax(clearance)]
+        placed.append(best)
+        offsets[i] = best - points[i]
+    return offsets
 
 
 def plot_funk_embeddings(result: dict, test_data, path: Path) -> None:
@@ -316,9 +371,21 @@ def plot_funk_embeddings(result: dict, test_data, path: Path) -> None:
     ax.plot(np.cos(theta), np.sin(theta), c="k", lw=1)
     cmap = plt.get_cmap("tab10")
     ax.scatter(zp[:, 0], zp[:, 1], c=cmap(labels % 10), s=9, alpha=0.6, linewidths=0)
+    offsets = _label_offsets(mup)
     for k, (px, py) in enumerate(mup):
         ax.scatter(px, py, marker="*", s=260, c=[cmap(k)], edgecolors="k", linewidths=0.8, zorder=3)
-        ax.annotate(str(k), (px, py), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
+        ax.annotate(
+            str(k),
+            (px, py),
+            xytext=(px + offsets[k, 0], py + offsets[k, 1]),
+            fontsize=11,
+            weight="bold",
+            ha="center",
+            va="center",
+            zorder=4,
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=cmap(k), lw=1.2, alpha=0.9),
+            arrowprops=dict(arrowstyle="-", color="0.3", lw=0.7, shrinkA=0, shrinkB=6),
+        )
     ax.set_aspect("equal")
     ax.set_xlim(-1.05, 1.05)
     ax.set_ylim(-1.05, 1.05)
@@ -348,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Outputs: learning_curves.png, randers_indicatrix.png, funk_embeddings.png, "
-        "digits_results.json in --out.",
+        "table.md, digits_results.json in --out.",
     )
     parser.add_argument("--epochs", type=int, default=15, help="training epochs per head (default 15)")
     parser.add_argument(
@@ -361,7 +428,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--device", default="cpu", help="torch device: cpu, cuda, cuda:1, or auto (default cpu)"
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default outputs/digits_demo/, --smoke runs outputs/smoke/digits_demo/)",
+    )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for the split, weights and batches (default 0)"
     )
@@ -391,16 +463,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.epochs = min(args.epochs, 2)
 
+    start = time.perf_counter()
     train_data, test_data = load_data(args.seed, device=args.device, **limits)
     print(
         f"digits: {len(train_data[0])} train / {len(test_data[0])} test images, {args.epochs} epochs, "
         f"feature dim {args.dim}, device {args.device}, seed {args.seed}"
     )
     results = [train(head, train_data, test_data, args) for head in args.heads]
+    printed = results_table(results)
     print()
-    print(results_table(results))
+    print(printed)
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_folder("digits_demo", args.smoke, args.out)
     figures = {"learning_curves": args.out / "learning_curves.png"}
     plot_learning_curves(results, figures["learning_curves"])
     by_head = {r["head"]: r for r in results}
@@ -410,14 +484,16 @@ def main(argv: list[str] | None = None) -> dict:
     if "funk" in by_head:
         figures["funk_embeddings"] = args.out / "funk_embeddings.png"
         plot_funk_embeddings(by_head["funk"], test_data, figures["funk_embeddings"])
+    table = table_caption(args, time.perf_counter() - start) + "\n\n" + results_table(results) + "\n"
+    (args.out / "table.md").write_text(table)
     summary = {
         "config": {k: (str(v) if isinstance(v, Path | torch.device) else v) for k, v in vars(args).items()},
         "results": [{k: v for k, v in r.items() if k != "model"} for r in results],
     }
     (args.out / "digits_results.json").write_text(json.dumps(summary, indent=2))
-    for path in figures.values():
+    for path in (*figures.values(), args.out / "table.md", args.out / "digits_results.json"):
         print(f"wrote {path}")
-    return {"results": results, "figures": figures, "test_data": test_data}
+    return {"results": results, "figures": figures, "test_data": test_data, "table": printed}
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ Reproduces the two synthetic experiments of Dagès et al., "Finsler Multi-Dimens
    learned drift by RiemannianAdam on sampled pairs; classical-MDS initialization (the paper uses
    Isomap, the same thing on geodesic distances).
 
-Outputs (in `--out`, default `outputs/`): `tree_embeddings.png`, `swiss_roll.png`, `results.json`
-and `table.md` (the table of docs/how-to/directed-graph.md).
+Outputs (in `--out`, default `outputs/directed_embedding/`): `tree_embeddings.png`, `swiss_roll.png`,
+`results.json` and `table.md` (the table of docs/how-to/directed-graph.md).
 
 Run:
     python examples/directed_embedding.py            # ~2-3 minutes on one CPU core
@@ -42,6 +42,7 @@ from pathlib import Path
 import geoopt
 import numpy as np
 import torch
+from _common import output_folder
 
 from finslerlib.embedding import (
     FinslerMDS,
@@ -249,9 +250,9 @@ def plot(tree: dict, swiss: dict, out: Path) -> None:
 
     names = list(tree["points"])
     cols = 3
-    fig, axes = plt.subplots(
-        (len(names) + cols - 1) // cols, cols, figsize=(5 * cols, 4.6 * ((len(names) + 2) // 3))
-    )
+    rows = (len(names) + cols - 1) // cols
+    # equal panels: every axes box has the same size, the data limits adapt (adjustable="datalim")
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 5 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         p = tree["points"][name]
         for parent, child in tree["tree_edges"]:
@@ -263,38 +264,41 @@ def plot(tree: dict, swiss: dict, out: Path) -> None:
             )
         ax.scatter(p[:, 0], p[:, 1], c=tree["level"], cmap="viridis", s=8, zorder=3)
         row = next(r for r in tree["rows"] if r["method"] == name)
-        ax.set_title(f"{name}\nnormalized stress {row['normalized_stress']:.3f}", fontsize=8)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=6)
+        ax.set_title(f"{name}\nnormalized stress {row['normalized_stress']:.3f}", fontsize=11)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=9)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(
         f"Binary-tree digraph ({tree['n']} nodes): arrows parent -> child, colour = depth; "
         f"canonical drift points up (+y)",
-        fontsize=10,
+        fontsize=13,
     )
     fig.tight_layout()
     fig.savefig(out / "tree_embeddings.png", dpi=110)
     plt.close(fig)
 
     alphas = sorted({k[0] for k in swiss["points"]})
-    fig = plt.figure(figsize=(4 * (len(alphas) + 1), 8))
-    ax = fig.add_subplot(2, len(alphas) + 1, 1, projection="3d")
-    ax.scatter(swiss["x"][:, 0], swiss["x"][:, 1], swiss["x"][:, 2], c=swiss["t"], cmap="Spectral", s=3)
-    ax.set_title("Swiss roll (colour: position along the roll)", fontsize=8)
+    fig = plt.figure(figsize=(4.5 * (len(alphas) + 1), 9))
+    grid = fig.add_gridspec(2, len(alphas) + 1)
+    # the 3-D roll spans both rows of the first column: no empty slot
+    ax = fig.add_subplot(grid[:, 0], projection="3d")
+    ax.scatter(swiss["x"][:, 0], swiss["x"][:, 1], swiss["x"][:, 2], c=swiss["t"], cmap="Spectral", s=4)
+    ax.set_title("Swiss roll (colour: position along the roll)\nrows: embedding alpha 0 and 0.5", fontsize=11)
+    ax.tick_params(labelsize=8)
     for row, emb_alpha in enumerate((0.0, 0.5)):
         for k, a in enumerate(alphas):
-            ax = fig.add_subplot(2, len(alphas) + 1, row * (len(alphas) + 1) + k + 2)
+            ax = fig.add_subplot(grid[row, k + 1])
             p = swiss["points"][(a, emb_alpha)]
             ax.scatter(p[:, 0], p[:, 1], c=swiss["t"], cmap="Spectral", s=3)
             r = next(r for r in swiss["rows"] if r["roll_alpha"] == a and r["embedding_alpha"] == emb_alpha)
             ax.set_title(
                 f"roll drift {a}, embedding alpha {emb_alpha}\nnormalized stress "
                 f"{r['normalized_stress']:.3f} (floor {r['normalized_floor']:.3f})",
-                fontsize=8,
+                fontsize=10,
             )
-            ax.set_aspect("equal")
-            ax.tick_params(labelsize=6)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.tick_params(labelsize=8)
     fig.tight_layout()
     fig.savefig(out / "swiss_roll.png", dpi=100)
     plt.close(fig)
@@ -340,7 +344,11 @@ def table(tree: dict, swiss: dict, machine: str) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
-    parser.add_argument("--out", default="outputs", help="output folder")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (timings use 1)")
     args = parser.parse_args(argv)
@@ -357,8 +365,7 @@ def main(argv=None) -> dict:
             1000,
             [0.0, 0.1, 0.3, 0.5],
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder("directed_embedding", args.smoke, args.out)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # fixed iteration budgets: non-convergence is reported in the table instead

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     parser.add_argument("--lr", type=float, default=1e-2, help="RiemannianAdam learning rate (default 1e-2)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="unused; for a uniform interface")
+    parser.add_argument("--out", type=Path, default=None, help="unused: this example writes no files")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run (test suite)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny model: threads cost more than they save

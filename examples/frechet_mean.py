@@ -17,7 +17,7 @@ $\ell_x^{-1}(-df) = -$`Randers.egrad2rgrad`). Each result is checked against
 ($F(v) = \sqrt{v^\top a v} + b^\top v$ from the matrices), and the script fails if they differ.
 
 Run:
-    python examples/frechet_mean.py            # prints the means, writes outputs/frechet_mean.png
+    python examples/frechet_mean.py            # prints the means, writes outputs/frechet_mean/*.png
     python examples/frechet_mean.py --smoke    # a few seconds, used by the test suite
 """
 
@@ -31,6 +31,7 @@ import geoopt
 import numpy as np
 import scipy.optimize
 import torch
+from _common import output_folder
 
 import finslerlib
 
@@ -121,9 +122,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--wind", type=float, default=0.6, help="wind speed |W| < 1 (default 0.6)")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite (seconds)")
     args = parser.parse_args(argv)
+    args.out = output_folder("frechet_mean", args.smoke, args.out)
     if args.smoke:
         args.n = 20
     # A 2-D problem: thread start-up and synchronisation cost far more than the arithmetic
@@ -175,7 +182,6 @@ def main(argv: list[str] | None = None) -> dict:
         f"forward mean is {'up' if upwind < 0 else 'down'}wind of the backward mean "
         f"(offset along the wind: {upwind:.3f})"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "frechet_mean.png"
     plot(figure, manifold, pts_np, means, wind.numpy())
     print(f"wrote {figure}")

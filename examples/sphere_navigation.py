@@ -14,7 +14,7 @@ $d_{S^2}(x, e^{-TA} y) = T$. The script, for a few pairs of ports,
 2. checks each route: it ends at the port (`expmap(x, logmap(x, y)) == y`), its F-length by
    quadrature along the sampled curve equals the time, and it is no slower than sailing the
    great circle (whose time is also a quadrature);
-3. draws the routes on a longitude/latitude map to `outputs/sphere_navigation.png`.
+3. draws the routes on a longitude/latitude map to `outputs/sphere_navigation/sphere_navigation.png`.
 
 Run:
     python examples/sphere_navigation.py            # 4 routes, fine quadrature
@@ -29,9 +29,12 @@ from pathlib import Path
 
 import geoopt
 import torch
+from _common import output_folder
 
 import finslerlib
-from finslerlib.math import riemannian as bmath
+from finslerlib.manifolds.domains import SphereDomain
+
+SPHERE = SphereDomain(2)  # the base: its exponential and logarithm
 
 # (name, latitude, longitude) in degrees
 PORTS = [
@@ -63,9 +66,9 @@ def route(
     """The fastest route as `samples` points $P(t) = e^{tA} \\exp_x(t u)$, and its sailing time."""
     t_total = m.dist(x, y).item()
     z = m.wind.flow(torch.tensor(-t_total, dtype=x.dtype), y)  # where y was when we left, in wind coordinates
-    u = bmath.base_logmap("sphere", 1.0, x, z) / t_total  # unit-speed direction through the air
+    u = SPHERE.logmap(x, z) / t_total  # unit-speed direction through the air
     t = torch.linspace(0, t_total, samples, dtype=x.dtype)
-    along = bmath.base_expmap("sphere", 1.0, x.expand(samples, 3), t[:, None] * u)
+    along = SPHERE.expmap(x.expand(samples, 3), t[:, None] * u)
     return m.wind.flow(t, along), t_total
 
 
@@ -79,8 +82,8 @@ def f_length(m: finslerlib.Navigation, curve: torch.Tensor) -> float:
 
 def great_circle(x: torch.Tensor, y: torch.Tensor, samples: int) -> torch.Tensor:
     t = torch.linspace(0, 1, samples, dtype=x.dtype)[:, None]
-    v = bmath.base_logmap("sphere", 1.0, x, y)
-    return bmath.base_expmap("sphere", 1.0, x.expand(samples, 3), t * v)
+    v = SPHERE.logmap(x, y)
+    return SPHERE.expmap(x.expand(samples, 3), t * v)
 
 
 def draw(results: list[dict], path: Path) -> None:
@@ -123,9 +126,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--omega", type=float, default=0.5, help="wind speed on the equator (< 1, default 0.5)"
     )
     parser.add_argument("--samples", type=int, default=2001, help="points per route for the quadrature")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default outputs/<example>/, --smoke runs outputs/smoke/<example>/)",
+    )
     parser.add_argument("--smoke", action="store_true", help="2 routes, coarse quadrature (test suite)")
     args = parser.parse_args(argv)
+    args.out = output_folder("sphere_navigation", args.smoke, args.out)
     samples = 401 if args.smoke else args.samples
     routes = ROUTES[:2] if args.smoke else ROUTES
 
@@ -133,6 +142,16 @@ def main(argv: list[str] | None = None) -> dict:
     a[0, 1], a[1, 0] = -args.omega, args.omega  # W(x) = omega * e_2 x x: west to east
     globe = finslerlib.Navigation(geoopt.Sphere(), finslerlib.KillingWind(a))
 
+    print(
+        f"Fastest routes on the unit sphere in a west-to-east wind of rate omega = {args.omega}\n"
+        "(times at unit ship speed, in Earth radii; the great circles are sailed in the same wind)\n"
+    )
+    header = (
+        f"{'from':>10}    {'to':<10} {'forward':>8} {'back':>8} {'no wind':>8} "
+        f"{'great circle fwd':>17} {'great circle back':>18}"
+    )
+    print(header)
+    print("-" * len(header))
     results = []
     for i, j in routes:
         (na, lat_a, lon_a), (nb, lat_b, lon_b) = PORTS[i], PORTS[j]
@@ -150,9 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
         r["riemannian"] = geoopt.Sphere().dist(x, y).item()
         results.append(r)
         print(
-            f"{na:>10} -> {nb:<10} {r['forward']:.4f}   back {r['backward']:.4f}   "
-            f"(no wind {r['riemannian']:.4f}; great circle with wind {r['forward_great_circle']:.4f} / "
-            f"{r['backward_great_circle']:.4f})"
+            f"{na:>10} -> {nb:<10} {r['forward']:>8.4f} {r['backward']:>8.4f} {r['riemannian']:>8.4f} "
+            f"{r['forward_great_circle']:>17.4f} {r['backward_great_circle']:>18.4f}"
         )
         tol = 5.0 / samples**2  # midpoint-rule error of the quadrature
         for key in ("forward", "backward"):
@@ -163,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict:
             if r[key] > r[key + "_great_circle"] + tol:
                 raise RuntimeError(f"{na}-{nb} {key}: the great circle is faster than the computed route")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "sphere_navigation.png"
     draw(results, figure)
     print(f"routes drawn to {figure}")

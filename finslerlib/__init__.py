@@ -2,6 +2,9 @@
 
 Closed-form Randers manifolds that plug into geoopt's optimizers, and the FAIM layers built on
 them. See the documentation site for concepts, how-to guides and the API reference.
+
+`value_checks(False)` (a context manager) turns off the data-dependent input checks, for
+`torch.compile(fullgraph=True)` and `torch.export` (see `finslerlib.math.validation.value_checks`).
 """
 
 from finslerlib.manifolds import (
@@ -17,6 +20,7 @@ from finslerlib.manifolds import (
     Reversed,
     SphereDomain,
 )
+from finslerlib.math.validation import value_checks
 
 __version__ = "0.1.0"
 
@@ -32,5 +36,6 @@ __all__ = [
     "RandersField",
     "Reversed",
     "SphereDomain",
+    "value_checks",
     "__version__",
 ]

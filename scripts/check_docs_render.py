@@ -7,7 +7,10 @@ is loaded in headless Chromium with its JavaScript, and the resulting DOM is ins
   no KaTeX error is shown, and no raw `$...$`, `\\(...\\)` or `\\[...\\]` is left in the text
   (code blocks excepted);
 * nothing is loaded from another host (no CDN script, stylesheet or font);
-* page-specific content is there (e.g. the `FAIMHead` entry on the `finslerlib.nn` API page).
+* page-specific content is there (e.g. the `FAIMHead` entry on the `finslerlib.nn` API page);
+* at a narrow window (760 px), no name in a table's first column (`finslerlib.testing`) is broken
+  inside a word: a probe page loads the page in a same-origin iframe and measures, with
+  `getClientRects`, every inline `code` of a table cell that holds a single word.
 
 A screenshot of each page is written to `outputs/docs-check/` for a person to look at.
 
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
 import http.server
+import json
 import os
 import re
 import shutil
@@ -37,6 +42,7 @@ PAGES = [
     ("index.html", "home", 3, ["finslerlib"]),
     ("concepts/randers-norm/index.html", "concepts-randers-norm", 10, ["fundamental tensor"]),
     ("api/nn/index.html", "api-nn", 1, ["FAIMHead"]),
+    ("concepts/notation/index.html", "concepts-notation", 40, ["one meaning"]),
 ]
 CHROMIUM_FLAGS = [
     "--headless",
@@ -132,6 +138,41 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.startswith("/" + PROBE):
+            body = PROBE_HTML.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+
+# The layout probe: served at /__layout_probe__.html?page=<path>; it loads the page in an iframe of
+# PROBE_WIDTH px and writes, into <pre id="result">, the single-word inline code elements of table
+# cells that the browser laid out on more than one line (a word broken in the middle).
+PROBE = "__layout_probe__.html"
+PROBE_WIDTH = 760
+PROBE_HTML = f"""<!doctype html><html><body style="margin:0">
+<iframe id="page" style="width:{PROBE_WIDTH}px;height:1400px;border:0"></iframe>
+<pre id="result">pending</pre>
+<script>
+const page = new URLSearchParams(location.search).get("page");
+const frame = document.getElementById("page");
+frame.onload = () => setTimeout(() => {{
+  const broken = [];
+  for (const code of frame.contentDocument.querySelectorAll(".md-typeset td code, .md-typeset th code")) {{
+    const text = code.textContent.trim();
+    if (/\\s/.test(text)) continue;  // several words may wrap between them
+    if (code.getClientRects().length > 1) broken.push(text);
+  }}
+  document.getElementById("result").textContent = JSON.stringify({{checked: true, broken}});
+}}, 1500);
+frame.src = "/" + page;
+</script></body></html>"""
+
 
 def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
@@ -164,6 +205,7 @@ def check_page(binary: str, base: str, page: str, name: str, min_math: int, need
     for needle in needles:
         if needle not in text:
             problems.append(f"expected text {needle!r} not on the page")
+    problems += wrapped_names(binary, base, page)
     with tempfile.TemporaryDirectory(prefix="docs-check-") as profile:
         shot = chromium(binary, Path(profile), "--window-size=1280,1800",
                         f"--screenshot={out / (name + '.png')}", base + page)
@@ -172,6 +214,18 @@ def check_page(binary: str, base: str, page: str, name: str, min_math: int, need
     print(f"  {page}: {scan.katex} formulas typeset ({scan.arithmatex} arithmatex), "
           f"{'OK' if not problems else 'FAILED'}")
     return problems
+
+
+def wrapped_names(binary: str, base: str, page: str) -> list[str]:
+    """Problems for single-word inline code in table cells that is broken across lines."""
+    with tempfile.TemporaryDirectory(prefix="docs-check-") as profile:
+        dumped = chromium(binary, Path(profile), "--window-size=800,1600", "--dump-dom",
+                          f"{base}{PROBE}?page={page}")
+    match = re.search(r'<pre id="result">(.*?)</pre>', dumped.stdout, re.S)
+    if match is None or '"checked"' not in match[1]:
+        return [f"layout probe did not run on {page}: {dumped.stderr[-300:]}"]
+    broken = json.loads(html.unescape(match[1]))["broken"]
+    return [f"names broken inside a word in table cells at {PROBE_WIDTH} px: {broken}"] if broken else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,7 +147,7 @@ def figure_randers_indicatrix(path: Path) -> None:
     ax1.annotate("", xy=(1.0, -1.7), xytext=(0.1, -1.7), arrowprops={"arrowstyle": "->", "lw": 1.5})
     ax1.text(0.55, -1.6, r"$b$", ha="center")
     ax1.plot([0], [0], "k+", ms=10)
-    ax1.set_title(r"Unit balls $F(v) \leq 1$, $a = I$, $b = (s, 0)$")
+    ax1.set_title(r"Unit balls $F(v) \leq 1$, $a = I$, $b = (\beta_1, 0)$")
     ax1.legend(loc="upper left", fontsize=8, frameon=False)
 
     h = np.array([[1.0, 0.3], [0.3, 0.6]])

@@ -24,9 +24,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-from torch.func import jvp, vjp
+from torch.func import jvp
 
+from finslerlib.geodesics.transport import geodesic_spray
 from finslerlib.math import randers as rmath
+from finslerlib.math.linalg import solve_spd
 from finslerlib.math.pairwise import safe_sqrt
 
 CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -52,7 +54,7 @@ def spd_solve(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
     `cholesky_ex`: no exception (NaN rows propagate to the callers' finiteness checks).
     """
-    return torch.cholesky_solve(r.unsqueeze(-1), torch.linalg.cholesky_ex(g)[0]).squeeze(-1)
+    return solve_spd(g, r, chol=torch.linalg.cholesky_ex(g)[0])
 
 
 def quad(g: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -61,24 +63,8 @@ def quad(g: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the spray
-def spray_in_chart(coef: CoefficientFn, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""The spray $G^i = \tfrac12 g^{il}\,(\partial_{x^k}\partial_{y^l} L\, y^k - \partial_{x^l} L)$,
-    $L = \tfrac12 F^2$.
-
-    One `jvp` of `coef` along `y` (the mixed term through the closed-form Legendre map) and one
-    `vjp` with the closed-form cotangents $\partial L / \partial a = \frac{F}{2\alpha} y y^\top$,
-    $\partial L / \partial b = F y$. `z`, `y`: `[B, d]`.
-    """
-    (a, b), (da, db) = jvp(coef, (z,), (y,))
-    mixed = jvp(lambda a_, b_: rmath.legendre(y, a_, b_), (a, b), (da, db))[1]
-    _, pullback = vjp(coef, z)
-    alpha = safe_sqrt(quad(a, y, y))
-    f = alpha + (b * y).sum(-1)
-    cot_a = ((f / (2.0 * alpha))[..., None, None] * y[..., :, None] * y[..., None, :]).sum_to_size(a.shape)
-    cot_b = (f[..., None] * y).sum_to_size(b.shape)
-    (dl_dx,) = pullback((cot_a, cot_b))
-    g = rmath.fundamental_tensor(y, a, b).expand(*y.shape, y.shape[-1])
-    return 0.5 * spd_solve(g, mixed - dl_dx)
+spray_in_chart = geodesic_spray
+"""The spray of the chart's Randers data (`finslerlib.geodesics.geodesic_spray`)."""
 
 
 def riemann_apply(coef: CoefficientFn, z: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -18,42 +18,42 @@ Berwald connection is the same map here; it differs from Chern's only along non-
 $H = \tfrac12 F^{*2}$ (`finslerlib.geodesics.hamiltonian_vector_field`, the equations behind
 `RandersField.expmap`) together with $U$ by classical RK4 ($N U$ is one `jvp` of the spray);
 error $O(\text{steps}^{-4})$. Integrating back (negative `time`) inverts it to that accuracy.
+The integrator is `finslerlib.geodesics.transport_along_geodesic` (below the manifolds, the metric
+as a function); this module is its front end on manifolds.
 
 **Closed forms.** Constant Randers data: $N = 0$, the transport is the identity (exact). The Funk
 ball is projectively flat with $G = \tfrac12 F y$, so $N = \tfrac12 (F I + y\, F_y^\top)$ and along
 $\exp_x(t u)$ (velocity $e^{-F_0 t} u$, $F_0 = F(x, u)$) the solution is
 $U(t) = e^{-F_0 t/2}\big(v - \tfrac{c}{F_0^2} u\big) + \tfrac{c}{F_0^2} e^{-F_0 t} u$ with
-$c = g_u(u, v)$ (`funk_transport`): vectors $g_u$-orthogonal to $u$ shrink by $e^{-F_0/2}$ in the
+$c = g_u(u, v)$ (`funk_transport`, i.e. `finslerlib.math.funk.transport`): vectors
+$g_u$-orthogonal to $u$ shrink by $e^{-F_0/2}$ in the
 chart, $u$ follows the velocity. Under a Killing wind $W$ of the navigation base, the flow
 $\varphi_s$ of $W$ preserves $h$ and $W$, hence is an isometry of $F$, and the transport commutes
 with it: $P_{\varphi_s\circ\gamma}(d\varphi_s v) = d\varphi_s P_\gamma(v)$; there is no simpler closed
 form in general, so it is integrated numerically.
 
-**Navigation.** For `finslerlib.Navigation` over every base the transport is integrated in a chart
-with the chart's navigation data $(\lambda(p)^2 I, W)$ and pushed back with the chart's
-differential: the identity chart on `Euclidean` and the stereographic models, the Poincaré ball
-on `Lorentz`, and on `Sphere` stereographic projection after the reflection $R_x$ that sends the
-start point $x$ to $e_0$ (so the chart is centred at $x$ and its pole is the antipode $-x$: a
-geodesic whose $h$-length stays below $\pi$ stays inside it). The chart is an isometry of the
-Randers data, so the transported vector is the chart-free one.
+**Navigation.** A manifold with its own `geodesic_transport(x, u, v, time=, steps=)` method
+(`finslerlib.Navigation`) is delegated to: it integrates in a chart of its base with the chart's
+navigation data $(\lambda(p)^2 I, W)$ and pushes back with the chart's differential: the
+identity chart on `Euclidean` and the stereographic models, the Poincaré ball on `Lorentz`, and
+on `Sphere` stereographic projection after the isometry of the base (`Domain.centring`) that
+sends the start point $x$ to $e_0$ (so the chart is centred at $x$ and its pole is the antipode
+$-x$: a geodesic whose $h$-length stays below $\pi$ stays inside it). The chart is an isometry of
+the Randers data, so the transported vector is the chart-free one.
 
 Scope: open subsets of $\mathbb{R}^D$ (`ambient_dim == dim`) with `coefficients(x)`, and
-`Navigation` (any base); other embedded domains raise `NotImplementedError` (their curvature is
-available, their geodesics come from their own manifolds).
+manifolds with a `geodesic_transport` method (`Navigation`, any base); other embedded domains
+raise `NotImplementedError` (their curvature is available, their geodesics come from their own
+manifolds).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-from torch.func import jvp
 
-from finslerlib.curvature._chart import ambient_dim, prepare, raw_coefficient_fn, spray_in_chart
-from finslerlib.geodesics import guarded, hamiltonian_vector_field
-from finslerlib.math import funk as fmath
-from finslerlib.math import randers as rmath
-from finslerlib.math.pairwise import safe_div
+from finslerlib.curvature._chart import ambient_dim, prepare, raw_coefficient_fn
+from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
+from finslerlib.math.funk import transport as funk_transport
 
 __all__ = [
     "GeodesicTransport",
@@ -63,20 +63,6 @@ __all__ = [
     "transp",
     "funk_transport",
 ]
-
-
-class GeodesicTransport(NamedTuple):
-    """Result of `geodesic_transport`.
-
-    Attributes:
-        point: Tensor `[..., D]`, $\\gamma(t)$.
-        velocity: Tensor `[..., D]`, $\\dot\\gamma(t)$.
-        vector: Tensor `[..., D]`, the transported vector $U(t)$.
-    """
-
-    point: torch.Tensor
-    velocity: torch.Tensor
-    vector: torch.Tensor
 
 
 def _default_steps(manifold, steps):
@@ -107,7 +93,8 @@ def geodesic_transport(
 
     Args:
         manifold: a manifold on an open subset of $\mathbb{R}^D$ with `coefficients(x) -> (a, b)`,
-            or a `Navigation` over any of its bases (points and vectors in ambient coordinates;
+            or one with its own `geodesic_transport` method (`Navigation` over any of its bases:
+            points and vectors in ambient coordinates;
             `u` and `v` are projected onto $T_x M$).
         x: Tensor, shape `[..., D]`, start points.
         u: Tensor, shape `[..., D]`, initial velocities.
@@ -131,10 +118,9 @@ def geodesic_transport(
         >>> torch.allclose(out.vector, out.velocity, atol=1e-4)
         True
     """
-    from finslerlib.manifolds.navigation import Navigation  # curvature builds on manifolds
-
-    if isinstance(manifold, Navigation):
-        return _navigation_transport(manifold, x, u, v, time=time, steps=steps)
+    own = getattr(manifold, "geodesic_transport", None)
+    if callable(own):
+        return own(x, u, v, time=time, steps=steps)
     if ambient_dim(manifold) != int(manifold.dim):
         raise NotImplementedError(
             f"parallel transport is implemented for open subsets of R^D; {type(manifold).__name__} has "
@@ -142,101 +128,9 @@ def geodesic_transport(
         )
     steps = _default_steps(manifold, steps)
     batch, (xf, uf, vf) = prepare(manifold, ("x", "u", "v"), x, u, v)
-    coef = raw_coefficient_fn(manifold)
-    still = (uf == 0).all(-1, keepdim=True)
-    # a placeholder direction where u = 0 (those rows return v unchanged)
-    probe = torch.zeros_like(uf)
-    probe[..., 0] = 1.0
-    uf_safe = torch.where(still, probe, uf)
-    p = rmath.legendre(uf_safe, *coef(xf))
-    h = float(time) / steps
-
-    # NaN instead of garbage where a trial point leaves the metric's domain (checked below)
-    safe = guarded(coef)
-
-    def field(x_, p_, w_):
-        vel, dp = hamiltonian_vector_field(safe, x_, p_)
-        nw = jvp(lambda y_: spray_in_chart(coef, x_, y_), (vel,), (w_,))[1]
-        return vel, dp, -nw
-
-    xs, ps, ws = xf, p, vf
-    for _ in range(steps):
-        k1 = field(xs, ps, ws)
-        k2 = field(*(s.add(k, alpha=0.5 * h) for s, k in zip((xs, ps, ws), k1, strict=True)))
-        k3 = field(*(s.add(k, alpha=0.5 * h) for s, k in zip((xs, ps, ws), k2, strict=True)))
-        k4 = field(*(s.add(k, alpha=h) for s, k in zip((xs, ps, ws), k3, strict=True)))
-        xs, ps, ws = (
-            s.add(a.add(b, alpha=2.0).add(c, alpha=2.0).add(d), alpha=h / 6.0)
-            for s, a, b, c, d in zip((xs, ps, ws), k1, k2, k3, k4, strict=True)
-        )
-    finite = torch.isfinite(torch.cat([xs, ps, ws], -1)).all(-1)
-    if not bool(finite.all()):
-        i = int((~finite).nonzero()[0, 0])
-        raise ValueError(
-            f"the geodesic from x = {xf[i].tolist()} with u = {uf[i].tolist()} leaves the region where "
-            f"the metric is strongly convex (or the transport overflowed) before time {time}: "
-            f"{int((~finite).sum())} of {finite.numel()} rows are not finite"
-        )
-    vel = rmath.inverse_legendre(ps, *coef(xs))
-    xs = torch.where(still, xf, xs)
-    vel = torch.where(still, torch.zeros_like(vel), vel)
-    ws = torch.where(still, vf, ws)
+    out = transport_along_geodesic(raw_coefficient_fn(manifold), xf, uf, vf, time=time, steps=steps)
     n = xf.shape[-1]
-    return GeodesicTransport(xs.reshape(*batch, n), vel.reshape(*batch, n), ws.reshape(*batch, n))
-
-
-def _sphere_frame(x: torch.Tensor) -> torch.Tensor:
-    r"""Orthogonal `R` `[B, N, N]` with `R x = e_0`: the Householder reflection along
-    $n = x + s e_0$, $s = \pm 1$ the sign of $x_0$ ($|n|^2 = 2(1 + |x_0|) \ge 2$, well conditioned),
-    which sends $x$ to $-s e_0$, followed by flipping the sign of row 0 when $s = 1$."""
-    s = torch.where(x[..., :1] > 0, 1.0, -1.0).to(x)
-    n = x.clone()
-    n[..., :1] = n[..., :1] + s
-    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    r = eye - 2.0 * n[..., :, None] * n[..., None, :] / (n * n).sum(-1)[..., None, None]
-    flip = torch.ones_like(x)
-    flip[..., :1] = -s
-    return flip[..., :, None] * r
-
-
-def _navigation_transport(manifold, x, u, v, *, time, steps) -> GeodesicTransport:
-    """`geodesic_transport` for `Navigation`: RK4 in a chart (module docstring), mapped back.
-
-    `u` and `v` are projected onto $T_x M$ first (as `Navigation.expmap` does with `u`)."""
-    from finslerlib.manifolds.field import RandersField
-
-    m = manifold
-    steps = int(m._options["steps"]) if steps is None else _default_steps(m, steps)
-    batch, (xf, uf, vf) = prepare(m, ("x", "u", "v"), x, u, v)
-    uf, vf = m.proju(xf, uf), m.proju(xf, vf)
-    rot = _sphere_frame(xf) if m.kind == "sphere" else None
-
-    def turn(t, back=False):  # ambient coordinates <-> the frame where x is e_0
-        if rot is None:
-            return t
-        return ((rot.mT if back else rot) @ t.unsqueeze(-1)).squeeze(-1)
-
-    def chart_wind(p):
-        y = m._chart_inv(p)
-        return m._chart_push(y, turn(m.wind_at(turn(y, back=True))))
-
-    field = RandersField.from_navigation(
-        None if m.kind == "euclidean" else m._chart_metric, chart_wind, dim=m.dim
-    )
-    xr = turn(xf)
-    out = geodesic_transport(
-        field, m._chart(xr), m._chart_push(xr, turn(uf)), m._chart_push(xr, turn(vf)), time=time, steps=steps
-    )
-    point, vel, vec = (
-        turn(t, back=True)
-        for t in (
-            m._chart_inv(out.point),
-            m._chart_pull(out.point, out.velocity),
-            m._chart_pull(out.point, out.vector),
-        )
-    )
-    n = xf.shape[-1]
-    return GeodesicTransport(point.reshape(*batch, n), vel.reshape(*batch, n), vec.reshape(*batch, n))
+    return GeodesicTransport(*(t.reshape(*batch, n) for t in out))
 
 
 def transp_follow_expmap(manifold, x, u, v, *, steps: int | None = None) -> torch.Tensor:
@@ -313,38 +207,3 @@ def transp(manifold, x, y, v, *, steps: int | None = None) -> torch.Tensor:
         torch.Size([2])
     """
     return geodesic_transport(manifold, x, manifold.logmap(x, y), v, steps=steps).vector
-
-
-def funk_transport(
-    x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0, reverse: bool = False
-) -> torch.Tensor:
-    r"""Closed-form parallel transport on the Funk ball along $t \mapsto \exp_x(t u)$, $t \in [0, 1]$.
-
-    $U(1) = e^{-\sigma F_0/2}\, v + \frac{c}{F_0^2}\big(e^{-\sigma F_0} - e^{-\sigma F_0/2}\big)\, u$,
-    $F_0 = F(x, u)$, $c = g_u(u, v)$, $\sigma = 1$ (for the reverse metric $F(x, -v)$, whose
-    spray is $-\tfrac12 \tilde F y$: $\sigma = -1$ with $\tilde F$, $\tilde g$). From
-    $G = \tfrac{\sigma}{2} F y$ and $g_{\dot\gamma}(\dot\gamma, U) = c$ constant (module docstring).
-
-    Args:
-        x: Tensor, shape `[..., D]`, points in the ball.
-        u: Tensor, shape `[..., D]`.
-        v: Tensor, shape `[..., D]`.
-        radius: ball radius.
-        reverse: the reverse Funk metric.
-
-    Returns:
-        Tensor, shape `[..., D]`.
-
-    Example:
-        >>> x, u = torch.zeros(2), torch.tensor([1.0, 0.0])
-        >>> funk_transport(x, u, u)  # the velocity at exp_x(u): e^{-F} u
-        tensor([0.3679, 0.0000])
-    """
-    sign = -1.0 if reverse else 1.0
-    us = sign * u
-    f0 = fmath.norm(x, us, radius=radius, keepdim=True)
-    c = (fmath.legendre(x, us, radius=radius) * v).sum(-1, keepdim=True) * sign
-    half = torch.exp(-0.5 * sign * f0)
-    # (e^{-s F} - e^{-s F/2}) / F^2 = e^{-s F/2} expm1(-s F/2) / F^2, finite as F -> 0 with c = O(F)
-    coeff = safe_div(c * half * torch.expm1(-0.5 * sign * f0), f0 * f0)
-    return half * v + coeff * u

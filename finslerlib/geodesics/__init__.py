@@ -1,69 +1,57 @@
 """Numerical geodesics of position-dependent Randers metrics given as functions `x -> (a, b)`.
 
+The API (what `finslerlib.manifolds` and users call):
+
 * `CoefficientFn`: the type of the metric argument, `x -> (a(x), b(x))`.
-* `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$.
+* `hamiltonian`, `hamiltonian_vector_field`: Hamilton's equations for $H = \\tfrac12 F^{*2}$;
+  `guarded`: the metric made NaN where its data are not strongly convex.
 * `geodesic_flow`: batched fixed-step RK4 integration; `exponential_map` on top of it.
 * `polyline_momentum`: batched discrete-energy minimization, the robust start for shooting.
 * `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
-* `bent_polylines`, `graph_polylines`: more starting paths for the global search.
-* `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate
-  (`discretization_error`, `adaptive_steps`: the error estimate and the step doubling).
-* `GeodesicSolver`: the solver options; `GeodesicSolution`: the per-pair report.
+* `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate.
+* `GeodesicSolver`: the solver options; `GeodesicSolution`, `BoundarySolution`: the per-pair
+  reports; `GeodesicConvergenceError` and `raise_unconverged`: the failure.
+* `transport_along_geodesic`, `geodesic_spray`, `GeodesicTransport`: parallel transport along
+  a geodesic (RK4), the spray.
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
+
+The building blocks stay in their modules: `candidates` (`bent_polylines`, `graph_polylines`),
+`search` (`discretization_error`, `adaptive_steps`), `integrate` (`simpson_weights`), `options`
+(`default_tolerances`, ...), `shooting` (`endpoint_jacobian`).
 """
 
-from finslerlib.geodesics.candidates import bent_polylines, graph_polylines
 from finslerlib.geodesics.gradients import distance_with_gradient, logmap_with_gradient
-from finslerlib.geodesics.hamilton import (
-    CoefficientFn as CoefficientFn,
-)
-from finslerlib.geodesics.hamilton import (
-    guarded,
-    hamiltonian,
-    hamiltonian_vector_field,
-    randers_validity,
-)
-from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
-from finslerlib.geodesics.options import GeodesicSolver, default_distance_tolerances, default_tolerances
+from finslerlib.geodesics.hamilton import CoefficientFn, guarded, hamiltonian, hamiltonian_vector_field
+from finslerlib.geodesics.integrate import geodesic_flow
+from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.search import (
     GeodesicSolution,
-    adaptive_steps,
-    discretization_error,
     exponential_map,
     raise_unconverged,
     shortest_geodesics,
 )
-from finslerlib.geodesics.shooting import (
-    BoundarySolution,
-    GeodesicConvergenceError,
-    endpoint_jacobian,
-    solve_boundary_value,
-)
+from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
+    "CoefficientFn",
+    "GeodesicTransport",
+    "geodesic_spray",
+    "transport_along_geodesic",
     "hamiltonian",
     "hamiltonian_vector_field",
-    "randers_validity",
     "guarded",
     "geodesic_flow",
-    "simpson_weights",
+    "exponential_map",
     "polyline_momentum",
-    "BoundarySolution",
-    "GeodesicConvergenceError",
-    "default_tolerances",
-    "default_distance_tolerances",
-    "endpoint_jacobian",
     "solve_boundary_value",
-    "bent_polylines",
-    "graph_polylines",
+    "shortest_geodesics",
     "GeodesicSolver",
     "GeodesicSolution",
-    "shortest_geodesics",
-    "discretization_error",
-    "adaptive_steps",
+    "BoundarySolution",
+    "GeodesicConvergenceError",
     "raise_unconverged",
-    "exponential_map",
     "distance_with_gradient",
     "logmap_with_gradient",
 ]

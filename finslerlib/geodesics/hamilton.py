@@ -22,13 +22,13 @@ import torch
 from torch.func import vjp
 
 from finslerlib.math import randers as rmath
+from finslerlib.math.linalg import dot as _dot
+from finslerlib.math.linalg import rows_times as _rows_times
+from finslerlib.math.linalg import small_inverse as _small_inverse
 from finslerlib.math.pairwise import safe_div
-from finslerlib.math.validation import dot as _dot
 from finslerlib.math.validation import nan_unless, randers_validity
-from finslerlib.math.validation import rows_times as _rows_times
-from finslerlib.math.validation import small_inverse as _small_inverse
 
-__all__ = ["hamiltonian", "hamiltonian_vector_field", "randers_validity", "guarded"]
+__all__ = ["CoefficientFn", "hamiltonian", "hamiltonian_vector_field", "guarded"]
 
 CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

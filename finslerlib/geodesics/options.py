@@ -13,8 +13,9 @@ What the tolerances mean (for every returned pair that reports `converged`):
   first-order effect of the residual, is at most `dist_atol + dist_rtol * d`. Steps are doubled
   (up to `max_steps`) until the discretization part is;
 * the distance is the shortest over the searched candidate geodesics (`candidates` bent starts,
-  plus a graph shortest path for `D <= 3` when `graph` is on). A global minimum is certified only
-  on that family: a shorter geodesic that none of the starts leads to can be missed.
+  by default both ways along every direction orthogonal to the chord, plus a graph shortest path
+  for `D <= 3` when `graph` is on; `solve()` reports the search in `starts` and `search`). A global
+  minimum is certified only on that family: a shorter geodesic that none of the starts leads to can be missed.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class GeodesicSolver:
         max_iter: maximum (quasi-)Newton shooting iterations per solve.
         jacobian: `"broyden"` or `"newton"` (see `solve_boundary_value`).
         segments: segments of the discrete paths that start the shooting.
-        candidates: bent starting paths per pair besides the straight one (`0`: straight only).
+        candidates: bent starting paths per pair besides the straight one (`0`: straight only;
+            `None`: $2(D - 1)$, the chord bent both ways along every direction orthogonal to it).
         bend: size of the bend, as a fraction of $|y - x|$ at the middle of the path.
         graph: add a shortest path on a grid graph (Dijkstra) as a start for `D <= 3`.
         grid: grid points per axis of that graph (`None`: 33 for `D <= 2`, 13 for `D = 3`).
@@ -93,7 +95,7 @@ class GeodesicSolver:
     max_iter: int = 30
     jacobian: str = "broyden"
     segments: int = 16
-    candidates: int = 2
+    candidates: int | None = None
     bend: float = 0.5
     graph: bool = True
     grid: int | None = None
@@ -103,7 +105,8 @@ class GeodesicSolver:
     def __post_init__(self):
         if int(self.steps) < 1 or int(self.max_steps) < int(self.steps):
             raise ValueError(f"steps must be >= 1 and max_steps >= steps, got {self.steps}, {self.max_steps}")
-        if int(self.max_iter) < 0 or int(self.candidates) < 0 or int(self.segments) < 2:
+        bad_candidates = self.candidates is not None and int(self.candidates) < 0
+        if int(self.max_iter) < 0 or bad_candidates or int(self.segments) < 2:
             raise ValueError(
                 f"max_iter and candidates must be >= 0 and segments >= 2, got {self.max_iter}, "
                 f"{self.candidates}, {self.segments}"

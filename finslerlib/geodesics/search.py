@@ -4,7 +4,9 @@ r"""The shortest geodesic over several candidates, with an estimated discretizat
 `solve` run, for all pairs at once:
 
 1. starting paths per pair (`finslerlib.geodesics.candidates`): the straight line, `solver.candidates`
-   bent polylines and, for `D <= 3` with `solver.graph`, a grid-graph shortest path;
+   bent polylines (by default $2(D - 1)$: both ways along every direction orthogonal to the chord,
+   so that a detour in any dimension is among the starts) and, for `D <= 3` with `solver.graph`,
+   a grid-graph shortest path;
 2. each refined by discrete-energy minimization (`polyline_momentum`); refined paths that
    coincide with an earlier one, or whose discrete length exceeds the shortest by more than
    `solver.prune`, are dropped;
@@ -34,6 +36,7 @@ from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
 from finslerlib.math import randers as rmath
+from finslerlib.math.validation import format_values
 
 __all__ = [
     "GeodesicSolution",
@@ -59,6 +62,8 @@ class GeodesicSolution(BoundarySolution):
         candidates_converged: Tensor `[B]`, how many of them converged.
         gap: Tensor `[B]`, length of the next shortest distinct converged candidate minus the
             kept one (`inf` when no other distinct geodesic was found).
+        starts: starting paths refined per pair before pruning (straight, bent, graph).
+        search: the searched family in words (which bends, which graph).
 
     `converged` is `True` where the residual AND the estimated error are within tolerance.
     """
@@ -70,6 +75,8 @@ class GeodesicSolution(BoundarySolution):
     candidates: torch.Tensor | None = None
     candidates_converged: torch.Tensor | None = None
     gap: torch.Tensor | None = None
+    starts: int = 0
+    search: str = ""
 
 
 def _length(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -83,6 +90,29 @@ def _polyline_length(coefficients: CoefficientFn, nodes: torch.Tensor) -> torch.
     return torch.where(torch.isfinite(f), f, torch.full_like(f, float("inf")))
 
 
+def bend_count(solver: GeodesicSolver, dim: int) -> int:
+    """Bent starts per pair: `solver.candidates`, or $2(D - 1)$ (both ways along every normal) if `None`."""
+    if dim < 2:
+        return 0
+    return 2 * (dim - 1) if solver.candidates is None else int(solver.candidates)
+
+
+def search_description(solver: GeodesicSolver, dim: int) -> str:
+    """The family of starting paths `shortest_geodesics` searches in dimension `dim`, in words."""
+    count = bend_count(solver, dim)
+    normals = min(dim - 1, (count + 1) // 2) if dim > 1 else 0
+    parts = ["the straight line"]
+    if count:
+        parts.append(
+            f"{count} bent paths (bend {solver.bend:g} |y - x|, along {normals} of the {dim - 1} directions "
+            "orthogonal to the chord)"
+        )
+    if solver.graph and dim <= 3:
+        points = solver.grid or (33 if dim <= 2 else 13)
+        parts.append(f"a grid-graph shortest path ({points}^{dim} nodes, box 2x the points' extent)")
+    return ", ".join(parts)
+
+
 def _starts(coefficients, x, y, solver: GeodesicSolver):
     """Starting polylines `[C, B, K + 1, D]` and which of them exist `[C, B]`."""
     n, d = x.shape
@@ -91,7 +121,7 @@ def _starts(coefficients, x, y, solver: GeodesicSolver):
     paths = [(x[:, None] + t * (y - x)[:, None]).unsqueeze(0)]
     present = [torch.ones(1, n, dtype=torch.bool, device=x.device)]
     nontrivial = ~(x == y).all(-1)
-    bent = bent_polylines(x, y, segments=k, count=solver.candidates, bend=solver.bend)
+    bent = bent_polylines(x, y, segments=k, count=bend_count(solver, d), bend=solver.bend)
     paths.append(bent)
     present.append(nontrivial.expand(bent.shape[0], n))
     if solver.graph and d <= 3 and n:
@@ -173,7 +203,7 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
         gap = others.amin(0) - best_len
         gap = torch.where(any_conv, gap, torch.full_like(gap, float("nan")))
         report = dict(
-            candidates=keep.sum(0), candidates_converged=torch.isfinite(conv_len).sum(0), gap=gap,
+            candidates=keep.sum(0), candidates_converged=torch.isfinite(conv_len).sum(0), gap=gap, starts=c,
         )
     pick = where[best, cols]
     return BoundarySolution(**_select(sol, pick), converged=sol.converged[pick]), report
@@ -307,7 +337,7 @@ def shortest_geodesics(
             path_momentum=nodes.clone(), residual=empty, tolerance=empty, converged=empty.bool(),
             iterations=0, jacobian=x.new_zeros(0, d, d), distance=empty, error=empty,
             error_tolerance=empty, steps=solver.steps, candidates=count, candidates_converged=count,
-            gap=empty,
+            gap=empty, starts=0, search=search_description(solver, d),
         )
     sol, report = _search(coefficients, x, y, solver, atol, rtol)
     steps = solver.steps
@@ -331,7 +361,8 @@ def shortest_geodesics(
     fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
     fields["converged"] = sol.converged & (error <= error_tolerance)
     return GeodesicSolution(
-        **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps, **report
+        **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps,
+        search=search_description(solver, d), **report,
     )
 
 
@@ -379,10 +410,6 @@ def exponential_map(
     return torch.where(zero, x + u, end), path
 
 
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
 def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tensor, *, name: str) -> None:
     """Raise `GeodesicConvergenceError` describing the pairs of `solution` that did not converge.
 
@@ -399,7 +426,8 @@ def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tens
     i = idx[0]
     raise GeodesicConvergenceError(
         f"{name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} pairs (first: "
-        f"x = {_fmt(x[i])} -> y = {_fmt(y[i])}, residual {solution.residual[i].item():.3g} (tolerance "
+        f"x = {format_values(x[i])} -> y = {format_values(y[i])}, residual "
+        f"{solution.residual[i].item():.3g} (tolerance "
         f"{solution.tolerance[i].item():.3g}) after {solution.iterations} iterations, estimated distance "
         f"error {solution.error[i].item():.3g} (tolerance {solution.error_tolerance[i].item():.3g}) at "
         f"{solution.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring the "

@@ -1,18 +1,17 @@
 """Manifolds: a domain (`domain`) plus Randers data, as thin classes over `finslerlib.math`.
 
-`FinslerManifold` (base.py) is the API and what comes for free; `Reversed` (reversed.py) the one
+`FinslerManifold` (base.py) is the API and what comes for free; `Reversed` (base.py) the one
 reversal wrapper; `Randers`, `FunkBall`, `RandersField` the metrics; `EuclideanDomain` and
-`SphereDomain` (domain.py) the domains. See `docs/how-to/new-manifold.md`.
+`SphereDomain` (domains/, one file per base) the domains. See `docs/how-to/new-manifold.md`.
 """
 
-from finslerlib.manifolds.base import FinslerManifold
-from finslerlib.manifolds.domain import Domain, EuclideanDomain, HyperboloidDomain, SphereDomain
+from finslerlib.manifolds.base import FinslerManifold, Reversed
+from finslerlib.manifolds.domains import Domain, EuclideanDomain, HyperboloidDomain, SphereDomain
 from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.funk import FunkBall
 from finslerlib.manifolds.killing import KillingWind
 from finslerlib.manifolds.navigation import Navigation
 from finslerlib.manifolds.randers import Randers
-from finslerlib.manifolds.reversed import Reversed
 
 __all__ = [
     "Domain",

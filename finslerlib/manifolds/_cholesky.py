@@ -1,15 +1,21 @@
-r"""Rows times the learnable factor: $x L$, $L = \operatorname{tril}(R, -1) + \operatorname{diag} \sigma$.
+r"""The learnable Cholesky factor $L = \operatorname{tril}(R, -1) + \operatorname{diag} \sigma$ in one pass.
 
 Here $\sigma = \operatorname{softplus}(\operatorname{diag} R) + \epsilon$.
 
 `Randers.learnable` (full rank) stores the factor $L$ of $a = L L^\top$ as a raw matrix $R$.
-Building $L$ with torch ops and multiplying costs several full $D \times D$ passes in the
-backward (zero-filled gradients of `tril` and `diag_embed`, their sum) and a full product, while
-$L$ is lower triangular: $x L$ needs half the multiply-adds. `factor_rows` multiplies (on CPU) in
-triangular blocks ($[[L_{11}, 0], [L_{21}, L_{22}]]$, recursively down to blocks of at most 255
-rows: 5/8 of a dense product at $D = 512$), reading the off-diagonal blocks from $R$ itself and
-building only the small diagonal blocks, and its backward writes the gradient of $R$ directly.
-Under `torch.compile` / `torch.export` it is the plain composite of torch ops.
+Built from torch ops (`tril` + `diag_embed` of the softplus), $L$ costs several full
+$D \times D$ passes in the forward and the backward (zero-filled gradients of `tril` and
+`diag_embed`, their sum); `lower_factor` writes $L$ in one pass and its backward writes the
+gradient of $R$ in one pass (the strict lower part of the incoming gradient, the diagonal times
+the softplus slope). Under `torch.compile` / `torch.export` it is the plain composite of torch
+ops.
+
+`factor_rows` multiplies rows by $L$ without building it: on CPU in triangular blocks
+($[[L_{11}, 0], [L_{21}, L_{22}]]$, recursively down to blocks of at most 255 rows: 5/8 of a
+dense product at $D = 512$), reading the off-diagonal blocks from $R$ itself and building only
+the small diagonal blocks; its backward writes the gradient of $R$ directly. Building a fresh
+$D \times D$ factor costs more than its two passes suggest (a new buffer of a megabyte is
+mapped and faulted in on every call), so the head's per-step product uses `factor_rows`.
 """
 
 from __future__ import annotations
@@ -17,13 +23,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as nnf
 
-__all__ = ["factor_rows"]
+__all__ = ["factor_rows", "lower_factor"]
 
+# softplus(x) = x above this threshold (torch's default), so its derivative is exactly 1 there
+_SOFTPLUS_THRESHOLD = 20.0
 # on CPU, blocks of at least this many rows / columns are split in two (smaller products lose
 # efficiency); GPUs take one dense product (each block would be a kernel launch)
 _SPLIT = 256
-# softplus(x) = x above this threshold (torch's default), so its derivative is exactly 1 there
-_SOFTPLUS_THRESHOLD = 20.0
 
 
 def _leaf(raw, diag):
@@ -71,10 +77,74 @@ def _lower_gram(x, g, out):
     _lower_gram(x[:, h:], g[:, h:], out[h:, h:])
 
 
-def _composite(x, raw, eps):
-    """The same function from differentiable torch ops (double backward)."""
-    chol = torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + eps)
-    return x @ chol
+def _composite(raw: torch.Tensor, eps: float) -> torch.Tensor:
+    """The same function from differentiable torch ops (double backward, traced graphs)."""
+    return torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + eps)
+
+
+class _LowerFactor(torch.autograd.Function):
+    # forward/setup_context split and a generated vmap rule: the curvature code differentiates
+    # metrics with torch.func (jacrev, vmap), which needs both
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(raw, eps):
+        out = raw.tril(-1)
+        out.diagonal(dim1=-2, dim2=-1).copy_(nnf.softplus(raw.diagonal(dim1=-2, dim2=-1)) + eps)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        raw, eps = inputs
+        ctx.eps = eps
+        ctx.save_for_backward(raw)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (raw,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # double backward: differentiate the composite (rare path)
+            with torch.enable_grad():
+                out = _composite(raw, ctx.eps)
+            (g,) = torch.autograd.grad(out, raw, grad, create_graph=True)
+            return g, None
+        grad_raw = grad.tril(-1)
+        d = raw.diagonal(dim1=-2, dim2=-1)
+        slope = torch.where(d > _SOFTPLUS_THRESHOLD, torch.ones_like(d), torch.sigmoid(d))
+        grad_raw.diagonal(dim1=-2, dim2=-1).copy_(grad.diagonal(dim1=-2, dim2=-1) * slope)
+        return grad_raw, None
+
+
+def lower_factor(raw: torch.Tensor, eps: float) -> torch.Tensor:
+    r"""The learnable factor $L = \operatorname{tril}(R, -1) + \operatorname{diag} \sigma$.
+
+    Here $\sigma = \operatorname{softplus}(\operatorname{diag} R) + \epsilon$.
+
+    Exact gradient with respect to `raw` (one pass forward, one backward); double backward goes
+    through the composite of torch ops.
+
+    Args:
+        raw: Tensor, shape `[D, D]`.
+        eps: the diagonal's floor $\epsilon$.
+
+    Returns:
+        Tensor, shape `[D, D]`, lower triangular with a positive diagonal.
+
+    Example:
+        >>> lower_factor(torch.tensor([[0.0, 5.0], [2.0, 0.0]]), 0.0)  # softplus(0) = log 2
+        tensor([[0.6931, 0.0000],
+                [2.0000, 0.6931]])
+    """
+    if raw.dim() != 2 or raw.shape[0] != raw.shape[1]:
+        raise ValueError(f"raw must be a square matrix [D, D], got {tuple(raw.shape)}")
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return _composite(raw, float(eps))
+    return _LowerFactor.apply(raw, float(eps))
+
+
+def _rows_composite(x, raw, eps):
+    """`x @ L` from differentiable torch ops (double backward, traced graphs)."""
+    return x @ _composite(raw, eps)
 
 
 class _FactorRows(torch.autograd.Function):
@@ -93,7 +163,7 @@ class _FactorRows(torch.autograd.Function):
         if torch.is_grad_enabled():
             wanted = [t for t, need in zip((x, raw), ctx.needs_input_grad[:2], strict=True) if need]
             with torch.enable_grad():
-                out = _composite(x, raw, ctx.eps)
+                out = _rows_composite(x, raw, ctx.eps)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
             return (*(next(grads) if need else None for need in ctx.needs_input_grad[:2]), None)
         grad = grad.contiguous()
@@ -119,7 +189,7 @@ def factor_rows(x: torch.Tensor, raw: torch.Tensor, eps: float) -> torch.Tensor:
     Exact gradients with respect to `x` and `raw` (the product is done in triangular blocks,
     only the reduction order differs from `x @ L`); double backward goes through a slower
     recomputation with torch ops. Not `torch.func`-transformable (the learnable metric's
-    `factor()` is), so only `FAIMHead`'s forward uses it.
+    `factor()` is); `Randers.learnable(D).factor_rows(x)` uses it.
 
     Args:
         x: Tensor, shape `[B, D]`.
@@ -144,5 +214,5 @@ def factor_rows(x: torch.Tensor, raw: torch.Tensor, eps: float) -> torch.Tensor:
         )
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         # traced graphs get the plain ops (the hand-written out= products cannot be traced with autograd)
-        return _composite(x, raw, float(eps))
+        return _rows_composite(x, raw, float(eps))
     return _FactorRows.apply(x, raw, float(eps))

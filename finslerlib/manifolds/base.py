@@ -18,7 +18,7 @@ Conventions:
   descent of $F$ itself; `"reverse"` returns $\ell^{-1}(df)$, the step $-\ell^{-1}(df)$ being the
   steepest descent of the reverse metric. Measurements: `docs/concepts/duality.md`.
 
-A manifold is a **domain** (`finslerlib.manifolds.domain`: an open subset of $\mathbb{R}^D$, or
+A manifold is a **domain** (`finslerlib.manifolds.domains`: an open subset of $\mathbb{R}^D$, or
 an embedded submanifold such as the sphere, given by `projx` / `proju`) plus **Randers data**
 $(a(x), b(x))$ at its points, returned by `coefficients(x)`. `dim` is the intrinsic dimension,
 `ambient_dim` the size of the last tensor dimension (equal for open subsets of $\mathbb{R}^D$).
@@ -31,24 +31,49 @@ What a subclass implements: `coefficients` (or cheaper closed forms of the point
 `expmap` and `logmap`; what comes for free: `norm`, `dual_norm`, `legendre`,
 `inverse_legendre`, `fundamental_tensor`, `inner`, `finsler_gradient`, `egrad2rgrad`, `dist`,
 `cdist`, the `*0`
-maps, input validation, geoopt's `dim=-1` / `project=` keywords, and `reverse()`
-(`finslerlib.manifolds.reversed.Reversed`). See `docs/how-to/new-manifold.md`.
+maps, input validation, geoopt's `dim=-1` / `project=` keywords, and `reverse()`.
+
+The public extension points a subclass may override: `validate_inputs` (what every method checks
+first), `reverse_expmap` / `reverse_logmap` (the reverse metric's geodesics, needed by
+`reverse()`), `reverse_retr`, `reverse_transp_follow_expmap`, `reverse_transp_follow_retr` and
+`reverse_cdist` (defaults given). Their old private names (`_validate`, `_reverse_expmap`, ...,
+see `DEPRECATED_HOOKS`) work for one more release with a `DeprecationWarning`.
+
+`Reversed(m)` is the reverse metric $\tilde F(x, v) = F(x, -v)$ of any finslerlib manifold: the
+one reversal wrapper (like `geoopt.Scaled`), returned by every manifold's `reverse()`. It shares
+the wrapped manifold's parameters and domain, and derives everything it can from it:
+
+* pointwise: $\tilde F(x, v) = F(x, -v)$, $\tilde F^*(x, \xi) = F^*(x, -\xi)$,
+  $\tilde\ell(v) = -\ell(-v)$, $\tilde\ell^{-1}(\xi) = -\ell^{-1}(-\xi)$, $\tilde g_v = g_{-v}$;
+  Randers data $(a, -b)$ and factor $(L, -w)$;
+* distances: $\tilde d(x \to y) = d(y \to x)$ (`dist`, with the wrapped manifold's options),
+  and `cdist` from the factored kernel or `reverse_cdist` (default: the transposed `cdist`);
+* geodesics: the reverse geodesic from $x$ with velocity $v$ is not a geodesic of $F$ run
+  forward, so `expmap` / `logmap` come from the wrapped manifold's `reverse_expmap` /
+  `reverse_logmap` (closed forms: straight lines for `Randers`, `finslerlib.math.funk` for the
+  Funk ball, the negated-drift flow for `RandersField`); without them they raise
+  `NotImplementedError`. `retr` is the wrapped manifold's (a retraction depends only on the domain).
+
+`geoopt.Scaled(m, s).reverse()` is `geoopt.Scaled(m.reverse(), s)`: reversal commutes with scaling.
+
+See `docs/how-to/new-manifold.md`.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 import geoopt
 import torch
 from geoopt.manifolds.base import ScalingInfo
 
-from finslerlib.manifolds.domain import Domain, EuclideanDomain
+from finslerlib.manifolds.domains import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_finite
 
-__all__ = ["FinslerManifold"]
+__all__ = ["FinslerManifold", "Reversed"]
 
 
 _GEOOPT_KEYWORDS = ("dist", "dist0", "expmap0", "logmap0", "norm")
@@ -106,13 +131,64 @@ class _WrapScaled:
         return scaled
 
 
+DEPRECATED_HOOKS = {
+    "_validate": "validate_inputs",
+    "_reverse_expmap": "reverse_expmap",
+    "_reverse_logmap": "reverse_logmap",
+    "_reverse_retr": "reverse_retr",
+    "_reverse_transp_follow_expmap": "reverse_transp_follow_expmap",
+    "_reverse_transp_follow_retr": "reverse_transp_follow_retr",
+    "_reverse_cdist": "reverse_cdist",
+}
+"""Old (private) names of the extension points of `FinslerManifold` -> their public names.
+
+Kept for one release: a subclass that overrides an old name still works (its method becomes the
+public extension point) and gets a `DeprecationWarning` when the class is defined; calling an old
+name warns and calls the public one.
+"""
+
+
+def _adopt_deprecated_hooks(cls) -> None:
+    """Make a subclass's override of an old hook name the public extension point (with a warning)."""
+    for old, new in DEPRECATED_HOOKS.items():
+        method = cls.__dict__.get(old)
+        if method is None or cls.__dict__.get(new) is method:  # absent, or an explicit alias
+            continue
+        warnings.warn(
+            f"{cls.__qualname__}.{old} overrides a deprecated extension point of FinslerManifold: "
+            f"rename it to {new} (the old name is honoured until the next release)",
+            DeprecationWarning,
+            stacklevel=4,  # the class statement (through __init_subclass__ and ABCMeta.__new__)
+        )
+        if new not in cls.__dict__:
+            setattr(cls, new, method)
+
+
+def _deprecated_call(manifold, old: str) -> None:
+    warnings.warn(
+        f"{type(manifold).__name__}.{old} is deprecated: call {DEPRECATED_HOOKS[old]} "
+        "(the old name works until the next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def _dispatch(manifold, old: str):
+    """The public method behind a deprecated name: the subclass's, unless the subclass's public
+    method *is* its override of the old name (which may call `super().<old>`: then the default)."""
+    new = DEPRECATED_HOOKS[old]
+    if getattr(type(manifold), new) is getattr(type(manifold), old):
+        return getattr(FinslerManifold, new).__get__(manifold)
+    return getattr(manifold, new)
+
+
 class FinslerManifold(geoopt.Manifold):
     r"""Base class of finslerlib manifolds: a domain and Randers data, as a `geoopt.Manifold`.
 
     Args:
         dim: the dimension `D` of an open subset of $\mathbb{R}^D$ (then the domain is
             `EuclideanDomain(D)`); omit it when `domain` is given.
-        domain: a `finslerlib.manifolds.domain.Domain` (e.g. `SphereDomain(n)`).
+        domain: a `finslerlib.manifolds.domains.Domain` (e.g. `SphereDomain(n)`).
 
     Attributes:
         domain: the domain.
@@ -135,6 +211,7 @@ class FinslerManifold(geoopt.Manifold):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _adopt_deprecated_hooks(cls)
         for name in _GEOOPT_KEYWORDS:
             method = cls.__dict__.get(name)
             if callable(method) and not getattr(method, "_geoopt_keywords", False):
@@ -161,17 +238,35 @@ class FinslerManifold(geoopt.Manifold):
         return self.domain.ambient_dim
 
     # ------------------------------------------------------------------ validation
-    def _validate(
+    def validate_inputs(
         self, *tensors: torch.Tensor, names: tuple[str, ...] | None = None, batch_dims: int = 1
     ) -> None:
-        """Raise `ValueError` on a wrong last dimension, a non-float or mixed dtype, or batch shapes
-        that do not broadcast (all but the last `batch_dims` dimensions; `cdist` passes 2)."""
+        """Check what users pass to a method (an extension point: call it first in `expmap`, ...).
+
+        Raises `TypeError` for an argument that is not a `torch.Tensor` (numpy arrays included:
+        convert them with `torch.as_tensor`), `ValueError` on a wrong last dimension, a non-float
+        or mixed dtype, non-finite entries, or batch shapes that do not broadcast (all but the last
+        `batch_dims` dimensions; `cdist` passes 2). Messages name the argument and the value.
+
+        Args:
+            *tensors: the arguments, in order.
+            names: their names, for the messages (default `argument 0`, ...).
+            batch_dims: trailing dimensions that are not batch dimensions.
+
+        Example:
+            >>> from finslerlib import Randers
+            >>> m = Randers(torch.eye(2))
+            >>> m.validate_inputs(torch.zeros(3), names=("x",))
+            Traceback (most recent call last):
+            ...
+            ValueError: x must have shape [..., 2] on Randers, got (3,)
+        """
         names = names or tuple(f"argument {i}" for i in range(len(tensors)))
         dtype = None
         n = self.ambient_dim
         for name, t in zip(names, tensors, strict=True):
             if not isinstance(t, torch.Tensor):
-                raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
             if t.dim() < 1 or t.shape[-1] != n:
                 raise ValueError(f"{name} must have shape [..., {n}] on {self.name}, got {tuple(t.shape)}")
             if not t.is_floating_point():
@@ -248,7 +343,7 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[...]`.
         """
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.norm(u, *self.tangent_coefficients(x), keepdim=keepdim)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
@@ -262,7 +357,7 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[...]`.
         """
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.dual_norm(self._covector(x, xi), *self.tangent_coefficients(x), keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -275,7 +370,7 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[..., N]`: a covector (tangent on embedded domains).
         """
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.legendre(u, *self.tangent_coefficients(x))
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
@@ -288,7 +383,7 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[..., N]`: a tangent vector.
         """
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.inverse_legendre(self._covector(x, xi), *self.tangent_coefficients(x))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -304,7 +399,7 @@ class FinslerManifold(geoopt.Manifold):
         Returns:
             Tensor, shape `[..., N, N]`, positive definite.
         """
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.fundamental_tensor(u, *self.tangent_coefficients(x))
 
     def inner(
@@ -429,7 +524,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[..., N, M]`.
         """
         check_cdist_shapes(x, y)
-        self._validate(x, y, names=("x", "y"), batch_dims=2)
+        self.validate_inputs(x, y, names=("x", "y"), batch_dims=2)
         factored = self.factor()
         if factored is None:
             return self.dist(x.unsqueeze(-2), y.unsqueeze(-3))
@@ -507,52 +602,233 @@ class FinslerManifold(geoopt.Manifold):
     def reverse(self) -> FinslerManifold:
         r"""The reverse metric $\tilde F(x, v) = F(x, -v)$, with $\tilde d(x \to y) = d(y \to x)$.
 
-        `Reversed(self)` (`finslerlib.manifolds.reversed`): pointwise quantities, `dist` and
-        `cdist` come from this manifold, the geodesics from the hooks `_reverse_expmap` /
-        `_reverse_logmap` that a manifold defines to have a reverse (a reverse without geodesics
-        would be half a manifold: without them this raises `NotImplementedError`).
+        `Reversed(self)`: pointwise quantities, `dist` and `cdist` come from this manifold, the
+        geodesics from the extension points `reverse_expmap` / `reverse_logmap` that a manifold
+        defines to have a reverse (a reverse without geodesics would be half a manifold: without
+        them this raises `NotImplementedError`).
         """
-        from finslerlib.manifolds.reversed import Reversed
-
-        hooks = ("_reverse_expmap", "_reverse_logmap")
+        hooks = ("reverse_expmap", "reverse_logmap")
         if any(getattr(type(self), h) is getattr(FinslerManifold, h) for h in hooks):
             raise NotImplementedError(
-                f"{type(self).__name__} does not implement reverse(): define _reverse_expmap and "
-                f"_reverse_logmap (the reverse metric's geodesics), or override reverse()"
+                f"{type(self).__name__} does not implement reverse(): define reverse_expmap and "
+                f"reverse_logmap (the reverse metric's geodesics), or override reverse()"
             )
         return Reversed(self)
 
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
-        """Exponential map of the reverse metric (a hook for `Reversed`; none by default)."""
+    # ------------------------------------------------------------------ extension points of reverse()
+    # `Reversed(m)` calls these on `m`. The geodesic ones have no default; the transport defaults
+    # match this class's own defaults (the identity of the global chart, exact for constant
+    # metrics); manifolds whose transport is not the identity override them (FunkBall, RandersField).
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
+        """Exponential map of the reverse metric (an extension point for `reverse()`; none by default)."""
         raise NotImplementedError(f"{type(self).__name__} has no exponential map of its reverse metric")
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
-        """Log map of the reverse metric (a hook for `Reversed`; none by default)."""
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        """Log map of the reverse metric (an extension point for `reverse()`; none by default)."""
         raise NotImplementedError(f"{type(self).__name__} has no log map of its reverse metric")
 
-    # Transport hooks of the reverse metric. The defaults match this class's own defaults (the
-    # identity of the global chart, exact for constant metrics); manifolds whose transport is not
-    # the identity override them (FunkBall, RandersField).
-    def _reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Retraction of the reverse metric (a hook for `Reversed`): `retr` is first order for both."""
+    def reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Retraction of the reverse metric: `retr`, which is first order for both metrics."""
         return self.retr(x, u)
 
-    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-        """Parallel transport of the reverse metric along its geodesic $t \\mapsto \\tilde\\exp_x(t u)$."""
+    def reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        r"""Parallel transport of the reverse metric along its geodesic $t \mapsto \tilde\exp_x(t u)$."""
         return v
 
-    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-        """Transport of the reverse metric along its retraction curve $t \\mapsto \\tilde R_x(t u)$."""
+    def reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        r"""Transport of the reverse metric along its retraction curve $t \mapsto \tilde R_x(t u)$."""
         return v
 
-    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
-        """All reverse distances `[..., i, j]` = d(y_j -> x_i) (a hook for `Reversed`)."""
+    def reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+        """All reverse distances `[..., i, j]` = d(y_j -> x_i) (default: the transposed `cdist`)."""
         return self.cdist(y, x, **options).mT
+
+    # ------------------------------------------------------------------ deprecated names
+    # The extension points were private names before 0.4; the old names work for one release
+    # (calling or overriding one gives a DeprecationWarning), see `DEPRECATED_HOOKS`.
+    def _validate(self, *tensors, names=None, batch_dims: int = 1) -> None:
+        _deprecated_call(self, "_validate")
+        return _dispatch(self, "_validate")(*tensors, names=names, batch_dims=batch_dims)
+
+    def _reverse_expmap(self, x, u, **options):
+        _deprecated_call(self, "_reverse_expmap")
+        return _dispatch(self, "_reverse_expmap")(x, u, **options)
+
+    def _reverse_logmap(self, x, y, **options):
+        _deprecated_call(self, "_reverse_logmap")
+        return _dispatch(self, "_reverse_logmap")(x, y, **options)
+
+    def _reverse_retr(self, x, u):
+        _deprecated_call(self, "_reverse_retr")
+        return _dispatch(self, "_reverse_retr")(x, u)
+
+    def _reverse_transp_follow_expmap(self, x, u, v):
+        _deprecated_call(self, "_reverse_transp_follow_expmap")
+        return _dispatch(self, "_reverse_transp_follow_expmap")(x, u, v)
+
+    def _reverse_transp_follow_retr(self, x, u, v):
+        _deprecated_call(self, "_reverse_transp_follow_retr")
+        return _dispatch(self, "_reverse_transp_follow_retr")(x, u, v)
+
+    def _reverse_cdist(self, x, y, **options):
+        _deprecated_call(self, "_reverse_cdist")
+        return _dispatch(self, "_reverse_cdist")(x, y, **options)
 
     def extra_repr(self) -> str:
         if self.domain.embedded:
             return f"dim={self.dim}, ambient_dim={self.ambient_dim}"
         return f"dim={self.dim}"
+
+
+class Reversed(FinslerManifold):
+    r"""The reverse metric $\tilde F(x, v) = F(x, -v)$ of `base`, sharing its parameters.
+
+    Args:
+        base: a `FinslerManifold`.
+
+    Example:
+        >>> from finslerlib import Randers
+        >>> m = Randers(torch.eye(2), torch.tensor([0.5, 0.0]))
+        >>> r = Reversed(m)
+        >>> x, y = torch.zeros(2), torch.tensor([1.0, 0.0])
+        >>> bool(r.dist(x, y) == m.dist(y, x)), r.reverse() is m
+        (True, True)
+    """
+
+    name = "Reversed"
+    __scaling__ = FinslerManifold.__scaling__.copy()
+
+    def __init__(self, base: FinslerManifold):
+        if not isinstance(base, FinslerManifold):
+            raise TypeError(f"Reversed needs a FinslerManifold, got {type(base).__name__}")
+        super().__init__(domain=base.domain)
+        self.base = base
+
+    # attributes of the wrapped manifold that the reverse metric shares (a, radius, options...)
+    # or negates (b); anything else is not forwarded, so no forward-metric quantity leaks through
+    _SHARED = frozenset(
+        {"a", "radius", "drift_norm", "max_asymmetry", "rank", "max_drift", "max_condition", "eps",
+         "solver", "validate"}
+    )
+
+    def __getattr__(self, item):
+        try:
+            return super().__getattr__(item)
+        except AttributeError:
+            base = self._modules.get("base")
+            if base is not None and item in self._SHARED:
+                return getattr(base, item)
+            if base is not None and item == "b" and isinstance(getattr(type(base), "b", None), property):
+                return -base.b
+            raise
+
+    # ------------------------------------------------------------------ Randers data
+    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.base.coefficients(x)
+        return a, -b
+
+    def factor(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        factored = self.base.factor()
+        return None if factored is None else (factored[0], -factored[1])
+
+    # ------------------------------------------------------------------ pointwise
+    def norm(self, x, u, *, keepdim=False):
+        return self.base.norm(x, -u, keepdim=keepdim)
+
+    def dual_norm(self, x, xi, *, keepdim=False):
+        return self.base.dual_norm(x, -xi, keepdim=keepdim)
+
+    def legendre(self, x, u):
+        return -self.base.legendre(x, -u)
+
+    def inverse_legendre(self, x, xi):
+        return -self.base.inverse_legendre(x, -xi)
+
+    def fundamental_tensor(self, x, u):
+        return self.base.fundamental_tensor(x, -u)
+
+    def projx(self, x):
+        return self.base.projx(x)
+
+    def proju(self, x, u):
+        return self.base.proju(x, u)
+
+    def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
+        return self.base._check_point_on_manifold(x, atol=atol, rtol=rtol)
+
+    def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
+        return self.base._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
+
+    # ------------------------------------------------------------------ distances and geodesics
+    def dist(self, x, y, *, keepdim=False, **options):
+        r"""$\tilde d(x \to y) = d(y \to x)$ (options go to the wrapped manifold's `dist`)."""
+        return self.base.dist(y, x, keepdim=keepdim, **options)
+
+    def cdist(self, x, y, **options):
+        r"""`[..., i, j]` $= \tilde d(x_i \to y_j) = d(y_j \to x_i)$."""
+        if self.factor() is not None:
+            return super().cdist(x, y)
+        return self.base.reverse_cdist(x, y, **options)
+
+    def expmap(self, x, u, **options):
+        return self.base.reverse_expmap(x, u, **options)
+
+    def logmap(self, x, y, **options):
+        return self.base.reverse_logmap(x, y, **options)
+
+    def retr(self, x, u):
+        return self.base.reverse_retr(x, u)
+
+    # parallel transport of the reverse metric: the wrapped manifold's hooks (the reverse metric's
+    # Chern connection at reference y is the wrapped one's at -y, so it is not the wrapped transport)
+    def transp_follow_expmap(self, x, u, v):
+        return self.base.reverse_transp_follow_expmap(x, u, v)
+
+    def transp_follow_retr(self, x, u, v):
+        return self.base.reverse_transp_follow_retr(x, u, v)
+
+    def transp(self, x, y, v):
+        return self.transp_follow_expmap(x, self.logmap(x, y), v)
+
+    def expmap_transp(self, x, u, v):
+        return self.expmap(x, u), self.transp_follow_expmap(x, u, v)
+
+    def retr_transp(self, x, u, v):
+        return self.retr(x, u), self.transp_follow_retr(x, u, v)
+
+    def random(self, *size, **kwargs):
+        points = self.base.random(*size, **kwargs).as_subclass(torch.Tensor)
+        return geoopt.ManifoldTensor(points, manifold=self)
+
+    def reverse(self) -> FinslerManifold:
+        return self.base
+
+    def navigation(self, *args):
+        """Zermelo data `(h, -W)` of the reverse metric, where the wrapped manifold has `(h, W)`."""
+        h, wind = self.base.navigation(*args)
+        return h, -wind
+
+    # extension points, so that Reversed(Reversed(m)) behaves as m
+    def reverse_expmap(self, x, u, **options):
+        return self.base.expmap(x, u, **options)
+
+    def reverse_logmap(self, x, y, **options):
+        return self.base.logmap(x, y, **options)
+
+    def reverse_cdist(self, x, y, **options):
+        return self.base.cdist(x, y, **options)
+
+    def reverse_retr(self, x, u):
+        return self.base.retr(x, u)
+
+    def reverse_transp_follow_expmap(self, x, u, v):
+        return self.base.transp_follow_expmap(x, u, v)
+
+    def reverse_transp_follow_retr(self, x, u, v):
+        return self.base.transp_follow_retr(x, u, v)
+
+    def extra_repr(self) -> str:
+        return f"reverse of {self.base.name}({self.base.extra_repr()})"
 
 
 for _name in _GEOOPT_KEYWORDS:

@@ -27,24 +27,12 @@ from finslerlib.geodesics import (
     raise_unconverged,
     shortest_geodesics,
 )
+from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import check_cdist_shapes, check_randers, randers_validity
+from finslerlib.math.validation import check_cdist_shapes, check_randers, format_values, randers_validity
 
 __all__ = ["RandersField"]
-
-
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
-def _check_finite(**tensors: torch.Tensor) -> None:
-    """One clear `ValueError` naming the first argument with NaN or infinite entries."""
-    for name, t in tensors.items():
-        finite = torch.isfinite(t)
-        if not bool(finite.all()):
-            bad = (~finite).sum().item()
-            raise ValueError(f"{name} has non-finite entries ({bad} of {t.numel()}): {name} must be finite")
 
 
 class RandersField(FinslerManifold):
@@ -195,8 +183,7 @@ class RandersField(FinslerManifold):
 
     # ------------------------------------------------------------------ solver plumbing
     def _flat(self, x, y, names):
-        self._validate(x, y, names=names)
-        _check_finite(**dict(zip(names, (x, y), strict=True)))
+        self.validate_inputs(x, y, names=names)
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.expand(shape).reshape(-1, self.dim), y.expand(shape).reshape(-1, self.dim), shape[:-1]
 
@@ -210,7 +197,7 @@ class RandersField(FinslerManifold):
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
         RK4 on Hamilton's equations with `steps` steps if given, else the steps of
-        `finslerlib.geodesics.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
+        `finslerlib.geodesics.search.adaptive_steps` (the rule `logmap` uses). Differentiable by autograd
         through the integrator in `x`, `u` and the field's parameters; identity Jacobian at $u = 0$.
 
         Args:
@@ -245,8 +232,9 @@ class RandersField(FinslerManifold):
                     last = nodes[torch.isfinite(nodes).all(-1)][-1]
                     self.check_coefficients(last, *self.raw_coefficients(last))
                     raise ValueError(
-                        f"{self.name}: the geodesic from x = {_fmt(xf[i])} with u = {_fmt(uf[i])} leaves "
-                        f"the region where the metric is strongly convex after x = {_fmt(last)}"
+                        f"{self.name}: the geodesic from x = {format_values(xf[i])} with u = "
+                        f"{format_values(uf[i])} leaves "
+                        f"the region where the metric is strongly convex after x = {format_values(last)}"
                     )
         return out.reshape(*batch, self.dim)
 
@@ -255,25 +243,35 @@ class RandersField(FinslerManifold):
         return x + u
 
     # ------------------------------------------------------------------ parallel transport
-    # Small hooks: the transport lives in finslerlib.curvature.transport (imported when used,
-    # since curvature builds on the manifolds).
-    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along the geodesic $x \\to y$ (a log map); `finslerlib.curvature.transp`."""
-        from finslerlib.curvature import transport
+    def geodesic_transport(self, x, u, v, *, time: float = 1.0, steps: int | None = None):
+        """Parallel transport (Chern) of `v` along $t \\mapsto \\exp_x(t u)$ up to `time`.
 
-        return transport.transp(self, x, y, v)
+        `finslerlib.geodesics.transport_along_geodesic` on this field's Randers data (RK4,
+        `steps`, default the solver's); `finslerlib.curvature.geodesic_transport` calls this.
+
+        Returns:
+            `GeodesicTransport(point, velocity, vector)`, each of the broadcast shape.
+        """
+        self._validate(x, u, v, names=("x", "u", "v"))
+        shape = torch.broadcast_shapes(x.shape, u.shape, v.shape)
+        xf, uf, vf = (t.expand(shape).reshape(-1, self.dim).contiguous() for t in (x, u, v))
+        self.coefficients(xf)  # raises ValueError naming a point where (a, b) is invalid
+        steps = int(self.solver.steps) if steps is None else steps
+        out = transport_along_geodesic(self.raw_coefficients, xf, uf, vf, time=time, steps=steps)
+        return GeodesicTransport(*(t.reshape(shape) for t in out))
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport along the geodesic $x \\to y$ (a log map, then `geodesic_transport`)."""
+        return self.geodesic_transport(x, self.logmap(x, y), v).vector
 
     def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`finslerlib.curvature`)."""
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_expmap(self, x, u, v)
+        """Parallel transport along $t \\mapsto \\exp_x(t u)$ (`geodesic_transport`)."""
+        return self.geodesic_transport(x, u, v).vector
 
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Vector transport to `retr(x, u)`; see `finslerlib.curvature.transp_follow_retraction`."""
-        from finslerlib.curvature import transport
-
-        return transport.transp_follow_retraction(self, x, u, v)
+        """Vector transport to `retr(x, u)`: the parallel transport along $t \\mapsto \\exp_x(t u)$ by
+        one RK4 step; see `finslerlib.curvature.transp_follow_retraction`."""
+        return self.geodesic_transport(x, u, v, steps=1).vector
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""
@@ -397,7 +395,7 @@ class RandersField(FinslerManifold):
             tensor([[0., 0., 0.]])
         """
         check_cdist_shapes(x, y)
-        self._validate(x, y, names=("x", "y"), batch_dims=2)
+        self.validate_inputs(x, y, names=("x", "y"), batch_dims=2)
         return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), **options)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
@@ -423,19 +421,19 @@ class RandersField(FinslerManifold):
         return super().reverse()
 
     # the reverse metric's geodesics are those of the field with drift -b (used by `reverse()`)
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).expmap(x, u, **options)
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).logmap(x, y, **options)
 
-    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+    def reverse_cdist(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         return _NegatedDrift(self).cdist(x, y, **options)
 
-    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         return _NegatedDrift(self).transp_follow_expmap(x, u, v)
 
-    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         return _NegatedDrift(self).transp_follow_retr(x, u, v)
 
     def extra_repr(self) -> str:
@@ -476,7 +474,7 @@ class _NavigationField(RandersField):
                 i = strong.nonzero()[0, 0]
                 point = x.expand(*shape, self.dim).reshape(-1, self.dim)[i]
                 raise ValueError(
-                    f"{self.name}: wind too strong at x = {_fmt(point)}: |W(x)|_h(x) = "
+                    f"{self.name}: wind too strong at x = {format_values(point)}: |W(x)|_h(x) = "
                     f"{size.expand(shape).reshape(-1)[i].item():.4g} >= 1 (need < 1)"
                 )
         super().check_coefficients(x, a, b)

@@ -69,7 +69,7 @@ class FunkBall(FinslerManifold):
     # ------------------------------------------------------------------ checks
     def _inside(self, *tensors: torch.Tensor, names: tuple[str, ...], batch_dims: int = 1) -> None:
         # shapes, dtypes and finiteness first (a NaN point is reported as non-finite, not "outside")
-        self._validate(*tensors, names=names, batch_dims=batch_dims)
+        self.validate_inputs(*tensors, names=names, batch_dims=batch_dims)
         for name, t in zip(names, tensors, strict=True):
             fmath.check_inside(t, radius=self.radius, name=name)
 
@@ -122,7 +122,7 @@ class FunkBall(FinslerManifold):
             tensor(2.)
         """
         self._inside(x, names=("x",))
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return fmath.norm(x, u, radius=self.radius, keepdim=keepdim)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
@@ -133,7 +133,7 @@ class FunkBall(FinslerManifold):
             tensor(0.5000)
         """
         self._inside(x, names=("x",))
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return fmath.dual_norm(x, xi, radius=self.radius, keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -144,7 +144,7 @@ class FunkBall(FinslerManifold):
             tensor([4.])
         """
         self._inside(x, names=("x",))
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return fmath.legendre(x, u, radius=self.radius)
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
@@ -155,7 +155,7 @@ class FunkBall(FinslerManifold):
             tensor([1.])
         """
         self._inside(x, names=("x",))
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return fmath.inverse_legendre(x, xi, radius=self.radius)
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,7 @@ class FunkBall(FinslerManifold):
             tensor([[4.]])
         """
         self._inside(x, names=("x",))
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return fmath.fundamental_tensor(x, u, radius=self.radius)
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +253,7 @@ class FunkBall(FinslerManifold):
             >>> FunkBall(1, radius=2.0).from_poincare(torch.tensor([0.5]))
             tensor([1.6000])
         """
-        self._validate(p, names=("p",))
+        self.validate_inputs(p, names=("p",))
         fmath.check_inside(p, radius=1.0, name="p (Poincaré ball, c=1)")
         return fmath.from_poincare(p, radius=self.radius)
 
@@ -266,7 +266,7 @@ class FunkBall(FinslerManifold):
             True
         """
         self._inside(x, names=("x",))
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return fmath.expmap(x, u, radius=self.radius)
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -305,11 +305,9 @@ class FunkBall(FinslerManifold):
         return self._transport(x, u, v, reverse=False)
 
     def _transport(self, x, u, v, *, reverse: bool):
-        from finslerlib.curvature.transport import funk_transport  # curvature builds on manifolds
-
         self._inside(x, names=("x",))
-        self._validate(x, u, v, names=("x", "u", "v"))
-        return funk_transport(x, u, v, radius=self.radius, reverse=reverse)
+        self.validate_inputs(x, u, v, names=("x", "u", "v"))
+        return fmath.transport(x, u, v, radius=self.radius, reverse=reverse)
 
     def random(self, *size, dtype=None, device=None, max_norm: float = 0.9) -> geoopt.ManifoldTensor:
         r"""Points uniform in the ball of radius `max_norm * R` (volume measure).
@@ -352,26 +350,26 @@ class FunkBall(FinslerManifold):
         return super().reverse()
 
     # closed forms of the reverse metric, used by `reverse()` (finslerlib.manifolds.reversed)
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._inside(x, names=("x",))
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return fmath.reverse_expmap(x, u, radius=self.radius)
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._inside(x, y, names=("x", "y"))
         return fmath.reverse_logmap(x, y, radius=self.radius)
 
     # retr is expmap here, for the reverse metric too (its geodesics are the same straight rays)
-    def _reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return self._reverse_expmap(x, u)
+    def reverse_retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.reverse_expmap(x, u)
 
-    def _reverse_transp_follow_expmap(self, x, u, v):
+    def reverse_transp_follow_expmap(self, x, u, v):
         return self._transport(x, u, v, reverse=True)
 
-    def _reverse_transp_follow_retr(self, x, u, v):
+    def reverse_transp_follow_retr(self, x, u, v):
         return self._transport(x, u, v, reverse=True)
 
-    def _reverse_cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reverse_cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_cdist_shapes(x, y)
         self._inside(x, y, names=("x", "y"), batch_dims=2)
         return fmath.cdist(x, y, radius=self.radius, reverse=True)

@@ -9,13 +9,15 @@ coordinates: $n + 1$ numbers on the sphere and the hyperboloid).
   $\exp_x(v) = \varphi_{F}(\exp^h_x(v - F W(x)))$, $d(x \to y)$ = the root of
   $d_h(x, \varphi_{-T} y) = T$ (a safeguarded Newton iteration per pair, to dtype precision),
   gradients by the implicit function theorem (`finslerlib.math.navigation`).
-* Any other wind (a callable or `nn.Module`): numerical geodesics of a `RandersField` in a chart,
-  with its solver options, convergence reports and gradients. Charts: the identity for
-  `Euclidean` and the stereographic models; stereographic projection from $-e_0$ for the sphere
-  ($p = x_{1:} / (1 + x_0)$, every point but $-e_0$; accuracy degrades close to it); the Poincaré
-  ball of radius $\sqrt{k}$ for the hyperboloid ($p = \sqrt{k}\, x_{1:} / (x_0 + \sqrt{k})$, global).
+* Any other wind (a callable or `nn.Module`): numerical geodesics of a `RandersField` in a chart
+  of the base's atlas (`Domain.atlas`), with its solver options, convergence reports and
+  gradients. Charts: the identity for `Euclidean` and the stereographic models; on the sphere
+  two stereographic projections, from $-e_0$ and from $+e_0$, the pair's chart chosen with its
+  pole away from both points and their midpoint (`Domain.chart_index`); the Poincaré ball of
+  radius $\sqrt{k}$ for the hyperboloid (global).
 
-This file is over 500 lines because it carries both geodesic paths and the chart maps.
+The base is an object (`finslerlib.manifolds.domains`, built by `domain_of` from the geoopt
+base): its metric, geodesics, transport, checks and charts; this class only adds the wind.
 """
 
 from __future__ import annotations
@@ -24,44 +26,20 @@ import geoopt
 import torch
 from torch import nn
 
+from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
 from finslerlib.manifolds.base import FinslerManifold
-from finslerlib.manifolds.domain import EuclideanDomain, HyperboloidDomain, SphereDomain
+from finslerlib.manifolds.domains import domain_of
+from finslerlib.manifolds.domains.base import format_values
 from finslerlib.manifolds.field import RandersField
 from finslerlib.manifolds.killing import KillingWind
 from finslerlib.math import navigation as nmath
 from finslerlib.math import randers as rmath
-from finslerlib.math import riemannian as bmath
+from finslerlib.math.validation import value_checks_enabled
 
 __all__ = ["Navigation"]
 
-
-def _fmt(t: torch.Tensor) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
-
-
-def _base_kind(base) -> tuple[str, float, str]:
-    """`(kind, k, name)` of a supported geoopt base, else `ValueError`."""
-    if isinstance(base, geoopt.Stereographic):
-        k = float(base.k)
-        kind_name = "PoincareBall" if k < 0 else "SphereProjection" if k > 0 else "Stereographic"
-        return "stereographic", k, f"{kind_name}(k={k:g})"
-    if isinstance(base, geoopt.Lorentz):
-        k = float(base.k)
-        if not k > 0:
-            raise ValueError(f"Navigation: Lorentz base needs k > 0, got {k}")
-        return "lorentz", k, f"Lorentz(k={k:g})"
-    if isinstance(base, geoopt.Sphere):
-        if getattr(base, "projector", None) is not None:
-            raise ValueError("Navigation: Sphere with intersection/complement is not supported")
-        return "sphere", 1.0, "Sphere()"
-    if isinstance(base, geoopt.Euclidean):
-        if base.ndim != 1:
-            raise ValueError(f"Navigation: the Euclidean base must have ndim=1, got ndim={base.ndim}")
-        return "euclidean", 0.0, "Euclidean(ndim=1)"
-    raise ValueError(
-        "Navigation: base must be geoopt's Euclidean(ndim=1), Sphere(), Lorentz(k), PoincareBall(c), "
-        f"SphereProjection(k) or Stereographic(k); got {type(base).__name__}"
-    )
+_PATH_SAMPLES = 16
+"""Points per geodesic at which a Killing wind's path is checked to stay where |W|_h < 1."""
 
 
 class _Negated(nn.Module):
@@ -95,19 +73,30 @@ class Navigation(FinslerManifold):
         rtol: relative shooting tolerance (general winds).
         max_iter: maximum shooting iterations (general winds).
         jacobian: `"broyden"` or `"newton"` (general winds).
-        on_failure: `"raise"` or `"nan"` for pairs whose solve does not converge (general winds).
+        on_failure: `"raise"` or `"nan"` for pairs whose solve does not converge (the root find
+            of a Killing wind, the shooting of a general wind); a per-call `on_failure=` overrides it.
 
     Attributes:
         dim: intrinsic dimension `n`.
         ambient_dim: the size of the points' last dimension.
         base: the geoopt base.
+        domain: the base as a `finslerlib.manifolds.domains.Domain` (its metric $h$, geodesics,
+            checks and charts).
         wind: the wind.
-        kind: `"euclidean"`, `"sphere"`, `"lorentz"` or `"stereographic"`.
         exact: `True` for a Killing wind (closed-form geodesics).
+        options: the solver options (`steps`, `atol`, `rtol`, `max_iter`, `jacobian`, `on_failure`).
+
+    Inputs: every method checks that its points lie on the base (`Domain.check_point`, a
+    tolerance from the dtype) and where $|W|_h < 1$, and raises `ValueError` naming the
+    argument, the point and the measured value. Tangent-vector arguments are projected onto
+    $T_x M$ first (`proju`), in every method (`norm`, `legendre`, `expmap`, `retr`, transports):
+    a normal component is ignored, never counted. Geodesics of Killing winds are checked along
+    their whole path (where the admissible set $|W|_h < 1$ is not geodesically convex); no
+    admissible path is a `ValueError`.
 
     Raises:
         ValueError: an unsupported base, a `KillingWind` that is not Killing for the base, a
-            size mismatch; later, any point where $|W(x)|_h \ge 1$, named with its value.
+            size mismatch; later, any point off the base or where $|W(x)|_h \ge 1$, named with its value.
 
     Example:
         >>> import geoopt
@@ -137,56 +126,63 @@ class Navigation(FinslerManifold):
         jacobian: str = "broyden",
         on_failure: str = "raise",
     ):
-        kind, k, base_name = _base_kind(base)
-        embedded = kind in ("sphere", "lorentz")
-        if isinstance(wind, KillingWind):
-            ambient = wind.ambient_dim
-            if dim is not None and int(dim) + embedded != ambient:
-                raise ValueError(
-                    f"Navigation: dim={dim} does not match the KillingWind's size {ambient} "
-                    f"(points on {base_name} have {int(dim) + embedded} entries)"
-                )
-        elif dim is None:
-            raise ValueError(
-                "Navigation: pass dim= (the intrinsic dimension) unless the wind is a KillingWind"
-            )
-        else:
-            ambient = int(dim) + embedded
         if wind is not None and not callable(wind):
             raise ValueError(
                 f"Navigation: wind must be a KillingWind, a callable or None, got {type(wind).__name__}"
             )
-        if kind == "sphere":
-            domain = SphereDomain(ambient - 1)
-        elif kind == "lorentz":
-            domain = HyperboloidDomain(ambient - 1, k=float(k))
-        else:  # Euclidean space and the stereographic models are open subsets of R^n
-            domain = EuclideanDomain(ambient)
+        if on_failure not in ("raise", "nan"):
+            raise ValueError(f"Navigation: on_failure must be 'raise' or 'nan', got {on_failure!r}")
+        try:
+            probe = domain_of(base, 1)
+            codim = probe.ambient_dim - probe.dim
+            if isinstance(wind, KillingWind):
+                ambient = wind.ambient_dim
+                if dim is not None and int(dim) + codim != ambient:
+                    raise ValueError(
+                        f"dim={dim} does not match the KillingWind's size {ambient} "
+                        f"(points on {probe.name} have {int(dim) + codim} entries)"
+                    )
+                dim = ambient - codim
+            elif dim is None:
+                raise ValueError("pass dim= (the intrinsic dimension) unless the wind is a KillingWind")
+            domain = domain_of(base, int(dim))
+        except ValueError as exc:
+            raise ValueError(f"Navigation: {exc}") from None
         super().__init__(domain=domain)
-        self.kind, self.k, self.base_name = kind, k, base_name
         self.base = base
+        self.base_name = domain.name
+        self.embedded = domain.embedded
         if wind is None:
-            wind = KillingWind(torch.zeros(ambient, ambient))
+            wind = KillingWind(torch.zeros(domain.ambient_dim, domain.ambient_dim))
         if isinstance(wind, KillingWind):
-            wind.check_base(kind, base_name)
+            wind.check_base(domain)
         self.wind = wind
         self.exact = isinstance(wind, KillingWind)
-        self.embedded = embedded
-        self._options = dict(
+        self.options = dict(
             steps=steps, atol=atol, rtol=rtol, max_iter=max_iter, jacobian=jacobian, on_failure=on_failure
         )
-        self.field = None
+        self.fields: tuple[RandersField, ...] = ()
+        self._convex = self.exact and domain.admissible_set_is_convex(wind.A.detach())
         if not self.exact:
-            chart_h = None if kind == "euclidean" else self._chart_metric
-            self.field = RandersField.from_navigation(
-                chart_h, self._chart_wind, dim=self.dim, **self._options
+            # one chart field per chart of the base's atlas
+            self.fields = tuple(
+                RandersField.from_navigation(
+                    None if chart.flat else chart.metric,
+                    self._chart_wind(chart),
+                    dim=self.dim,
+                    **self.options,
+                )
+                for chart in domain.atlas
             )
+
+    @property
+    def field(self) -> RandersField | None:
+        """The chart field of the atlas' first chart (general winds; `None` for Killing winds)."""
+        return self.fields[0] if self.fields else None
 
     # ------------------------------------------------------------------ checks and shapes
     def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
-        if not bool(torch.isfinite(x).all()):
-            return False, f"point has non-finite entries ({(~torch.isfinite(x)).sum().item()} of them)"
-        ok, reason = self._check_on_base(x, atol, rtol)
+        ok, reason = self.domain.check_point(x, atol=atol, rtol=rtol)
         if not ok:
             return False, f"not a point of the base {self.base_name}: {reason}"
         with torch.no_grad():
@@ -196,40 +192,31 @@ class Navigation(FinslerManifold):
             i = bad.reshape(-1).nonzero()[0, 0]
             return False, (
                 f"outside the domain |W|_h < 1 of the metric: at x = "
-                f"{_fmt(x.reshape(-1, self.ambient_dim)[i])} the wind has |W(x)|_h = "
+                f"{format_values(x.reshape(-1, self.ambient_dim)[i])} the wind has |W(x)|_h = "
                 f"{size.reshape(-1)[i].item():.4g} >= 1 (the wind is too strong for a Randers metric there)"
             )
         return True, None
 
-    def _check_on_base(self, x, atol, rtol):
-        """The base's own constraint, in `x`'s dtype (geoopt's checks need `k` in it too)."""
-        if self.kind == "sphere":
-            err = (x.norm(dim=-1) - 1.0).abs().max().item() if x.numel() else 0.0
-            return err <= atol + rtol, f"|x| differs from 1 by {err:.3g}"
-        if self.kind == "lorentz":
-            quad = (x[..., 1:] ** 2).sum(-1) - x[..., 0] ** 2
-            err = (quad + self.k).abs().max().item() if x.numel() else 0.0
-            if not err <= atol + rtol * self.k:
-                return False, f"<x, x>_L differs from -k = {-self.k:g} by {err:.3g}"
-            if x.numel() and not bool((x[..., 0] > 0).all()):
-                return False, "x_0 <= 0 (the lower sheet of the hyperboloid)"
-            return True, None
-        if self.kind == "stereographic" and self.k < 0:
-            r2 = (x * x).sum(-1).max().item() if x.numel() else 0.0
-            if not r2 * -self.k < 1:
-                return False, f"|x| = {r2**0.5:.6g} is not inside the ball of radius {(-self.k) ** -0.5:.6g}"
-        return True, None
-
     def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
-        if not bool(torch.isfinite(u).all()):
-            return False, f"vector has non-finite entries ({(~torch.isfinite(u)).sum().item()} of them)"
-        if not self.embedded:
-            return True, None
-        normal = (u - bmath.proju(self.kind, self.k, x, u)).norm(dim=-1)
-        scale = atol + rtol * u.norm(dim=-1)
-        if bool((normal <= scale).all()):
-            return True, None
-        return False, f"vector is not tangent to {self.base_name}: normal component {normal.max().item():.3g}"
+        return self.domain.check_vector(x, u, atol=atol, rtol=rtol)
+
+    def _on_base(self, x: torch.Tensor, name: str) -> None:
+        """`ValueError` naming `name` unless its points lie on the base (dtype-aware tolerance)."""
+        if not value_checks_enabled():
+            return
+        ok, reason = self.domain.check_point(x.detach())
+        if not ok:
+            raise ValueError(
+                f"{self.name} over {self.base_name}: {name} is not a point of the base: {reason}"
+            )
+
+    def _checked(self, *tensors, names=None, batch_dims: int = 1, points: int = 1) -> None:
+        """Shapes, dtypes and finiteness (`FinslerManifold`'s checks), then the first `points`
+        tensors are checked to lie on the base."""
+        self.validate_inputs(*tensors, names=names, batch_dims=batch_dims)
+        names = names or tuple(f"argument {i}" for i in range(len(tensors)))
+        for t, name in list(zip(tensors, names, strict=True))[:points]:
+            self._on_base(t, name)
 
     # ------------------------------------------------------------------ the wind
     def wind_at(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,18 +235,18 @@ class Navigation(FinslerManifold):
                 f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}"
             )
         if self.embedded and not self.exact:
-            w = bmath.proju(self.kind, self.k, x, w)
+            w = self.domain.proju(x, w)
         return w
 
     def wind_size(self, x: torch.Tensor) -> torch.Tensor:
         """$|W(x)|_h$, shape `[...]`; the metric is defined where it is below 1."""
         w = self.wind_at(x)
-        return bmath.inner(self.kind, self.k, x, w, w).clamp_min(0).sqrt()
+        return self.domain.inner(x, w, w).clamp_min(0).sqrt()
 
     def _wind_checked(self, x: torch.Tensor, name: str = "x") -> tuple[torch.Tensor, torch.Tensor]:
         """`(W(x), |W(x)|_h^2 [..., 1])`, raising `ValueError` where $|W|_h \\ge 1$ or not finite."""
         w = self.wind_at(x)
-        ww = bmath.inner(self.kind, self.k, x, w, w, keepdim=True)
+        ww = self.domain.inner(x, w, w, keepdim=True)
         with torch.no_grad():
             bad = ~(ww < 1)  # also catches a non-finite wind or point (NaN compares False)
             if bool(bad.any()):
@@ -268,10 +255,33 @@ class Navigation(FinslerManifold):
                 point = x.expand(*bad.shape[:-1], self.ambient_dim).reshape(-1, self.ambient_dim)[i]
                 value = ww.expand(bad.shape).reshape(-1)[i].clamp_min(0).sqrt().item()
                 raise ValueError(
-                    f"{self.name} over {self.base_name}: {name} = {_fmt(point)} is outside the domain: "
-                    f"the wind there has |W(x)|_h = {value:.4g} >= 1 (need < 1 for a Randers metric)"
+                    f"{self.name} over {self.base_name}: {name} = {format_values(point)} is outside the "
+                    f"domain: the wind there has |W(x)|_h = {value:.4g} >= 1 (need < 1 for a Randers metric)"
                 )
         return w, ww
+
+    def _check_path(self, x: torch.Tensor, v: torch.Tensor, what: str) -> None:
+        r"""`ValueError` unless $|W|_h < 1$ along the base geodesic $s \mapsto \exp^h_x(s v)$, $s \in [0, 1]$.
+
+        The geodesics of a Killing wind are $\varphi_{sT}$ of such a base geodesic, and the flow keeps
+        $|W|_h$: this is the whole path. Skipped where the admissible set is geodesically convex.
+        """
+        if self._convex or not value_checks_enabled() or not x.numel():
+            return
+        with torch.no_grad():
+            s = torch.linspace(0.0, 1.0, _PATH_SAMPLES + 1, dtype=x.dtype, device=x.device)[1:-1]
+            pts = self.domain.expmap(x.unsqueeze(0), s[:, None, None] * v.unsqueeze(0))
+            size = self.wind_size(pts)  # [S, B]
+            worst, at = size.max(0)
+            bad = ~(worst < 1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    f"{self.name} over {self.base_name}: {what}: the geodesic from x = "
+                    f"{format_values(x[i])} leaves the domain |W|_h < 1 on its way (|W|_h = "
+                    f"{worst[i].item():.4g} at {format_values(pts[at[i], i])}); no admissible path there "
+                    f"({int(bad.sum())} of {bad.numel()} pairs)"
+                )
 
     # ------------------------------------------------------------------ pointwise structure
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,8 +293,9 @@ class Navigation(FinslerManifold):
         Returns:
             `(a, b)`, shapes `[..., N, N]` and `[..., N]`.
         """
+        self._checked(x, names=("x",))
         w, _ = self._wind_checked(x)
-        return rmath.navigation_to_randers(bmath.base_metric(self.kind, self.k, x), w)
+        return rmath.navigation_to_randers(self.domain.metric(x), w)
 
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Finsler norm $F(x, u)$ from $h$-inner products (cancellation-free).
@@ -297,19 +308,21 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[...]`.
         """
-        self._validate(x, u, names=("x", "u"))
-        w, ww = self._wind_checked(x)
-        kind, k = self.kind, self.k
-        out = nmath.norm(
-            bmath.inner(kind, k, x, u, u, keepdim=True), bmath.inner(kind, k, x, w, u, keepdim=True), ww
-        )
+        self._checked(x, u, names=("x", "u"))
+        out = self._norm(x, self.proju(x, u))
         return out if keepdim else out.squeeze(-1)
+
+    def _norm(self, x, u):
+        """$F(x, u)$ `[..., 1]` of tangent `u` (no input checks)."""
+        w, ww = self._wind_checked(x)
+        h = self.domain
+        return nmath.norm(h.inner(x, u, u, keepdim=True), h.inner(x, w, u, keepdim=True), ww)
 
     def _covector_parts(self, x, xi):
         w, _ = self._wind_checked(x)
-        xi = bmath.restrict_covector(self.kind, self.k, x, xi)
-        xs = bmath.sharp(self.kind, self.k, x, xi)
-        return w, xs, bmath.rowsum(xi * xs, keepdim=True), bmath.rowsum(xi * w, keepdim=True)
+        xi = self.domain.tangent_covector(x, xi)
+        xs = self.domain.sharp(x, xi)
+        return w, xs, (xi * xs).sum(-1, keepdim=True), (xi * w).sum(-1, keepdim=True)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Dual norm $F^*(\xi) = |\xi|_{h^{-1}} + \xi(W)$ of the covector restricted to $T_x M$.
@@ -322,7 +335,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[...]`.
         """
-        self._validate(x, xi, names=("x", "xi"))
+        self._checked(x, xi, names=("x", "xi"))
         _, _, xx, xw = self._covector_parts(x, xi)
         out = nmath.dual_norm(xx, xw)
         return out if keepdim else out.squeeze(-1)
@@ -337,15 +350,12 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N]`.
         """
-        self._validate(x, u, names=("x", "u"))
+        self._checked(x, u, names=("x", "u"))
+        u = self.proju(x, u)
         w, ww = self._wind_checked(x)
-        kind, k = self.kind, self.k
+        h = self.domain
         return nmath.legendre(
-            bmath.flat(kind, k, x, u),
-            bmath.flat(kind, k, x, w),
-            bmath.inner(kind, k, x, u, u, keepdim=True),
-            bmath.inner(kind, k, x, w, u, keepdim=True),
-            ww,
+            h.flat(x, u), h.flat(x, w), h.inner(x, u, u, keepdim=True), h.inner(x, w, u, keepdim=True), ww
         )
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
@@ -358,7 +368,7 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N]`.
         """
-        self._validate(x, xi, names=("x", "xi"))
+        self._checked(x, xi, names=("x", "xi"))
         w, xs, xx, xw = self._covector_parts(x, xi)
         return nmath.inverse_legendre(xs, w, xx, xw)
 
@@ -379,83 +389,59 @@ class Navigation(FinslerManifold):
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The base's projection onto $T_x M$ (identity on open bases)."""
-        return bmath.proju(self.kind, self.k, x, u)
+        return self.domain.proju(x, u)
 
     def projx(self, x: torch.Tensor) -> torch.Tensor:
         """The base's projection onto the manifold (sphere: $x / |x|$; hyperboloid: $x_0$ from
-        $x_{1:}$; balls: geoopt's pull inside)."""
-        if self.kind == "sphere":
-            return x / x.norm(dim=-1, keepdim=True)
-        if self.kind == "lorentz":
-            return torch.cat([torch.sqrt(self.k + (x[..., 1:] ** 2).sum(-1, keepdim=True)), x[..., 1:]], -1)
-        return self.base.projx(x)
+        $x_{1:}$; the Poincaré ball: geoopt's pull inside)."""
+        return self.domain.projx(x)
 
     # ------------------------------------------------------------------ charts (general winds)
-    def _chart(self, x):
-        """Ambient point -> chart coordinates."""
-        if self.kind == "sphere":
-            return x[..., 1:] / (1.0 + x[..., :1])
-        if self.kind == "lorentz":
-            rk = self.k**0.5
-            return rk * x[..., 1:] / (x[..., :1] + rk)
-        return x
+    def _chart_wind(self, chart):
+        def wind(p):
+            x = chart.from_chart(p)
+            return chart.push(x, self.wind_at(x))
 
-    def _chart_push(self, x, u):
-        """Ambient tangent vector at x -> chart vector."""
-        if self.kind == "sphere":
-            den = 1.0 + x[..., :1]
-            return u[..., 1:] / den - x[..., 1:] * u[..., :1] / den**2
-        if self.kind == "lorentz":
-            rk = self.k**0.5
-            den = x[..., :1] + rk
-            return rk * (u[..., 1:] / den - x[..., 1:] * u[..., :1] / den**2)
-        return u
+        return wind
 
-    def _chart_inv(self, p):
-        """Chart coordinates -> ambient point."""
-        q = (p * p).sum(-1, keepdim=True)
-        if self.kind == "sphere":
-            return torch.cat([(1.0 - q) / (1.0 + q), 2.0 * p / (1.0 + q)], -1)
-        if self.kind == "lorentz":
-            k = self.k
-            return torch.cat([k**0.5 * (k + q) / (k - q), 2.0 * k * p / (k - q)], -1)
-        return p
+    def _chart_groups(self, xf, yf):
+        """`[(chart, field, rows)]`: the atlas chart of each pair (`rows` `None`: all pairs)."""
+        charts = self.domain.atlas
+        if len(charts) == 1:
+            return [(charts[0], self.fields[0], None)]
+        idx = self.domain.chart_index(xf, yf)
+        out = []
+        for i, (chart, field) in enumerate(zip(charts, self.fields, strict=True)):
+            rows = (idx == i).nonzero().squeeze(-1)
+            if rows.numel() == idx.numel():
+                return [(chart, field, None)]
+            if rows.numel():
+                out.append((chart, field, rows))
+        return out
 
-    def _chart_pull(self, p, v):
-        """Chart vector at p -> ambient tangent vector."""
-        q = (p * p).sum(-1, keepdim=True)
-        pv = (p * v).sum(-1, keepdim=True)
-        if self.kind == "sphere":
-            return torch.cat(
-                [-4.0 * pv / (1.0 + q) ** 2, 2.0 * v / (1.0 + q) - 4.0 * p * pv / (1.0 + q) ** 2], -1
-            )
-        if self.kind == "lorentz":
-            k = self.k
-            return torch.cat(
-                [4.0 * k**1.5 * pv / (k - q) ** 2, 2.0 * k * v / (k - q) + 4.0 * k * p * pv / (k - q) ** 2],
-                -1,
-            )
-        return v
-
-    def _chart_metric(self, p):
-        """$h$ in the chart: $\\lambda(p)^2 I$ (conformal)."""
-        q = (p * p).sum(-1)
-        if self.kind == "sphere":
-            lam = 2.0 / (1.0 + q)
-        elif self.kind == "lorentz":
-            lam = 2.0 * self.k / (self.k - q)
-        else:
-            lam = 2.0 / (1.0 + self.k * q)
-        eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
-        return (lam * lam)[..., None, None] * eye
-
-    def _chart_wind(self, p):
-        x = self._chart_inv(p)
-        return self._chart_push(x, self.wind_at(x))
+    def _in_charts(self, xf, yf, solve, width):
+        """`solve(chart, field, x_rows, y_rows)` per atlas chart, assembled into `[B, width]`."""
+        groups = self._chart_groups(xf, yf)
+        if groups[0][2] is None:
+            chart, field, _ = groups[0]
+            return solve(chart, field, xf, yf)
+        out = xf.new_zeros(xf.shape[0], width)
+        parts = []
+        for chart, field, rows in groups:
+            part = solve(chart, field, xf[rows], yf[rows]).reshape(rows.shape[0], width)
+            parts.append((rows, part))
+        if any(part.requires_grad for _, part in parts):
+            out = out.index_put((parts[0][0],), parts[0][1])
+            for rows, part in parts[1:]:
+                out = out.index_put((rows,), part)
+            return out
+        for rows, part in parts:
+            out[rows] = part
+        return out
 
     # ------------------------------------------------------------------ geodesics
-    def _pairs(self, x, y, names=("x", "y")):
-        self._validate(x, y, names=names)
+    def _pairs(self, x, y, names=("x", "y"), points=2):
+        self._checked(x, y, names=names, points=points)
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return (
             x.expand(shape).reshape(-1, self.ambient_dim),
@@ -466,8 +452,9 @@ class Navigation(FinslerManifold):
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Exponential map (`u` is first projected onto $T_x M$).
 
-        Killing wind: $\varphi_{F}(\exp^h_x(u - F\,W(x)))$, $F = F(x, u)$, exact. General wind:
-        RK4 in the chart (`steps`).
+        Killing wind: $\varphi_{F}(\exp^h_x(u - F\,W(x)))$, $F = F(x, u)$, exact, and the whole path
+        is checked to stay where $|W|_h < 1$. General wind: RK4 in the atlas chart whose pole is
+        farthest from `x` (`steps`); the end point is checked.
 
         Args:
             x: Tensor, shape `[..., N]`.
@@ -477,16 +464,22 @@ class Navigation(FinslerManifold):
             Tensor, shape `[..., N]`.
 
         Raises:
-            ValueError: the geodesic ends outside the domain $|W|_h < 1$.
+            ValueError: a point off the base, or the geodesic leaves the domain $|W|_h < 1$.
         """
-        xf, uf, shape = self._pairs(x, u, ("x", "u"))
+        xf, uf, shape = self._pairs(x, u, ("x", "u"), points=1)
         uf = self.proju(xf, uf)
         w, _ = self._wind_checked(xf)
         if self.exact:
-            f = self.norm(xf, uf)
-            out = nmath.killing_expmap(self.kind, self.k, xf, uf, w, f, self.wind.flow)
+            f = self._norm(xf, uf).squeeze(-1)
+            base_v = uf - f.unsqueeze(-1) * w
+            self._check_path(xf, base_v, "expmap")
+            out = self.wind.flow(f, self.domain.expmap(xf, base_v))
         else:
-            out = self._chart_inv(self.field.expmap(self._chart(xf), self._chart_push(xf, uf)))
+
+            def shoot(chart, field, xs, us):
+                return chart.from_chart(field.expmap(chart.to_chart(xs), chart.push(xs, us)))
+
+            out = self._in_charts(xf, uf, shoot, self.ambient_dim) if xf.numel() else xf
         try:
             self._wind_checked(out, "the end point")
         except ValueError as exc:
@@ -497,15 +490,75 @@ class Navigation(FinslerManifold):
         """Killing winds: the exact `expmap`; general winds: `projx(x + u)` (first order)."""
         if self.exact:
             return self.expmap(x, u)
+        self._checked(x, u, names=("x", "u"))
         return self.projx(x + self.proju(x, u))
 
     # ------------------------------------------------------------------ parallel transport
-    # Small hooks: the Chern transport along geodesics lives in finslerlib.curvature.transport
-    # (imported when used, since curvature builds on the manifolds); it runs in a chart.
-    def _transport(self, x, u, v, steps):
-        from finslerlib.curvature import transport
+    def geodesic_transport(
+        self, x, u, v, *, time: float = 1.0, steps: int | None = None
+    ) -> GeodesicTransport:
+        r"""Parallel transport (Chern) of `v` along $t \mapsto \exp_x(t u)$ up to `time`.
 
-        return transport.geodesic_transport(self, x, u, v, steps=steps).vector
+        Integrated in `domain.atlas[0]` after the base isometry `domain.centring(x)` (on the sphere
+        the chart is then centred at `x`, its pole the antipode $-x$) with the chart's navigation
+        data, by `finslerlib.geodesics.transport_along_geodesic` (RK4, `steps`, default the
+        `steps` option), and mapped back. `u` and `v` are projected onto $T_x M$ first.
+
+        Args:
+            x: Tensor, shape `[..., N]`.
+            u: Tensor, shape `[..., N]`.
+            v: Tensor, shape `[..., N]`.
+            time: end time.
+            steps: RK4 steps.
+
+        Returns:
+            `GeodesicTransport(point, velocity, vector)`, each of the broadcast shape `[..., N]`.
+        """
+        self._checked(x, u, v, names=("x", "u", "v"))
+        steps = int(self.options["steps"]) if steps is None else int(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps}")
+        shape = torch.broadcast_shapes(x.shape, u.shape, v.shape)
+        xf, uf, vf = (t.expand(shape).reshape(-1, self.ambient_dim).contiguous() for t in (x, u, v))
+        self._wind_checked(xf)
+        uf, vf = self.proju(xf, uf), self.proju(xf, vf)
+        chart = self.domain.atlas[0]
+        rot = self.domain.centring(xf)
+
+        def turn(t, back=False):  # ambient coordinates <-> the frame where x is the chart's centre
+            if rot is None:
+                return t
+            return ((rot.mT if back else rot) @ t.unsqueeze(-1)).squeeze(-1)
+
+        def coef(p):
+            y = chart.from_chart(p)
+            w = chart.push(y, turn(self.wind_at(turn(y, back=True))))
+            h = None if chart.flat else chart.metric(p)
+            if h is None:
+                h = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device).expand(*p.shape, p.shape[-1])
+            return rmath.navigation_to_randers(h, w)
+
+        xr = turn(xf)
+        out = transport_along_geodesic(
+            coef,
+            chart.to_chart(xr),
+            chart.push(xr, turn(uf)),
+            chart.push(xr, turn(vf)),
+            time=time,
+            steps=steps,
+        )
+        point, vel, vec = (
+            turn(t, back=True)
+            for t in (
+                chart.from_chart(out.point),
+                chart.pull(out.point, out.velocity),
+                chart.pull(out.point, out.vector),
+            )
+        )
+        return GeodesicTransport(point.reshape(shape), vel.reshape(shape), vec.reshape(shape))
+
+    def _transport(self, x, u, v, steps):
+        return self.geodesic_transport(x, u, v, steps=steps).vector
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport (Chern) along the geodesic $x \\to y$: `transp_follow_expmap` of `logmap`."""
@@ -513,8 +566,8 @@ class Navigation(FinslerManifold):
 
     def transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport (Chern, reference vector $\\dot\\gamma$) of `v` along
-        $t \\mapsto \\exp_x(t u)$: `finslerlib.curvature.geodesic_transport` (RK4, `steps`), projected
-        onto the tangent space at `expmap(x, u)`."""
+        $t \\mapsto \\exp_x(t u)$: `geodesic_transport` (RK4, `steps`), projected onto the tangent
+        space at `expmap(x, u)`."""
         return self.expmap_transp(x, u, v)[1]
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
@@ -534,39 +587,59 @@ class Navigation(FinslerManifold):
         return y, self.proju(y, self._transport(x, u, v, 1))
 
     # transport hooks of the reverse metric for `Reversed(self)`: navigation in -W transports itself
-    def _reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_expmap(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """Transport of the reverse metric along its geodesic: navigation in $-W$ transports itself."""
         return self.reverse().transp_follow_expmap(x, u, v)
 
-    def _reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    def reverse_transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """Vector transport of the reverse metric to its `retr`: navigation in $-W$."""
         return self.reverse().transp_follow_retr(x, u, v)
 
-    def _no_options(self, options):
+    # ------------------------------------------------------------------ distances
+    def _on_failure(self, options):
+        """The `on_failure` rule of this call; other options are for general winds only."""
+        options = dict(options)
+        on_failure = options.pop("on_failure", self.options["on_failure"])
+        if on_failure not in ("raise", "nan"):
+            raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
         if options and self.exact:
             raise ValueError(
                 f"{self.name}: solver options {sorted(options)} apply to general winds only; a KillingWind "
                 "has exact geodesics (its root find always runs to dtype precision)"
             )
+        return on_failure
 
-    def _killing_dist(self, xf, yf):
+    def _killing_dist(self, xf, yf, on_failure):
         self._wind_checked(xf)
         _, wy = self._wind_checked(yf, "y")
-        return nmath.killing_distance(
-            self.kind,
-            self.k,
+        t = nmath.killing_distance(
+            self.domain,
             xf,
             yf,
             self.wind,
             self.wind.flow,
             speed_y=wy.squeeze(-1).clamp_min(0).sqrt(),
             spectral=self.wind.spectral(xf.dtype, xf.device),
+            on_failure=on_failure,
         )
+        if not self._convex:
+            with torch.no_grad():
+                td = t.detach()
+                ok = torch.isfinite(td)
+                tz = torch.where(ok, td, torch.zeros_like(td))
+                z = self.wind.flow(-tz, yf)
+                v = self.domain.logmap(xf, z)
+                self._check_path(xf[ok], v[ok], "no admissible path from x to y")
+        return t
 
     def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False, **options) -> torch.Tensor:
         r"""Forward distance $d(x \to y)$.
 
-        Killing wind: the root $T$ of $d_h(x, \varphi_{-T} y) = T$ (dtype precision), gradients by
-        the implicit function theorem. General wind: the chart field's `dist` (`options`: `steps`,
-        `atol`, `rtol`, `max_iter`, `on_failure`).
+        Killing wind: the root $T$ of $d_h(x, \varphi_{-T} y) = T$ (a safeguarded Newton iteration,
+        dtype precision), gradients by the implicit function theorem; the geodesic is checked to
+        stay where $|W|_h < 1$. General wind: the chart field's `dist` in the atlas chart whose
+        pole is farthest from the pair (`options`: `steps`, `atol`, `rtol`, `max_iter`). Both take
+        `on_failure` (`"raise"` or `"nan"`).
 
         Args:
             x: Tensor, shape `[..., N]`.
@@ -576,22 +649,28 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[...]`.
         """
-        self._no_options(options)
+        on_failure = self._on_failure(options)
         xf, yf, shape = self._pairs(x, y)
         if self.exact:
-            d = self._killing_dist(xf, yf)
+            d = self._killing_dist(xf, yf, on_failure)
         else:
             self._wind_checked(xf)
             self._wind_checked(yf, "y")
-            d = self.field.dist(self._chart(xf), self._chart(yf), **options)
+            opts = dict(options, on_failure=on_failure)
+
+            def solve(chart, field, xs, ys):
+                return field.dist(chart.to_chart(xs), chart.to_chart(ys), **opts).unsqueeze(-1)
+
+            d = self._in_charts(xf, yf, solve, 1).squeeze(-1) if xf.numel() else xf.new_zeros(0)
         d = d.reshape(shape[:-1])
         return d.unsqueeze(-1) if keepdim else d
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         r"""Log map, with `norm(x, logmap(x, y)) == dist(x, y)`.
 
-        Killing wind: $\log^h_x(\varphi_{-T} y) + T\, W(x)$, $T = d(x \to y)$. General wind: the
-        chart field's `logmap`, pulled back to ambient coordinates.
+        Killing wind: $\log^h_x(\varphi_{-T} y) + T\, W(x)$, $T = d(x \to y)$ (between two fixed
+        points of a rotation at distance $\pi$, one of the minimizing directions). General wind:
+        the chart field's `logmap`, pulled back to ambient coordinates.
 
         Args:
             x: Tensor, shape `[..., N]`.
@@ -600,46 +679,62 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N]`.
         """
-        self._no_options(options)
+        on_failure = self._on_failure(options)
         xf, yf, shape = self._pairs(x, y)
         if self.exact:
-            t = self._killing_dist(xf, yf)
+            t = self._killing_dist(xf, yf, on_failure)
             w, _ = self._wind_checked(xf)
-            v = nmath.killing_logmap(self.kind, self.k, xf, yf, t, w, self.wind.flow)
+            v = nmath.killing_logmap(self.domain, xf, yf, t, w, self.wind.flow)
         else:
             self._wind_checked(xf)
             self._wind_checked(yf, "y")
-            p = self._chart(xf)
-            v = self._chart_pull(p, self.field.logmap(p, self._chart(yf), **options))
+            opts = dict(options, on_failure=on_failure)
+
+            def solve(chart, field, xs, ys):
+                p = chart.to_chart(xs)
+                return chart.pull(p, field.logmap(p, chart.to_chart(ys), **opts))
+
+            v = self._in_charts(xf, yf, solve, self.ambient_dim) if xf.numel() else xf
         return v.reshape(shape)
 
     def solve(self, x: torch.Tensor, y: torch.Tensor, **options):
         """Per-pair convergence report (flattened batch, no gradients).
 
         Killing wind: `finslerlib.math.navigation.ArrivalTime` of the root find; general wind: the
-        chart field's `BoundarySolution` (chart coordinates).
+        chart field's `BoundarySolution`, in chart coordinates of the one atlas chart best for the
+        whole batch (`domain.atlas[chart_for(x, y)]`).
         """
-        self._no_options(options)
+        self._on_failure(options)
+        options.pop("on_failure", None)
         xf, yf, _ = self._pairs(x, y)
         self._wind_checked(xf)
         self._wind_checked(yf, "y")
         if self.exact:
             return nmath.killing_arrival_time(
-                self.kind,
-                self.k,
+                self.domain,
                 xf,
                 yf,
                 self.wind,
                 self.wind.flow,
                 spectral=self.wind.spectral(xf.dtype, xf.device),
             )
-        return self.field.solve(self._chart(xf), self._chart(yf), **options)
+        i = self.chart_for(xf, yf)
+        chart = self.domain.atlas[i]
+        return self.fields[i].solve(chart.to_chart(xf), chart.to_chart(yf), **options)
+
+    def chart_for(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """The index in `domain.atlas` of the chart best for the whole batch of pairs (general winds)."""
+        charts = self.domain.atlas
+        if len(charts) == 1:
+            return 0
+        reach = torch.stack([torch.minimum(c.reach(x), c.reach(y)).min() for c in charts])
+        return int(reach.argmax())
 
     def cdist(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 1 << 16, **options) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j)$.
 
         Killing wind: the root find runs on at most `chunk` pairs at a time (rows of `x` in
-        blocks); general wind: the chart field's batched solve.
+        blocks); general wind: the chart field's batched solve. Empty `x` or `y` give an empty result.
 
         Args:
             x: Tensor, shape `[..., N, D]`.
@@ -649,16 +744,18 @@ class Navigation(FinslerManifold):
         Returns:
             Tensor, shape `[..., N, M]`.
         """
-        self._no_options(options)
-        self._validate(x, y, names=("x", "y"), batch_dims=2)
+        on_failure = self._on_failure(options)
+        self._checked(x, y, names=("x", "y"), batch_dims=2, points=2)
         if x.dim() < 2 or y.dim() < 2:
             raise ValueError(
                 f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
             )
-        if not self.exact:
-            return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), **options)
         batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
         n, m, d = x.shape[-2], y.shape[-2], self.ambient_dim
+        if n == 0 or m == 0:
+            return x.new_zeros(*batch, n, m)
+        if not self.exact:
+            return self.dist(x.unsqueeze(-2), y.unsqueeze(-3), on_failure=on_failure, **options)
         xb = x.expand(*batch, n, d).reshape(-1, n, d)
         yb = y.expand(*batch, m, d).reshape(-1, m, d)
         rows = max(1, int(chunk) // max(1, m * xb.shape[0]))
@@ -668,31 +765,23 @@ class Navigation(FinslerManifold):
             r = xs.shape[1]
             xf = xs.unsqueeze(-2).expand(-1, r, m, d).reshape(-1, d)
             yf = yb.unsqueeze(-3).expand(-1, r, m, d).reshape(-1, d)
-            out.append(self._killing_dist(xf, yf).reshape(-1, r, m))
-        return torch.cat(out, 1).reshape(*batch, n, m) if n else x.new_zeros(*batch, 0, m)
+            out.append(self._killing_dist(xf, yf, on_failure).reshape(-1, r, m))
+        return torch.cat(out, 1).reshape(*batch, n, m)
 
     # ------------------------------------------------------------------ sampling, origin, reverse
-    def _origin_tensor(self, shape, dtype, device):
-        o = torch.zeros(*shape, dtype=dtype, device=device)
-        if self.kind == "sphere":
-            o[..., 0] = 1.0
-        elif self.kind == "lorentz":
-            o[..., 0] = self.k**0.5
-        return o
-
     def origin(self, *size, dtype=None, device=None, seed=42) -> geoopt.ManifoldTensor:
         """The base's origin ($e_0$ on the sphere, $\\sqrt{k}\\, e_0$ on the hyperboloid, else 0)."""
         size = geoopt.utils.size2shape(*size)
         self._assert_check_shape(size, "x")
-        return geoopt.ManifoldTensor(self._origin_tensor(size, dtype, device), manifold=self)
+        return geoopt.ManifoldTensor(self.domain.origin(*size, dtype=dtype, device=device), manifold=self)
 
     def _origin_like(self, u: torch.Tensor) -> torch.Tensor:
-        return self._origin_tensor(u.shape, u.dtype, u.device)
+        return self.domain.origin(*u.shape, dtype=u.dtype, device=u.device)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0, max_wind: float = 0.9):
-        """Random points with $|W|_h \\le$ `max_wind`: the base's exponential of Gaussian tangent
-        vectors at the origin (std `std`; on the stereographic sphere within $|x| \\le 1/\\sqrt{k}$),
-        pulled toward the origin where the wind is too strong.
+        """Random points with $|W|_h \\le$ `max_wind`: the base's random points (`Domain.random`: its
+        exponential of Gaussian tangent vectors at the origin, std `std`), pulled toward the origin
+        where the wind is too strong.
 
         Raises:
             ValueError: no such point found near the origin.
@@ -700,20 +789,16 @@ class Navigation(FinslerManifold):
         size = geoopt.utils.size2shape(*size)
         self._assert_check_shape(size, "x")
         dtype = dtype or torch.get_default_dtype()
-        o = self._origin_tensor(size, dtype, device)
-        u = self.proju(o, torch.randn(*size, dtype=dtype, device=device) * std)
-        if self.kind == "stereographic" and self.k > 0:
-            # the near hemisphere |x| <= 1/sqrt(k): the chart loses precision toward infinity
-            n = u.norm(dim=-1, keepdim=True)
-            cap = 0.25 * torch.pi / self.k**0.5  # h-length pi / (2 sqrt(k)) from the origin
-            u = torch.where(n > cap, u * (cap / n.clamp_min(cap)), u)
+        o = self.domain.origin(*size, dtype=dtype, device=device)
+        x = self.domain.random(*size, dtype=dtype, device=device, std=std)
+        u = self.domain.logmap(o, x)
         for _ in range(60):
-            x = self.projx(bmath.base_expmap(self.kind, self.k, o, u))
             with torch.no_grad():
                 bad = ~(self.wind_size(x) <= max_wind)
             if not bool(bad.any()):
                 return geoopt.ManifoldTensor(x, manifold=self)
             u = torch.where(bad.unsqueeze(-1), 0.5 * u, u)
+            x = self.projx(self.domain.expmap(o, u))
         raise ValueError(f"{self.name}.random: no point with |W|_h <= {max_wind} found near the origin")
 
     random_normal = random
@@ -725,7 +810,7 @@ class Navigation(FinslerManifold):
             wind = KillingWind(-self.wind.A, shift)
         else:
             wind = self.wind.wind if isinstance(self.wind, _Negated) else _Negated(self.wind)
-        return Navigation(self.base, wind, dim=self.dim, **self._options)
+        return Navigation(self.base, wind, dim=self.dim, **self.options)
 
     def extra_repr(self) -> str:
         return f"base={self.base_name}, dim={self.dim}, ambient_dim={self.ambient_dim}, exact={self.exact}"

@@ -14,20 +14,31 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
-from finslerlib.manifolds._cholesky import factor_rows
+from finslerlib.manifolds._cholesky import factor_rows, lower_factor
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import check_finite, check_randers
+from finslerlib.math.validation import check_cdist_shapes, check_finite, check_randers
 
 __all__ = ["Randers"]
 
 
 def _as_float_tensor(t, name: str) -> torch.Tensor:
-    t = torch.as_tensor(t)
+    """Randers data as given: a `torch.Tensor` (TypeError otherwise, numpy arrays included), in
+    float32 or float64 (integer tensors take torch's default dtype; half precisions are a
+    TypeError: the Cholesky factorization every method needs has no float16/bfloat16 kernel)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__} (convert it with torch.as_tensor)"
+        )
     if t.is_complex():
         raise ValueError(f"{name} must be real, got the complex dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype} (half precision has no Cholesky "
+            f"factorization; build the metric in float32 and use autocast around the rest of the model)"
+        )
     return t
 
 
@@ -121,13 +132,47 @@ class Randers(FinslerManifold):
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
 
-    def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alias of `factor()` (the name used before the manifold layer was unified)."""
-        return self.factor()
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""`(x @ L, w)`: rows `x` in factor coordinates ($s_i = L^\top x_i$) and the drift `w`.
 
-    def _factor_and_drift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alias of `factor()` (the name used before the manifold layer was unified)."""
-        return self.factor()
+        The same as `x @ factor()[0]`; a learnable full-rank metric multiplies without building
+        $L$ (in triangular blocks, with a direct gradient), which is what a layer applying the
+        metric to every batch wants.
+
+        Args:
+            x: Tensor, shape `[B, D]`.
+
+        Returns:
+            `(s, w)`: Tensor `[B, D]` in `x`'s dtype, and Tensor `[D]`.
+
+        Example:
+            >>> s, w = Randers(4 * torch.eye(1), torch.tensor([1.0])).factor_rows(torch.tensor([[3.0]]))
+            >>> s, w
+            (tensor([[6.]]), tensor([0.5000]))
+        """
+        chol, w = self.factor()
+        return x @ chol.to(x.dtype), w
+
+    def _precise_factor(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""`(L, w)` in float64 for inputs of a lower precision `dtype`; `None` when not needed.
+
+        Near $|w| \to 1$ the quantities that cancel, $1 - |w|^2$ and $a - b b^\top$ (whose
+        factor is $L (I - w w^\top) L^\top$), lose $\log_{10} \frac{1}{1 - |w|^2}$ digits when
+        $L, w$ are rounded to float32. Factored once in float64 from the stored data and cached
+        on the buffers' identity and version (a `load_state_dict` or an in-place edit refactors).
+        Parametrized subclasses (`Randers.learnable`) define $L, w$ directly: `None` there.
+        """
+        a, b = self._buffers.get("_a"), self._buffers.get("_b")
+        if a is None or b is None or dtype == torch.float64 or a.device.type == "mps":
+            return None
+        key = (a.data_ptr(), a._version, b.data_ptr(), b._version, a.device)
+        cached = self.__dict__.get("_precise_cache")
+        if cached is None or cached[0] != key:
+            chol = torch.linalg.cholesky(a.double())
+            w = torch.linalg.solve_triangular(chol, b.double().unsqueeze(-1), upper=False).squeeze(-1)
+            cached = (key, chol, w)
+            self.__dict__["_precise_cache"] = cached
+        return cached[1], cached[2]
 
     @property
     def a(self) -> torch.Tensor:
@@ -157,27 +202,37 @@ class Randers(FinslerManifold):
     # With a = L L^T and b = L w, y = L^T v turns F into the "unit" Randers norm |y| + w.y:
     # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
+        return self._factor_norm(u, keepdim=keepdim)
+
+    def _factor_norm(self, u: torch.Tensor, *, keepdim: bool = False, dtype=None) -> torch.Tensor:
+        """`F(u)` in factor coordinates, in `dtype` (default `u`'s); float32 / float16 results
+        are computed with the float64 factor."""
+        dtype = u.dtype if dtype is None else dtype
+        precise = self._precise_factor(dtype)
+        if precise is not None:
+            chol, w = (t.to(u.device) for t in precise)
+            return rmath.factor_norm(u.to(chol.dtype) @ chol, w, keepdim=keepdim).to(dtype)
         chol, w = (t.to(u) for t in self.factor())
         return rmath.factor_norm(u @ chol, w, keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         chol, w = (t.to(u) for t in self.factor())
         return rmath.legendre(u @ chol, None, w) @ chol.mT
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         chol, w = (t.to(xi) for t in self.factor())
         return rmath.dual_norm(_whiten_covector(chol, xi), None, w, keepdim=keepdim)
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         chol, w = (t.to(xi) for t in self.factor())
         return _unwhiten_vector(chol, rmath.inverse_legendre(_whiten_covector(chol, xi), None, w))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         chol, w = (t.to(u) for t in self.factor())
         return chol @ rmath.fundamental_tensor(u @ chol, None, w) @ chol.mT
 
@@ -277,34 +332,34 @@ class Randers(FinslerManifold):
     # ----------------------------------------------------------------- geometry
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_x u = x + u$ (straight geodesics)."""
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return x + u
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""$x + u$: the exponential map is already a cheap retraction."""
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return x + u
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_x y = y - x$."""
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         return y - x
 
     def expmap0(self, u: torch.Tensor) -> torch.Tensor:
         r"""$\exp_0 u = u$: the chart is linear (returns `u` itself, no copy)."""
-        self._validate(u, names=("u",))
+        self.validate_inputs(u, names=("u",))
         return u
 
     def logmap0(self, y: torch.Tensor) -> torch.Tensor:
         r"""$\log_0 y = y$ (returns `y` itself, no copy)."""
-        self._validate(y, names=("y",))
+        self.validate_inputs(y, names=("y",))
         return y
 
     # geodesics of the reverse metric are the same straight lines (used by `reverse()`)
-    def _reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def reverse_expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.expmap(x, u)
 
-    def _reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reverse_logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.logmap(x, y)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -341,8 +396,12 @@ class Randers(FinslerManifold):
             >>> m.dist(torch.tensor([1.0, 0.0]), torch.zeros(2))
             tensor(0.5000)
         """
-        self._validate(x, y, names=("x", "y"))
-        return self.norm(x, y - x, keepdim=keepdim)
+        self.validate_inputs(x, y, names=("x", "y"))
+        dtype = torch.promote_types(x.dtype, y.dtype)
+        if self._precise_factor(dtype) is not None:
+            # float32 points differenced in float64: exact, so nothing is rounded before F
+            return self._factor_norm(y.double() - x.double(), keepdim=keepdim, dtype=dtype)
+        return self._factor_norm(y - x, keepdim=keepdim)
 
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
@@ -365,7 +424,13 @@ class Randers(FinslerManifold):
             tensor([[0.0000, 1.5000],
                     [0.5000, 0.0000]])
         """
-        return super().cdist(x, y)
+        check_cdist_shapes(x, y)
+        self.validate_inputs(x, y, names=("x", "y"), batch_dims=2)
+        chol, w = self.factor()
+        precise = self._precise_factor(x.dtype)
+        if precise is not None:
+            precise = (precise[0].to(x.device), precise[1].to(x.device))
+        return rmath.cdist(x, y, chol.to(x), w.to(x), precise=precise)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -462,8 +527,8 @@ class _LearnableRanders(Randers):
 
     def _chol_factor(self) -> torch.Tensor:
         """Full rank: the lower-triangular factor `L` (diagonal `softplus + eps`), `a = L L^T`."""
-        raw = self.chol_raw
-        return torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + self.eps)
+        # built in one pass, its gradient too (`finslerlib.manifolds._cholesky.lower_factor`)
+        return lower_factor(self.chol_raw, self.eps)
 
     def _diag(self) -> torch.Tensor:
         """Diagonal `d + ridge` of the diagonal-plus-low-rank `a`."""
@@ -485,12 +550,10 @@ class _LearnableRanders(Randers):
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
 
-    def _factor_product(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`(x @ L, w)` for rows `x` `[B, D]` (full rank; `None` for `rank=r`), the product fused
-        with building `L` (`finslerlib.manifolds._cholesky.factor_rows`)."""
-        if self.rank is not None:
-            return None
-        return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rank is None:  # fused with building L (`finslerlib.manifolds._cholesky.factor_rows`)
+            return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+        return super().factor_rows(x)
 
     def factor(self):
         if self.rank is None:

@@ -48,10 +48,11 @@ import math
 
 import torch
 
-from finslerlib.math.pairwise import safe_div, safe_sqrt
+from finslerlib.math.pairwise import block_rows, coincident_pairs, safe_div, safe_sqrt
 from finslerlib.math.validation import value_checks_enabled
 
 __all__ = [
+    "transport",
     "boundary_margin",
     "gap",
     "check_inside",
@@ -132,6 +133,12 @@ def check_inside(x: torch.Tensor, *, radius: float = 1.0, name: str = "x") -> No
         ValueError: x: 1 of 2 point(s) not strictly inside the Funk ball of radius 1: largest norm 5 ...
     """
     if not value_checks_enabled():
+        return
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # in a traced graph the check is an assertion op (a RuntimeError when it fails)
+        inside = ((x.detach() * x.detach()).sum(-1) < radius * radius).all()
+        message = f"{name}: a point is not strictly inside the Funk ball of radius {radius:g}"
+        torch._assert_async(inside, message)
         return
     with torch.no_grad():
         sq = (x.detach() * x.detach()).sum(-1)
@@ -379,13 +386,15 @@ def dist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, keepdim: bool
 def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: bool = False) -> torch.Tensor:
     r"""All forward distances `[..., i, j]` $= d(x_i \to y_j)$ from one matmul (no `[N, M, D]` tensor).
 
-    With $G = x y^\top$ and $w = R^2 - G$:
-    $d(x_i \to y_j) = \log\big((w + \sqrt{w^2 - Q_{x_i} Q_{y_j}}) / Q_{y_j}\big)$.
-    `reverse=True` divides by $Q_{x_i}$ instead: $d(y_j \to x_i)$ (the reverse metric).
-    Like every Gram-matrix distance, entries for nearly equal points carry an absolute error of
-    order $\sqrt{\text{eps}} / Q$; use `dist` when those matter. Without autograd the
-    elementwise work runs in place (a fast path), otherwise out of place with finite gradients at
-    $x_i = y_j$.
+    With $w = R^2 - x \cdot y$ and $v = w / \sqrt{Q_{x_i} Q_{y_j}} \ge 1$:
+    $d(x_i \to y_j) = \log\big((w + \sqrt{w^2 - Q_{x_i} Q_{y_j}}) / Q_{y_j}\big)
+    = \operatorname{arccosh} v + \tfrac12 \log Q_{x_i} - \tfrac12 \log Q_{y_j}$.
+    `reverse=True` swaps the last two terms: $d(y_j \to x_i)$ (the reverse metric).
+    For 2-D inputs $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are
+    extra columns), the rest runs in place on cache-sized blocks, and the backward is written by
+    hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Like every Gram-matrix distance, entries
+    for nearly equal points carry an absolute error of order $\sqrt{\text{eps}} / Q$ (use `dist`
+    when those matter); coincident points give exactly 0 with a finite gradient.
 
     Args:
         x: Tensor, shape `[..., N, D]`.
@@ -401,23 +410,106 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
         tensor([[0.0000, 0.6931],
                 [0.4055, 0.0000]])
     """
+    if x.dim() == 2 and y.dim() == 2:
+        return _FunkCdist.apply(x, y, float(radius), bool(reverse))
+    return _composite_cdist(x, y, radius, reverse)
+
+
+def _composite_cdist(x, y, radius, reverse):
+    """Batched inputs: the same formula from broadcast torch operations."""
     r2 = radius * radius
     qx = gap(x, radius=radius, keepdim=True)  # [..., N, 1]
     qy = gap(y, radius=radius, keepdim=True).mT  # [..., 1, M]
     den = qx if reverse else qy
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
-    if needs_grad:
-        w = r2 - x @ y.mT
-        s = safe_sqrt(w * w - qx * qy)
-        return torch.log((w + s) / den).clamp_min(0.0)
-    if x.dim() == 2 and y.dim() == 2:
-        w = torch.addmm(x.new_full((1, 1), r2), x, y.mT, alpha=-1.0)
-        s = torch.mul(w, w).addr_(qx.squeeze(-1), qy.squeeze(-2), alpha=-1.0)
-    else:
-        w = (x @ y.mT).neg_().add_(r2)
-        s = torch.mul(w, w).sub_(qx * qy)
-    s.clamp_min_(0.0).sqrt_().add_(w)
-    return s.div_(den).log_().clamp_min_(0.0)
+    w = r2 - x @ y.mT
+    s = safe_sqrt(w * w - qx * qy)
+    return torch.log((w + s) / den).clamp_min(0.0)
+
+
+class _FunkCdist(torch.autograd.Function):
+    """Fused forward/backward of `cdist` for 2-D inputs (see there)."""
+
+    @staticmethod
+    def forward(ctx, x, y, radius, reverse):
+        r2 = radius * radius
+        qx, qy = gap(x, radius=radius), gap(y, radius=radius)
+        rx, ry = qx.rsqrt(), qy.rsqrt()
+        # v_ij = [x_i rx_i, R^2 rx_i] . [-y_j ry_j, ry_j]
+        xa = torch.cat([x * rx.unsqueeze(1), (r2 * rx).unsqueeze(1)], 1)
+        ya = torch.cat([y * -ry.unsqueeze(1), ry.unsqueeze(1)], 1)
+        # +-(log Q_x / 2 - log Q_y / 2): a rank-2 product added in place
+        lx, ly = qx.log().mul_(0.5), qy.log().mul_(0.5)
+        sign = -1.0 if reverse else 1.0
+        la = torch.stack([lx * sign, torch.ones_like(lx)], 1)
+        lb = torch.stack([torch.ones_like(ly), ly * -sign], 0)
+        n, m = x.shape[0], y.shape[0]
+        out = torch.empty(n, m, dtype=xa.dtype, device=xa.device)
+        keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
+        sh = torch.empty_like(out) if keep else None
+        step = block_rows(n, m, out.device)
+        scratch = torch.empty(min(step, n), m, dtype=out.dtype, device=out.device) if sh is None else None
+        minus_one = torch.full((), -1.0, dtype=out.dtype, device=out.device)
+        for i in range(0, n, step):
+            blk = out[i : i + step]
+            torch.mm(xa[i : i + step], ya.mT, out=blk)
+            root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
+            # sqrt(v^2 - 1) = sinh(arccosh v); v^2 - 1 in one pass
+            torch.addcmul(minus_one, blk, blk, out=root).clamp_min_(0.0).sqrt_()
+            blk.add_(root).log_().addmm_(la[i : i + step], lb).clamp_min_(0.0)
+        if not torch.compiler.is_compiling():
+            pairs = coincident_pairs(x, y)
+            out[pairs] = 0.0
+            if sh is not None:
+                sh[pairs] = 0.0
+        ctx.radius, ctx.sign = radius, sign
+        ctx.save_for_backward(x, y, sh)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, sh = ctx.saved_tensors
+        radius, sign = ctx.radius, ctx.sign
+        if torch.is_grad_enabled():
+            # double backward: differentiate the composite formula (only on this rare path)
+            wanted = [t for t in (x, y) if t.requires_grad]
+            f = _composite_cdist(x, y, radius, sign < 0)
+            grads = iter(torch.autograd.grad(f, wanted, grad, create_graph=True))
+            grad_x = next(grads) if x.requires_grad else None
+            grad_y = next(grads) if y.requires_grad else None
+            return grad_x, grad_y, None, None
+        # with s = sqrt(Q_x Q_y) sinh and A = grad / s (0 where s = 0), d/dx_i sums
+        # A_ij (w_ij x_i / Q_x_i - y_j) - sign grad_ij x_i / Q_x_i, and symmetrically for y
+        r2 = radius * radius
+        qx, qy = gap(x, radius=radius), gap(y, radius=radius)
+        rx, ry = qx.rsqrt(), qy.rsqrt()
+        xa = torch.cat([x * rx.unsqueeze(1), rx.unsqueeze(1)], 1)
+        ya = torch.cat([y * ry.unsqueeze(1), ry.unsqueeze(1)], 1)
+        n, m = grad.shape
+        ay = torch.empty(n, ya.shape[1], dtype=xa.dtype, device=xa.device)
+        ax = torch.zeros(m, xa.shape[1], dtype=xa.dtype, device=xa.device)
+        rows = torch.empty(n, dtype=xa.dtype, device=xa.device)
+        cols = torch.zeros(m, dtype=xa.dtype, device=xa.device)
+        step = block_rows(n, m, grad.device)
+        scratch = torch.empty(min(step, n), m, dtype=xa.dtype, device=xa.device)
+        for i in range(0, n, step):
+            g_blk, s_blk = grad[i : i + step], sh[i : i + step]
+            # grad / 0 (coincident points) gives inf or nan: 0 there
+            a = torch.div(g_blk, s_blk, out=scratch[: g_blk.shape[0]]).nan_to_num_(0.0, 0.0, 0.0)
+            torch.mm(a, ya, out=ay[i : i + step])
+            ax.addmm_(a.mT, xa[i : i + step])
+            torch.sum(g_blk, 1, out=rows[i : i + step])
+            cols.add_(g_blk.sum(0))
+        ay.mul_(rx.unsqueeze(1))  # [A y, row sums of A]
+        ax.mul_(ry.unsqueeze(1))  # [A^T x, column sums of A]
+        ay_, ax_ = ay[:, :-1], ax[:, :-1]
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:
+            coef = (r2 * ay[:, -1] - (x * ay_).sum(1) - sign * rows) / qx
+            grad_x = x * coef.unsqueeze(1) - ay_
+        if ctx.needs_input_grad[1]:
+            coef = (r2 * ax[:, -1] - (y * ax_).sum(1) + sign * cols) / qy
+            grad_y = y * coef.unsqueeze(1) - ax_
+        return grad_x, grad_y, None, None
 
 
 def hilbert_dist(
@@ -602,3 +694,39 @@ def from_poincare(p: torch.Tensor, *, radius: float = 1.0) -> torch.Tensor:
         tensor([0.8000, 0.0000])
     """
     return (2.0 * radius) * p / (1.0 + (p * p).sum(-1, keepdim=True))
+
+
+def transport(
+    x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, radius: float = 1.0, reverse: bool = False
+) -> torch.Tensor:
+    r"""Closed-form parallel transport on the Funk ball along $t \mapsto \exp_x(t u)$, $t \in [0, 1]$.
+
+    $U(1) = e^{-\sigma F_0/2}\, v + \frac{c}{F_0^2}\big(e^{-\sigma F_0} - e^{-\sigma F_0/2}\big)\, u$,
+    $F_0 = F(x, u)$, $c = g_u(u, v)$, $\sigma = 1$ (for the reverse metric $F(x, -v)$, whose
+    spray is $-\tfrac12 \tilde F y$: $\sigma = -1$ with $\tilde F$, $\tilde g$). From
+    $G = \tfrac{\sigma}{2} F y$ (the Funk ball is projectively flat) and $g_{\dot\gamma}(\dot\gamma, U) = c$
+    constant along the geodesic.
+
+    Args:
+        x: Tensor, shape `[..., D]`, points in the ball.
+        u: Tensor, shape `[..., D]`.
+        v: Tensor, shape `[..., D]`.
+        radius: ball radius.
+        reverse: the reverse Funk metric.
+
+    Returns:
+        Tensor, shape `[..., D]`.
+
+    Example:
+        >>> x, u = torch.zeros(2), torch.tensor([1.0, 0.0])
+        >>> transport(x, u, u)  # the velocity at exp_x(u): e^{-F} u
+        tensor([0.3679, 0.0000])
+    """
+    sign = -1.0 if reverse else 1.0
+    us = sign * u
+    f0 = norm(x, us, radius=radius, keepdim=True)
+    c = (legendre(x, us, radius=radius) * v).sum(-1, keepdim=True) * sign
+    half = torch.exp(-0.5 * sign * f0)
+    # (e^{-s F} - e^{-s F/2}) / F^2 = e^{-s F/2} expm1(-s F/2) / F^2, finite as F -> 0 with c = O(F)
+    coeff = safe_div(c * half * torch.expm1(-0.5 * sign * f0), f0 * f0)
+    return half * v + coeff * u

@@ -1,7 +1,9 @@
 r"""Zermelo navigation over a Riemannian base, and the exact geodesics of Killing winds.
 
-Pure tensor functions (no classes, no state). The base is named by `kind` and `k` as in
-`finslerlib.math.riemannian`, whose inner products, exponential and logarithm these functions use.
+Pure tensor functions (no state). The Riemannian base is an argument `base`: any object with the
+methods of `finslerlib.manifolds.domains.Domain` these functions call (`inner`, `dist`, `expmap`,
+`logmap`, `dist_slope`, and for quadrics `has_form`, `form_covector`, `form_chord`,
+`form_distance`); this module imports none of them.
 
 The navigation norm, with $\lambda = 1 - |W|_h^2$ and $t = \langle W, v\rangle_h$:
 $F(v) = (\sqrt{\lambda |v|_h^2 + t^2} - t)/\lambda$, evaluated as $|v|_h^2 / (s + t)$ when $t > 0$
@@ -17,17 +19,8 @@ from typing import NamedTuple
 
 import torch
 
+from finslerlib.math.elementary import rowsum
 from finslerlib.math.pairwise import safe_div, safe_sqrt
-from finslerlib.math.riemannian import (
-    _dot,
-    _j,
-    _minkowski,
-    base_dist,
-    base_expmap,
-    base_logmap,
-    inner,
-    rowsum,
-)
 
 __all__ = [
     "norm",
@@ -38,6 +31,7 @@ __all__ = [
     "Spectrum",
     "reduce_spectrum",
     "killing_arrival_time",
+    "failure_message",
     "killing_distance",
     "killing_expmap",
     "killing_logmap",
@@ -138,7 +132,7 @@ class ArrivalTime(NamedTuple):
         time: the root $T = d(x \\to y)$.
         residual: $|d_h(x, \\varphi_{-T} y) - T|$ at the returned root.
         tolerance: the residual bound the pair had to meet.
-        converged: bool, `residual <= tolerance`.
+        converged: bool, `residual <= tolerance` or the root bracketed within `tolerance`.
         iterations: the number of iterations run.
     """
 
@@ -147,14 +141,6 @@ class ArrivalTime(NamedTuple):
     tolerance: torch.Tensor
     converged: torch.Tensor
     iterations: int
-
-
-def _slope(kind, k, x, z, d, wind_z):
-    """The T-slope $\\langle \\log_z x, W(z)\\rangle_h / d$ of $d_h(x, z)$ at $z = \\varphi_{-T} y$."""
-    if kind == "sphere":
-        # log_z x = d / sin d (x - <x, z> z) and <z, W(z)> = 0
-        return safe_div(_dot(x, wind_z, False), torch.sin(d))
-    return safe_div(inner(kind, k, z, base_logmap(kind, k, z, x), wind_z), d)
 
 
 class Spectrum(NamedTuple):
@@ -213,32 +199,27 @@ def reduce_spectrum(lam: torch.Tensor, vec: torch.Tensor, inv: torch.Tensor) -> 
     )
 
 
-def _scalar_distance(kind, k, s_delta, ds, q0):
-    r"""Distance and its T-slope on the sphere / hyperboloid from the bilinear form's increment.
+def _step(t, g, slope, lo, hi, smin, smax, g_prev):
+    """One safeguarded Newton step per pair: `(t_new, lo, hi)`.
 
-    `s_delta` = $s(T) - s(0)$ and `ds` = $s'(T)$ for $s(T) = \langle x, \varphi_{-T} y\rangle$ (Euclidean
-    on the sphere, Minkowski on the hyperboloid); `q0` the chord term at $T = 0$ (accurate).
+    The bracket shrinks to the side of the root that `g`'s sign shows; the Newton step (slope
+    clamped to its known bounds) is taken when it lands strictly inside the bracket and the last
+    step at least halved $|g|$; otherwise the bracket's midpoint (bisection). So the bracket
+    halves at least every other step: convergence for every pair, fast (quadratic) near the root.
     """
-    if kind == "sphere":
-        # cos d = 1 - q with q = |x - z|^2 / 2; sin(d/2) = sqrt(q/2), cos(d/2) = sqrt(1 - q/2)
-        half = 0.5 * (q0 - s_delta).clamp(0.0, 2.0)
-        sin_h, cos_h = torch.sqrt(half), torch.sqrt(1.0 - half)
-        d = 2.0 * torch.atan2(sin_h, cos_h)
-        slope = -0.5 * ds / (sin_h * cos_h).clamp_min(torch.finfo(half.dtype).tiny)
-        return d, slope
-    # cosh(d / sqrt k) = 1 + q with q = |x - z|_L^2 / (2k)
-    q = (q0 - s_delta / k).clamp_min(0.0)
-    rk = k**0.5
-    d = 2.0 * rk * torch.asinh(torch.sqrt(0.5 * q))
-    slope = (-ds / rk) / torch.sqrt(q * (q + 2.0)).clamp_min(torch.finfo(q.dtype).tiny)
-    return d, slope
+    lo = torch.where(g > 0, t, lo)
+    hi = torch.where(g < 0, t, hi)
+    newton = t - g / torch.clamp(slope - 1.0, min=smin, max=smax)
+    slow = g.abs() > 0.5 * g_prev.abs()
+    take = (newton > lo) & (newton < hi) & ~slow
+    return torch.where(take, newton, 0.5 * (lo + hi)), lo, hi
 
 
-def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime:
-    """`killing_arrival_time` on the sphere / hyperboloid with a `Spectrum`: per-pair state `[B, 1]`."""
+def _scalar_arrival(base, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime:
+    """`killing_arrival_time` on a quadric base with a `Spectrum`: per-pair state `[B, 1]`."""
     eps = torch.finfo(x.dtype).eps
     w = w.unsqueeze(-1)
-    gx = x if kind == "sphere" else _j(x)
+    gx = base.form_covector(x)
     # c_i = (V^T G x)_i (V^{-1} y)_i in real arithmetic (no complex copies of the points)
     m = spec.lam_a.shape[0]
     xl, yr = gx @ spec.left.to(x.dtype), y @ spec.right.to(x.dtype)
@@ -250,18 +231,19 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
     def total(t):
         return t if single else rowsum(t, keepdim=True)
 
-    diff = x - y
-    q0 = 0.5 * (_dot(diff, diff) if kind == "sphere" else _minkowski(diff, diff) / k)
-    d0, s0 = _scalar_distance(kind, k, torch.zeros_like(q0), -total(a * cr - b * ci), q0)
+    q0 = base.form_chord(x, y)
+    d0, s0 = base.form_distance(q0, torch.zeros_like(q0), -total(a * cr - b * ci))
     lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
     smin, smax = -(1.0 + w), -(1.0 - w)
     tol = 64.0 * eps * (1.0 + hi)
+    # the first-order expansion of the arrival time in the wind: T = d0 / (1 - s0)
     t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
     g = torch.zeros_like(d0)
     done = d0 == 0
     # rotations: s(T) - s(0) = sum cr (cos bT - 1) + ci sin bT, s'(T) = sum b (ci cos bT - cr sin bT)
     state = {"cr": cr, "ci": ci, "cr2": -2.0 * cr, "bci": b * ci, "bci2": 2.0 * b * ci, "bcr": b * cr,
-             "q0": q0, "lo": lo, "hi": hi, "smin": smin, "smax": smax, "tol": tol, "t": t}
+             "q0": q0, "lo": lo, "hi": hi, "smin": smin, "smax": smax, "tol": tol, "t": t,
+             "gp": torch.full_like(t, float("inf"))}
     # large batches: once most pairs have converged, iterate on the others only
     full = {"t": t.clone(), "g": g.clone(), "done": done.clone()}
     sel = None
@@ -285,9 +267,11 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
             rc = cr_ * (1.0 + cm1) + ci_ * sn  # Re(c e^{-ibT})
             s_delta = total(cr_ * (em * (1.0 + cm1) + cm1) + ci_ * e * sn)
             ds = -total(e * (a * rc + b * (cr_ * sn - ci_ * (1.0 + cm1))))
-        d, slope = _scalar_distance(kind, k, s_delta, ds, st["q0"])
+        d, slope = base.form_distance(st["q0"], s_delta, ds)
         g = d - t
-        done = g.abs() <= st["tol"]
+        # converged: the residual is within tolerance, or the root is bracketed that tightly
+        # (near the cut locus, d_h's rounding error can exceed the residual tolerance)
+        done = (g.abs() <= st["tol"]) | (st["hi"] - st["lo"] <= st["tol"])
         active = ~done
         n_active = int(active.sum())
         if n_active == 0 or (compact and 4 * n_active < t.shape[0]):
@@ -300,11 +284,9 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
             state = {key: val[idx] for key, val in state.items()}
             t, g = t[idx], g[idx]
             slope, st = slope[idx], state
-        # converged pairs take one more (tiny) Newton step: cheaper than masking them
-        st["lo"] = torch.where(g > 0, t, st["lo"])
-        st["hi"] = torch.where(g < 0, t, st["hi"])
-        step = g / torch.clamp(slope - 1.0, min=st["smin"], max=st["smax"])
-        st["t"] = torch.clamp(t - step, min=st["lo"], max=st["hi"])
+        # converged pairs take one more (tiny) step: cheaper than masking them
+        st["t"], st["lo"], st["hi"] = _step(t, g, slope, st["lo"], st["hi"], st["smin"], st["smax"], st["gp"])
+        st["gp"] = g
     else:
         where = slice(None) if sel is None else sel
         full["t"][where], full["g"][where], full["done"][where] = t, g, done  # t where g was measured
@@ -313,8 +295,7 @@ def _scalar_arrival(kind, k, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalT
 
 
 def killing_arrival_time(
-    kind: str,
-    k: float,
+    base,
     x: torch.Tensor,
     y: torch.Tensor,
     wind: Callable[[torch.Tensor], torch.Tensor],
@@ -328,18 +309,23 @@ def killing_arrival_time(
 
     $g(T) = d_h(x, \varphi_{-T} y) - T$ is strictly decreasing: the flow moves $y$ at $h$-speed
     $|W(y)|_h = w < 1$ (constant along the orbit), so $g' \in [-1 - w, -1 + w]$; the root is unique
-    and bracketed by $[d_0/(1 + w), d_0/(1 - w)]$, $d_0 = d_h(x, y)$. Newton steps with the
-    closed-form slope (clamped to those bounds), kept inside the bracket; a pair converges when
-    $|g(T)| \le 64\,\varepsilon\,(1 + d_0/(1 - w))$.
+    and bracketed by $[d_0/(1 + w), d_0/(1 - w)]$, $d_0 = d_h(x, y)$. A safeguarded Newton
+    iteration: Newton steps with the closed-form slope (clamped to those bounds) when they land
+    inside the bracket and the previous step halved $|g|$, else bisection; it converges for every
+    pair. The start is the first-order expansion in the wind, $T = d_0 / (1 - s_0)$ with $s_0$ the
+    slope of $d_h(x, \varphi_{-T} y)$ at $T = 0$. A pair converges when
+    $|g(T)| \le \tau = 64\,\varepsilon\,(1 + d_0/(1 - w))$, or when the bracket around the root
+    is narrower than $\tau$ (then $|T - T^*| \le \tau$; near the cut locus the rounding error of
+    $d_h$ can exceed $\tau$).
 
     With `spectral`, the reduced eigen-decomposition of a linear flow's generator (`Spectrum`), on
-    the sphere and the hyperboloid the iteration is scalar per pair: $s(T) = \langle x, e^{-TA} y\rangle
-    = s(0) + \mathrm{Re} \sum_i c_i\, \mathrm{expm1}(-T\lambda_i)$, $c_i = (V^\top G x)_i (V^{-1} y)_i$,
-    and $d_h$ follows from the accurate chord at $T = 0$ plus this increment (no cancellation).
+    a quadric base (`base.has_form`: the sphere, the hyperboloid) the iteration is scalar per pair:
+    $s(T) = \langle x, e^{-TA} y\rangle_G = s(0) + \mathrm{Re} \sum_i c_i\, \mathrm{expm1}(-T\lambda_i)$,
+    $c_i = (V^\top G x)_i (V^{-1} y)_i$, and $d_h$ follows from the accurate chord at $T = 0$ plus
+    this increment (no cancellation).
 
     Args:
-        kind: one of `KINDS`.
-        k: the curvature parameter.
+        base: the Riemannian base (a `finslerlib.manifolds.domains.Domain`).
         x: Tensor, shape `[B, N]`, sources.
         y: Tensor, shape `[B, N]`, targets.
         wind: `x -> W(x)`, shape `[B, N]`.
@@ -352,11 +338,12 @@ def killing_arrival_time(
         `ArrivalTime` with fields of shape `[B]`.
 
     Example:
+        >>> from finslerlib.manifolds.domains import EuclideanDomain
         >>> A = torch.tensor([[0.0, -0.5], [0.5, 0.0]], dtype=torch.float64)
         >>> flow = lambda t, y: (torch.linalg.matrix_exp(t[:, None, None] * A) @ y[..., None])[..., 0]
         >>> x = torch.tensor([[0.2, 0.0]], dtype=torch.float64)
         >>> y = torch.tensor([[0.0, 0.8]], dtype=torch.float64)
-        >>> r = killing_arrival_time("euclidean", 0.0, x, y, lambda p: p @ A.T, flow)
+        >>> r = killing_arrival_time(EuclideanDomain(2), x, y, lambda p: p @ A.T, flow)
         >>> bool(r.converged), round(r.time.item(), 6)
         (True, 0.750178)
     """
@@ -365,50 +352,57 @@ def killing_arrival_time(
         eps = torch.finfo(x.dtype).eps
         if speed_y is None:
             wy = wind(y)
-            speed_y = safe_sqrt(inner(kind, k, y, wy, wy))
+            speed_y = safe_sqrt(base.inner(y, wy, wy))
         w = speed_y.detach().clamp(max=1.0 - eps)
-        scalar = spectral is not None and kind in ("sphere", "lorentz")
-        if scalar:
-            return _scalar_arrival(kind, k, x, y, w, spectral, max_iter)
-        d0 = base_dist(kind, k, x, y)
+        if spectral is not None and base.has_form:
+            return _scalar_arrival(base, x, y, w, spectral, max_iter)
+        d0 = base.dist(x, y)
         lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
         # g' lies in [-(1 + w), -(1 - w)]: Newton slopes are clamped to it
         smin, smax = -(1.0 + w), -(1.0 - w)
         tol = 64.0 * eps * (1.0 + hi)
         # first Newton step from T = 0, where g = d0 and the slope is known at z = y
-        s0 = _slope(kind, k, x, y, d0, wind(y))
+        s0 = base.dist_slope(x, y, d0, wind(y))
         t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
         done = d0 == 0
         g = torch.zeros_like(d0)
+        g_prev = torch.full_like(d0, float("inf"))
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007
             z = flow(-t, y)
-            d = base_dist(kind, k, x, z)
-            slope = _slope(kind, k, x, z, d, wind(z))
+            d = base.dist(x, z)
+            slope = base.dist_slope(x, z, d, wind(z))
             g = d - t
-            done = done | (g.abs() <= tol)
+            done = done | (g.abs() <= tol) | (hi - lo <= tol)
             if bool(done.all()):
                 break
-            lo = torch.where(g > 0, t, lo)
-            hi = torch.where(g < 0, t, hi)
-            new = t - g / torch.clamp(slope - 1.0, min=smin, max=smax)
-            t = torch.where(done, t, torch.clamp(new, min=lo, max=hi))
-        residual = g.abs()
+            new, lo, hi = _step(t, g, slope, lo, hi, smin, smax, g_prev)
+            g_prev = g
+            t = torch.where(done, t, new)
+        residual = torch.where(d0 == 0, torch.zeros_like(g), g.abs())
         return ArrivalTime(t, residual, tol, done, it)
 
 
-def _check_converged(sol: ArrivalTime) -> None:
-    if not bool(sol.converged.all()):
-        i = (~sol.converged).nonzero()[0, 0]
-        raise RuntimeError(
-            f"Killing-wind arrival time did not converge for {(~sol.converged).sum().item()} pairs "
-            f"(first: residual {sol.residual[i].item():.3g} > tolerance {sol.tolerance[i].item():.3g} "
-            f"after {sol.iterations} iterations)"
-        )
+def failure_message(sol: ArrivalTime) -> str | None:
+    """`None` when every pair converged, else a message naming the first failure.
+
+    Example:
+        >>> r = ArrivalTime(torch.ones(1), torch.zeros(1), torch.ones(1), torch.ones(1, dtype=torch.bool), 3)
+        >>> failure_message(r) is None
+        True
+    """
+    if bool(sol.converged.all()):
+        return None
+    i = (~sol.converged).nonzero()[0, 0]
+    return (
+        f"Killing-wind arrival time did not converge for {(~sol.converged).sum().item()} pairs "
+        f"(first: residual {sol.residual[i].item():.3g} > tolerance {sol.tolerance[i].item():.3g} "
+        f"after {sol.iterations} iterations)"
+    )
 
 
 def killing_distance(
-    kind, k, x, y, wind, flow, *, max_iter: int = 100, speed_y=None, spectral=None
+    base, x, y, wind, flow, *, max_iter: int = 100, speed_y=None, spectral=None, on_failure: str = "raise"
 ) -> torch.Tensor:
     r"""Forward distance $d(x \to y) = T$ for a Killing wind, differentiable by the implicit
     function theorem: $dT = -\,dG / \partial_T G$ with $G = d_h(x, \varphi_{-T} y) - T$.
@@ -417,8 +411,7 @@ def killing_distance(
     through the iterations; they are finite (zero) at $x = y$.
 
     Args:
-        kind: one of `KINDS`.
-        k: the curvature parameter.
+        base: the Riemannian base (a `finslerlib.manifolds.domains.Domain`).
         x: Tensor, shape `[B, N]`.
         y: Tensor, shape `[B, N]`.
         wind: `x -> W(x)`.
@@ -426,47 +419,52 @@ def killing_distance(
         max_iter: iteration cap of the root find.
         speed_y: optional $|W(y)|_h$, shape `[B]`.
         spectral: optional eigen-decomposition of a linear flow (see `killing_arrival_time`).
+        on_failure: `"raise"` (`RuntimeError`) or `"nan"` (NaN for pairs that did not converge).
 
     Returns:
         Tensor, shape `[B]`.
 
     Raises:
-        RuntimeError: a pair did not converge (cannot happen for points where $|W|_h < 1$).
+        RuntimeError: a pair did not converge and `on_failure="raise"`.
 
     Example:
+        >>> from finslerlib.manifolds.domains import EuclideanDomain
         >>> A = torch.tensor([[0.0, -0.5], [0.5, 0.0]], dtype=torch.float64)
         >>> flow = lambda t, y: (torch.linalg.matrix_exp(t[:, None, None] * A) @ y[..., None])[..., 0]
         >>> x = torch.tensor([[0.2, 0.0]], dtype=torch.float64, requires_grad=True)
         >>> y = torch.tensor([[0.0, 0.8]], dtype=torch.float64)
-        >>> killing_distance("euclidean", 0.0, x, y, lambda p: p @ A.T, flow).backward()
+        >>> killing_distance(EuclideanDomain(2), x, y, lambda p: p @ A.T, flow).backward()
         >>> x.grad.shape
         torch.Size([1, 2])
     """
-    sol = killing_arrival_time(
-        kind, k, x, y, wind, flow, max_iter=max_iter, speed_y=speed_y, spectral=spectral
-    )
-    _check_converged(sol)
+    if on_failure not in ("raise", "nan"):
+        raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
+    sol = killing_arrival_time(base, x, y, wind, flow, max_iter=max_iter, speed_y=speed_y, spectral=spectral)
+    message = failure_message(sol)
     t = sol.time
+    if message is not None:
+        if on_failure == "raise":
+            raise RuntimeError(message)
+        t = torch.where(sol.converged, t, torch.full_like(t, float("nan")))
     if not torch.is_grad_enabled():
         return t
     z = flow(-t, y)
-    g = base_dist(kind, k, x, z) - t
+    g = base.dist(x, z) - t
     if not g.requires_grad:
         return t
     with torch.no_grad():
         zd = z.detach()
-        d = base_dist(kind, k, x.detach(), zd)
-        slope = _slope(kind, k, x.detach(), zd, d, wind(zd)) - 1.0
+        d = base.dist(x.detach(), zd)
+        slope = base.dist_slope(x.detach(), zd, d, wind(zd)) - 1.0
         slope = torch.where((d > 0) & (slope < 0), slope, -torch.ones_like(slope))
     return t - (g - g.detach()) / slope
 
 
-def killing_expmap(kind, k, x, v, wind_x, f, flow) -> torch.Tensor:
+def killing_expmap(base, x, v, wind_x, f, flow) -> torch.Tensor:
     r"""Exact exponential map of a Killing wind: $\varphi_{F}(\exp^h_x(v - F\, W(x)))$, $F = F(x, v)$.
 
     Args:
-        kind: one of `KINDS`.
-        k: the curvature parameter.
+        base: the Riemannian base (a `finslerlib.manifolds.domains.Domain`).
         x: Tensor, shape `[B, N]`.
         v: Tensor, shape `[B, N]`, tangent.
         wind_x: Tensor, shape `[B, N]`, $W(x)$.
@@ -477,21 +475,21 @@ def killing_expmap(kind, k, x, v, wind_x, f, flow) -> torch.Tensor:
         Tensor, shape `[B, N]`.
 
     Example:
+        >>> from finslerlib.manifolds.domains import EuclideanDomain
         >>> flow = lambda t, y: y + t[:, None] * torch.tensor([0.5, 0.0])
         >>> wind = torch.tensor([[0.5, 0.0]])
-        >>> killing_expmap("euclidean", 0.0, torch.zeros(1, 2), torch.tensor([[1.5, 0.0]]), wind,
+        >>> killing_expmap(EuclideanDomain(2), torch.zeros(1, 2), torch.tensor([[1.5, 0.0]]), wind,
         ...                torch.tensor([1.0]), flow)
         tensor([[1.5000, 0.0000]])
     """
-    return flow(f, base_expmap(kind, k, x, v - f.unsqueeze(-1) * wind_x))
+    return flow(f, base.expmap(x, v - f.unsqueeze(-1) * wind_x))
 
 
-def killing_logmap(kind, k, x, y, t, wind_x, flow) -> torch.Tensor:
+def killing_logmap(base, x, y, t, wind_x, flow) -> torch.Tensor:
     r"""Exact logarithm of a Killing wind: $\log^h_x(\varphi_{-T} y) + T\, W(x)$, $T = d(x \to y)$.
 
     Args:
-        kind: one of `KINDS`.
-        k: the curvature parameter.
+        base: the Riemannian base (a `finslerlib.manifolds.domains.Domain`).
         x: Tensor, shape `[B, N]`.
         y: Tensor, shape `[B, N]`.
         t: Tensor, shape `[B]`, the distance (from `killing_distance`, carrying its gradient).
@@ -502,9 +500,10 @@ def killing_logmap(kind, k, x, y, t, wind_x, flow) -> torch.Tensor:
         Tensor, shape `[B, N]`.
 
     Example:
+        >>> from finslerlib.manifolds.domains import EuclideanDomain
         >>> flow = lambda t, y: y + t[:, None] * torch.tensor([0.5, 0.0])
-        >>> killing_logmap("euclidean", 0.0, torch.zeros(1, 2), torch.tensor([[1.5, 0.0]]),
+        >>> killing_logmap(EuclideanDomain(2), torch.zeros(1, 2), torch.tensor([[1.5, 0.0]]),
         ...                torch.tensor([1.0]), torch.tensor([[0.5, 0.0]]), flow)
         tensor([[1.5000, 0.0000]])
     """
-    return base_logmap(kind, k, x, flow(-t, y)) + t.unsqueeze(-1) * wind_x
+    return base.logmap(x, flow(-t, y)) + t.unsqueeze(-1) * wind_x

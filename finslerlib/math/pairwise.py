@@ -16,6 +16,9 @@ __all__ = [
     "pairwise_sqdist",
     "pairwise_dist",
     "pairwise_randers",
+    "gram_tolerance",
+    "coincident_pairs",
+    "block_rows",
 ]
 
 
@@ -77,7 +80,7 @@ def centre(x: torch.Tensor, y: torch.Tensor):
         (tensor([[-1.]]), tensor([[1.]]))
     """
     n, m = x.shape[-2], y.shape[-2]
-    c = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / (n + m)
+    c = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / max(n + m, 1)  # 0 when both are empty
     # detach: the shift cancels exactly in every difference, so it carries no gradient anyway
     c = c.detach()
     return x - c, y - c
@@ -175,42 +178,159 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _PairwiseDist.apply(x, y)
 
 
+def block_rows(n: int, m: int, device: torch.device) -> int:
+    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (8 MB in float32).
+
+    The elementwise passes after a Gram matmul then run on cached data instead of memory, in few
+    enough blocks that the per-operation overhead (and, on a busy machine, the wait for the
+    slowest thread of each parallel operation) stays small; on a GPU one block covers everything.
+
+    Args:
+        n: rows of the result.
+        m: columns of the result.
+        device: where the result lives.
+
+    Returns:
+        int, at least 1.
+
+    Example:
+        >>> block_rows(4096, 4096, torch.device("cpu"))
+        512
+    """
+    if device.type != "cpu":
+        return max(n, 1)
+    return max(1, min(n, (1 << 21) // max(m, 1)))
+
+
+def gram_tolerance(dtype: torch.dtype, rank: int) -> float:
+    r"""Relative bound $2 (R + 2)\,\varepsilon$ on the Gram error of $|t - s|^2$ against $|s|^2 + |t|^2$.
+
+    The standard bound for a dot product of $R + 2$ terms (the matmul's columns) against the sum
+    of their absolute values, at most $4 \max(|s|^2, |t|^2)$: a square distance below it is
+    compatible with 0.
+
+    Args:
+        dtype: floating dtype of the matmul.
+        rank: number of columns `R` of the points.
+
+    Returns:
+        float.
+
+    Example:
+        >>> gram_tolerance(torch.float64, 2) < 1e-14
+        True
+    """
+    return 2.0 * (rank + 2) * torch.finfo(dtype).eps
+
+
+def coincident_pairs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All index pairs `(i, j)` with `x[i] == y[j]` (every coordinate equal), without an `[N, M]` pass.
+
+    Rows are keyed by a fixed random projection in float64; pairs whose keys agree to rounding
+    are candidates (a sort and two binary searches), and the candidates are compared exactly.
+    Cost `O((N + M) D + (N + M) log M)`.
+
+    Args:
+        x: Tensor, shape `[N, D]`.
+        y: Tensor, shape `[M, D]`.
+
+    Returns:
+        `(rows, cols)`: int64 Tensors of equal length.
+
+    Example:
+        >>> coincident_pairs(torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([[2.0, 3.0]]))
+        (tensor([1]), tensor([0]))
+    """
+    with torch.no_grad():
+        x, y = x.detach(), y.detach()
+        empty = torch.zeros(0, dtype=torch.long, device=x.device)
+        if x.shape[0] == 0 or y.shape[0] == 0:
+            return empty, empty
+        gen = torch.Generator().manual_seed(20261207)
+        r = torch.rand(x.shape[-1], generator=gen, dtype=torch.float64).add_(0.5).to(x.device)
+        kx, ky = x.double() @ r, y.double() @ r
+        scale = torch.maximum(x.abs().amax(), y.abs().amax()).double() * r.sum()
+        tol = 64 * x.shape[-1] * torch.finfo(torch.float64).eps * scale
+        ky, order = torch.sort(ky)
+        lo = torch.searchsorted(ky, kx - tol)
+        hi = torch.searchsorted(ky, kx + tol, right=True)
+        counts = hi - lo
+        total = int(counts.sum())
+        if total == 0:
+            return empty, empty
+        rows = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), counts)
+        starts = torch.repeat_interleave(lo - torch.cumsum(counts, 0) + counts, counts)
+        cols = order[starts + torch.arange(total, device=x.device)]
+        same = (x[rows] == y[cols]).all(-1)
+        return rows[same], cols[same]
+
+
 class _PairwiseRanders(torch.autograd.Function):
     """Fused forward/backward of `pairwise_randers` (see there); 2-D inputs only."""
 
     @staticmethod
-    def forward(ctx, x, y, factor, w):
+    def forward(ctx, x, y, factor, w, exact):
         # centre on the common mean inside the kernel (t = (v - c) L = v L - c L, one fused
         # addmm each): no centred copies of the inputs are made or kept for backward
-        c = (x.sum(0) + y.sum(0)).div_(x.shape[0] + y.shape[0])
+        c = (x.sum(0) + y.sum(0)).div_(max(x.shape[0] + y.shape[0], 1))  # 0 when both are empty
         shift = (c @ factor).unsqueeze(0)
         xt = torch.addmm(shift, x, factor, beta=-1.0)
         yt = torch.addmm(shift, y, factor, beta=-1.0)
-        # squared norms via vector_norm: one read pass, no [N, R] temporary
-        y2 = torch.linalg.vector_norm(yt, dim=-1).square_()
         x2 = torch.linalg.vector_norm(xt, dim=-1).square_()
-        # |s_i|^2 + |t_j|^2 written once, then the Gram product accumulated into it in place
-        alpha = (x2.unsqueeze(1) + y2.unsqueeze(0)).addmm_(xt, yt.mT, alpha=-2.0)
-        alpha.clamp_min_(0.0).sqrt_()
-        out = (alpha + (yt @ w).unsqueeze(0)).sub_((xt @ w).unsqueeze(1))
-        ctx.save_for_backward(x, y, factor, w, c, xt, yt, alpha)
+        y2 = torch.linalg.vector_norm(yt, dim=-1).square_()
+        bx, by = xt @ w, yt @ w
+        ones_x, ones_y = torch.ones_like(x2), torch.ones_like(y2)
+        # |t_j - s_i|^2 = [s_i, |s_i|^2, 1] . [-2 t_j, 1, |t_j|^2]: the outer sums are two extra
+        # columns of the one matmul (as in torch.cdist), so no pass adds them
+        xa = torch.cat([xt, x2.unsqueeze(1), ones_x.unsqueeze(1)], 1)
+        ya = torch.cat([yt * -2.0, ones_y.unsqueeze(1), y2.unsqueeze(1)], 1)
+        # the drift w.t_j - w.s_i: a rank-2 product added in place (one pass)
+        bxa = torch.stack([-bx, ones_x], 1)
+        bya = torch.stack([ones_y, by], 0)
+        n, m = x.shape[0], y.shape[0]
+        out = torch.empty(n, m, dtype=xt.dtype, device=xt.device)
+        check = exact is not None and not torch.compiler.is_compiling()
+        # where -beta > 3 F (possible for |w| > 3/4 only) alpha + beta cancels: those entries
+        # are found block by block (rows first, by a row minimum) and recomputed
+        cancels = check and n > 0 and m > 0 and float(w.detach().norm()) > 0.75
+        step = block_rows(n, m, out.device)
+        if cancels:
+            beta_buf, margin_buf = torch.empty(2, min(step, n), m, dtype=out.dtype, device=out.device)
+        for i in range(0, n, step):
+            blk = out[i : i + step]
+            torch.mm(xa[i : i + step], ya.mT, out=blk)
+            blk.clamp_min_(0.0).sqrt_()
+            if not cancels:
+                blk.addmm_(bxa[i : i + step], bya)
+                continue
+            beta = torch.mm(bxa[i : i + step], bya, out=beta_buf[: blk.shape[0]])
+            margin = torch.mul(beta, 4.0, out=margin_buf[: blk.shape[0]]).add_(blk, alpha=3.0)
+            blk.add_(beta)
+            rows = (margin.amin(1) < 0).nonzero().squeeze(1)
+            if rows.numel():
+                sub, cols = (margin[rows] < 0).nonzero(as_tuple=True)
+                rows = rows[sub]
+                blk[rows, cols] = exact(rows + i, cols)
+        if check:
+            # coincident points: exactly 0 (the Gram form leaves rounding noise there)
+            out[coincident_pairs(x, y)] = 0.0
+        ctx.save_for_backward(x, y, factor, w, c, xt, yt, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad):
-        x, y, factor, w, c, xt, yt, alpha = ctx.saved_tensors
+    def backward(ctx, grad, *_):
+        x, y, factor, w, c, xt, yt, out = ctx.saved_tensors
         if torch.is_grad_enabled():
             # double backward: the saved intermediates carry no graph, so rebuild them as
             # differentiable functions of the inputs (only on this rare path)
             xt, yt = (x - c) @ factor, (y - c) @ factor
             alpha = safe_sqrt(pairwise_sqdist(xt, yt))
-        # alpha part: d|t_j - s_i| / ds_i = (s_i - t_j) / alpha_ij, and 0 where alpha is 0
-        g = (grad / alpha).masked_fill_(alpha == 0, 0.0)
-        # drift part: d(w.t_j - w.s_i) / ds_i = -w, summed over j (and the reverse for t_j)
-        rows, cols = grad.sum(1), grad.sum(0)
-        # in place on fresh buffers (their producers do not save them): no extra passes
-        grad_xt = (xt * g.sum(1, keepdim=True)).addr_(rows, w, alpha=-1.0).addmm_(g, yt, alpha=-1.0)
-        grad_yt = (yt * g.sum(0).unsqueeze(1)).addr_(cols, w).addmm_(g.mT, xt, alpha=-1.0)
+            g = safe_div(grad, alpha)
+            rows, cols = grad.sum(1), grad.sum(0)
+            grad_xt = xt * g.sum(1, keepdim=True) - rows.unsqueeze(1) * w - g @ yt
+            grad_yt = yt * g.sum(0).unsqueeze(1) + cols.unsqueeze(1) * w - g.mT @ xt
+        else:
+            grad_xt, grad_yt, rows, cols = _randers_backward_blocks(grad, out, xt, yt, w)
         grad_x = grad_y = grad_factor = grad_w = None
         # the result does not depend on the centre c, so c is held constant
         if ctx.needs_input_grad[0]:
@@ -223,10 +343,53 @@ class _PairwiseRanders(torch.autograd.Function):
             grad_factor = grad_factor.addr_(c, grad_xt.sum(0) + grad_yt.sum(0), alpha=-1.0)
         if ctx.needs_input_grad[3]:
             grad_w = yt.mT @ cols - xt.mT @ rows
-        return grad_x, grad_y, grad_factor, grad_w
+        return grad_x, grad_y, grad_factor, grad_w, None
 
 
-def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _randers_backward_blocks(grad, out, xt, yt, w):
+    """Gradients in factor coordinates, block by block (see `_PairwiseRanders`).
+
+    With alpha = F - beta (a sum of non-negative terms where beta < 0, so accurate also where F was
+    recomputed): d F_ij / d s_i = (s_i - t_j) / alpha_ij - w, and 0 for the alpha part where
+    alpha is 0. `g = grad / alpha` multiplies `[t, 1]` and `[s, 1]` in one matmul each, which gives
+    the products and the row (column) sums of `g` together."""
+    n, m = grad.shape
+    if n == 0 or m == 0:  # no pairs: zero gradients (the bound's amax needs entries)
+        return torch.zeros_like(xt), torch.zeros_like(yt), xt.new_zeros(n), yt.new_zeros(m)
+    bx, by = xt @ w, yt @ w
+    # pairs closer than the Gram error bound count as coincident (alpha part 0)
+    size = torch.linalg.vector_norm(xt, dim=-1).amax() ** 2 + torch.linalg.vector_norm(yt, dim=-1).amax() ** 2
+    floor = (gram_tolerance(xt.dtype, xt.shape[-1]) * size).sqrt()
+    ya = torch.cat([yt, torch.ones_like(by).unsqueeze(1)], 1)
+    xa = torch.cat([xt, torch.ones_like(bx).unsqueeze(1)], 1)
+    gy = torch.empty(n, ya.shape[1], dtype=xt.dtype, device=xt.device)
+    gx = torch.zeros(m, xa.shape[1], dtype=xt.dtype, device=xt.device)
+    rows = torch.empty(n, dtype=xt.dtype, device=xt.device)
+    cols = torch.zeros(m, dtype=xt.dtype, device=xt.device)
+    step = block_rows(n, m, grad.device)
+    alpha_buf, g_buf = torch.empty(2, min(step, n), m, dtype=xt.dtype, device=xt.device)
+    for i in range(0, n, step):
+        g_blk = grad[i : i + step]
+        rows_i = g_blk.shape[0]
+        alpha = torch.sub(out[i : i + step], by, out=alpha_buf[:rows_i]).add_(bx[i : i + step].unsqueeze(1))
+        g = torch.div(g_blk, alpha, out=g_buf[:rows_i]).masked_fill_(alpha <= floor, 0.0)
+        torch.mm(g, ya, out=gy[i : i + step])
+        gx.addmm_(g.mT, xa[i : i + step])
+        torch.sum(g_blk, 1, out=rows[i : i + step])
+        cols.add_(g_blk.sum(0))
+    grad_xt = (xt * gy[:, -1:]).sub_(gy[:, :-1]).addr_(rows, w, alpha=-1.0)
+    grad_yt = (yt * gx[:, -1:]).sub_(gx[:, :-1]).addr_(cols, w)
+    return grad_xt, grad_yt, rows, cols
+
+
+def pairwise_randers(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    factor: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    exact=None,
+) -> torch.Tensor:
     r"""All Minkowski–Randers distances $F(y_j - x_i)$ for $a = L L^\top$, $b = L w$.
 
     With $s_i = L^\top x_i$, $t_j = L^\top y_j$ (rows: `x @ factor`), the distance is
@@ -243,6 +406,11 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
         factor: Tensor, shape `[D, R]`, $L$ with $a = L L^\top$.
         w: Tensor, shape `[R]`, drift in factor coordinates, $b = L w$ (strong convexity
             needs $|w| < 1$ when $L$ is invertible).
+        exact: optional callable `(rows, cols) -> values`, the distances of those index pairs
+            evaluated from their differences. With it, coincident points give exactly 0 and the
+            entries where a strong drift ($|w| > 3/4$) cancels, $-\beta > 3 F$, are replaced
+            (`finslerlib.math.randers.cdist` passes `factor_norm`). Without it the result is the
+            plain Gram form.
 
     Returns:
         Tensor, shape `[N, M]`: `[i, j]` $= d(x_i \to y_j)$.
@@ -257,5 +425,5 @@ def pairwise_randers(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: 
             "pairwise_randers needs x [N, D], y [M, D], factor [D, R], w [R]; got "
             f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(factor.shape)}, {tuple(w.shape)}"
         )
-    return _PairwiseRanders.apply(x, y, factor, w)
+    return _PairwiseRanders.apply(x, y, factor, w, exact)
 

@@ -18,14 +18,22 @@ the derivations; every formula is tested against an independent computation.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from finslerlib.math.pairwise import centre, pairwise_dist, pairwise_randers, safe_div, safe_sqrt
+from finslerlib.math.linalg import matvec, solve_spd
+from finslerlib.math.pairwise import (
+    centre,
+    gram_tolerance,
+    pairwise_dist,
+    pairwise_randers,
+    safe_div,
+    safe_sqrt,
+)
 from finslerlib.math.validation import check_randers
 
 __all__ = [
-    "matvec",
-    "solve_spd",
     "quadratic_form",
     "drift_norm",
     "norm",
@@ -39,58 +47,7 @@ __all__ = [
     "inner",
     "navigation_to_randers",
     "randers_to_navigation",
-    "validate_randers",
 ]
-
-
-def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Batched matrix-vector product `a @ v` with broadcasting.
-
-    Args:
-        a: Tensor, shape `[..., D, D]` (or `[D, D]`).
-        v: Tensor, shape `[..., D]`.
-
-    Returns:
-        Tensor, shape `[..., D]`.
-
-    Example:
-        >>> matvec(torch.eye(2), torch.tensor([1.0, 2.0]))
-        tensor([1., 2.])
-    """
-    if a is None:
-        return v
-    if a.dim() == 2:
-        # One shared matrix: a plain matmul avoids broadcasting a copy of `a` per vector.
-        return v @ a.mT
-    return (a @ v.unsqueeze(-1)).squeeze(-1)
-
-
-def solve_spd(a: torch.Tensor, v: torch.Tensor, *, chol: torch.Tensor | None = None) -> torch.Tensor:
-    """Solve `a x = v` for symmetric positive definite `a` through its Cholesky factor.
-
-    Args:
-        a: Tensor, shape `[..., D, D]`, SPD.
-        v: Tensor, shape `[..., D]`.
-        chol: the lower Cholesky factor of `a` when the caller already has it (several solves
-            with one `a` then cost one factorization).
-
-    Returns:
-        Tensor, shape `[..., D]`: `a^{-1} v`.
-
-    Example:
-        >>> solve_spd(2 * torch.eye(2), torch.tensor([2.0, 4.0]))
-        tensor([1., 2.])
-    """
-    if a is None:
-        return v
-    if chol is None:
-        chol = torch.linalg.cholesky(a)
-    if a.dim() == 2:
-        return torch.cholesky_solve(v.reshape(-1, v.shape[-1]).mT, chol).mT.reshape(v.shape)
-    shape = torch.broadcast_shapes(a.shape[:-2], v.shape[:-1])
-    chol = chol.expand(*shape, *a.shape[-2:])
-    rhs = v.expand(*shape, v.shape[-1]).unsqueeze(-1)
-    return torch.cholesky_solve(rhs, chol).squeeze(-1)
 
 
 def quadratic_form(a: torch.Tensor, v: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
@@ -198,7 +155,14 @@ def factor_norm(y: torch.Tensor, w: torch.Tensor, *, keepdim: bool = False) -> t
     return out if keepdim else out.squeeze(-1)
 
 
-def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def cdist(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    factor: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    precise: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     r"""All Minkowski–Randers distances $F(y_j - x_i)$ for $a = L L^\top$, $b = L w$, any batch shape.
 
     2-D inputs run the fused Gram kernel `finslerlib.math.pairwise.pairwise_randers`; batched
@@ -208,15 +172,20 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
     Accuracy: the Gram form gives $\alpha = |L^\top(y_j - x_i)|$ to a relative error of about
     $\varepsilon\, (|s_i|^2 + |t_j|^2) / \alpha^2$ (as `torch.cdist`), and $F = \alpha + \beta$
     multiplies it by $\alpha / F \le 1 / (1 - |w|)$ where the drift term cancels. For a strong
-    drift ($|w| > 0.6$) the pairs where $-\beta > 3 F$ are recomputed from their differences
+    drift ($|w| > 3/4$) the pairs where $-\beta > 3 F$ are recomputed from their differences
     with `factor_norm` (their number times `D` extra work, usually a small fraction of `N M`), so
-    the drift never costs more than a factor 4 over the Gram accuracy.
+    the drift never costs more than a factor 4 over the Gram accuracy. Coincident points give
+    exactly 0: the 2-D kernel finds equal rows by `finslerlib.math.pairwise.coincident_pairs`
+    (no pass over the result), batched inputs recompute every square distance below the Gram
+    error bound (`finslerlib.math.pairwise.gram_tolerance`).
 
     Args:
         x: Tensor, shape `[..., N, D]`, sources.
         y: Tensor, shape `[..., M, D]`, targets.
         factor: Tensor, shape `[D, R]`, $L$.
         w: Tensor, shape `[R]`.
+        precise: optional `(factor, w)` in float64 for float32 inputs, used for the recomputed
+            entries (differences and `factor_norm` in float64, see `Randers`).
 
     Returns:
         Tensor, shape `[..., N, M]`: `[..., i, j]` $= d(x_i \to y_j)$.
@@ -227,28 +196,44 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
         tensor([[1.5000, 0.5000]])
     """
     if x.dim() == 2 and y.dim() == 2:
-        out = pairwise_randers(x, y, factor, w)
-    else:
-        xt, yt = (v @ factor for v in centre(x, y))
-        out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
-    if out.numel() == 0 or torch.compiler.is_compiling() or not float(w.detach().norm()) > 0.6:
+
+        def exact(rows, cols):
+            if precise is None:
+                return factor_norm((y[cols] - x[rows]) @ factor, w)
+            diff = y[cols].to(precise[0].dtype) - x[rows].to(precise[0].dtype)
+            return factor_norm(diff @ precise[0], precise[1]).to(x.dtype)
+
+        return pairwise_randers(x, y, factor, w, exact=exact)
+    xt, yt = (v @ factor for v in centre(x, y))
+    out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
+    if out.numel() == 0 or torch.compiler.is_compiling():
         return out  # (a data-dependent branch: skipped while torch.compile traces)
-    return _recompute_cancelled(out, x, y, factor, w)
+    return _recompute_flagged(out, x, y, xt, yt, factor, w, precise)
 
 
-def _recompute_cancelled(out, x, y, factor, w):
-    """Replace the entries of `out` where alpha + beta cancels by direct evaluations."""
+def _recompute_flagged(out, x, y, xt, yt, factor, w, precise):
+    """Replace the entries of `out` whose Gram value has lost its digits by direct evaluations:
+    square distances below the Gram error bound, and (for |w| > 3/4) where alpha + beta cancels."""
     shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
     x = x.expand(*shape, *x.shape[-2:])
     y = y.expand(*shape, *y.shape[-2:])
     with torch.no_grad():
-        b = factor.detach() @ w.detach()
-        beta = (y.detach() @ b).unsqueeze(-2) - (x.detach() @ b).unsqueeze(-1)
-        idx = (-beta > 3 * out.detach()).nonzero(as_tuple=True)
+        xt, yt, w_ = xt.detach(), yt.detach(), w.detach()
+        size = (xt * xt).sum(-1).amax(-1) + (yt * yt).sum(-1).amax(-1)
+        floor = gram_tolerance(out.dtype, factor.shape[-1]) * size
+        beta = (yt @ w_).unsqueeze(-2) - (xt @ w_).unsqueeze(-1)
+        alpha = out.detach() - beta
+        flag = alpha * alpha <= floor[..., None, None]
+        if float(w_.norm()) > 0.75:
+            flag |= -beta > 3 * out.detach()
+        idx = flag.nonzero(as_tuple=True)
     if idx[0].numel() == 0:
         return out
-    diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]
-    return out.index_put(idx, factor_norm(diff @ factor, w))
+    if precise is None:
+        diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]
+        return out.index_put(idx, factor_norm(diff @ factor, w))
+    diff = y[(*idx[:-2], idx[-1])].double() - x[(*idx[:-2], idx[-2])].double()
+    return out.index_put(idx, factor_norm(diff @ precise[0], precise[1]).to(out.dtype))
 
 
 def dual_terms(q: torch.Tensor, t: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -477,10 +462,11 @@ def randers_to_navigation(a: torch.Tensor, b: torch.Tensor):
 
 
 def validate_randers(a: torch.Tensor, b: torch.Tensor, *, where: str = "") -> None:
-    r"""Raise `ValueError` unless $(a, b)$ define a strongly convex Randers norm.
+    r"""Deprecated alias of `finslerlib.math.validation.check_randers(a, b, label=where)`.
 
-    `finslerlib.math.validation.check_randers` (shapes, dtype, finiteness, symmetry, positive
-    definiteness, $\|b\|_{a^{-1}} < 1$; the message states the measured value).
+    Raises `ValueError` unless $(a, b)$ define a strongly convex Randers norm (shapes, dtype,
+    finiteness, symmetry, positive definiteness, $\|b\|_{a^{-1}} < 1$). Removed in the next
+    release; it warns with a `DeprecationWarning`.
 
     Args:
         a: Tensor, shape `[..., D, D]`.
@@ -488,9 +474,18 @@ def validate_randers(a: torch.Tensor, b: torch.Tensor, *, where: str = "") -> No
         where: text naming the point(s) the coefficients belong to, put in front of the message.
 
     Example:
-        >>> validate_randers(torch.eye(2), torch.tensor([2.0, 0.0]))
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     validate_randers(torch.eye(2), torch.tensor([2.0, 0.0]))
         Traceback (most recent call last):
         ...
         ValueError: drift too large: ||b||_{a^-1} = 2 >= 1, so F is not positive (need < 1)
     """
+    warnings.warn(
+        "finslerlib.math.randers.validate_randers is deprecated: use "
+        "finslerlib.math.validation.check_randers(a, b, label=where)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     check_randers(a, b, label=where)

@@ -18,12 +18,15 @@ from collections.abc import Iterator
 
 import torch
 
+from finslerlib.math.linalg import matvec_rows, small_inverse
+
 __all__ = [
     "symmetry_tolerance",
     "randers_validity",
     "check_randers",
     "check_finite",
     "check_cdist_shapes",
+    "format_values",
     "nan_unless",
     "value_checks",
     "value_checks_enabled",
@@ -74,7 +77,15 @@ def symmetry_tolerance(dtype: torch.dtype) -> float:
     return max(base, 10.0 * torch.finfo(dtype).eps)
 
 
-def _fmt(t: torch.Tensor) -> str:
+def format_values(t: torch.Tensor) -> str:
+    """The entries of a (small) tensor for an error message, 6 significant digits.
+
+    The one formatter of values in finslerlib's messages (a point, a vector, a residual).
+
+    Example:
+        >>> format_values(torch.tensor([1.0, 1 / 3]))
+        '[1, 0.333333]'
+    """
     return "[" + ", ".join(f"{v:.6g}" for v in t.detach().cpu().reshape(-1).tolist()) + "]"
 
 
@@ -100,6 +111,14 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
     """
     if not _VALUE_CHECKS[0]:
         return
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # a traced graph cannot raise from data without a graph break: the check becomes an
+        # assertion op inside the graph (a RuntimeError with this message when it fails)
+        for name, t in tensors.items():
+            if t.is_floating_point():
+                ok = torch.isfinite(t.detach()).all()
+                torch._assert_async(ok, f"{name} has non-finite entries: {reason}")
+        return
     for name, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
             # fast path: one read pass, no boolean temporary (a sum is finite when every entry
@@ -116,12 +135,17 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
 def check_cdist_shapes(x: torch.Tensor, y: torch.Tensor) -> None:
     """Raise `ValueError` unless `x` is `[..., N, D]` and `y` is `[..., M, D]` (at least 2-D).
 
+    `TypeError` for an argument that is not a `torch.Tensor`.
+
     Example:
         >>> check_cdist_shapes(torch.zeros(3), torch.zeros(4, 3))
         Traceback (most recent call last):
         ...
         ValueError: cdist needs x [..., N, D] and y [..., M, D], got (3,), (4, 3)
     """
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() < 2 or y.dim() < 2:
         raise ValueError(
             f"cdist needs x [..., N, D] and y [..., M, D], got {tuple(x.shape)}, {tuple(y.shape)}"
@@ -193,57 +217,6 @@ def randers_validity(a: torch.Tensor, b: torch.Tensor):
     return ok, drift, spd
 
 
-def small_inverse(a: torch.Tensor):
-    r"""Adjugate, determinant and positive definiteness of symmetric `a` `[..., D, D]`, D <= 3.
-
-    Reads the lower triangle only (as a Cholesky factorization does), so `adj[i][j]` are the
-    cofactors of the symmetric matrix and $a^{-1} = \mathrm{adj} / \det$. Positive definiteness
-    by Sylvester's criterion (leading principal minors; NaN counts as not positive). Returns
-    `None` for D > 3 and for complex or integer input. Used where a few elementwise operations on
-    `[B]` tensors beat a batched factorization (validation and the Hamiltonian vector field).
-    """
-    d = a.shape[-1]
-    if d > 3 or not a.is_floating_point():
-        return None
-    e = a.flatten(-2).unbind(-1)
-    if d == 1:
-        (a00,) = e
-        one = torch.ones_like(a00)
-        return [[one]], a00, a00 > 0
-    if d == 2:
-        a00, _, a10, a11 = e
-        det = a00 * a11 - a10 * a10
-        return [[a11, -a10], [-a10, a00]], det, (a00 > 0) & (det > 0)
-    a00, _, _, a10, a11, _, a20, a21, a22 = e
-    c00 = a11 * a22 - a21 * a21
-    c10 = a20 * a21 - a10 * a22
-    c20 = a10 * a21 - a11 * a20
-    c11 = a00 * a22 - a20 * a20
-    c21 = a10 * a20 - a00 * a21
-    c22 = a00 * a11 - a10 * a10
-    det = a00 * c00 + a10 * c10 + a20 * c20
-    adj = [[c00, c10, c20], [c10, c11, c21], [c20, c21, c22]]
-    return adj, det, (a00 > 0) & (c22 > 0) & (det > 0)
-
-
-def matvec_rows(rows, v: torch.Tensor) -> torch.Tensor:
-    """`M v` for a small matrix given as nested lists of `[...]` tensors, `v` `[..., D]`."""
-    return torch.stack(torch.broadcast_tensors(*rows_times(rows, v.unbind(-1))), -1)
-
-
-def rows_times(rows, comps):
-    """Components of `M v` for a small matrix `M` (nested lists) and the components of `v`."""
-    return [dot(row, comps) for row in rows]
-
-
-def dot(xs, ys):
-    """Sum of products of two lists of tensors (a dot product written per component)."""
-    acc = xs[0] * ys[0]
-    for xi, yi in zip(xs[1:], ys[1:], strict=True):
-        acc = acc + xi * yi
-    return acc
-
-
 def check_randers(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -300,7 +273,7 @@ def check_randers(
             if points is None:
                 return ""
             pts = points.detach().expand(*torch.broadcast_shapes(shape, points.shape[:-1]), d)
-            return f" at x = {_fmt(pts.reshape(-1, d)[bad_flat.reshape(-1).nonzero()[0, 0]])}"
+            return f" at x = {format_values(pts.reshape(-1, d)[bad_flat.reshape(-1).nonzero()[0, 0]])}"
 
         for name, t, batch in ((a_name, a, a.shape[:-2]), (b_name, b, b.shape[:-1])):
             finite = torch.isfinite(t).reshape(*batch, -1).all(-1)

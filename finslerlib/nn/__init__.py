@@ -13,7 +13,7 @@ All of them use manifolds only through the manifold API (`cdist`, `dist`, `expma
 
 from finslerlib.nn import functional
 from finslerlib.nn.block import FAIMBlock
-from finslerlib.nn.classifier import replace_classifier
+from finslerlib.nn.classifier import HeadSizeWarning, replace_classifier
 from finslerlib.nn.head import FAIMHead
 from finslerlib.nn.losses import FAIMInfoNCELoss, FAIMMarginLoss, FAIMTripletLoss
 from finslerlib.nn.sharded import ShardedFAIMHead, shard_range
@@ -24,6 +24,7 @@ __all__ = [
     "FAIMInfoNCELoss",
     "FAIMMarginLoss",
     "FAIMTripletLoss",
+    "HeadSizeWarning",
     "ShardedFAIMHead",
     "functional",
     "replace_classifier",

@@ -25,7 +25,7 @@ DIRECTION_SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}
 
 def _composite(s, m, w, scale, sign):
     """The same function from differentiable torch ops (double backward, and the test oracle)."""
-    c = s.mean(0).detach()
+    c = m.mean(0).detach()
     alpha = safe_sqrt(pairwise_sqdist(s - c, m - c))
     t = (m @ w).unsqueeze(0) - (s @ w).unsqueeze(1)
     d = alpha + t.abs() if sign == 0 else alpha + sign * t
@@ -68,10 +68,12 @@ class _UnitRandersLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, m, w, scale, sign):
         batch, classes = s.shape[0], m.shape[0]
-        # centre on the batch mean c (against cancellation in the Gram trick): with
-        # s_c = s - c, |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
+        # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
+        # taken from the batch would make one row's logits depend on the other rows, and be
+        # NaN for an empty batch): with s_c = s - c,
+        # |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
         # where |m_j - c|^2 is computed exactly and the product involves the centred batch
-        c = s.mean(0)
+        c = m.mean(0)
         # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
         left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
         sc = torch.sub(s, c, out=left[:batch])

@@ -13,12 +13,48 @@ $\kappa$): $C$ linear equations in $D' + 1$ unknowns, solvable when $[W, -1]$ ha
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["replace_classifier"]
+__all__ = ["HeadSizeWarning", "replace_classifier"]
+
+# a head with more than this many times the parameters of the Linear it replaces is reported
+GROWTH_WARNING = 4.0
+
+
+class HeadSizeWarning(UserWarning):
+    """A replacement head has many times the parameters of the `nn.Linear` it replaces."""
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def warn_if_much_larger(linear: nn.Linear, head: nn.Module, *, stacklevel: int = 3) -> bool:
+    r"""Warn (`HeadSizeWarning`) when `head` has over `GROWTH_WARNING` times `linear`'s parameters.
+
+    A full-rank FAIM head holds a $D \times D$ metric factor: for few classes ($C \ll D$, say 10
+    classes on 512 features: 267,777 parameters against 5,130, and about 14x the Linear's time)
+    it dwarfs the Linear. `rank=r` (with $r \approx C$) keeps it near the Linear's size.
+    Returns whether it warned.
+    """
+    small, big = _count(linear), _count(head)
+    if big <= GROWTH_WARNING * max(small, 1):
+        return False
+    d, c = linear.in_features, linear.out_features
+    warnings.warn(
+        f"the replacement head has {big:,} parameters, {big / max(small, 1):.0f}x the nn.Linear({d}, {c})'s "
+        f"{small:,} (a full-rank metric holds {d}x{d} entries); for few classes pass rank=r, e.g. "
+        f"FAIMHead.from_linear(linear, rank={min(c, d)}), or a fixed manifold",
+        HeadSizeWarning,
+        stacklevel=stacklevel,
+    )
+    return True
 
 
 def linear_prototypes(
@@ -110,7 +146,10 @@ def replace_classifier(model: nn.Module, head_factory: Callable[[nn.Linear], nn.
     The classifier is found as timm's `model.get_classifier()`, or else the last `nn.Linear`
     under torchvision's attribute `fc` (ResNet), `classifier` (VGG, MobileNet, EfficientNet,
     ConvNeXt, DenseNet), `head` (Swin) or `heads` (ViT). The model's forward then calls the new
-    head wherever it called the old layer.
+    head wherever it called the old layer. On a timm model, a later `model.reset_classifier(n)`
+    keeps a FAIM head: timm's new `nn.Linear` is replaced by `head_factory` again. A head with
+    over four times the Linear's parameters (a full-rank metric for few classes) raises a
+    `HeadSizeWarning` naming the `rank` that avoids it.
 
     Args:
         model: the network (changed in place).
@@ -132,8 +171,34 @@ def replace_classifier(model: nn.Module, head_factory: Callable[[nn.Linear], nn.
         (True, 10)
     """
     name, linear = find_classifier(model)
-    head = head_factory(linear)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        head = head_factory(linear)
+    for w in caught:  # passed on, once each
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(head, nn.Module):
         raise ValueError(f"head_factory must return an nn.Module, got {type(head).__name__}")
+    if not any(issubclass(w.category, HeadSizeWarning) for w in caught):
+        warn_if_much_larger(linear, head)
     set_submodule(model, name, head)
+    timm_like = callable(getattr(model, "get_classifier", None))
+    if timm_like and callable(getattr(model, "reset_classifier", None)):
+        # timm: `model.reset_classifier(n)` would put an nn.Linear back; keep a head built by
+        # the same factory instead
+        object.__setattr__(model, "_faim_head_factory", head_factory)
+        keeping = types.MethodType(_reset_classifier_keeping_the_head, model)
+        object.__setattr__(model, "reset_classifier", keeping)
     return head
+
+
+def _reset_classifier_keeping_the_head(model: nn.Module, *args: Any, **kwargs: Any) -> None:
+    """timm's `reset_classifier`, then the new `nn.Linear` (if any) replaced by the model's factory."""
+    getattr(type(model), "reset_classifier")(model, *args, **kwargs)  # noqa: B009 (timm's, untyped)
+    linear = getattr(model, "get_classifier")()  # noqa: B009
+    if not isinstance(linear, nn.Linear):  # num_classes=0: no classifier
+        return
+    factory: Callable[[nn.Linear], nn.Module] = model.__dict__["_faim_head_factory"]
+    for name, sub in model.named_modules():
+        if sub is linear:
+            set_submodule(model, name, factory(linear))
+            return

@@ -14,7 +14,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as nnf
 
+from finslerlib.math.validation import check_finite, value_checks_enabled
+
 __all__ = [
+    "check_features",
+    "check_labels",
     "compute_dtype",
     "info_nce_loss",
     "triplet_loss",
@@ -48,6 +52,78 @@ def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"FAIM layers compute in float32 or float64, got inputs promoting to {dtype}")
     return dtype
+
+
+def _traced() -> bool:
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
+    """Raise naming `name` unless `labels` are integer classes in `[0, num_classes)`.
+
+    `TypeError` for a floating, complex or bool tensor; `ValueError` (with the measured range)
+    for a class outside `[0, num_classes)`. The range check needs one host synchronization; it
+    is skipped inside `with value_checks(False):`, and while `torch.compile` / `torch.export`
+    trace it becomes an assertion op in the graph (a `RuntimeError` with the same message when
+    it fails at run time).
+
+    Args:
+        labels: Tensor of class indices, any shape.
+        num_classes: the number of classes `C`.
+        name: the argument's name in the message.
+
+    Example:
+        >>> check_labels(torch.tensor([0, 3]), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: labels must be classes in [0, 3), got values in [0, 3]
+    """
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(
+            f"{name} must be an integer tensor of classes in [0, {num_classes}), got {labels.dtype}"
+        )
+    if not value_checks_enabled() or labels.numel() == 0:
+        return
+    if _traced():
+        inside = ((labels >= 0) & (labels < num_classes)).all()
+        torch._assert_async(inside, f"{name} must be classes in [0, {num_classes})")
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{name} must be classes in [0, {num_classes}), got values in [{low}, {high}]")
+
+
+def check_features(x: torch.Tensor, like: torch.Tensor, *, name: str = "x") -> None:
+    """Raise naming `name` unless `x` holds finite floating features usable with parameters `like`.
+
+    `TypeError` for integer, bool or complex features (they are not cast silently);
+    `ValueError` for features on the meta device when the parameters are not (and the
+    reverse), and for NaN or infinite entries (a value check: see `check_labels`).
+
+    Args:
+        x: the features.
+        like: a parameter of the layer (its device is compared).
+        name: the argument's name in the message.
+
+    Example:
+        >>> check_features(torch.tensor([[1, 2]]), torch.zeros(1))
+        Traceback (most recent call last):
+        ...
+        TypeError: x must be a floating tensor (float16, bfloat16, float32 or float64), got torch.int64
+    """
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}"
+        )
+    if x.is_meta != like.is_meta:
+        where = "the meta device" if x.is_meta else f"device {x.device}"
+        params = "the meta device" if like.is_meta else f"device {like.device}"
+        hint = ""
+        if like.is_meta:
+            hint = " (materialize the layer: to_empty(device=...) then reset_parameters())"
+        raise ValueError(f"{name} is on {where} but the layer's parameters are on {params}{hint}")
+    if not x.is_meta:
+        check_finite(reason="features must be finite", **{name: x})
 
 
 def _check_reduction(reduction: str) -> None:
@@ -197,6 +273,7 @@ def margin_loss(
         raise ValueError(
             f"distances must be [B, C] and labels [B], got {tuple(distances.shape)} and {tuple(labels.shape)}"
         )
+    check_labels(labels, distances.shape[1])
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     dtype = compute_dtype(distances)

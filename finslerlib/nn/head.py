@@ -21,6 +21,7 @@ from typing import Any
 
 import geoopt
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 from finslerlib.manifolds import FinslerManifold, Randers
@@ -28,7 +29,7 @@ from finslerlib.math import randers as rmath
 from finslerlib.nn import classifier as _swap
 from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
 from finslerlib.nn._kernels import DIRECTION_SIGNS, unit_randers_logits
-from finslerlib.nn.functional import compute_dtype
+from finslerlib.nn.functional import check_features, check_labels, compute_dtype
 
 __all__ = ["FAIMHead"]
 
@@ -38,25 +39,17 @@ _DIRECTIONS = ("to_prototype", "from_prototype", "max")
 def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
     r"""`(L, w)` of a constant Randers metric ($a = L L^\top$, $b = L w$), or `None`.
 
-    The one place the nn layers read a manifold's factor (its fast path for constant metrics).
+    The one place the nn layers read a manifold's factor: its public `factor()`.
     """
-    factor = getattr(manifold, "_factor_and_drift", None)
+    factor = getattr(manifold, "factor", None) if isinstance(manifold, Randers) else None
     return None if factor is None else factor()
 
 
 def _factor_rows(manifold, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(z @ L, w)` of a constant Randers metric with a factor, rows `z` `[B, D]` in their dtype.
-
-    Uses the metric's fused product when it has one (`Randers.learnable`: built and multiplied
-    in triangular blocks), else `_metric_factor`.
-    """
-    fused = getattr(manifold, "_factor_product", None)
-    out = None if fused is None else fused(z)
-    if out is not None:
-        s, w = out
-        return s, w.to(z.dtype)
-    chol, w = _metric_factor(manifold)
-    return z @ chol.to(z.dtype), w.to(z.dtype)
+    """`(z @ L, w)` of a constant Randers metric, rows `z` `[B, D]` in their dtype (its public
+    `factor_rows`, which a learnable metric computes without building `L`)."""
+    s, w = manifold.factor_rows(z)
+    return s, w.to(z.dtype)
 
 
 class _FactorCoordinates(Randers):
@@ -89,41 +82,32 @@ class _FactorCoordinates(Randers):
     def _drift(self) -> torch.Tensor:
         return _metric_factor(self.source)[1]
 
-    def _factor(self):
+    def factor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(I, w)`: the unit space's factor, with the source metric's drift `w`."""
         w = self._drift()
         return torch.eye(w.shape[-1], dtype=w.dtype, device=w.device), w
 
-    def _factor_and_drift(self):
-        return self._factor()
-
     def _coefficients(self):
-        return self._factor()
-
-    def _transform(self, v):
-        return v
-
-    def _transform_with_drift(self, *vs):
-        w = self._drift()
-        return [(v, v @ w.to(v)) for v in vs]
+        return self.factor()
 
     def norm(self, x, u, *, keepdim=False):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.norm(u, None, self._drift().to(u), keepdim=keepdim)
 
     def legendre(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.legendre(u, None, self._drift().to(u))
 
     def dual_norm(self, x, xi, *, keepdim=False):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.dual_norm(xi, None, self._drift().to(xi), keepdim=keepdim)
 
     def inverse_legendre(self, x, xi):
-        self._validate(x, xi, names=("x", "xi"))
+        self.validate_inputs(x, xi, names=("x", "xi"))
         return rmath.inverse_legendre(xi, None, self._drift().to(xi))
 
     def fundamental_tensor(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         return rmath.fundamental_tensor(u, None, self._drift().to(u))
 
     def cdist(self, x, y):
@@ -133,6 +117,56 @@ class _FactorCoordinates(Randers):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unit factor coordinates of {type(self.source).__name__}"
+
+
+class PrototypeView(geoopt.ManifoldParameter):
+    """The points of a head whose prototypes are stored in factor coordinates: read-only.
+
+    Computed from `prototype_coords` on every read, so an in-place write to it (`copy_`,
+    `mul_`, `[...] =`, `.data =`) would change nothing: it raises instead, naming the setter
+    (`head.prototypes = points`). Results of operations on it are plain tensors.
+    """
+
+    _MESSAGE = (
+        "head.prototypes is computed from head.prototype_coords (factor coordinates) on every read, "
+        "so writing into it would change nothing; assign the points instead: head.prototypes = points"
+    )
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        in_place = name.endswith("_") and not name.startswith("_") and name != "requires_grad_"
+        sets_data = name == "__set__" and getattr(func, "__self__", None) is torch.Tensor.data
+        writes = in_place or sets_data or name == "__setitem__" or name.startswith("__i")
+        if writes and args and isinstance(args[0], PrototypeView):  # the view is the target
+            raise RuntimeError(cls._MESSAGE)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+# classes per block of the prototypes' initial draw (see `_class_normals`)
+_INIT_BLOCK = 1024
+
+
+def _class_normals(first: int, total: int, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal rows for the classes `[first, first + len(like))` of `total`, shaped `like`.
+
+    The draw is a function of the global class index alone: one seed is taken from torch's global
+    generator, and each block of `_INIT_BLOCK` classes is drawn from its own CPU generator seeded
+    from it. So a rank holding a block of classes gets exactly the rows that a head of all
+    `total` classes gets for them under the same `torch.manual_seed` (and the same values on
+    every device), while drawing only its own blocks.
+    """
+    rows, dim = like.shape
+    base = int(torch.randint(0, 2**62, ()))
+    parts = []
+    for block in range(first // _INIT_BLOCK, -(-(first + rows) // _INIT_BLOCK)):
+        start = block * _INIT_BLOCK
+        size = min(_INIT_BLOCK, total - start)
+        gen = torch.Generator().manual_seed((base + 0x9E3779B97F4A7C15 * (block + 1)) % 2**63)
+        draw = torch.randn(size, dim, generator=gen, dtype=like.dtype)
+        lo, hi = max(first, start) - start, min(first + rows, start + size) - start
+        parts.append(draw[lo:hi])
+    return torch.cat(parts).to(like.device) if parts else like.new_zeros(0, dim)
 
 
 class FAIMHead(nn.Module):
@@ -168,7 +202,9 @@ class FAIMHead(nn.Module):
       degenerate along $\ker P$ (a pseudo-metric), which is what a low-rank head wants.
     * `manifold` given: any finslerlib manifold (`Randers`, `FunkBall`, `RandersField`, ...).
       Its dimension must be `in_features`, or, with `rank=r`, it must be `r` and features are
-      first projected by a learned $P: \mathbb{R}^D \to \mathbb{R}^r$ (then `expmap0`).
+      first projected by a learned $P: \mathbb{R}^D \to \mathbb{R}^r$ (then `expmap0`). On an
+      embedded manifold (a sphere or hyperboloid base, `ambient_dim = dim + 1`) that is its
+      intrinsic `dim`: the features are the tangent vector $(0, x)$ at the origin $e_0$.
       The prototypes are stored as points of `manifold` (the parameter `prototypes`).
 
     Factor coordinates (`manifold=None`). With the learnable metric's factor $a = L L^\top$,
@@ -182,10 +218,15 @@ class FAIMHead(nn.Module):
     taken in the coordinates $m$. `prototype_coords` is a `geoopt.ManifoldParameter` on the
     unit Randers space $F(y) = |y| + w \cdot y$ (`Randers(I, w)`, sharing the drift), onto
     which $y = L^\top v$ maps the metric isometrically; so a `RiemannianSGD` step on $m$ is
-    exactly the Finsler gradient step on $\mu$ at the current metric. `head.prototypes` reads
-    the points $\mu_k$ (a detached `ManifoldParameter` on `manifold`, computed by one
+    exactly the Finsler gradient step on $\mu$ at the current metric. With momentum this holds
+    only when the momentum buffer starts at zero: geoopt seeds it with the raw (Euclidean)
+    gradient, which the change of coordinates maps differently from the Finsler gradient, so
+    the two trajectories differ from the first step on (seed it with
+    `optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)` to get the Finsler steps).
+    `head.prototypes` reads the points $\mu_k$ (a read-only `PrototypeView` on `manifold`, computed by one
     triangular solve; its `.grad`, when `prototype_coords` has one, is the loss gradient with
-    respect to the points at the current metric). Write points with `_set_prototypes`.
+    respect to the points at the current metric). Write points with `head.prototypes = points`
+    (in-place writes into the view raise: they would change nothing).
     Checkpoints holding `prototypes` (points) load too: they are converted with the metric
     of the same checkpoint.
 
@@ -262,17 +303,30 @@ class FAIMHead(nn.Module):
         self.factor_coordinates = manifold is None
         if manifold is None:
             manifold = Randers.learnable(manifold_dim, **factory)
-        elif getattr(manifold, "ambient_dim", getattr(manifold, "dim", None)) != manifold_dim:
-            size = getattr(manifold, "ambient_dim", getattr(manifold, "dim", None))
+        elif getattr(manifold, "dim", None) != manifold_dim:
+            size = getattr(manifold, "dim", None)
             what = "in_features" if rank is None else "rank"
             hint = "" if rank is not None else " (pass rank=manifold.dim to learn a projection onto it)"
+            if getattr(manifold, "ambient_dim", size) != size:
+                hint += (
+                    f"; on an embedded manifold (ambient_dim {manifold.ambient_dim}) the features are its "
+                    f"{size} intrinsic coordinates, the tangent space at the origin"
+                )
             raise ValueError(f"manifold has dim {size} but {what} is {manifold_dim}{hint}")
+        # embedded manifolds (sphere, hyperboloid: ambient_dim = dim + 1, origin e_0): the D'
+        # features are the tangent vector (0, x) at the origin, so every feature matters
+        self._tangent_pad = getattr(manifold, "ambient_dim", manifold_dim) - manifold_dim
+        if self._tangent_pad not in (0, 1):
+            raise ValueError(
+                f"manifold has ambient_dim {manifold.ambient_dim} for dim {manifold_dim}: FAIMHead supports "
+                "open subsets of R^D and codimension-one embedded manifolds (sphere, hyperboloid)"
+            )
         self.manifold = manifold
         if rank is None:
             self.projection = None
         else:
             self.projection = ScaledOrthogonalLinear(self.in_features, self.rank, bias=False, **factory)
-        storage = torch.empty(self.num_classes, manifold_dim, **factory)
+        storage = torch.empty(self.num_classes, manifold_dim + self._tangent_pad, **factory)
         if self.factor_coordinates:
             self.prototype_coords = geoopt.ManifoldParameter(storage, manifold=_FactorCoordinates(manifold))
             self._register_load_state_dict_pre_hook(_points_to_coordinates, with_module=True)
@@ -307,10 +361,11 @@ class FAIMHead(nn.Module):
         if stored.is_meta:
             return
         with torch.no_grad():
-            v = torch.randn_like(stored) / math.sqrt(stored.shape[-1])
+            dim = stored.shape[-1] - self._tangent_pad
+            v = _class_normals(*self._global_rows(), stored[:, :dim]) / math.sqrt(dim)
             for attempt in range(12):
                 try:
-                    points = self.manifold.projx(self.manifold.expmap0(v))
+                    points = self.manifold.projx(self.manifold.expmap0(self._tangent0(v)))
                     break
                 except ValueError:
                     # a geodesic left a bounded domain (a navigation metric's |W|_h < 1, say):
@@ -319,6 +374,15 @@ class FAIMHead(nn.Module):
                         raise
                     v = v / 2
             self._set_prototypes(points)
+
+    def _tangent0(self, v: torch.Tensor) -> torch.Tensor:
+        """`v` `[..., D']` as a tangent vector at the manifold's origin: `(0, v)` on an embedded one."""
+        return nnf.pad(v, (1, 0)) if self._tangent_pad else v
+
+    def _global_rows(self) -> tuple[int, int]:
+        """`(first, total)`: the global index of the first stored class, and the number of classes
+        (`(0, num_classes)`; a sharded head stores a block of them)."""
+        return 0, self.num_classes
 
     @property
     def out_features(self) -> int:
@@ -351,6 +415,9 @@ class FAIMHead(nn.Module):
         such as `FunkBall`) the bias equations are solved in the least-squares sense and the
         ranking is approximate.
 
+        A full-rank head for few classes ($C \ll D$) has many times the Linear's parameters
+        ($D^2$ for the metric): over four times, a `HeadSizeWarning` suggests `rank=`.
+
         Args:
             linear: the `nn.Linear(in_features, num_classes)` to replace.
             manifold: as in the constructor (`None`: a learnable Randers metric).
@@ -373,12 +440,15 @@ class FAIMHead(nn.Module):
         head = cls(linear.in_features, linear.out_features, manifold, **kwargs)
         weight = linear.weight.detach()
         bias = None if linear.bias is None else linear.bias.detach()
+        _swap.warn_if_much_larger(linear, head)
         if head.projection is not None:
             proj, weight = _swap.projection_from_weight(weight, head.rank)
             with torch.no_grad():
                 head.projection.weight.copy_(proj)
         dim = weight.shape[-1]
         try:
+            if head._tangent_pad:  # an embedded manifold: the Euclidean metric of the tangent space
+                raise NotImplementedError
             a, _ = head.manifold.coefficients(torch.zeros(dim, dtype=torch.float64, device=weight.device))
             a = a.detach().reshape(dim, dim)
         except NotImplementedError:  # a manifold without Randers data: the Euclidean chart
@@ -386,7 +456,8 @@ class FAIMHead(nn.Module):
         coords, _ = _swap.linear_prototypes(weight, bias, a)
         dtype = head.prototypes.dtype
         with torch.no_grad():
-            head._set_prototypes(head.manifold.projx(head.manifold.expmap0(coords.to(dtype))))
+            tangent = head._tangent0(coords.to(dtype))
+            head._set_prototypes(head.manifold.projx(head.manifold.expmap0(tangent)))
         return head
 
     def init_prototypes_(self, features: torch.Tensor, labels: torch.Tensor) -> FAIMHead:
@@ -410,15 +481,12 @@ class FAIMHead(nn.Module):
             tensor([[1., 0.],
                     [0., 4.]])
         """
-        if features.dim() != 2 or labels.shape != features.shape[:1] or labels.is_floating_point():
+        if features.dim() != 2 or labels.shape != features.shape[:1]:
             raise ValueError(
-                f"features must be [N, {self.in_features}] and labels integer [N], "
-                f"got {tuple(features.shape)} and {labels.dtype} {tuple(labels.shape)}"
+                f"features must be [N, {self.in_features}] and labels [N], "
+                f"got {tuple(features.shape)} and {tuple(labels.shape)}"
             )
-        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}), got [{labels.min()}, {labels.max()}]"
-            )
+        check_labels(labels, self.num_classes)
         with torch.no_grad():
             tangent = self.manifold.logmap0(self.embed(features.detach()))
             means, counts = _swap.class_means(tangent, labels, self.num_classes)
@@ -433,8 +501,14 @@ class FAIMHead(nn.Module):
         return self._parameters["prototype_coords" if self.factor_coordinates else "prototypes"]
 
     @property
-    def prototypes(self) -> geoopt.ManifoldParameter:
-        """The class prototypes as points on `manifold`, shape `[C, D']` (see the class docs)."""
+    def prototypes(self) -> torch.Tensor:
+        """The class prototypes as points on `manifold`, shape `[C, D']` (see the class docs).
+
+        Reading: the parameter itself for a given manifold; for `manifold=None` a read-only
+        `PrototypeView` computed from `prototype_coords` (in-place writes to it raise).
+        Writing: `head.prototypes = points` on every head (copied into the stored parameter,
+        converted to factor coordinates when the head uses them).
+        """
         params = self.__dict__.get("_parameters", {})
         if "prototypes" in params:
             return params["prototypes"]
@@ -445,14 +519,33 @@ class FAIMHead(nn.Module):
             chol = _metric_factor(self.manifold)[0].to(coords)
             # rows: m = mu L, so mu = m L^{-1}
             points = torch.linalg.solve_triangular(chol, coords.detach(), upper=False, left=False)
-            out = geoopt.ManifoldParameter(points, manifold=self.manifold, requires_grad=False)
+            out = PrototypeView(points, manifold=self.manifold, requires_grad=False)
             if coords.grad is not None:
                 # dl/dmu = dl/dm L^T at the current metric
                 out.grad = coords.grad @ chol.mT
         return out
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `head.prototypes = points` writes the points on every head (the parameter keeps its
+        # identity, so an optimizer holding it keeps working)
+        params = self.__dict__.get("_parameters", {})
+        if name == "prototypes" and ("prototype_coords" in params or "prototypes" in params):
+            if "prototypes" in params and isinstance(value, nn.Parameter):
+                super().__setattr__(name, value)  # replacing the parameter itself
+            else:
+                self._set_prototypes(value)
+            return
+        super().__setattr__(name, value)
+
+    @prototypes.setter
+    def prototypes(self, points: torch.Tensor) -> None:
+        # reached through `__setattr__` (nn.Module's own would refuse a tensor for a parameter)
+        self._set_prototypes(points)
+
     def _set_prototypes(self, points: torch.Tensor) -> None:
         """Write the prototypes from points on `manifold`, shape `[C, D']` (no gradient)."""
+        if not isinstance(points, torch.Tensor):
+            raise TypeError(f"prototypes must be a tensor of points, got {type(points).__name__}")
         stored = self._stored_prototypes()
         if points.shape != stored.shape:
             raise ValueError(f"points must have shape {tuple(stored.shape)}, got {tuple(points.shape)}")
@@ -470,20 +563,27 @@ class FAIMHead(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features on the manifold: `manifold.expmap0(x)`, after the projection when `rank` is set.
 
+        On an embedded manifold (sphere, hyperboloid: `ambient_dim = dim + 1`, origin $e_0$) the
+        features are the tangent vector $(0, x)$ at the origin: all `D'` of them matter.
+
         Args:
             x: Tensor, shape `[..., in_features]`.
 
         Returns:
-            Tensor, shape `[..., D']`, in the compute dtype (float32 at least).
+            Tensor, shape `[..., D']` (`[..., D' + 1]` on an embedded manifold), in the compute
+            dtype (float32 at least).
         """
         if x.shape[-1] != self.in_features:
-            raise ValueError(f"expected features of shape [..., {self.in_features}], got {tuple(x.shape)}")
+            raise ValueError(f"x must have shape [..., {self.in_features}] (features), got {tuple(x.shape)}")
+        check_features(x, self._stored_prototypes())
         dtype = compute_dtype(x, self._stored_prototypes())
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.to(dtype)
             if self.projection is not None:
                 x = x @ self.projection.weight.to(dtype).mT
-            return self.manifold.expmap0(x)
+            if self.factor_coordinates:
+                return x  # expmap0 of the flat learnable metric is the identity (x is checked)
+            return self.manifold.expmap0(self._tangent0(x))
 
     def _scaled_distances(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
         """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`."""
@@ -549,11 +649,9 @@ class FAIMHead(nn.Module):
         m = self.margin if margin is None else float(margin)
         if not m >= 0:
             raise ValueError(f"margin must be >= 0, got {m}")
-        if labels.shape != logits.shape[:-1] or labels.is_floating_point():
-            raise ValueError(
-                f"labels must be integer classes of shape {tuple(logits.shape[:-1])}, "
-                f"got {labels.dtype} of shape {tuple(labels.shape)}"
-            )
+        if labels.shape != logits.shape[:-1]:
+            raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])}, got {tuple(labels.shape)}")
+        check_labels(labels, logits.shape[-1])
         # the true class's distance grows by m: its logit drops by s * m
         shift = (-self.scale * m).to(logits.dtype).expand_as(logits[..., :1])
         return logits.scatter_add(-1, labels.unsqueeze(-1), shift)

@@ -21,12 +21,26 @@ import torch.distributed as dist
 import torch.nn.functional as nnf
 from torch import nn
 
-from finslerlib.nn.functional import margin_loss
+from finslerlib.nn.functional import check_labels, margin_loss
 from finslerlib.nn.head import FAIMHead
 
 __all__ = ["ShardedFAIMHead", "shard_range"]
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+# dtypes by code, for the collective pre-check (a dtype outside the list is code -1)
+_DTYPES = (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
+)
+
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    return _DTYPES.index(dtype) if dtype in _DTYPES else -1
+
+
+def _dtype_name(code: int) -> str:
+    return str(_DTYPES[code]) if code >= 0 else "another dtype"
 
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -211,6 +225,9 @@ class ShardedFAIMHead(FAIMHead):
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         start, stop = shard_range(num_classes, rank, world)
+        # read by `_global_rows` while the constructor draws the prototypes (by global class
+        # index: every world size gets the prototypes of `FAIMHead(D, C)` under the same seed)
+        self._block = (start, int(num_classes))
         super().__init__(in_features, stop - start, manifold, **kwargs)
         self.num_classes = int(num_classes)
         self.local_classes = stop - start
@@ -228,6 +245,9 @@ class ShardedFAIMHead(FAIMHead):
             with torch.no_grad():
                 for t in self._shared_tensors(include_buffers=True):
                     dist.broadcast(t.data, src=src, group=group)
+
+    def _global_rows(self) -> tuple[int, int]:
+        return self._block
 
     @property
     def world_size(self) -> int:
@@ -274,38 +294,36 @@ class ShardedFAIMHead(FAIMHead):
                 f"{tuple(features.shape)} and {tuple(labels.shape)}"
             )
         if self._world == 1 and self.sample_rate >= 1:
-            self._check_labels(labels)
+            check_labels(labels, self.num_classes)
             if self.margin == 0:
                 return nnf.cross_entropy(FAIMHead.forward(self, features), labels, reduction=self.reduction)
             d = self.distances(features)
             return margin_loss(d, labels, scale=self.scale, margin=self.margin, reduction=self.reduction)
         return self._sharded_loss(features, labels)
 
-    def _check_labels(self, labels):
-        if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.is_complex():
-            raise ValueError(f"labels must be integers, got {labels.dtype}")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"labels must be in [0, {self.num_classes}), "
-                f"got range [{int(labels.min())}, {int(labels.max())}]"
-            )
-
     def _sharded_loss(self, features, labels):
         group, world = self._group, self._world
         if world > 1:
-            # shapes first, so that a mismatch raises the same error on every rank (no hang)
-            meta = torch.tensor([features.shape[0], features.shape[1]], device=features.device)
+            # shapes and dtypes first, so that a mismatch raises the same error on every rank
+            # (no hang, and no gloo abort on buffers of different sizes)
+            codes = [_dtype_code(features.dtype), _dtype_code(labels.dtype)]
+            meta = torch.tensor([*features.shape, *codes], device=features.device)
             metas = [torch.empty_like(meta) for _ in range(world)]
             dist.all_gather(metas, meta, group=group)
-            if any(not torch.equal(m, metas[0]) for m in metas):
-                shapes = [tuple(m.tolist()) for m in metas]
-                raise ValueError(f"every rank needs features of the same shape, got {shapes}")
+            rows = [m.tolist() for m in metas]
+            if any(r[:2] != rows[0][:2] for r in rows):
+                shapes = [tuple(r[:2]) for r in rows]
+                raise ValueError(f"every rank needs features of the same shape, got {shapes} (by rank)")
+            for what, col in (("features", 2), ("labels", 3)):
+                if any(r[col] != rows[0][col] for r in rows):
+                    dtypes = [_dtype_name(r[col]) for r in rows]
+                    raise ValueError(f"every rank needs {what} of the same dtype, got {dtypes} (by rank)")
             parts = [torch.empty_like(labels) for _ in range(world)]
             dist.all_gather(parts, labels.contiguous(), group=group)
             labels_all = torch.cat(parts)
         else:
             labels_all = labels
-        self._check_labels(labels_all)
+        check_labels(labels_all, self.num_classes)
         names = [n for n, p in self.named_parameters() if p is not self._stored_prototypes()]
         shared = [p for p in self.parameters() if p is not self._stored_prototypes()]
         if world > 1:

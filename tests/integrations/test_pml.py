@@ -175,3 +175,47 @@ def test_funk_ball_points_and_default_no_normalization():
     torch.testing.assert_close(dist(z), m.cdist(z, z))
     loss = losses.TripletMarginLoss(margin=0.1, distance=dist)(z, y)
     assert torch.isfinite(loss)
+
+
+# ------------------------------------------------------- proxy losses on distances (issue 24 item 5)
+def _clusters(seed, n, classes=8, dim=32):
+    centres = torch.randn(classes, dim, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return centres[y] + 1.2 * torch.randn(n, dim, generator=g), y
+
+
+def _train_and_map_at_r(loss_fn, distance, steps=150):
+    import geoopt
+
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    opt = geoopt.optim.RiemannianAdam([*encoder.parameters(), *loss_fn.parameters()], lr=3e-3)
+    x, y = _clusters(1, 512)
+    for _ in range(steps):
+        idx = torch.randint(0, 512, (64,))
+        loss = loss_fn(encoder(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    xt, yt = _clusters(2, 300)
+    calc = AccuracyCalculator(include=("mean_average_precision_at_r",), k="max_bin_count",
+                              knn_func=CustomKNN(distance))
+    with torch.no_grad():
+        return calc.get_accuracy(encoder(xt), yt)["mean_average_precision_at_r"]
+
+
+def test_the_documented_proxy_recipe_on_finsler_distances_matches_cosine_proxy_anchor():
+    # ProxyAnchor's defaults (alpha 32, margin 0.1) are thresholds on a cosine; on a distance the
+    # negative term has no threshold left to push against. The recipe of docs/integrations/pml.md:
+    # ProxyNCA (a softmax over -d, the FAIMHead's loss) with a learnable Randers metric.
+    from pytorch_metric_learning.distances import CosineSimilarity
+
+    cos = CosineSimilarity()
+    cosine = _train_and_map_at_r(losses.ProxyAnchorLoss(8, 8, distance=cos), cos)
+    finsler = FinslerDistance(Randers.learnable(8))
+    naive = _train_and_map_at_r(losses.ProxyAnchorLoss(8, 8, distance=finsler), finsler)
+    finsler = FinslerDistance(Randers.learnable(8))
+    recipe = _train_and_map_at_r(losses.ProxyNCALoss(8, 8, softmax_scale=1.0, distance=finsler), finsler)
+    assert recipe >= cosine - 0.02, (recipe, cosine)
+    assert recipe > naive + 0.05, (recipe, naive)

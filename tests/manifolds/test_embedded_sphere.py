@@ -33,7 +33,7 @@ class RoundSphere(FinslerManifold):
         return a, torch.zeros_like(x)
 
     def expmap(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         u = self.proju(x, u)
         t = u.norm(dim=-1, keepdim=True)
         # sin(t)/t -> 1 at t = 0 (where u = 0, so the product is 0 either way)
@@ -41,14 +41,14 @@ class RoundSphere(FinslerManifold):
         return self.projx(torch.cos(t) * x + sinc * u)
 
     def logmap(self, x, y):
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         v = self.proju(x, y - x)
         d = self.dist(x, y, keepdim=True)
         vn = v.norm(dim=-1, keepdim=True)
         return torch.where(vn > 0, v * d / vn.clamp_min(1e-300), torch.zeros_like(v))
 
     def dist(self, x, y, *, keepdim=False):
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         chord = (x - y).norm(dim=-1, keepdim=keepdim)
         return 2 * torch.asin((chord / 2).clamp(max=1.0))
 
@@ -63,10 +63,10 @@ class RoundSphere(FinslerManifold):
         return geoopt.ManifoldTensor(self.projx(x), manifold=self)
 
     # b = 0: the metric is reversible, its reverse geodesics are its geodesics
-    def _reverse_expmap(self, x, u):
+    def reverse_expmap(self, x, u):
         return self.expmap(x, u)
 
-    def _reverse_logmap(self, x, y):
+    def reverse_logmap(self, x, y):
         return self.logmap(x, y)
 
 
@@ -142,20 +142,20 @@ class Hyperbolic(FinslerManifold):
         return (u * v).sum(-1, keepdim=True) - 2 * u[..., :1] * v[..., :1]
 
     def dist(self, x, y, *, keepdim=False):
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         # 2 asinh(|y - x|_L / 2): no acosh, whose derivative is infinite at x = y
         chord = safe_sqrt(self._lorentz(y - x, y - x))
         d = 2 * torch.asinh(chord / 2)
         return d if keepdim else d.squeeze(-1)
 
     def expmap(self, x, u):
-        self._validate(x, u, names=("x", "u"))
+        self.validate_inputs(x, u, names=("x", "u"))
         t = self._lorentz(u, u).clamp_min(0).sqrt()
         sinhc = torch.where(t > 0, torch.sinh(t) / t.clamp_min(1e-300), torch.ones_like(t))
         return self.projx(torch.cosh(t) * x + sinhc * u)
 
     def logmap(self, x, y):
-        self._validate(x, y, names=("x", "y"))
+        self.validate_inputs(x, y, names=("x", "y"))
         v = y + self._lorentz(x, y) * x  # the tangent part of y at x
         vn = self._lorentz(v, v).clamp_min(0).sqrt()
         scale = self.dist(x, y, keepdim=True) / vn.clamp_min(1e-300)
@@ -165,10 +165,10 @@ class Hyperbolic(FinslerManifold):
         x = torch.randn(*size, dtype=dtype, device=device) * 0.7
         return geoopt.ManifoldTensor(self.projx(x), manifold=self)
 
-    def _reverse_expmap(self, x, u):
+    def reverse_expmap(self, x, u):
         return self.expmap(x, u)
 
-    def _reverse_logmap(self, x, y):
+    def reverse_logmap(self, x, y):
         return self.logmap(x, y)
 
 

@@ -288,7 +288,7 @@ def _assert_valid(m, dtype, max_drift, *, downstream=True):
         assert drift <= max_drift * slack, drift
     # full rank is evaluated in factor coordinates y = L^T v (F = |y| + w.y); check that form,
     # independently rebuilt in float64 from the raw parameters
-    chol, w = (t.detach().double() for t in m._factor())
+    chol, w = (t.detach().double() for t in m.factor())
     assert torch.equal(chol, torch.tril(chol)) and (chol.diagonal() > 0).all()
     assert w.norm() <= max_drift * slack
     v = torch.randn(64, m.dim, dtype=torch.float64)

@@ -8,6 +8,7 @@ torchvision are not dependencies; `get_classifier`/`fc`/`classifier`/`heads.head
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from finslerlib import FunkBall, Randers
-from finslerlib.nn import FAIMHead, replace_classifier
+from finslerlib.nn import FAIMHead, HeadSizeWarning, replace_classifier
 
 
 def _linear(d, c, seed=0, dtype=torch.float64, weight=None):
@@ -105,9 +106,9 @@ def test_init_prototypes_on_the_funk_ball_are_tangent_means_at_the_origin():
 
 def test_init_prototypes_validates_labels():
     head = FAIMHead(3, 2)
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match=r"labels must be classes in \[0, 2\), got values in \[0, 2\]"):
         head.init_prototypes_(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
-    with pytest.raises(ValueError, match="features must be"):
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
         head.init_prototypes_(torch.randn(4, 3), torch.tensor([0.0, 1.0, 1.0, 0.0]))
 
 
@@ -195,7 +196,53 @@ def test_forward_with_labels_is_the_geodesic_margin_loss():
     want = -head.scale.detach() * (d + 0.3 * onehot)  # the margin formula, written out
     torch.testing.assert_close(head(x, y).detach(), want)
     torch.testing.assert_close(head(x, y, margin=0.0), head(x))
-    with pytest.raises(ValueError, match="labels must be integer"):
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
         head(x, y.float())
     with pytest.raises(ValueError, match="margin"):
         FAIMHead(6, 4, margin=-1.0)
+
+
+# ----------------------------------------------------------------- small-class heads (issue 24 item 3)
+def test_a_full_rank_head_for_few_classes_warns_and_names_the_rank_that_fixes_it():
+    linear = nn.Linear(512, 10)
+    with pytest.warns(HeadSizeWarning, match=r"267,777 parameters.*rank=10"):
+        FAIMHead.from_linear(linear)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = FAIMHead.from_linear(linear, rank=10)  # the suggested head: no warning
+    n_small = sum(p.numel() for p in small.parameters())
+    n_linear = sum(p.numel() for p in linear.parameters())
+    assert n_small <= 2 * n_linear
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FAIMHead.from_linear(nn.Linear(64, 1000))  # many classes: about the Linear's size
+
+
+def test_replace_classifier_warns_once_for_any_factory():
+    model = _ResNetLike()
+    model.fc = nn.Linear(8, 1)
+    with pytest.warns(HeadSizeWarning) as record:
+        replace_classifier(model, lambda lin: FAIMHead(lin.in_features, lin.out_features))
+    assert sum(issubclass(w.category, HeadSizeWarning) for w in record) == 1
+    model = _ResNetLike()
+    model.fc = nn.Linear(8, 1)
+    with pytest.warns(HeadSizeWarning) as record:
+        replace_classifier(model, FAIMHead.from_linear)
+    assert sum(issubclass(w.category, HeadSizeWarning) for w in record) == 1
+
+
+@pytest.mark.filterwarnings("ignore::finslerlib.nn.HeadSizeWarning")
+def test_timm_reset_classifier_after_replacing_keeps_a_faim_head():
+    model = _TimmLike()
+    replace_classifier(model, FAIMHead.from_linear)
+    model.reset_classifier(7)
+    head = model.get_classifier()
+    assert isinstance(head, FAIMHead) and head.num_classes == 7 and head.in_features == 8
+    assert model(torch.randn(3, 6)).shape == (3, 7)
+    model.reset_classifier(0)  # timm's "no classifier": an Identity, as timm does
+    assert isinstance(model.get_classifier(), nn.Identity)
+    model.reset_classifier(4)
+    assert isinstance(model.get_classifier(), FAIMHead)
+    copied = copy.deepcopy(model)  # the copy's reset acts on the copy
+    copied.reset_classifier(2)
+    assert copied.get_classifier().num_classes == 2 and model.get_classifier().num_classes == 4

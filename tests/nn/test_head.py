@@ -318,15 +318,17 @@ def test_float16_input_without_autocast_is_upcast():
     torch.testing.assert_close(out, head(x.to(torch.bfloat16).float()))
 
 
-def test_torch_compile_matches_eager():
+def test_torch_compile_fullgraph_with_value_checks_on_matches_eager():
+    # value checks on (the default): they trace as assertion ops, so fullgraph=True compiles
     torch.manual_seed(14)
-    head = _perturbed(FAIMHead(6, 5, direction="max"))
+    head = _perturbed(FAIMHead(6, 5, direction="max", margin=0.2))
     x = torch.randn(4, 6, requires_grad=True)
-    eager = head(x)
+    y = torch.tensor([0, 4, 2, 2])
+    eager = head(x, y)
     (g_eager,) = torch.autograd.grad(eager.sum(), x)
-    compiled = torch.compile(head, fullgraph=False)
+    compiled = torch.compile(head, fullgraph=True)
     start = time.perf_counter()
-    out = compiled(x)
+    out = compiled(x, y)
     (g_comp,) = torch.autograd.grad(out.sum(), x)
     elapsed = time.perf_counter() - start
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)

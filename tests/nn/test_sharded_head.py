@@ -179,7 +179,39 @@ def _check_ddp_mean_grads(rank, world, group):
     torch.testing.assert_close(x_local.grad, world * x_ref.grad[mine], **TOL)
 
 
+def _check_initialization_is_by_global_class(rank, world, group):
+    # the same seed on every rank (the usual DDP practice): the shards are the blocks of the
+    # single-process head's prototypes, none duplicated (2100 classes span three init blocks)
+    for manifold in (None, _manifold()):
+        torch.manual_seed(5)
+        head = ShardedFAIMHead(D, 2100, manifold, dtype=torch.float64, process_group=group)
+        torch.manual_seed(5)
+        plain = FAIMHead(D, 2100, _manifold() if manifold is not None else None, dtype=torch.float64)
+        name = "prototypes" if manifold is not None else "prototype_coords"
+        torch.testing.assert_close(head.state_dict()[name], plain.state_dict()[name], rtol=0, atol=0)
+
+
+def _check_mismatched_dtypes_raise_on_every_rank(rank, world, group):
+    head = ShardedFAIMHead(D, 7, dtype=torch.float64, process_group=group)
+    x, y = _batch(1, 7, seed=rank)
+    cases = {
+        "features": (x.float() if rank == 0 else x, y),
+        "labels": (x, y.int() if rank == world - 1 else y),
+    }
+    for what, (features, labels) in cases.items():
+        try:
+            head(features, labels)
+        except ValueError as err:
+            assert f"every rank needs {what} of the same dtype" in str(err), str(err)
+        else:
+            raise AssertionError(f"rank {rank}: mismatched {what} dtypes did not raise")
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        head(x, y.bool())
+
+
 def _checks(rank, world, group, save_path=None, load_path=None):
+    _check_initialization_is_by_global_class(rank, world, group)
+    _check_mismatched_dtypes_raise_on_every_rank(rank, world, group)
     for config in CONFIGS.values():
         _check_loss_and_gradients(rank, world, group, config)
     _check_adam_steps_and_save(rank, world, group, CONFIGS["factor_rank_max_margin"], save_path)
@@ -202,6 +234,10 @@ def _worker(rank, port, path):
         _checks(rank, 3, dist.group.WORLD, load_path=path)
     finally:
         dist.destroy_process_group()
+
+
+def test_one_rank_initializes_exactly_like_faimhead():
+    _check_initialization_is_by_global_class(0, 1, None)
 
 
 def test_world_sizes_2_and_3_match_the_single_process_and_reshard_a_checkpoint(tmp_path):
@@ -258,7 +294,7 @@ def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="reduction"):
         ShardedFAIMHead(4, 3, reduction="max")
     head = ShardedFAIMHead(4, 3)
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"labels must be classes in \[0, 3\), got values in \[0, 3\]"):
         head(torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="features must be"):
         head(torch.randn(2, 4), torch.tensor([0]))

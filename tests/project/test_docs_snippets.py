@@ -1,8 +1,10 @@
 """Every ```python block of README.md and docs/**/*.md runs, so the documentation cannot drift from the API.
 
-The blocks of one page run in order in one namespace (a later block may use an earlier block's
-names), in a fresh temporary working directory. Two HTML comments, written on the line(s) right
-before a block, change what happens to it:
+Every block runs **alone**, in a fresh namespace and a fresh temporary working directory, as a
+reader who pastes it into a script or a REPL would run it: it has its own imports and data, and
+it prints what it shows (a bare expression whose value a script would discard, such as
+`m.dist(x, y)` on its own line, fails the test: write `print(m.dist(x, y))`). Two HTML comments,
+written on the line(s) right before a block, change what happens to it:
 
 * `<!-- snippet: skip (reason) -->`: the block is not run (GPU, long training, a third-party
   model); the reason is required. Use sparingly: prefer a snippet small enough to run.
@@ -12,9 +14,9 @@ before a block, change what happens to it:
   `FAIMHead(in_features, num_classes, manifold=None, *, scale=10.0)`; it is not run but compared
   with `inspect.signature(dotted.name)` (names, kinds, order and defaults; annotations ignored).
 
-Test functions a page defines (`def test_...`, e.g. a hypothesis `@given` test or one decorated
-with `parametrize_manifolds`) are called after the page's blocks, once per parameter, so the
-tests the docs recommend pass too.
+Test functions a block defines (`def test_...`, e.g. a hypothesis `@given` test or one decorated
+with `parametrize_manifolds`) are called after the block, once per parameter, so the tests the
+docs recommend pass too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,28 +161,76 @@ def test_markers_are_known_and_skips_give_a_reason():
             assert re.fullmatch(r"[\w.]+", b.arg), f"{b.where}: `snippet: requires` needs a module name"
 
 
-@pytest.mark.parametrize(
-    "page",
-    [p for p in PAGES if any(b.kind in ("run", "requires") for b in blocks(p))],
-    ids=lambda p: str(p.relative_to(ROOT)),
-)
-def test_page_snippets_run(page, tmp_path, monkeypatch):
+_SHOWN_TYPES = (torch.Tensor, numbers.Number, str, bytes, tuple, list, dict, set)
+
+
+def _with_shown_values(code: str, where: str):
+    """`code` compiled with every top-level expression statement wrapped in `__shown__(value, line)`."""
+    tree = ast.parse(code, where)
+    for i, node in enumerate(tree.body):
+        if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Await):
+            call = ast.Call(
+                func=ast.Name("__shown__", ast.Load()),
+                args=[node.value, ast.Constant(node.lineno)],
+                keywords=[],
+            )
+            tree.body[i] = ast.copy_location(ast.Expr(call), node)
+    ast.fix_missing_locations(tree)
+    return compile(tree, where, "exec")
+
+
+RUNNABLE = [b for b in ALL if b.kind == "run" or b.kind == "requires"]
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.where)
+def test_snippet_runs_alone(block, tmp_path, monkeypatch):
+    """The block runs in a fresh namespace (its own imports), and shows what it computes by printing."""
+    if block.kind == "requires" and not _importable(block.arg):
+        pytest.skip(f"needs {block.arg}")
     monkeypatch.chdir(tmp_path)  # snippets that save files write into a scratch folder
     torch.manual_seed(0)
-    namespace: dict = {"__name__": f"snippets_{page.stem}"}
-    for b in blocks(page):
-        if b.kind == "requires" and not _importable(b.arg):
-            continue
-        if b.kind not in ("run", "requires"):
-            continue
-        try:
-            exec(compile(b.code, b.where, "exec"), namespace)
-        except Exception as err:
-            raise AssertionError(f"snippet at {b.where} failed: {type(err).__name__}: {err}") from err
-    called = _call_page_tests(namespace, str(page.relative_to(ROOT)))
-    ran = [b for b in blocks(page) if b.kind == "run" or (b.kind == "requires" and _importable(b.arg))]
-    defined = sum(len(re.findall(r"^def test_", b.code, re.M)) for b in ran)
-    assert called >= defined, f"{page.name}: {defined} test functions defined, only {called} called"
+    default_dtype = torch.get_default_dtype()
+    discarded: list[str] = []
+
+    def shown(value, line):
+        # `load_state_dict`'s status tuple is not a result a reader expects to see
+        status = type(value).__name__ == "_IncompatibleKeys"
+        if value is not None and isinstance(value, _SHOWN_TYPES) and not status:
+            discarded.append(f"line {line}: {type(value).__name__}")
+        return value
+
+    namespace: dict = {"__name__": f"snippet_{block.page.stem}_{block.line}", "__shown__": shown}
+    try:
+        exec(_with_shown_values(block.code, block.where), namespace)
+    except Exception as err:
+        raise AssertionError(f"snippet at {block.where} failed alone: {type(err).__name__}: {err}") from err
+    finally:
+        torch.set_default_dtype(default_dtype)
+    assert not discarded, (
+        f"{block.where}: a bare expression's value is discarded when the block runs as a script "
+        f"({', '.join(discarded)}): print it"
+    )
+    called = _call_page_tests(namespace, block.where)
+    defined = len(re.findall(r"^def test_", block.code, re.M))
+    assert called >= defined, f"{block.where}: {defined} test functions defined, only {called} called"
+
+
+def test_blocks_do_not_share_state():
+    """Each block gets its own namespace: a name defined by one block is unknown to the next."""
+    first = Block(ROOT / "README.md", 1, "shared = 1\n", "run")
+    second = Block(ROOT / "README.md", 2, "print(shared)\n", "run")
+    namespace: dict = {"__shown__": lambda v, line: v}
+    exec(_with_shown_values(first.code, first.where), namespace)
+    with pytest.raises(NameError):
+        exec(_with_shown_values(second.code, second.where), {"__shown__": lambda v, line: v})
+
+
+def test_bare_expressions_are_caught():
+    """`m.dist(x, y)` alone on a line shows nothing in a script: the check sees the discarded value."""
+    seen: list = []
+    code = "import torch\nx = torch.ones(2)\nx.sum()\nprint(x)\nNone\n"
+    exec(_with_shown_values(code, "<test>"), {"__shown__": lambda v, line: seen.append((line, v))})
+    assert [line for line, v in seen if isinstance(v, _SHOWN_TYPES)] == [3]
 
 
 @pytest.mark.parametrize(

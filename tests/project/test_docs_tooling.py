@@ -150,3 +150,81 @@ def test_sphere_navigation_figure_geodesics_are_the_manifold_geodesics():
         assert abs(m.norm(xt, v).item() - 1.0) < 1e-12
         ours = m.expmap(xt.expand(len(t), 3), torch.tensor(t)[:, None] * v)
         np.testing.assert_allclose(curve, ours.numpy(), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- concept pages' numbers
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_randers_norm_page_indicatrix_is_the_h_sphere_around_w():
+    """concepts/randers-norm.md: for a = I, b = (0.5, 0) the unit ball is the ellipse centred at
+    W = (-2/3, 0) with semi-axes 1.333 (along b) and 1.155, measured on finslerlib's own indicatrix
+    (v / F(v) over many directions), not on the formula the page derives."""
+    m = finslerlib.Randers(torch.eye(2, dtype=torch.float64), torch.tensor([0.5, 0.0], dtype=torch.float64))
+    theta = torch.linspace(0, 2 * np.pi, 200_001, dtype=torch.float64)
+    u = torch.stack([theta.cos(), theta.sin()], -1)
+    v = u / m.norm(torch.zeros_like(u), u)[:, None]  # F(v) = 1
+    lo, hi = v.min(0).values, v.max(0).values
+    centre, semi = (lo + hi) / 2, (hi - lo) / 2
+    np.testing.assert_allclose(centre.numpy(), [-2 / 3, 0.0], atol=1e-9)
+    np.testing.assert_allclose(semi.numpy(), [4 / 3, 2 / np.sqrt(3)], atol=1e-9)
+    # the points are exactly the h-unit sphere around W, h = (1 - |b|^2)(a - b b^T)
+    h = 0.75 * torch.diag(torch.tensor([0.75, 1.0], dtype=torch.float64))
+    r = v - torch.tensor([-2 / 3, 0.0], dtype=torch.float64)
+    np.testing.assert_allclose(torch.einsum("ni,ij,nj->n", r, h, r).numpy(), 1.0, atol=1e-12)
+    page = (DOCS / "concepts" / "randers-norm.md").read_text()
+    for shown in ("1.333", "1.155", "W = (-2/3, 0)"):
+        assert shown in page, shown
+
+
+def test_duality_page_reverse_step_ratio():
+    """concepts/duality.md: with drift s = 0.95, to lower f(v) = v_1 both descents move against b;
+    the reverse metric's step -grad f is ((1 - s)/(1 + s))^2 = 6.6e-4 of the forward step grad(-f),
+    and 1/(1 + s)^2 of the Euclidean step -e_1, measured with finslerlib's Finsler gradient."""
+    s = 0.95
+    m = finslerlib.Randers(torch.eye(2, dtype=torch.float64), torch.tensor([s, 0.0], dtype=torch.float64))
+    x, df = torch.zeros(2, dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64)
+    forward = m.finsler_gradient(x, -df)  # descent = "forward" (the default): l^{-1}(-df)
+    reverse = -m.finsler_gradient(x, df)  # descent = "reverse": -l^{-1}(df)
+    assert forward[0] < 0 and reverse[0] < 0  # both against the drift b = (s, 0)
+    np.testing.assert_allclose((reverse.norm() / forward.norm()).item(), ((1 - s) / (1 + s)) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(reverse.norm().item(), 1 / (1 + s) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(((1 - s) / (1 + s)) ** 2, 6.6e-4, rtol=0.01)
+    assert "6.6e-4" in (DOCS / "concepts" / "duality.md").read_text()
+
+
+def test_geodesics_page_bump_length():
+    """concepts/geodesics.md: the straight path over the bump a = (1 + 2 exp(-|x|^2/0.35^2))^2 I from
+    (-1, 0) to (1, 0) has length 2 + 0.7 sqrt(pi) erf(1/0.35) = 3.2407 (scipy quadrature)."""
+    from scipy.integrate import quad
+    from scipy.special import erf
+
+    length, _ = quad(lambda t: 1 + 2 * np.exp(-(t**2) / 0.35**2), -1, 1, epsabs=1e-13)
+    np.testing.assert_allclose(length, 2 + 0.7 * np.sqrt(np.pi) * erf(1 / 0.35), rtol=1e-12)
+    field = finslerlib.RandersField(
+        a=lambda x: (
+            (1 + 2 * torch.exp(-(x**2).sum(-1) / 0.35**2))[..., None, None] ** 2 * torch.eye(2, dtype=x.dtype)
+        ),
+        dim=2,
+    )
+    t = torch.linspace(-1, 1, 20_001, dtype=torch.float64)
+    path = torch.stack([t, torch.zeros_like(t)], -1)
+    speeds = field.norm(path, torch.tensor([1.0, 0.0], dtype=torch.float64).expand_as(path))
+    np.testing.assert_allclose(torch.trapezoid(speeds, t).item(), length, rtol=1e-7)
+    assert f"{length:.4f}" == "3.2407" and "3.2407" in (DOCS / "concepts" / "geodesics.md").read_text()
+
+
+def test_notation_page_is_in_the_nav_and_symbols_keep_one_meaning():
+    """docs/concepts/notation.md is reachable, and the symbols it fixes are not used otherwise."""
+    mkdocs = (DOCS.parent / "mkdocs.yml").read_text()
+    assert "concepts/notation.md" in mkdocs
+    pages = {p.relative_to(DOCS).as_posix(): p.read_text() for p in DOCS.rglob("*.md")}
+    pages = {k: v for k, v in pages.items() if not k.startswith("assets") and k != "changelog.md"}
+    for name, text in pages.items():
+        assert r"\mathbb{R}^{n,1}" not in text, f"{name}: Minkowski space is R^{{1,n}}"
+        assert r"\sigma(t)" not in text, f"{name}: curves are gamma(t); sigma is the homothety rate"
+        assert r"\ell = a v" not in text, f"{name}: ell is the Legendre map only"
+        # lambda = 1 - |W|_h^2 only, on the pages that define it so
+        if r"\lambda" in text and name != "concepts/notation.md":
+            defined = r"\lambda = 1 -" in text or r"\lambda\, |v|_h^2" in text
+            assert defined, f"{name}: lambda is 1 - |W|_h^2 only"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,14 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# the examples import their shared helpers (`from _common import output_folder`), as they do when
+# run as scripts (`python examples/x.py` puts examples/ on the path)
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
 
 
 def load(path: Path):
@@ -69,6 +75,8 @@ def test_examples_found():
         "directed_links.py",
         "dependency_mds.py",
         "sphere_navigation.py",
+        "image_path.py",
+        "sailing_route.py",
     } <= names
 
 
@@ -88,6 +96,85 @@ def test_digits_demo_outputs(tmp_path: Path):
     assert len(result["history"]["test_acc"]) == 2
     assert_png(tmp_path / "learning_curves.png")
     assert (tmp_path / "digits_results.json").is_file()
+    assert (tmp_path / "table.md").is_file()
+
+
+def _markdown_table(text: str) -> list[list[str]]:
+    """The cells of the first Markdown table in `text` (the `---` row left out)."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    assert len(cells) >= 2 and all(set(c) <= set("-: ") for c in cells[1]), text
+    return [cells[0], *cells[2:]]
+
+
+def test_readme_demo_table_is_what_the_demo_writes(smoke):
+    """README's demo table has the columns and rows that `make demo` prints (its `table.md`).
+
+    The numbers come from a full run, copied by scripts/readme_demo_table.py; a smoke run (all
+    three heads) has the same table layout: same header, same row labels, same cell formats.
+    """
+    out, folder = smoke("digits_demo")
+    written = (folder / "table.md").read_text()
+    readme_tool = load(ROOT / "scripts" / "readme_demo_table.py")
+    in_readme = readme_tool.readme_block((ROOT / "README.md").read_text())
+    demo, readme = _markdown_table(written), _markdown_table(in_readme)
+    assert readme[0] == demo[0], "README's demo table has other columns than the demo prints"
+    assert [r[0] for r in readme] == [r[0] for r in demo], "README's demo table has other rows"
+    # every cell has the demo's format (digits after the point, units), so the numbers were copied
+    shape = [[re.sub(r"\d", "9", c).replace("9,999", "9999") for c in row] for row in demo[1:]]
+    shape_readme = [[re.sub(r"\d", "9", c).replace("9,999", "9999") for c in row] for row in readme[1:]]
+    for mine, theirs in zip(shape_readme, shape, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            assert re.sub("9+", "9", a) == re.sub("9+", "9", b), (a, b)
+    # the README shows a full run (the caption line names no --smoke), the printed table is the file
+    assert "--smoke" not in in_readme.splitlines()[0]
+    # what it printed is what it wrote
+    assert out["table"] in written
+
+
+def test_readme_demo_table_tool_round_trip(tmp_path: Path):
+    """scripts/readme_demo_table.py puts the file's text between the markers and nothing else."""
+    tool = load(ROOT / "scripts" / "readme_demo_table.py")
+    readme = f"# title\n\ntext\n{tool.START}\nold table\n{tool.END}\n\nmore\n"
+    table = "caption\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "table.md").write_text(table)
+    assert tool.main(["--readme", str(tmp_path / "README.md"), "--table", str(tmp_path / "table.md")]) == 0
+    updated = (tmp_path / "README.md").read_text()
+    assert tool.readme_block(updated) == table
+    assert updated.replace(table, "old table\n") == readme
+    files = ["--readme", str(tmp_path / "README.md"), "--table", str(tmp_path / "table.md")]
+    assert tool.main(["--check", *files]) == 0
+    (tmp_path / "table.md").write_text(table.replace("| 1 |", "| 3 |"))
+    assert tool.main(["--check", *files]) == 1
+
+
+def test_smoke_runs_do_not_overwrite_full_runs(tmp_path: Path, monkeypatch):
+    """Without --out, an example writes to outputs/<name>/ and its --smoke run to outputs/smoke/<name>/."""
+    monkeypatch.chdir(tmp_path)
+    common = load(EXAMPLES / "_common.py")
+    assert common.output_folder("digits_demo", smoke=False) == Path("outputs/digits_demo")
+    assert common.output_folder("digits_demo", smoke=True) == Path("outputs/smoke/digits_demo")
+    assert common.output_folder("digits_demo", smoke=True, out=tmp_path / "x") == tmp_path / "x"
+    with pytest.raises(ValueError, match="name"):
+        common.output_folder("../x", smoke=False)
+    load(EXAMPLES / "digits_demo.py").main(["--smoke", "--heads", "linear", "--quiet"])
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "outputs").rglob("*.*"))
+    assert written and all(p.startswith("outputs/smoke/digits_demo/") for p in written), written
+    assert (tmp_path / "outputs/smoke/digits_demo/table.md").is_file()
+
+
+def test_examples_write_no_generic_files_at_the_top_of_outputs():
+    """Each example names its own folder: `output_folder("<its name>", ...)` (examples/_common.py) or
+    a default path with its name and a smoke variant; none writes to the top of `outputs/`."""
+    for script in SCRIPTS:
+        text = script.read_text()
+        assert 'default=Path("outputs")' not in text and 'default="outputs"' not in text, script.name
+        if "output_folder(" in text:
+            assert f'output_folder("{script.stem}"' in text, script.name
+        elif "--out" in text and "outputs" in text:
+            assert f'"{script.stem}"' in text or f"/{script.stem}" in text, script.name
+            assert "smoke" in text, script.name
 
 
 def test_digits_demo_reproducible(tmp_path: Path):
@@ -164,7 +251,6 @@ def test_faim_blocks_identity_and_inside(smoke):
     assert max(out["radii"]) < 1.0
 
 
-
 def test_directed_embedding_beats_the_symmetric_floor(smoke):
     out, folder = smoke("directed_embedding")
     rows = {r["method"]: r for r in out["tree"]["rows"]}
@@ -181,6 +267,8 @@ def test_directed_embedding_beats_the_symmetric_floor(smoke):
     for name in ("tree_embeddings.png", "swiss_roll.png"):
         assert_png(folder / name)
     assert (folder / "table.md").read_text().count("|") > 50
+
+
 def test_sphere_navigation_routes(smoke):
     """Exact routes reach the ports, are no slower than great circles, and the wind makes them asymmetric."""
     out, folder = smoke("sphere_navigation")
@@ -193,6 +281,31 @@ def test_sphere_navigation_routes(smoke):
     forward, backward = out["times"][("Lisbon", "New York")]
     assert forward > backward
     assert_png(folder / "sphere_navigation.png")
+
+
+def test_sphere_navigation_prints_a_header(tmp_path: Path, capsys):
+    """The printed routes have column names, one row per route, aligned under them."""
+    load(EXAMPLES / "sphere_navigation.py").main(["--smoke", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    (i,) = [k for k, line in enumerate(lines) if line.split()[:3] == ["from", "to", "forward"]]
+    assert set(lines[i + 1]) == {"-"}
+    rows = lines[i + 2 : i + 4]
+    for row in rows:
+        assert "->" in row and all(float(cell) > 0 for cell in row.split()[-5:]), row
+
+
+def test_funk_prototype_labels_do_not_overlap():
+    """digits_demo places each prototype's label away from every prototype and every other label,
+    even for prototypes that coincide in the projection (they overlapped before)."""
+    import numpy as np
+
+    demo = load(EXAMPLES / "digits_demo.py")
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(-0.5, 0.5, (8, 2)), [[0.1, 0.1], [0.1, 0.1]]])
+    labels = points + demo._label_offsets(points, radius=0.09)
+    gaps = np.linalg.norm(labels[:, None] - labels[None], axis=-1) + np.eye(len(points))
+    assert gaps.min() > 0.05, gaps.min()
+    assert np.linalg.norm(labels - points, axis=-1).max() <= 0.09 + 1e-12
 
 
 def test_directed_links_symmetric_at_one_half_and_plot(smoke):

@@ -1,0 +1,90 @@
+"""Benchmark: Randers distance maps (`finslerlib.eikonal`) with a strong Zermelo drift.
+
+The metric is HFM's kind of test: Zermelo navigation on the Euclidean plane with the wind
+$W(x, y) = 0.9 \\,(\\sin(\\pi y), \\sin(\\pi x))$ (|W| up to 0.9 x sqrt(2) > 1: the strongest-wind
+corners are outside the domain, `inf`) on $[-1, 1]^2$, one source at the origin. Printed: the time
+of one map per grid size and order (best of `--repeats`), the sweeps, the ratio to HFM's published
+CPU figure for 1001^2 (3.05 s, scaled by the node count for other sizes), and the shooting solver
+(`RandersField.dist`) on `--pairs` source-target pairs timed in the same run (its time per pair,
+the map's time per node, and the two distances). Also the machine's load (`os.getloadavg`).
+Run: `python benchmarks/bench_eikonal.py [--sizes 201 401 --orders 1 2 --repeats 1 --dtype float64]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import torch
+
+from finslerlib import RandersField
+from finslerlib.eikonal import eikonal_map, interpolate
+from finslerlib.math.randers import navigation_to_randers
+
+HFM_CPU_1001 = 3.05  # seconds, HFM's published CPU figure for a 1001^2 map with a strong drift
+
+
+def wind(x: torch.Tensor) -> torch.Tensor:
+    return 0.9 * torch.stack([torch.sin(math.pi * x[..., 1]), torch.sin(math.pi * x[..., 0])], -1)
+
+
+def coefficients(x: torch.Tensor):
+    eye = torch.eye(2, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], 2, 2)
+    return navigation_to_randers(eye, wind(x))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[201, 401])
+    parser.add_argument("--orders", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    print(f"load average {os.getloadavg()}, threads {torch.get_num_threads()}, {args.dtype}, {device}")
+    src = torch.zeros(1, 2, dtype=dtype, device=device)
+    for n in args.sizes:
+        ax = torch.linspace(-1, 1, n, dtype=dtype, device=device)
+        for order in args.orders:
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                with torch.no_grad():
+                    m = eikonal_map(coefficients, (ax, ax), src, order=order)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - start)
+            hfm = HFM_CPU_1001 * (n * n) / 1001**2
+            print(
+                f"{n}^2 order {order}: {best:.2f} s, {m.iterations} sweeps, converged {m.converged}; "
+                f"ratio to HFM's CPU figure (scaled to {n}^2: {hfm:.3f} s): {best / hfm:.1f}x"
+            )
+    # the shooting solver on a few pairs from the same source, timed in the same run
+    gen = torch.Generator().manual_seed(0)
+    targets = (torch.rand(args.pairs, 2, generator=gen, dtype=torch.float64) - 0.5) * 0.5  # |W| <= 0.9 here
+    field = RandersField.from_navigation(wind=wind, dim=2)
+    start = time.perf_counter()
+    shot = field.dist(torch.zeros_like(targets), targets)
+    shoot_time = time.perf_counter() - start
+    read = interpolate(m.values.double().cpu(), tuple(t.double().cpu() for t in m.axes), targets)
+    print(
+        f"shooting: {shoot_time / args.pairs:.3f} s per pair ({args.pairs} pairs); the last map: "
+        f"{best / (n * n) * 1e6:.2f} us per node, i.e. one map costs as much as "
+        f"{best / (shoot_time / args.pairs):.1f} shot pairs"
+    )
+    print(
+        "pair distances, shooting vs the last map:",
+        [f"{a:.4f}/{b:.4f}" for a, b in zip(shot.tolist(), read.tolist(), strict=True)],
+    )
+
+
+if __name__ == "__main__":
+    main()
