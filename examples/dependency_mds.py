@@ -17,8 +17,8 @@ Outputs (in `--out`, default `outputs/dependency_mds/`; `--smoke`:
 `outputs/smoke/dependency_mds/`): `table.md`, `results.json`.
 
 Run:
-    python examples/dependency_mds.py            # about a minute
-    python examples/dependency_mds.py --smoke    # seconds
+    python examples/dependency_mds.py            # many minutes: 4 starts x 5 drift sizes, and Adam on the DAG
+    python examples/dependency_mds.py --smoke    # under a minute
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import output_folder
 
 from finslerlib.embedding import FinslerMDS, graph_dissimilarities, mean_average_precision, symmetric_floor
 from finslerlib.embedding.datasets import distribution_graph
@@ -63,8 +64,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 8])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = args.out or Path("outputs/smoke/dependency_mds" if args.smoke else "outputs/dependency_mds")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder("dependency_mds", args.smoke, args.out)
     torch.set_num_threads(1)
     n_init = 1 if args.smoke else 4
     max_iter = 100 if args.smoke else 1000

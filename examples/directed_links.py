@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import output_folder
 
 from finslerlib.embedding import DirectedGraphEmbedding, link_prediction_scores, roc_auc, split_edges
 from finslerlib.embedding import datasets as ds
@@ -206,8 +207,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     smoke = args.smoke
-    out = args.out or Path("outputs/smoke/directed_links" if smoke else "outputs/directed_links")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder("directed_links", smoke, args.out)
     seeds = args.seeds or (1 if smoke else 5)
     epochs = args.epochs or (4 if smoke else 40)
     dims = args.dims or ([2] if smoke else [2, 8, 16])

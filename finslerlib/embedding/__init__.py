@@ -15,7 +15,7 @@ Uses manifolds and geoopt; nothing in finslerlib imports it.
 """
 
 from finslerlib.embedding import datasets
-from finslerlib.embedding.directed import GEOMETRIES, DirectedGraphEmbedding
+from finslerlib.embedding.directed import DirectedGraphEmbedding
 from finslerlib.embedding.graph import graph_dissimilarities
 from finslerlib.embedding.links import EdgeSplit, link_prediction_scores, roc_auc, split_edges
 from finslerlib.embedding.mds import FinslerMDS
@@ -29,7 +29,6 @@ from finslerlib.embedding.metrics import (
 from finslerlib.embedding.wind import BoostWind, lorentz_boost_navigation, lorentz_points
 
 __all__ = [
-    "GEOMETRIES",
     "BoostWind",
     "DirectedGraphEmbedding",
     "EdgeSplit",

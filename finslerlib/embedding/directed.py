@@ -36,7 +36,7 @@ from finslerlib.embedding.mds import _drift_only, _EstimatorBase
 from finslerlib.embedding.wind import lorentz_boost_navigation, lorentz_points
 from finslerlib.manifolds import FinslerManifold, FunkBall, Randers
 
-__all__ = ["DirectedGraphEmbedding", "GEOMETRIES"]
+__all__ = ["DirectedGraphEmbedding"]
 
 #: geometry names accepted by `DirectedGraphEmbedding(geometry=...)`
 GEOMETRIES = ("randers", "learnable", "funk", "navigation", "euclidean", "poincare")
