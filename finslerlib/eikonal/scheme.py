@@ -166,15 +166,15 @@ def _edge_min(t0, t1, s0, s1, aee, be0, be1, r0, r1):
     return torch.minimum(out, torch.where(inner, flam, inf))
 
 
-def _triangle(ts, ss, signs, pre: Precomputed):
+def _triangle(ts, ss, signs, spacing, b, ainv):
     r"""The octant-facet solution (3-D) where the characteristic arrives from inside the facet, else inf."""
     fin = torch.isfinite(ts[0]) & torch.isfinite(ts[1]) & torch.isfinite(ts[2])
-    dk = [signs[k] * pre.spacing[k] * ss[k] for k in range(3)]
+    dk = [signs[k] * spacing[k] * ss[k] for k in range(3)]
     u = torch.stack([torch.where(fin, ts[k], torch.zeros_like(ts[k])) / dk[k] for k in range(3)], -1)
     w = torch.stack([1.0 / dk[k] * torch.ones_like(ts[k]) for k in range(3)], -1)
-    r = u - pre.b
-    aw = (pre.ainv @ w.unsqueeze(-1)).squeeze(-1)
-    ar = (pre.ainv @ r.unsqueeze(-1)).squeeze(-1)
+    r = u - b
+    aw = (ainv @ w.unsqueeze(-1)).squeeze(-1)
+    ar = (ainv @ r.unsqueeze(-1)).squeeze(-1)
     a2, a1, a0 = (w * aw).sum(-1), (w * ar).sum(-1), (r * ar).sum(-1) - 1
     disc = a1 * a1 - a2 * a0
     ok = fin & (disc >= 0)
@@ -254,5 +254,6 @@ def jacobi_step(
     ).amin(0)
     for tri in st.triangles:
         signs = [st.offsets[m][axis] for axis, m in enumerate(tri)]
-        out = torch.minimum(out, _triangle([values[m] for m in tri], [scales[m] for m in tri], signs, pre))
+        tv, ts = [values[m] for m in tri], [scales[m] for m in tri]
+        out = torch.minimum(out, _triangle(tv, ts, signs, pre.spacing, pre.b, pre.ainv))
     return out

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from finslerlib.eikonal.scheme import Precomputed, Stencil, jacobi_step, precompute, stencil
+from finslerlib.eikonal.sweep import Sweeper
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import randers_validity
 
@@ -220,6 +221,27 @@ def _iterate(problem: _Problem, t: torch.Tensor, order: int, tol: float, max_ite
     return t, sweeps, change
 
 
+def _sweep(problem: _Problem, sweeper: Sweeper, t, order: int, tol: float, max_rounds: int, max_iter: int):
+    """Rounds of fast sweeps until no value changes by more than `tol`, then Jacobi steps until one
+    changes no value by more than `tol` (the stopping test of the Jacobi map itself);
+    returns `(T, sweeps, change)`."""
+    flat = sweeper.pad(t)
+    rounds = 0
+    while rounds < max_rounds:
+        before = flat.clone()
+        sweeper.round(flat, order)
+        rounds += 1
+        if bool((torch.isfinite(flat) != torch.isfinite(before)).any()):
+            continue
+        both = torch.isfinite(flat)
+        change = float(torch.where(both, (flat - before).abs(), torch.zeros_like(flat)).max())
+        if change <= tol:
+            break
+    t = sweeper.unpad(flat)
+    t, more, change = _iterate(problem, t, order, tol, max_iter, 1)
+    return t, rounds * len(sweeper.sweeps) + more, change
+
+
 class _ImplicitHook:
     """Backward of $T = G(T, \\theta)$: $\\bar g = \\bar T + \\partial_T G^\\top \\bar g$ by iteration."""
 
@@ -310,14 +332,16 @@ def eikonal_map(
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
-        t, sweeps, change = _iterate(problem, t, 1, tol_, max_iter, 8)
+        sweeper = Sweeper(st, pre, valid & ~fixed, base, slope)
+        rounds = max(2, max_iter // (2 * side))
+        t, sweeps, change = _sweep(problem, sweeper, t, 1, tol_, rounds, max_iter)
         if order == 2:
             tol2 = (
                 tol_
                 if tol is not None
                 else 8 * torch.finfo(dtype).eps * max(1.0, float(t[torch.isfinite(t)].max()))
             )
-            t, more, change = _iterate(problem, t, 2, tol2, max_iter, 8)
+            t, more, change = _sweep(problem, sweeper, t, 2, tol2, rounds, max_iter)
             sweeps += more
             tol_ = tol2
         elif tol is None:
