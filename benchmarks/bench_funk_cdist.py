@@ -1,76 +1,75 @@
 """Benchmark: `FunkBall.cdist` against `torch.cdist` (Euclidean), same inputs, same run.
 
-Prints the median times and their ratio (bar: <= 3.0 at N = M = 4096, D = 128, float32).
-Run: `python benchmarks/bench_funk_cdist.py [--n 4096 --m 4096 --dim 128 --repeats 7]`.
+Prints the best-of-N times (runs interleaved, so machine noise hits both alike) and the ratios,
+inference (`torch.no_grad()`) and forward + backward (goal <= 1.3x at N = M = 4096, D = 128,
+float32), and records them for `make bench`.
+
+Usage:
+    PYTHONPATH=. python benchmarks/bench_funk_cdist.py [--n 4096 --m 4096 --dim 128 --repeats 9]
+        [--threads T] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import pathlib
+import sys
 
 import torch
 
-from finslerlib import FunkBall
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _record import record  # noqa: E402
+from bench_randers_cdist import best_times, fwd_bwd  # noqa: E402
 
-
-def _median_times(fns, *, warmup: int, repeats: int) -> list[float]:
-    """Median wall time of each function; runs are interleaved so machine noise hits all alike."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
-
-
-def run(
-    n: int = 4096,
-    m: int = 4096,
-    dim: int = 128,
-    *,
-    dtype=torch.float32,
-    warmup: int = 2,
-    repeats: int = 7,
-    seed: int = 0,
-) -> dict:
-    """Time both cdists on the same random points of the ball; returns times and the ratio."""
-    torch.manual_seed(seed)
-    ball = FunkBall(dim)
-    x = ball.random(n, dim, dtype=dtype).as_subclass(torch.Tensor)
-    y = ball.random(m, dim, dtype=dtype).as_subclass(torch.Tensor)
-    with torch.no_grad():
-        t_funk, t_ref = _median_times(
-            [lambda: ball.cdist(x, y), lambda: torch.cdist(x, y)], warmup=warmup, repeats=repeats
-        )
-    return {"funk_s": t_funk, "torch_cdist_s": t_ref, "ratio": t_funk / t_ref}
+from finslerlib import FunkBall  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--m", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    res = run(
-        args.n, args.m, args.dim, dtype=getattr(torch, args.dtype), warmup=args.warmup, repeats=args.repeats
-    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype, device = getattr(torch, args.dtype), torch.device(args.device)
+    torch.manual_seed(0)
+    ball = FunkBall(args.dim)
+    x = ball.random(args.n, args.dim, dtype=dtype).as_subclass(torch.Tensor).to(device)
+    y = ball.random(args.m, args.dim, dtype=dtype).as_subclass(torch.Tensor).to(device)
+    timing = {"warmup": args.warmup, "repeats": args.repeats, "device": device}
+    with torch.no_grad():
+        t_ref, t_funk = best_times([lambda: torch.cdist(x, y), lambda: ball.cdist(x, y)], **timing)
+    b_ref, b_funk = best_times([fwd_bwd(torch.cdist, x, y), fwd_bwd(ball.cdist, x, y)], **timing)
     print(
-        f"FunkBall.cdist vs torch.cdist  N={args.n} M={args.m} D={args.dim} {args.dtype} "
-        f"threads={torch.get_num_threads()}"
+        f"FunkBall.cdist vs torch.cdist  N={args.n} M={args.m} D={args.dim} {args.dtype} on {device}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeats}"
     )
-    print(f"  FunkBall.cdist  {res['funk_s'] * 1e3:9.2f} ms (median of {args.repeats})")
-    print(f"  torch.cdist     {res['torch_cdist_s'] * 1e3:9.2f} ms")
-    print(f"  ratio           {res['ratio']:9.2f}  (bar <= 3.0)")
-    return res
+    print(f"  inference    {t_funk * 1e3:9.2f} ms vs {t_ref * 1e3:9.2f} ms   ratio {t_funk / t_ref:5.2f}")
+    print(f"  fwd+bwd      {b_funk * 1e3:9.2f} ms vs {b_ref * 1e3:9.2f} ms   ratio {b_funk / b_ref:5.2f}")
+    size = (
+        f"N = M = {args.n}, D = {args.dim}, {args.dtype}"
+        if args.n == args.m
+        else f"{args.n} x {args.m} x {args.dim}"
+    )
+    where = "" if device.type == "cpu" else f" on {device.type}"
+    for name, ratio in (("FunkBall.cdist", t_funk / t_ref), ("FunkBall.cdist fwd+bwd", b_funk / b_ref)):
+        record(
+            name + where,
+            ratio,
+            script="benchmarks/bench_funk_cdist.py",
+            baseline=f"torch.cdist, {size}",
+            bar_op="<=",
+            bar=1.3,
+        )
+    return {"ratio": t_funk / t_ref, "ratio_fwd_bwd": b_funk / b_ref}
 
 
 if __name__ == "__main__":

@@ -25,13 +25,20 @@ Bars: full rank <= 2.0x Linear time at C = 1000 and <= 1.6x at C >= 100,000; ran
 from __future__ import annotations
 
 import argparse
+import pathlib
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 
 from finslerlib.nn import FAIMHead
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _record import record  # noqa: E402
+
+SCRIPT = "benchmarks/bench_head.py"
 
 EINSUM = "einsum head"
 
@@ -198,6 +205,16 @@ def bench_size(args, device, b, d, c):
           "(bar <= 0.6x)")
     if EINSUM in rows:
         print(f"einsum / full rank    = {rows[EINSUM][0] / full_t:.1f}x slower (bar >= 50x)")
+    where = "" if device.type == "cpu" else f", {device.type}"
+    shape = f"B = {b}, D = {d}, C = {c:,}, float32{where}"
+    record(f"FAIMHead fwd+bwd, full rank (C = {c:,}{where})", full_t / base_t, script=SCRIPT,
+           baseline=f"nn.Linear, {shape}", bar_op="<=", bar=1.6,
+           note=f"its matmuls alone {floor_t / base_t:.2f}x")
+    record(f"FAIMHead fwd+bwd, rank = {args.rank} (C = {c:,}{where})", low_t / base_t, script=SCRIPT,
+           baseline=f"nn.Linear, {shape}", bar_op="<=", bar=0.5)
+    if EINSUM in rows:
+        record(f"FAIMHead speed-up over the einsum head (C = {c:,}{where})", rows[EINSUM][0] / full_t,
+               script=SCRIPT, baseline="einsum head, same shapes", bar_op=">=", bar=50.0)
     return rows
 
 

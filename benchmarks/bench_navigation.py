@@ -29,12 +29,19 @@ if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import argparse  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import geoopt  # noqa: E402
 import torch  # noqa: E402
 
 from finslerlib import KillingWind, Navigation  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _record import record  # noqa: E402
+
+SCRIPT = "benchmarks/bench_navigation.py"
 
 
 def best_time(fn, repeats: int, clock=time.perf_counter) -> float:
@@ -58,23 +65,27 @@ def main(argv=None):
     parser.add_argument("--std", type=float, default=0.6, help="spread of the points around e_0")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where the Killing distances run (float64)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     dtype = torch.float64
+    device = torch.device(args.device)
     axis = torch.tensor([0.3, -0.2, 1.0], dtype=dtype)
     axis = axis / axis.norm()
     a = args.rate * torch.tensor(
         [[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]], dtype=dtype
     )
     sphere = geoopt.Sphere()
-    exact = Navigation(sphere, KillingWind(a))
+    exact = Navigation(sphere, KillingWind(a.to(device)))
     numerical = Navigation(sphere, lambda x: x @ a.T, dim=2, steps=args.steps)
     sizes = [int(n) for n in str(args.pairs).split(",")]
     # points around e_0, away from the numerical solver's chart pole -e_0 (see the concept page)
     x = exact.random(max(sizes), 3, dtype=dtype, std=args.std).as_subclass(torch.Tensor)
     y = exact.random(max(sizes), 3, dtype=dtype, std=args.std).as_subclass(torch.Tensor)
+    x, y = x.to(device), y.to(device)
+    where = "" if device.type == "cpu" else f", {device.type}"
     print(f"sphere S^2, rotation rate {args.rate}, float64, 1 thread; best of {args.repeats}")
     out = {"vs_sphere": {}}
     with torch.no_grad():
@@ -92,6 +103,11 @@ def main(argv=None):
                 f"{c_exact / c_base:6.1f}x CPU   (goal <= 10x)"
             )
             out["vs_sphere"][n] = t_exact / t_base
+            record(f"Navigation(Sphere, KillingWind).dist, {n:,} pairs{where}", t_exact / t_base,
+                   script=SCRIPT, baseline=f"geoopt.Sphere.dist, same pairs, float64, 1 thread{where}",
+                   bar_op="<=", bar=10.0)
+        if device.type != "cpu":
+            return out
         k = args.num_pairs
         if k <= 0:
             return out
@@ -112,6 +128,9 @@ def main(argv=None):
     print(f"  ratio numerical / exact, per pair (exact batched): {t_num_k / k / per_pair_exact:8.0f}x")
     print(f"  max |exact - numerical| = {err:.2e} (the numerical solver's error at {args.steps} steps)")
     out.update(vs_numerical=t_num_k / t_exact_k, error=err)
+    record("Navigation KillingWind dist speed-up over the numerical solver", t_num_k / t_exact_k,
+           script=SCRIPT, baseline=f"the same wind as a callable, {k} pairs, RK4 {args.steps} steps",
+           bar_op=">=", bar=100.0, note=f"max difference {err:.1e}")
     return out
 
 

@@ -200,13 +200,14 @@ def ricci_curvature(manifold, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def s_curvature(manifold, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""S-curvature with respect to the **Busemann–Hausdorff** volume form.
 
-    By the definition $S(x, y) = \frac{d}{dt}\tau(\sigma(t), \dot\sigma(t))\big|_{t=0}$ along the
-    geodesic with $\sigma(0) = x$, $\dot\sigma(0) = y$, with the distortion
-    $\tau = \log\big(\sqrt{\det g_y} / \sigma_{BH}\big)$. For Randers data
-    $\sigma_{BH} = (1 - \|b\|^2_{a^{-1}})^{(n+1)/2} \sqrt{\det a}$ and
+    By the definition $S(x, y) = \frac{d}{dt}\mathcal{T}(\gamma(t), \dot\gamma(t))\big|_{t=0}$ along
+    the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = y$, with the distortion
+    $\mathcal{T} = \log\big(\sqrt{\det g_y} / \mathrm{vol}_{BH}\big)$. For Randers data
+    $\mathrm{vol}_{BH} = (1 - \|b\|^2_{a^{-1}})^{(n+1)/2} \sqrt{\det a}$ and
     $\det g_y = (F/\alpha)^{n+1}\det a$, so
-    $\tau = \frac{n+1}{2}\log\frac{F}{\alpha (1 - \|b\|^2_{a^{-1}})}$, and
-    $S = \partial_x\tau\cdot y - 2\,\partial_y\tau\cdot G(x, y)$ (one `jvp`; $n$ = `manifold.dim`).
+    $\mathcal{T} = \frac{n+1}{2}\log\frac{F}{\alpha (1 - \|b\|^2_{a^{-1}})}$, and
+    $S = \partial_x\mathcal{T}\cdot y - 2\,\partial_y\mathcal{T}\cdot G(x, y)$ (one `jvp`;
+    $n$ = `manifold.dim`).
     Known values: $S = 0$ on Minkowski–Randers spaces and under Killing winds,
     $S = \frac{n+1}{2} F$ on the Funk ball. Positively 1-homogeneous in $y$.
 

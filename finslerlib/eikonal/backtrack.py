@@ -3,11 +3,12 @@ r"""Minimal paths from a distance map: backtracking along the Legendre dual of $
 On a forward map $T(x) = \min_s d(s \to x)$ the optimal velocity arriving at $y$ is
 $\ell^{-1}(y, dT(y))$, parallel to $a^{-1}(dT - b)$ (the maximizer in
 $F^*(\xi) = \sup_{F(v) = 1} \xi(v)$ for $|\xi - b|_{a^{-1}} = 1$). A minimal path is traced backwards
-from the target, $\dot y = -a^{-1}(dT - b)$ (normalized), by midpoint (RK2) steps of a fixed fraction
-of a cell until it is within `source_radius` cells of a source, where the source closes it. $dT$ is
-interpolated multilinearly from central differences of the map (one-sided next to `inf`). A reverse
-map is the forward map of the reversed metric ($b \to -b$), and its path is already in the
-direction of travel, target to source.
+from the target, $\dot y = -a^{-1}(dT - b)$ (normalized), by midpoint (RK2) steps of half a cell,
+halved where a step would not decrease $T$ (across a narrow cheap valley), until it is within
+`source_radius` cells of a source, where the source closes it. $dT$ is interpolated multilinearly
+from central differences of the map (one-sided next to `inf`). A reverse map is the forward map of
+the reversed metric ($b \to -b$), and its path is already in the direction of travel, target to
+source.
 """
 
 from __future__ import annotations
@@ -145,8 +146,9 @@ def geodesic_from_map(
         v = torch.linalg.solve(a, (p - b).unsqueeze(-1)).squeeze(-1)
         return v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
 
-    start_t = interpolate(values, axes, y)
-    done |= ~torch.isfinite(start_t)
+    current = interpolate(values, axes, y)
+    done |= ~torch.isfinite(current)
+    size = torch.full_like(current, ds)  # per-path step, halved where a step does not descend T
     for _ in range(max_steps):
         gap = (y[:, None, :] - sources[None]).div(torch.tensor(spacing, dtype=dtype, device=device))
         near = gap.abs().amax(-1)  # [B, S] in cells
@@ -154,15 +156,20 @@ def geodesic_from_map(
         arrive = ~done & (close <= source_radius)
         closing = torch.where(arrive[:, None], sources[which], closing)
         reached |= arrive
-        done |= arrive
+        done |= arrive | (size < ds / 1024)  # stuck: no descending step of 1/1024 cell
         if bool(done.all()):
             break
         v1 = velocity(y)
-        mid = (y - 0.5 * ds * v1).clamp(lo, hi)
+        mid = (y - 0.5 * size[:, None] * v1).clamp(lo, hi)
         v2 = velocity(mid)
-        new = (y - ds * v2).clamp(lo, hi)
-        y = torch.where(done[:, None], y, new)
-        nodes.append(torch.where(reached[:, None], closing, y))
+        new = (y - size[:, None] * v2).clamp(lo, hi)
+        value = interpolate(values, axes, new)
+        better = ~done & (value < current)
+        y = torch.where(better[:, None], new, y)
+        current = torch.where(better, value, current)
+        size = torch.where(better, (2 * size).clamp(max=ds), 0.5 * size)
+        if bool(better.any()) or bool(arrive.any()):
+            nodes.append(torch.where(reached[:, None], closing, y))
     nodes.append(torch.where(reached[:, None], closing, y))
     path = torch.stack(nodes, 1)  # [B, P, D] target -> source, then repeats of the last node
     if not dmap.reverse:

@@ -83,7 +83,7 @@ class Precomputed:
     """Per-node metric quantities on the stencil (the metric does not change between sweeps).
 
     Attributes:
-        aee: Tensor `[E, 3, *grid]`: $e_0^\\top a e_0$, $e_0^\\top a e_1$, $e_1^\\top a e_1$ per edge.
+        aee: Tensor `[3, E, *grid]`: $e_0^\\top a e_0$, $e_0^\\top a e_1$, $e_1^\\top a e_1$ per edge.
         be: Tensor `[K, *grid]`: $b \\cdot e_k$ per offset.
         root: Tensor `[K, *grid]`: $|e_k|_a$ per offset.
         ainv: Tensor `[*grid, D, D]` ($a^{-1}$, 3-D only) or `None`.
@@ -118,7 +118,7 @@ def precompute(st: Stencil, a: torch.Tensor, b: torch.Tensor, spacing: torch.Ten
     be = torch.einsum("...i,ki->k...", b, off)
     ainv = torch.linalg.inv(a) if st.triangles else None
     root = torch.sqrt(torch.stack([(ae[k] * off[k]).sum(-1) for k in range(len(st.offsets))]))
-    return Precomputed(ee.contiguous(), be.contiguous(), root, ainv, b, spacing)
+    return Precomputed(ee.transpose(0, 1).contiguous(), be.contiguous(), root, ainv, b, spacing)
 
 
 def _shift(t: torch.Tensor, offset: tuple[int, ...], pad: int) -> torch.Tensor:
@@ -232,22 +232,26 @@ def jacobi_step(
             v = v + base + s * slope[i]
         values.append(v)
         scales.append(s)
-    out = torch.full_like(tau, float("inf"))
-    for n, (i, j) in enumerate(st.edges):
-        out = torch.minimum(
-            out,
-            _edge_min(
-                values[i],
-                values[j],
-                scales[i],
-                scales[j],
-                pre.aee[n],
-                pre.be[i],
-                pre.be[j],
-                pre.root[i],
-                pre.root[j],
-            ),
-        )
+    # every edge of the stencil at once: [E, *grid] tensors
+    first = torch.tensor([i for i, _ in st.edges], device=tau.device)
+    second = torch.tensor([j for _, j in st.edges], device=tau.device)
+    stacked = torch.stack(values)
+    if order == 2:
+        scale = torch.stack(scales)
+        s0, s1 = scale[first], scale[second]
+    else:
+        s0 = s1 = 1.0
+    out = _edge_min(
+        stacked[first],
+        stacked[second],
+        s0,
+        s1,
+        pre.aee,
+        pre.be[first],
+        pre.be[second],
+        pre.root[first],
+        pre.root[second],
+    ).amin(0)
     for tri in st.triangles:
         signs = [st.offsets[m][axis] for axis, m in enumerate(tri)]
         out = torch.minimum(out, _triangle([values[m] for m in tri], [scales[m] for m in tri], signs, pre))

@@ -143,7 +143,6 @@ def _check_axes(axes, sources):
 
 def _source_data(fn, axes, sources, spacing, radius, valid):
     """Fixed values near the sources and the factorization's $T_0$ and its gradient at every node."""
-    dim = len(axes)
     x = grid_points(axes)
     a_s, b_s = fn(sources)
     ok = randers_validity(a_s, b_s)[0]
@@ -152,7 +151,6 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         raise ValueError(
             f"sources[{i}] = {sources[i].tolist()} lies where the metric is not a Randers metric"
         )
-    lo = torch.stack([t[0] for t in axes])
     base = torch.full(x.shape[:-1], float("inf"), dtype=x.dtype, device=x.device)
     grad = torch.zeros_like(x)
     fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
@@ -167,11 +165,9 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         base = torch.where(closer, t0, base)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
         # the nodes of the window around the source: exact local values, fixed
-        cell = (sources[s] - lo) / spacing
         near = ((x - sources[s]) / spacing).abs().amax(-1) <= radius
         if not bool(near.any()):  # pragma: no cover - radius >= 1 always holds a node
             raise ValueError(f"no node within source_radius of sources[{s}] = {sources[s].tolist()}")
-        del cell
         idx = near.nonzero(as_tuple=True)
         xn = x[idx]
         a_m, b_m = fn(0.5 * (xn + sources[s]))
@@ -181,7 +177,6 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         fixed = fixed | near
         fixed_val = torch.minimum(fixed_val, local)
     fixed = fixed & valid & torch.isfinite(fixed_val)
-    del dim
     return fixed, fixed_val, base, grad
 
 

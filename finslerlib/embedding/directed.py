@@ -74,7 +74,10 @@ class DirectedGraphEmbedding(_EstimatorBase):
         max_drift: bound of the drift norm (`"randers"`, `"learnable"`) or of the wind speed
             (`"navigation"`), in `[0, 1)`.
         max_radius: `"navigation"` only: the largest hyperbolic distance of a point from the
-            origin (the boost wind's speed grows like $\cosh$ of it).
+            origin (the boost wind's speed grows like $\cosh$ of it, so its generator is bounded
+            by `max_drift / cosh(max_radius)`). Default 1.0 by measurement: on the copying
+            network (300 nodes, D = 8, 20 epochs) direction AUC 0.974 at 1.0, 0.931 at 1.5 and
+            0.654 at 3.0 (a wind too weak near the origin, where the points start).
         init_scale: standard deviation of the initial points (in the tangent space at the origin
             for curved / bounded geometries).
         random_state: seed (int) or `None`.
@@ -111,7 +114,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         lr: float = 0.05,
         metric_lr: float = 0.1,
         max_drift: float = 0.9,
-        max_radius: float = 3.0,
+        max_radius: float = 1.0,
         init_scale: float = 0.1,
         random_state: int | None = None,
         dtype: torch.dtype | None = None,

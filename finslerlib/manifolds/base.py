@@ -73,7 +73,7 @@ from finslerlib.manifolds.domains import Domain, EuclideanDomain
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import check_cdist_shapes, check_finite
 
-__all__ = ["FinslerManifold", "Reversed", "DEPRECATED_HOOKS"]
+__all__ = ["FinslerManifold", "Reversed"]
 
 
 _GEOOPT_KEYWORDS = ("dist", "dist0", "expmap0", "logmap0", "norm")

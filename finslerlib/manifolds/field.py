@@ -252,7 +252,7 @@ class RandersField(FinslerManifold):
         Returns:
             `GeodesicTransport(point, velocity, vector)`, each of the broadcast shape.
         """
-        self._validate(x, u, v, names=("x", "u", "v"))
+        self.validate_inputs(x, u, v, names=("x", "u", "v"))
         shape = torch.broadcast_shapes(x.shape, u.shape, v.shape)
         xf, uf, vf = (t.expand(shape).reshape(-1, self.dim).contiguous() for t in (x, u, v))
         self.coefficients(xf)  # raises ValueError naming a point where (a, b) is invalid

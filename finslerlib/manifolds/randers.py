@@ -14,10 +14,10 @@ import geoopt
 import torch
 import torch.nn.functional as nnf
 
-from finslerlib.manifolds._cholesky import lower_factor
+from finslerlib.manifolds._cholesky import factor_rows, lower_factor
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import check_finite, check_randers
+from finslerlib.math.validation import check_cdist_shapes, check_finite, check_randers
 
 __all__ = ["Randers"]
 
@@ -132,6 +132,48 @@ class Randers(FinslerManifold):
         w = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False).squeeze(-1)
         return chol, w
 
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""`(x @ L, w)`: rows `x` in factor coordinates ($s_i = L^\top x_i$) and the drift `w`.
+
+        The same as `x @ factor()[0]`; a learnable full-rank metric multiplies without building
+        $L$ (in triangular blocks, with a direct gradient), which is what a layer applying the
+        metric to every batch wants.
+
+        Args:
+            x: Tensor, shape `[B, D]`.
+
+        Returns:
+            `(s, w)`: Tensor `[B, D]` in `x`'s dtype, and Tensor `[D]`.
+
+        Example:
+            >>> s, w = Randers(4 * torch.eye(1), torch.tensor([1.0])).factor_rows(torch.tensor([[3.0]]))
+            >>> s, w
+            (tensor([[6.]]), tensor([0.5000]))
+        """
+        chol, w = self.factor()
+        return x @ chol.to(x.dtype), w
+
+    def _precise_factor(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""`(L, w)` in float64 for inputs of a lower precision `dtype`; `None` when not needed.
+
+        Near $|w| \to 1$ the quantities that cancel, $1 - |w|^2$ and $a - b b^\top$ (whose
+        factor is $L (I - w w^\top) L^\top$), lose $\log_{10} \frac{1}{1 - |w|^2}$ digits when
+        $L, w$ are rounded to float32. Factored once in float64 from the stored data and cached
+        on the buffers' identity and version (a `load_state_dict` or an in-place edit refactors).
+        Parametrized subclasses (`Randers.learnable`) define $L, w$ directly: `None` there.
+        """
+        a, b = self._buffers.get("_a"), self._buffers.get("_b")
+        if a is None or b is None or dtype == torch.float64 or a.device.type == "mps":
+            return None
+        key = (a.data_ptr(), a._version, b.data_ptr(), b._version, a.device)
+        cached = self.__dict__.get("_precise_cache")
+        if cached is None or cached[0] != key:
+            chol = torch.linalg.cholesky(a.double())
+            w = torch.linalg.solve_triangular(chol, b.double().unsqueeze(-1), upper=False).squeeze(-1)
+            cached = (key, chol, w)
+            self.__dict__["_precise_cache"] = cached
+        return cached[1], cached[2]
+
     @property
     def a(self) -> torch.Tensor:
         """The SPD matrix `a`, shape `[D, D]`."""
@@ -161,6 +203,16 @@ class Randers(FinslerManifold):
     # vectors map by y = L^T v (rows: v @ L), covectors by eta = L^{-1} xi (rows: xi L^{-T}).
     def norm(self, x: torch.Tensor, u: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         self.validate_inputs(x, u, names=("x", "u"))
+        return self._factor_norm(u, keepdim=keepdim)
+
+    def _factor_norm(self, u: torch.Tensor, *, keepdim: bool = False, dtype=None) -> torch.Tensor:
+        """`F(u)` in factor coordinates, in `dtype` (default `u`'s); float32 / float16 results
+        are computed with the float64 factor."""
+        dtype = u.dtype if dtype is None else dtype
+        precise = self._precise_factor(dtype)
+        if precise is not None:
+            chol, w = (t.to(u.device) for t in precise)
+            return rmath.factor_norm(u.to(chol.dtype) @ chol, w, keepdim=keepdim).to(dtype)
         chol, w = (t.to(u) for t in self.factor())
         return rmath.factor_norm(u @ chol, w, keepdim=keepdim)
 
@@ -345,7 +397,11 @@ class Randers(FinslerManifold):
             tensor(0.5000)
         """
         self.validate_inputs(x, y, names=("x", "y"))
-        return self.norm(x, y - x, keepdim=keepdim)
+        dtype = torch.promote_types(x.dtype, y.dtype)
+        if self._precise_factor(dtype) is not None:
+            # float32 points differenced in float64: exact, so nothing is rounded before F
+            return self._factor_norm(y.double() - x.double(), keepdim=keepdim, dtype=dtype)
+        return self._factor_norm(y - x, keepdim=keepdim)
 
     def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""All forward distances `[..., i, j]` $= d(x_i \to y_j) = F(y_j - x_i)$.
@@ -368,7 +424,13 @@ class Randers(FinslerManifold):
             tensor([[0.0000, 1.5000],
                     [0.5000, 0.0000]])
         """
-        return super().cdist(x, y)
+        check_cdist_shapes(x, y)
+        self.validate_inputs(x, y, names=("x", "y"), batch_dims=2)
+        chol, w = self.factor()
+        precise = self._precise_factor(x.dtype)
+        if precise is not None:
+            precise = (precise[0].to(x.device), precise[1].to(x.device))
+        return rmath.cdist(x, y, chol.to(x), w.to(x), precise=precise)
 
     def random(self, *size, dtype=None, device=None, std: float = 1.0) -> geoopt.ManifoldTensor:
         """Gaussian points `N(0, std^2 I)` of shape `size` (last entry `D`)."""
@@ -487,6 +549,11 @@ class _LearnableRanders(Randers):
         a = self._dense_low_rank()
         u = self.drift_raw
         return a, _squash(u, rmath.drift_norm(a, u), self.max_drift)
+
+    def factor_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rank is None:  # fused with building L (`finslerlib.manifolds._cholesky.factor_rows`)
+            return factor_rows(x, self.chol_raw.to(x.dtype), self.eps), self._drift_full()
+        return super().factor_rows(x)
 
     def factor(self):
         if self.rank is None:

@@ -179,10 +179,11 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def block_rows(n: int, m: int, device: torch.device) -> int:
-    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (~2 MB).
+    """Rows per block so that a block of an `[n, m]` result stays in the CPU cache (8 MB in float32).
 
-    The elementwise passes after a Gram matmul then run on cached data instead of memory; on a
-    GPU one block covers everything.
+    The elementwise passes after a Gram matmul then run on cached data instead of memory, in few
+    enough blocks that the per-operation overhead (and, on a busy machine, the wait for the
+    slowest thread of each parallel operation) stays small; on a GPU one block covers everything.
 
     Args:
         n: rows of the result.
@@ -194,11 +195,11 @@ def block_rows(n: int, m: int, device: torch.device) -> int:
 
     Example:
         >>> block_rows(4096, 4096, torch.device("cpu"))
-        128
+        512
     """
     if device.type != "cpu":
         return max(n, 1)
-    return max(1, min(n, (1 << 19) // max(m, 1)))
+    return max(1, min(n, (1 << 21) // max(m, 1)))
 
 
 def gram_tolerance(dtype: torch.dtype, rank: int) -> float:
@@ -353,6 +354,8 @@ def _randers_backward_blocks(grad, out, xt, yt, w):
     alpha is 0. `g = grad / alpha` multiplies `[t, 1]` and `[s, 1]` in one matmul each, which gives
     the products and the row (column) sums of `g` together."""
     n, m = grad.shape
+    if n == 0 or m == 0:  # no pairs: zero gradients (the bound's amax needs entries)
+        return torch.zeros_like(xt), torch.zeros_like(yt), xt.new_zeros(n), yt.new_zeros(m)
     bx, by = xt @ w, yt @ w
     # pairs closer than the Gram error bound count as coincident (alpha part 0)
     size = torch.linalg.vector_norm(xt, dim=-1).amax() ** 2 + torch.linalg.vector_norm(yt, dim=-1).amax() ** 2

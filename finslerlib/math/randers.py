@@ -155,7 +155,14 @@ def factor_norm(y: torch.Tensor, w: torch.Tensor, *, keepdim: bool = False) -> t
     return out if keepdim else out.squeeze(-1)
 
 
-def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def cdist(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    factor: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    precise: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     r"""All Minkowski–Randers distances $F(y_j - x_i)$ for $a = L L^\top$, $b = L w$, any batch shape.
 
     2-D inputs run the fused Gram kernel `finslerlib.math.pairwise.pairwise_randers`; batched
@@ -177,6 +184,8 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
         y: Tensor, shape `[..., M, D]`, targets.
         factor: Tensor, shape `[D, R]`, $L$.
         w: Tensor, shape `[R]`.
+        precise: optional `(factor, w)` in float64 for float32 inputs, used for the recomputed
+            entries (differences and `factor_norm` in float64, see `Randers`).
 
     Returns:
         Tensor, shape `[..., N, M]`: `[..., i, j]` $= d(x_i \to y_j)$.
@@ -189,17 +198,20 @@ def cdist(x: torch.Tensor, y: torch.Tensor, factor: torch.Tensor, w: torch.Tenso
     if x.dim() == 2 and y.dim() == 2:
 
         def exact(rows, cols):
-            return factor_norm((y[cols] - x[rows]) @ factor, w)
+            if precise is None:
+                return factor_norm((y[cols] - x[rows]) @ factor, w)
+            diff = y[cols].to(precise[0].dtype) - x[rows].to(precise[0].dtype)
+            return factor_norm(diff @ precise[0], precise[1]).to(x.dtype)
 
         return pairwise_randers(x, y, factor, w, exact=exact)
     xt, yt = (v @ factor for v in centre(x, y))
     out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
     if out.numel() == 0 or torch.compiler.is_compiling():
         return out  # (a data-dependent branch: skipped while torch.compile traces)
-    return _recompute_flagged(out, x, y, xt, yt, factor, w)
+    return _recompute_flagged(out, x, y, xt, yt, factor, w, precise)
 
 
-def _recompute_flagged(out, x, y, xt, yt, factor, w):
+def _recompute_flagged(out, x, y, xt, yt, factor, w, precise):
     """Replace the entries of `out` whose Gram value has lost its digits by direct evaluations:
     square distances below the Gram error bound, and (for |w| > 3/4) where alpha + beta cancels."""
     shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
@@ -217,8 +229,11 @@ def _recompute_flagged(out, x, y, xt, yt, factor, w):
         idx = flag.nonzero(as_tuple=True)
     if idx[0].numel() == 0:
         return out
-    diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]
-    return out.index_put(idx, factor_norm(diff @ factor, w))
+    if precise is None:
+        diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]
+        return out.index_put(idx, factor_norm(diff @ factor, w))
+    diff = y[(*idx[:-2], idx[-1])].double() - x[(*idx[:-2], idx[-2])].double()
+    return out.index_put(idx, factor_norm(diff @ precise[0], precise[1]).to(out.dtype))
 
 
 def dual_terms(q: torch.Tensor, t: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

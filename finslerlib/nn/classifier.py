@@ -16,6 +16,7 @@ import math
 import types
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -184,19 +185,20 @@ def replace_classifier(model: nn.Module, head_factory: Callable[[nn.Linear], nn.
     if timm_like and callable(getattr(model, "reset_classifier", None)):
         # timm: `model.reset_classifier(n)` would put an nn.Linear back; keep a head built by
         # the same factory instead
-        model._faim_head_factory = head_factory
-        model.reset_classifier = types.MethodType(_reset_classifier_keeping_the_head, model)
+        object.__setattr__(model, "_faim_head_factory", head_factory)
+        keeping = types.MethodType(_reset_classifier_keeping_the_head, model)
+        object.__setattr__(model, "reset_classifier", keeping)
     return head
 
 
-def _reset_classifier_keeping_the_head(model: nn.Module, *args, **kwargs) -> None:
+def _reset_classifier_keeping_the_head(model: nn.Module, *args: Any, **kwargs: Any) -> None:
     """timm's `reset_classifier`, then the new `nn.Linear` (if any) replaced by the model's factory."""
-    type(model).reset_classifier(model, *args, **kwargs)
-    linear = model.get_classifier()
+    getattr(type(model), "reset_classifier")(model, *args, **kwargs)  # noqa: B009 (timm's, untyped)
+    linear = getattr(model, "get_classifier")()  # noqa: B009
     if not isinstance(linear, nn.Linear):  # num_classes=0: no classifier
         return
+    factory: Callable[[nn.Linear], nn.Module] = model.__dict__["_faim_head_factory"]
     for name, sub in model.named_modules():
         if sub is linear:
-            head = model._faim_head_factory(linear)
-            set_submodule(model, name, head)
+            set_submodule(model, name, factory(linear))
             return

@@ -46,9 +46,10 @@ def _metric_factor(manifold) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 def _factor_rows(manifold, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(z @ L, w)` of a constant Randers metric with a factor, rows `z` `[B, D]` in their dtype."""
-    chol, w = _metric_factor(manifold)
-    return z @ chol.to(z.dtype), w.to(z.dtype)
+    """`(z @ L, w)` of a constant Randers metric, rows `z` `[B, D]` in their dtype (its public
+    `factor_rows`, which a learnable metric computes without building `L`)."""
+    s, w = manifold.factor_rows(z)
+    return s, w.to(z.dtype)
 
 
 class _FactorCoordinates(Randers):
@@ -535,6 +536,11 @@ class FAIMHead(nn.Module):
                 self._set_prototypes(value)
             return
         super().__setattr__(name, value)
+
+    @prototypes.setter
+    def prototypes(self, points: torch.Tensor) -> None:
+        # reached through `__setattr__` (nn.Module's own would refuse a tensor for a parameter)
+        self._set_prototypes(points)
 
     def _set_prototypes(self, points: torch.Tensor) -> None:
         """Write the prototypes from points on `manifold`, shape `[C, D']` (no gradient)."""

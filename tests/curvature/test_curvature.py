@@ -40,6 +40,7 @@ from finslerlib.curvature import (
 )
 from finslerlib.geodesics import geodesic_flow
 from finslerlib.math import randers as rmath
+from tests.support import close
 
 F64 = torch.float64
 
@@ -164,11 +165,6 @@ def oracle_riemann_apply(coef, x, y, v, h=1e-4):
 
 def g_form(m, x, y, u, v):
     return (u * rmath.matvec(rmath.fundamental_tensor(y, *m.coefficients(x)), v)).sum(-1)
-
-
-def close(got, want, rtol=1e-8, atol=1e-10):
-    want = torch.as_tensor(want, dtype=got.dtype).expand_as(got)
-    torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------- the spray

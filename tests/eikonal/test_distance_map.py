@@ -233,3 +233,59 @@ def test_backtracked_paths_are_straight_for_an_exact_drift():
     torch.testing.assert_close(
         interpolate(m.values, (ax, ax), targets), _hfm_exact(targets, src), rtol=0, atol=5e-3
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_map_matches_the_cpu_map():
+    ax = torch.linspace(-2, 2, 41, dtype=F64)
+    src = torch.zeros(1, 2, dtype=F64)
+    cpu = eikonal_map(_hfm_metric(), (ax, ax), src)
+    cuda = eikonal_map(_hfm_metric_on("cuda"), (ax.cuda(), ax.cuda()), src.cuda())
+    assert cuda.values.device.type == "cuda"
+    torch.testing.assert_close(cuda.values.cpu(), cpu.values, rtol=1e-10, atol=1e-10)
+
+
+def _hfm_metric_on(device):
+    m = _M.to(device)
+
+    def coef(x):
+        gx = 0.8 * torch.cos(math.pi * x[..., 0]) * torch.sin(math.pi * x[..., 1])
+        gy = 0.8 * torch.sin(math.pi * x[..., 0]) * torch.cos(math.pi * x[..., 1])
+        return m.expand(*x.shape[:-1], 2, 2), torch.stack([gx, gy], -1)
+
+    return coef
+
+
+def test_float32_map_follows_its_input_dtype_and_is_close_to_float64():
+    ax64 = torch.linspace(-2, 2, 41, dtype=F64)
+    ax32 = ax64.float()
+    m64 = eikonal_map(_hfm_metric(), (ax64, ax64), torch.zeros(1, 2, dtype=F64))
+    m32 = eikonal_map(_hfm_metric(torch.float32), (ax32, ax32), torch.zeros(1, 2))
+    assert m32.values.dtype == torch.float32 and m32.converged
+    # float32 rounding of a few hundred sweeps' sums: well below the scheme's own error
+    assert (m32.values.double() - m64.values).abs().max().item() <= 1e4 * torch.finfo(torch.float32).eps
+
+
+def test_reverse_map_paths_run_from_the_target_to_the_source_and_fields_are_accepted():
+    from finslerlib import RandersField
+    from finslerlib.eikonal import geodesic_from_map
+
+    a = torch.tensor([[1.5, -0.3], [-0.3, 0.8]], dtype=F64)
+    b = torch.tensor([0.4, -0.35], dtype=F64)
+    field = RandersField(a=lambda x: a.expand(*x.shape[:-1], 2, 2), b=lambda x: b.expand_as(x), dim=2)
+    constant = Randers(a=a, b=b)
+    ax = torch.linspace(-1, 1, 21, dtype=F64)
+    src = torch.tensor([[0.1, 0.2]], dtype=F64)
+    m = distance_map(field, (ax, ax), src, reverse=True)
+    x = grid_points((ax, ax))
+    torch.testing.assert_close(m.values, constant.dist(x, src.expand_as(x)), rtol=1e-12, atol=1e-12)
+    targets = torch.tensor([[-0.8, 0.7], [0.9, -0.6]], dtype=F64)
+    paths, reached = geodesic_from_map(m, field, targets)
+    assert bool(reached.all())
+    torch.testing.assert_close(paths[:, 0], targets, rtol=0, atol=0)
+    torch.testing.assert_close(paths[:, -1], src.expand(2, 2), rtol=0, atol=0)
+    for i in range(2):  # constant metric: straight segments
+        d = src[0] - targets[i]
+        r = paths[i] - targets[i]
+        off = r - (r @ d / (d @ d))[:, None] * d
+        assert off.norm(dim=-1).max().item() <= 2 / 20

@@ -12,62 +12,12 @@ import geoopt
 import pytest
 import torch
 
-from finslerlib import FinslerManifold, HyperboloidDomain, SphereDomain
+from finslerlib import FinslerManifold, HyperboloidDomain
 from finslerlib.math.pairwise import safe_sqrt
 from finslerlib.testing import check_manifold
+from tests.support.toys import AmbientRoundSphere
 
 F64 = torch.float64
-
-
-class RoundSphere(FinslerManifold):
-    """The unit sphere with its round metric, as Randers data with zero drift on `SphereDomain`."""
-
-    name = "RoundSphere"
-
-    def __init__(self, n: int):
-        super().__init__(domain=SphereDomain(n))
-
-    def coefficients(self, x):
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        a = eye + 3.0 * x.unsqueeze(-1) * x.unsqueeze(-2)  # identity on T_x, 4 on the normal line
-        return a, torch.zeros_like(x)
-
-    def expmap(self, x, u):
-        self.validate_inputs(x, u, names=("x", "u"))
-        u = self.proju(x, u)
-        t = u.norm(dim=-1, keepdim=True)
-        # sin(t)/t -> 1 at t = 0 (where u = 0, so the product is 0 either way)
-        sinc = torch.where(t > 0, torch.sin(t) / t.clamp_min(1e-300), torch.ones_like(t))
-        return self.projx(torch.cos(t) * x + sinc * u)
-
-    def logmap(self, x, y):
-        self.validate_inputs(x, y, names=("x", "y"))
-        v = self.proju(x, y - x)
-        d = self.dist(x, y, keepdim=True)
-        vn = v.norm(dim=-1, keepdim=True)
-        return torch.where(vn > 0, v * d / vn.clamp_min(1e-300), torch.zeros_like(v))
-
-    def dist(self, x, y, *, keepdim=False):
-        self.validate_inputs(x, y, names=("x", "y"))
-        chord = (x - y).norm(dim=-1, keepdim=keepdim)
-        return 2 * torch.asin((chord / 2).clamp(max=1.0))
-
-    def retr(self, x, u):
-        return self.projx(x + self.proju(x, u))
-
-    def transp(self, x, y, v):
-        return self.proju(y, v)
-
-    def random(self, *size, dtype=None, device=None):
-        x = torch.randn(*size, dtype=dtype, device=device)
-        return geoopt.ManifoldTensor(self.projx(x), manifold=self)
-
-    # b = 0: the metric is reversible, its reverse geodesics are its geodesics
-    def reverse_expmap(self, x, u):
-        return self.expmap(x, u)
-
-    def reverse_logmap(self, x, y):
-        return self.logmap(x, y)
 
 
 @pytest.fixture
@@ -80,7 +30,7 @@ def sample():
 
 
 def test_dimensions():
-    m = RoundSphere(3)
+    m = AmbientRoundSphere(3)
     assert (m.dim, m.ambient_dim) == (3, 4)
     assert m.origin(5, 4).shape == (5, 4)
     assert torch.allclose(m.origin(4).norm(), torch.tensor(1.0))
@@ -88,7 +38,7 @@ def test_dimensions():
 
 def test_pointwise_quantities_match_geoopt(sample):
     x, y, u = sample
-    m, ref = RoundSphere(3), geoopt.Sphere()
+    m, ref = AmbientRoundSphere(3), geoopt.Sphere()
     ut = ref.proju(x, u)
     torch.testing.assert_close(m.norm(x, ut), ref.norm(x, ut))
     # Euclidean gradients have a normal part: the Riemannian gradient is the tangent projection
@@ -104,7 +54,7 @@ def test_pointwise_quantities_match_geoopt(sample):
 
 def test_geodesics_match_geoopt(sample):
     x, y, u = sample
-    m, ref = RoundSphere(3), geoopt.Sphere()
+    m, ref = AmbientRoundSphere(3), geoopt.Sphere()
     ut = 0.7 * ref.proju(x, u)
     torch.testing.assert_close(m.dist(x, y), ref.dist(x, y))
     torch.testing.assert_close(m.expmap(x, ut), ref.expmap(x, ut))
@@ -117,7 +67,7 @@ def test_geodesics_match_geoopt(sample):
 def test_conformance_kit_on_the_sphere():
     """The kit on a manifold with an embedded domain: it samples tangent vectors through `proju`
     and minimizes over unit tangent directions, and every property passes."""
-    report = check_manifold(RoundSphere(2), dtype=F64, raise_on_failure=False)
+    report = check_manifold(AmbientRoundSphere(2), dtype=F64, raise_on_failure=False)
     assert not report.failed, {name: report.results[name].detail for name in report.failed}
     assert "dist_metric" in report.passed and "norm_triangle" in report.passed
 

@@ -13,13 +13,9 @@ import torch
 
 from finslerlib import KillingWind, Navigation
 from finslerlib.curvature import geodesic_transport
+from tests.support import close
 
 F64 = torch.float64
-
-
-def close(a, b, tol):
-    err = (a - b).abs().max().item()
-    assert err <= tol, f"max error {err:.3g} > {tol:g}"
 
 
 def g_form(m, x, y, a, b):

@@ -11,18 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finslerlib import Randers
-from tests.support.randers_cases import Case, cases, make_case, np_norm, tols
+from tests.support import close, tol
+from tests.support.randers_cases import Case, cases, make_case, np_norm
 
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 
 
 def manifold(case: Case, dtype=torch.float64) -> Randers:
     return Randers(case.t(case.a, dtype), case.t(case.b, dtype))
-
-
-def close(actual, expected, dtype, scale=1.0):
-    rtol, atol = tols(dtype, scale)
-    np.testing.assert_allclose(actual.detach().double().numpy(), expected, rtol=rtol, atol=atol)
 
 
 def brute_cdist(x: np.ndarray, y: np.ndarray, case: Case) -> np.ndarray:
@@ -254,7 +250,7 @@ def test_from_navigation_unit_ball_and_round_trip(case, dtype):
     m0 = manifold(case, torch.float64)
     h, wind = m0.navigation()
     m = Randers.from_navigation(h.to(dtype), wind.to(dtype))
-    torch.testing.assert_close(m.a.double(), m0.a, rtol=tols(dtype)[0] * 10, atol=tols(dtype)[1] * 100)
+    torch.testing.assert_close(m.a.double(), m0.a, rtol=tol(dtype)[0] * 10, atol=tol(dtype)[1] * 100)
     z = case.vectors(32)
     z /= np.sqrt(np.einsum("ni,ij,nj->n", z, h.numpy(), z))[:, None]
     f = m.norm(torch.zeros(case.dim, dtype=dtype), case.t(z + wind.numpy(), dtype))

@@ -15,15 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finslerlib.math import randers as rmath
-from tests.support.randers_cases import Case, cases, make_case, np_dual_nav, np_navigation, np_norm, tols
+from tests.support import close
+from tests.support.randers_cases import Case, cases, make_case, np_dual_nav, np_navigation, np_norm
 
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-
-
-def close(actual, expected, dtype, scale=1.0):
-    rtol, atol = tols(dtype, scale)
-    actual = actual.detach().double().numpy() if isinstance(actual, torch.Tensor) else actual
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 def coeffs(case: Case, dtype):

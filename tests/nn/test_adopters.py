@@ -215,3 +215,21 @@ def test_every_feature_moves_the_logits_on_embedded_manifolds(name):
 def test_embedded_manifold_with_ambient_in_features_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="in_features is 3.*intrinsic coordinates"):
         FAIMHead(3, 4, _sphere_and_hyperboloid()["sphere"])
+
+
+def test_features_and_prototypes_far_from_the_origin_keep_their_accuracy():
+    # the centring that replaced the batch mean (the prototypes' mean) still removes the Gram
+    # trick's cancellation: a flat metric is translation invariant, so shifting features and
+    # prototypes by 1e3 must leave the float32 logits at float32 accuracy of the distances
+    torch.manual_seed(2)
+    head = FAIMHead(16, 10)
+    x = torch.randn(32, 16)
+    with torch.no_grad():
+        near = head.distances(x)
+        shift = torch.full((16,), 1e3)
+        head.prototypes = head.prototypes.detach() + shift
+        far = head.distances(x + shift)
+    # the inputs themselves carry float32 rounding of size eps * 1e3 * sqrt(16) per coordinate
+    bound = 16 * torch.finfo(torch.float32).eps * 1e3 * 4
+    assert (far - near).abs().max() < bound, float((far - near).abs().max())
+    assert bound < 0.01 * float(near.min())  # a meaningful bound: far below the distances

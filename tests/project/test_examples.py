@@ -75,6 +75,8 @@ def test_examples_found():
         "directed_links.py",
         "dependency_mds.py",
         "sphere_navigation.py",
+        "image_path.py",
+        "sailing_route.py",
     } <= names
 
 
@@ -163,12 +165,16 @@ def test_smoke_runs_do_not_overwrite_full_runs(tmp_path: Path, monkeypatch):
 
 
 def test_examples_write_no_generic_files_at_the_top_of_outputs():
-    """Each example names its own folder (`output_folder(<its name>, ...)`); none writes `outputs/x`."""
+    """Each example names its own folder: `output_folder("<its name>", ...)` (examples/_common.py) or
+    a default path with its name and a smoke variant; none writes to the top of `outputs/`."""
     for script in SCRIPTS:
         text = script.read_text()
+        assert 'default=Path("outputs")' not in text and 'default="outputs"' not in text, script.name
         if "output_folder(" in text:
             assert f'output_folder("{script.stem}"' in text, script.name
-        assert 'Path("outputs")' not in text and 'default="outputs"' not in text, script.name
+        elif "--out" in text and "outputs" in text:
+            assert f'"{script.stem}"' in text or f"/{script.stem}" in text, script.name
+            assert "smoke" in text, script.name
 
 
 def test_digits_demo_reproducible(tmp_path: Path):

@@ -80,8 +80,3 @@ def np_dual_nav(xi: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ni,ij,nj->n", xi, np.linalg.inv(h), xi)) + xi @ w
 
 
-def tols(dtype, scale: float = 1.0):
-    """(rtol, atol) for a float32/float64 result compared with a float64 oracle."""
-    if dtype == torch.float32:
-        return 2e-4, 2e-5 * scale
-    return 1e-8, 1e-10 * scale

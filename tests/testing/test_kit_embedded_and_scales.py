@@ -12,8 +12,7 @@ import geoopt
 import pytest
 import torch
 
-from finslerlib import FinslerManifold, FunkBall, Randers
-from finslerlib.manifolds.domains import SphereDomain
+from finslerlib import FunkBall, Randers
 from finslerlib.testing import (
     PROPERTIES,
     ManifoldConformance,
@@ -23,97 +22,12 @@ from finslerlib.testing import (
     registry,
 )
 from finslerlib.testing.numerics import dual_norm_sup
+from tests.support.toys import RoundSphere
 
 F64 = torch.float64
 
 
 # ---------------------------------------------------------------------------------- a round sphere
-class RoundSphere(FinslerManifold):
-    """The unit sphere S^n in R^{n+1} with the round metric (zero drift): F(x, v) = |v| on tangent v.
-
-    Written on `SphereDomain`: tensors have n + 1 entries (`ambient_dim`), tangent spaces
-    dimension n (`dim`); `expmap` is geoopt.Sphere's; `dist` and `logmap` use the
-    cancellation-free angle atan2(|y - (x.y) x|, x.y) (geoopt.Sphere clamps x.y to 1 - 1e-7, so its
-    dist(x, x) is acos(1 - 1e-7) = 4.5e-4, not 0).
-    """
-
-    name = "RoundSphere"
-
-    def __init__(self, n):
-        super().__init__(domain=SphereDomain(n))  # dim = n, ambient_dim = n + 1
-        self.n = n
-        self.sphere = geoopt.Sphere()
-
-    def _check_shape(self, shape, name):
-        ok = len(shape) >= 1 and shape[-1] == self.n + 1
-        return ok, None if ok else f"'{name}' needs shape [..., {self.n + 1}], got {tuple(shape)}"
-
-    def _check_point_on_manifold(self, x, *, atol=1e-5, rtol=1e-5):
-        return self.sphere._check_point_on_manifold(x, atol=atol, rtol=rtol)
-
-    def _check_vector_on_tangent(self, x, u, *, atol=1e-5, rtol=1e-5):
-        return self.sphere._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
-
-    def coefficients(self, x):
-        # Randers data in ambient coordinates: a = I (its tangent block is the round metric), b = 0
-        eye = torch.eye(self.n + 1, dtype=x.dtype, device=x.device)
-        return eye.expand(*x.shape[:-1], self.n + 1, self.n + 1), torch.zeros_like(x)
-
-    def projx(self, x):
-        return x / x.norm(dim=-1, keepdim=True)
-
-    def proju(self, x, u):
-        return u - (x * u).sum(-1, keepdim=True) * x
-
-    def norm(self, x, u, *, keepdim=False):
-        return self.proju(x, u).norm(dim=-1, keepdim=keepdim)
-
-    def dual_norm(self, x, xi, *, keepdim=False):
-        return self.proju(x, xi).norm(dim=-1, keepdim=keepdim)
-
-    def legendre(self, x, u):
-        return self.proju(x, u)
-
-    def inverse_legendre(self, x, xi):
-        return self.proju(x, xi)
-
-    def egrad2rgrad(self, x, u):
-        return self.proju(x, u)
-
-    def fundamental_tensor(self, x, u):
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        g = eye - x.unsqueeze(-1) * x.unsqueeze(-2)
-        return g.expand(*torch.broadcast_shapes(x.shape, u.shape), x.shape[-1])
-
-    def _angle(self, x, y, keepdim=False):
-        cos = (x * y).sum(-1, keepdim=keepdim)
-        w = y - (x * y).sum(-1, keepdim=True) * x
-        sin = (w * w).sum(-1, keepdim=keepdim).clamp_min(torch.finfo(x.dtype).tiny).sqrt()
-        return torch.atan2(sin, cos), w
-
-    def dist(self, x, y, *, keepdim=False):
-        return self._angle(x, y, keepdim)[0]
-
-    def expmap(self, x, u):
-        return self.sphere.expmap(x, u)
-
-    def logmap(self, x, y):
-        d, w = self._angle(x, y, keepdim=True)
-        return w * (d / w.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny))
-
-    def random(self, *size, dtype=None, device=None):
-        return self.sphere.random(*size, dtype=dtype, device=device)
-
-    def origin(self, *size, dtype=None, device=None, seed=42):
-        size = size[0] if len(size) == 1 and isinstance(size[0], tuple) else size
-        x = torch.zeros(*size, dtype=dtype, device=device)
-        x[..., 0] = 1
-        return x
-
-    def reverse(self):
-        return self  # zero drift: F(x, -v) = F(x, v)
-
-
 class ExpNotProjected(RoundSphere):
     def expmap(self, x, u):
         return x + u  # a first-order step that leaves the sphere
