@@ -66,7 +66,7 @@ def geodesic_spray(coef: CoefficientFn, z: torch.Tensor, y: torch.Tensor) -> tor
     Example:
         >>> coef = lambda x: (torch.eye(2).expand(*x.shape, 2), 0.1 * x)  # a closed drift b = d(|x|^2 / 20)
         >>> geodesic_spray(coef, torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))  # G = |y|^2 y / (20 F)
-        tensor([[0.0455, 0.0000]])
+        tensor([[0.0500, 0.0000]])
     """
     (a, b), (da, db) = jvp(coef, (z,), (y,))
     mixed = jvp(lambda a_, b_: rmath.legendre(y, a_, b_), (a, b), (da, db))[1]
