@@ -238,7 +238,7 @@ def _sweep(problem: _Problem, sweeper: Sweeper, t, order: int, tol: float, max_r
         if change <= tol:
             break
     t = sweeper.unpad(flat)
-    t, more, change = _iterate(problem, t, order, tol, max_iter, 1)
+    t, more, change = _iterate(problem, t, order, tol, max(1, max_iter - rounds * len(sweeper.sweeps)), 1)
     return t, rounds * len(sweeper.sweeps) + more, change
 
 
@@ -333,7 +333,7 @@ def eikonal_map(
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
         sweeper = Sweeper(st, pre, valid & ~fixed, base, slope)
-        rounds = max(2, max_iter // (2 * side))
+        rounds = max(2, max_iter // (4 * len(sweeper.sweeps)))
         t, sweeps, change = _sweep(problem, sweeper, t, 1, tol_, rounds, max_iter)
         if order == 2:
             tol2 = (

@@ -89,11 +89,11 @@ class Sweeper:
             for sign in (1, -1):
                 sv = [sign * c for c in family]
                 behind = [i for i, o in enumerate(st.offsets) if sum(sv[d] * o[d] for d in range(dim)) < 0]
-                self.sweeps.append((rows if sign == 1 else rows[::-1], self._facets(behind)))
-        self.full = self._facets(list(range(k)))
+                self.sweeps.append((rows if sign == 1 else rows[::-1], self._facets(behind, dtype)))
+        self.full = self._facets(list(range(k)), dtype)
         self.pflat = pflat
 
-    def _facets(self, used: list[int]):
+    def _facets(self, used: list[int], dtype: torch.dtype):
         """The offsets `used`, the edges and triangles among them (local indices, stencil edge ids)."""
         local = {m: i for i, m in enumerate(used)}
         edges = [(i, a, b) for i, (a, b) in enumerate(self.st.edges) if a in local and b in local]
@@ -105,10 +105,15 @@ class Sweeper:
             "edge_ids": torch.tensor([i for i, _, _ in edges], device=dev, dtype=torch.long),
             "first": torch.tensor([local[a] for _, a, _ in edges], device=dev, dtype=torch.long),
             "second": torch.tensor([local[b] for _, _, b in edges], device=dev, dtype=torch.long),
-            "tris": [
-                ([local[m] for m in tri], [self.st.offsets[m][axis] for axis, m in enumerate(tri)])
-                for tri in tris
-            ],
+            "tris": (
+                torch.tensor([[local[m] for m in tri] for tri in tris], device=dev, dtype=torch.long),
+                [
+                    torch.tensor([[self.st.offsets[t[axis]][axis]] for t in tris], device=dev, dtype=dtype)
+                    for axis in range(self.dim)
+                ],
+            )
+            if tris
+            else None,
         }
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
@@ -143,27 +148,29 @@ class Sweeper:
                 t1 = t1 - self.base_pad[where]
             v, s = t1, torch.ones_like(t1)
         if self.factored:
-            slope = data[:, col:col + k].T[used]
+            slope = data[:, col : col + k].T[used]
             v = v + data[:, col + k].unsqueeze(0) + s * slope
             col += k + 1
-        b = data[:, col:col + dim]
-        be = data[:, 3 * e:3 * e + k].T[used]
-        root = data[:, 3 * e + k:3 * e + 2 * k].T[used]
+        b = data[:, col : col + dim]
+        be = data[:, 3 * e : 3 * e + k].T[used]
+        root = data[:, 3 * e + k : 3 * e + 2 * k].T[used]
         first, second = facets["first"], facets["second"]
         out = torch.full_like(t1[0], float("inf"))
         if facets["edge_ids"].numel():
             ids = facets["edge_ids"]
-            aee = torch.stack([data[:, c * e:(c + 1) * e].T[ids] for c in range(3)])
+            aee = torch.stack([data[:, c * e : (c + 1) * e].T[ids] for c in range(3)])
             s0 = s[first] if order == 2 else 1.0
             s1 = s[second] if order == 2 else 1.0
-            out = _edge_min(v[first], v[second], s0, s1, aee, be[first], be[second], root[first], root[second])
-            out = out.amin(0)
+            out = _edge_min(
+                v[first], v[second], s0, s1, aee, be[first], be[second], root[first], root[second]
+            ).amin(0)
         if facets["tris"]:
-            ainv = data[:, col + dim:col + dim + dim * dim].reshape(-1, dim, dim)
-            for tri, signs in facets["tris"]:
-                tv = [v[m] for m in tri]
-                ts = [s[m] for m in tri]
-                out = torch.minimum(out, _triangle(tv, ts, signs, self.spacing, b, ainv))
+            # every triangle at once: [T, n] tensors, the signs [T, 1]
+            ainv = data[:, col + dim : col + dim + dim * dim].reshape(-1, dim, dim)
+            tri, signs = facets["tris"]
+            tv = [v[tri[:, m]] for m in range(dim)]
+            ts = [s[tri[:, m]] for m in range(dim)]
+            out = torch.minimum(out, _triangle(tv, ts, signs, self.spacing, b, ainv).amin(0))
         return out
 
     def round(self, t: torch.Tensor, order: int) -> None:
