@@ -92,6 +92,64 @@ class Sweeper:
                 self.sweeps.append((rows if sign == 1 else rows[::-1], self._facets(behind, dtype)))
         self.full = self._facets(list(range(k)), dtype)
         self.pflat = pflat
+        self.lean = [self._lean(rows, facets) for rows, facets in self.sweeps] if dim == 2 else None
+
+    def _lean(self, rows, facets):
+        """First-order 2-D sweep data in the sweep's node order (a hyperplane is a slice of it)."""
+        k, e = self.k, self.e
+        perm = torch.cat(rows)
+        ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
+        data = self.data[perm]
+        at = self.pflat[perm]
+        used, first, second = facets["used"], facets["first"], facets["second"]
+        where = at.unsqueeze(0) + facets["shift"].unsqueeze(1)
+        cst = None
+        if self.factored:
+            col = 3 * e + 2 * k
+            cst = data[:, col + k].unsqueeze(0) + data[:, col : col + k].T[used] - self.base_pad[where]
+        be = data[:, 3 * e : 3 * e + k].T[used]
+        root = data[:, 3 * e + k : 3 * e + 2 * k].T[used]
+        ids = facets["edge_ids"]
+        aee = torch.stack([data[:, c * e : (c + 1) * e].T[ids] for c in range(3)])
+        return {
+            "bounds": list(zip([0, *ends[:-1]], ends, strict=True)),
+            "at": at,
+            "where": where,
+            "cst": cst,
+            "aee": aee.contiguous(),
+            "edge": [x.contiguous() for x in (be[first], be[second], root[first], root[second])],
+            "first": first,
+            "second": second,
+        }
+
+    def _lean_round(self, t: torch.Tensor) -> None:
+        """First-order sweeps in 2-D: per row, one gather, the edge solutions, a scatter of the minimum."""
+        for lean in self.lean:
+            at, where, cst, aee, (be0, be1, r0, r1) = (
+                lean["at"],
+                lean["where"],
+                lean["cst"],
+                lean["aee"],
+                lean["edge"],
+            )
+            first, second = lean["first"], lean["second"]
+            for a, b in lean["bounds"]:
+                v = t[where[:, a:b]]
+                if cst is not None:
+                    v = v + cst[:, a:b]
+                out = _edge_min(
+                    v[first],
+                    v[second],
+                    1.0,
+                    1.0,
+                    aee[:, :, a:b],
+                    be0[:, a:b],
+                    be1[:, a:b],
+                    r0[:, a:b],
+                    r1[:, a:b],
+                ).amin(0)
+                rows = at[a:b]
+                t[rows] = torch.minimum(t[rows], out)
 
     def _facets(self, used: list[int], dtype: torch.dtype):
         """The offsets `used`, the edges and triangles among them (local indices, stencil edge ids)."""
@@ -175,6 +233,9 @@ class Sweeper:
 
     def round(self, t: torch.Tensor, order: int) -> None:
         """All $2^D$ sweeps once, in place on the flat padded state `t`."""
+        if order == 1 and self.lean is not None:
+            self._lean_round(t)
+            return
         for rows, facets in self.sweeps:
             for row in rows:
                 at = self.pflat[row]
