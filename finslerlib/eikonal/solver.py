@@ -1,9 +1,11 @@
 r"""Distance maps of Randers metrics on 2-D and 3-D grids: `eikonal_map` (metric as a function) and
 `distance_map` (any object with Randers data).
 
-The scheme (`finslerlib.eikonal.scheme`) is iterated by vectorized Jacobi sweeps over the whole grid
-(no loop per node) until no value changes by more than the tolerance: first order from $T = \infty$
-(values only decrease), then, for `order=2`, second-order sweeps from the first-order map.
+The scheme (`finslerlib.eikonal.scheme`) is iterated by parallel fast sweeping
+(`finslerlib.eikonal.sweep`: one vectorized update per grid hyperplane, no loop per node) until no
+value changes by more than the tolerance, then by Jacobi steps of the whole grid until one changes
+no value by more than it: first order from $T = \infty$ (values only decrease), then, for
+`order=2`, second-order sweeps from the first-order map.
 Sources anywhere in the grid's box: the nodes within `source_radius` cells of a source are fixed at
 $F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ otherwise).
 
@@ -42,7 +44,7 @@ class DistanceMap:
         sources: Tensor `[S, D]`.
         reverse: whether the map is the reverse one.
         order: 1 or 2.
-        iterations: Jacobi sweeps run (first and second order together).
+        iterations: sweeps run (directional fast sweeps and Jacobi steps, both orders together).
         converged: whether the last sweep changed no value by more than `tolerance`.
         change: the largest change of the last sweep.
         tolerance: the stopping tolerance on that change.
@@ -238,7 +240,7 @@ def _sweep(problem: _Problem, sweeper: Sweeper, t, order: int, tol: float, max_r
         if change <= tol:
             break
     t = sweeper.unpad(flat)
-    t, more, change = _iterate(problem, t, order, tol, max_iter, 1)
+    t, more, change = _iterate(problem, t, order, tol, max(1, max_iter - rounds * len(sweeper.sweeps)), 1)
     return t, rounds * len(sweeper.sweeps) + more, change
 
 
@@ -286,7 +288,8 @@ def eikonal_map(
         source_radius: nodes within this many cells (max norm) of a source are fixed at the
             local value $F(m, x - s)$.
         tol: stopping tolerance on the largest change per sweep (default `8 eps max T`).
-        max_iter: sweeps per order (default 20 times the grid's largest side).
+        max_iter: sweeps per order, fast sweeps and Jacobi steps together (default 20 times the
+            grid's largest side).
 
     Returns:
         `DistanceMap`; differentiable in the metric's parameters and the sources.
@@ -333,7 +336,7 @@ def eikonal_map(
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
         sweeper = Sweeper(st, pre, valid & ~fixed, base, slope)
-        rounds = max(2, max_iter // (2 * side))
+        rounds = max(2, max_iter // (4 * len(sweeper.sweeps)))
         t, sweeps, change = _sweep(problem, sweeper, t, 1, tol_, rounds, max_iter)
         if order == 2:
             tol2 = (

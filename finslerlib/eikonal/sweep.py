@@ -89,11 +89,69 @@ class Sweeper:
             for sign in (1, -1):
                 sv = [sign * c for c in family]
                 behind = [i for i, o in enumerate(st.offsets) if sum(sv[d] * o[d] for d in range(dim)) < 0]
-                self.sweeps.append((rows if sign == 1 else rows[::-1], self._facets(behind)))
-        self.full = self._facets(list(range(k)))
+                self.sweeps.append((rows if sign == 1 else rows[::-1], self._facets(behind, dtype)))
+        self.full = self._facets(list(range(k)), dtype)
         self.pflat = pflat
+        self.lean = [self._lean(rows, facets) for rows, facets in self.sweeps] if dim == 2 else None
 
-    def _facets(self, used: list[int]):
+    def _lean(self, rows, facets):
+        """First-order 2-D sweep data in the sweep's node order (a hyperplane is a slice of it)."""
+        k, e = self.k, self.e
+        perm = torch.cat(rows)
+        ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
+        data = self.data[perm]
+        at = self.pflat[perm]
+        used, first, second = facets["used"], facets["first"], facets["second"]
+        where = at.unsqueeze(0) + facets["shift"].unsqueeze(1)
+        cst = None
+        if self.factored:
+            col = 3 * e + 2 * k
+            cst = data[:, col + k].unsqueeze(0) + data[:, col : col + k].T[used] - self.base_pad[where]
+        be = data[:, 3 * e : 3 * e + k].T[used]
+        root = data[:, 3 * e + k : 3 * e + 2 * k].T[used]
+        ids = facets["edge_ids"]
+        aee = torch.stack([data[:, c * e : (c + 1) * e].T[ids] for c in range(3)])
+        return {
+            "bounds": list(zip([0, *ends[:-1]], ends, strict=True)),
+            "at": at,
+            "where": where,
+            "cst": cst,
+            "aee": aee.contiguous(),
+            "edge": [x.contiguous() for x in (be[first], be[second], root[first], root[second])],
+            "first": first,
+            "second": second,
+        }
+
+    def _lean_round(self, t: torch.Tensor) -> None:
+        """First-order sweeps in 2-D: per row, one gather, the edge solutions, a scatter of the minimum."""
+        for lean in self.lean:
+            at, where, cst, aee, (be0, be1, r0, r1) = (
+                lean["at"],
+                lean["where"],
+                lean["cst"],
+                lean["aee"],
+                lean["edge"],
+            )
+            first, second = lean["first"], lean["second"]
+            for a, b in lean["bounds"]:
+                v = t[where[:, a:b]]
+                if cst is not None:
+                    v = v + cst[:, a:b]
+                out = _edge_min(
+                    v[first],
+                    v[second],
+                    1.0,
+                    1.0,
+                    aee[:, :, a:b],
+                    be0[:, a:b],
+                    be1[:, a:b],
+                    r0[:, a:b],
+                    r1[:, a:b],
+                ).amin(0)
+                rows = at[a:b]
+                t[rows] = torch.minimum(t[rows], out)
+
+    def _facets(self, used: list[int], dtype: torch.dtype):
         """The offsets `used`, the edges and triangles among them (local indices, stencil edge ids)."""
         local = {m: i for i, m in enumerate(used)}
         edges = [(i, a, b) for i, (a, b) in enumerate(self.st.edges) if a in local and b in local]
@@ -105,10 +163,15 @@ class Sweeper:
             "edge_ids": torch.tensor([i for i, _, _ in edges], device=dev, dtype=torch.long),
             "first": torch.tensor([local[a] for _, a, _ in edges], device=dev, dtype=torch.long),
             "second": torch.tensor([local[b] for _, _, b in edges], device=dev, dtype=torch.long),
-            "tris": [
-                ([local[m] for m in tri], [self.st.offsets[m][axis] for axis, m in enumerate(tri)])
-                for tri in tris
-            ],
+            "tris": (
+                torch.tensor([[local[m] for m in tri] for tri in tris], device=dev, dtype=torch.long),
+                [
+                    torch.tensor([[self.st.offsets[t[axis]][axis]] for t in tris], device=dev, dtype=dtype)
+                    for axis in range(self.dim)
+                ],
+            )
+            if tris
+            else None,
         }
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
@@ -143,31 +206,36 @@ class Sweeper:
                 t1 = t1 - self.base_pad[where]
             v, s = t1, torch.ones_like(t1)
         if self.factored:
-            slope = data[:, col:col + k].T[used]
+            slope = data[:, col : col + k].T[used]
             v = v + data[:, col + k].unsqueeze(0) + s * slope
             col += k + 1
-        b = data[:, col:col + dim]
-        be = data[:, 3 * e:3 * e + k].T[used]
-        root = data[:, 3 * e + k:3 * e + 2 * k].T[used]
+        b = data[:, col : col + dim]
+        be = data[:, 3 * e : 3 * e + k].T[used]
+        root = data[:, 3 * e + k : 3 * e + 2 * k].T[used]
         first, second = facets["first"], facets["second"]
         out = torch.full_like(t1[0], float("inf"))
         if facets["edge_ids"].numel():
             ids = facets["edge_ids"]
-            aee = torch.stack([data[:, c * e:(c + 1) * e].T[ids] for c in range(3)])
+            aee = torch.stack([data[:, c * e : (c + 1) * e].T[ids] for c in range(3)])
             s0 = s[first] if order == 2 else 1.0
             s1 = s[second] if order == 2 else 1.0
-            out = _edge_min(v[first], v[second], s0, s1, aee, be[first], be[second], root[first], root[second])
-            out = out.amin(0)
+            out = _edge_min(
+                v[first], v[second], s0, s1, aee, be[first], be[second], root[first], root[second]
+            ).amin(0)
         if facets["tris"]:
-            ainv = data[:, col + dim:col + dim + dim * dim].reshape(-1, dim, dim)
-            for tri, signs in facets["tris"]:
-                tv = [v[m] for m in tri]
-                ts = [s[m] for m in tri]
-                out = torch.minimum(out, _triangle(tv, ts, signs, self.spacing, b, ainv))
+            # every triangle at once: [T, n] tensors, the signs [T, 1]
+            ainv = data[:, col + dim : col + dim + dim * dim].reshape(-1, dim, dim)
+            tri, signs = facets["tris"]
+            tv = [v[tri[:, m]] for m in range(dim)]
+            ts = [s[tri[:, m]] for m in range(dim)]
+            out = torch.minimum(out, _triangle(tv, ts, signs, self.spacing, b, ainv).amin(0))
         return out
 
     def round(self, t: torch.Tensor, order: int) -> None:
         """All $2^D$ sweeps once, in place on the flat padded state `t`."""
+        if order == 1 and self.lean is not None:
+            self._lean_round(t)
+            return
         for rows, facets in self.sweeps:
             for row in rows:
                 at = self.pflat[row]
