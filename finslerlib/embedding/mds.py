@@ -242,8 +242,20 @@ class FinslerMDS(_EstimatorBase):
     ) -> tuple[torch.Tensor, float]:
         n, dim = delta.shape[0], int(self.n_components)
         flat = isinstance(manifold, Randers)
-        sym = 0.5 * (delta + delta.mT)
-        spread = math.sqrt(max(float((w * sym**2).sum() / w.sum().clamp_min(1e-300)), 1e-12) / (2 * dim))
+        # the symmetric part from weighted entries only: an entry of weight 0 (missing, or masked
+        # by the user) must not reach the start through its transpose; pairs with no weight in
+        # either direction take the mean of the others (classical MDS needs a full matrix)
+        seen = w > 0
+        wd = torch.where(seen, w * delta, torch.zeros_like(delta))
+        pair_w = w + w.mT
+        known = pair_w > 0
+        sym = torch.where(known, (wd + wd.mT) / pair_w.clamp_min(1e-300), torch.zeros_like(delta))
+        fill = sym[known].mean() if bool(known.any()) else delta.new_tensor(1.0)
+        sym = torch.where(known, sym, fill)
+        sym.fill_diagonal_(0.0)
+        spread = math.sqrt(
+            max(float((pair_w * sym**2).sum() / pair_w.sum().clamp_min(1e-300)), 1e-12) / (2 * dim)
+        )
         if isinstance(init, str):
             if init == "random":
                 z = torch.randn(n, dim, generator=gen, dtype=delta.dtype).to(delta.device)
