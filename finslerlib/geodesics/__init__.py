@@ -21,7 +21,7 @@ The building blocks stay in their modules: `candidates` (`bent_polylines`, `grap
 """
 
 from finslerlib.geodesics.gradients import distance_with_gradient, logmap_with_gradient
-from finslerlib.geodesics.hamilton import CoefficientFn, guarded, hamiltonian, hamiltonian_vector_field
+from finslerlib.geodesics.hamilton import guarded, hamiltonian, hamiltonian_vector_field
 from finslerlib.geodesics.integrate import geodesic_flow
 from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
@@ -35,7 +35,6 @@ from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceE
 from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
-    "CoefficientFn",
     "GeodesicTransport",
     "geodesic_spray",
     "transport_along_geodesic",

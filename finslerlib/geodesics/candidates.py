@@ -23,7 +23,7 @@ import torch
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.math import randers as rmath
 
-__all__ = ["bent_polylines", "graph_polylines"]
+__all__ = []
 
 
 def _orthogonal_directions(chord: torch.Tensor, count: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from finslerlib.math.linalg import small_inverse as _small_inverse
 from finslerlib.math.pairwise import safe_div
 from finslerlib.math.validation import nan_unless, randers_validity
 
-__all__ = ["CoefficientFn", "hamiltonian", "hamiltonian_vector_field", "guarded"]
+__all__ = ["hamiltonian", "hamiltonian_vector_field", "guarded"]
 
 CoefficientFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -13,7 +13,7 @@ import torch
 
 from finslerlib.geodesics.hamilton import CoefficientFn, hamiltonian_vector_field
 
-__all__ = ["geodesic_flow", "simpson_weights"]
+__all__ = ["geodesic_flow"]
 
 
 def geodesic_flow(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GeodesicSolver", "default_tolerances", "default_distance_tolerances"]
+__all__ = ["GeodesicSolver"]
 
 _ON_FAILURE = ("raise", "nan")
 

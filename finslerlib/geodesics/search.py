@@ -38,14 +38,7 @@ from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceE
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import format_values
 
-__all__ = [
-    "GeodesicSolution",
-    "shortest_geodesics",
-    "discretization_error",
-    "adaptive_steps",
-    "exponential_map",
-    "raise_unconverged",
-]
+__all__ = ["GeodesicSolution", "shortest_geodesics", "exponential_map", "raise_unconverged"]
 
 
 @dataclass

@@ -41,13 +41,7 @@ from finslerlib.geodesics.options import default_tolerances
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.math import randers as rmath
 
-__all__ = [
-    "GeodesicConvergenceError",
-    "BoundarySolution",
-    "default_tolerances",
-    "endpoint_jacobian",
-    "solve_boundary_value",
-]
+__all__ = ["GeodesicConvergenceError", "BoundarySolution", "solve_boundary_value"]
 
 
 class GeodesicConvergenceError(RuntimeError):

@@ -7,7 +7,7 @@ reversal wrapper; `Randers`, `FunkBall`, `RandersField` the metrics; `EuclideanD
 
 from finslerlib.manifolds.base import FinslerManifold, Reversed
 from finslerlib.manifolds.domains import Domain, EuclideanDomain, HyperboloidDomain, SphereDomain
-from finslerlib.manifolds.field import RandersField
+from finslerlib.manifolds.field import RandersField, renormalized_transport
 from finslerlib.manifolds.funk import FunkBall
 from finslerlib.manifolds.killing import KillingWind
 from finslerlib.manifolds.navigation import Navigation
@@ -25,4 +25,5 @@ __all__ = [
     "RandersField",
     "Reversed",
     "SphereDomain",
+    "renormalized_transport",
 ]

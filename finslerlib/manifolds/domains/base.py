@@ -30,7 +30,7 @@ import torch
 from finslerlib.math.elementary import dot
 from finslerlib.math.pairwise import safe_sqrt
 
-__all__ = ["Chart", "Domain", "default_tolerance", "format_values"]
+__all__ = ["Chart", "Domain", "default_tolerance"]
 
 
 def format_values(t: torch.Tensor) -> str:

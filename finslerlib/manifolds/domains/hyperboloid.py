@@ -11,7 +11,7 @@ from finslerlib.manifolds.domains.base import Chart, Domain, default_tolerance
 from finslerlib.math.elementary import div_sinh, dot, rowsum, sinh_div
 from finslerlib.math.pairwise import safe_sqrt
 
-__all__ = ["HyperboloidDomain", "PoincareChart", "minkowski"]
+__all__ = ["HyperboloidDomain", "PoincareChart"]
 
 
 def minkowski(u: torch.Tensor, v: torch.Tensor, *, keepdim: bool = True) -> torch.Tensor:

@@ -14,7 +14,7 @@ from finslerlib.manifolds.domains.euclidean import IdentityChart
 from finslerlib.math.elementary import artan_k_div, dot, tan_k_div
 from finslerlib.math.pairwise import safe_sqrt
 
-__all__ = ["StereographicDomain", "mobius_add"]
+__all__ = ["StereographicDomain"]
 
 
 def mobius_add(k: float, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
