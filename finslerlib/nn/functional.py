@@ -61,7 +61,7 @@ def _traced() -> bool:
 def check_labels(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
     """Raise naming `name` unless `labels` are integer classes in `[0, num_classes)`.
 
-    `TypeError` for a floating, complex or bool tensor; `ValueError` (with the measured range)
+    `TypeError` unless an int64 or int32 tensor; `ValueError` (with the measured range)
     for a class outside `[0, num_classes)`. The range check needs one host synchronization; it
     is skipped inside `with value_checks(False):`, and while `torch.compile` / `torch.export`
     trace it becomes an assertion op in the graph (a `RuntimeError` with the same message when
@@ -78,9 +78,12 @@ def check_labels(labels: torch.Tensor, num_classes: int, *, name: str = "labels"
         ...
         ValueError: labels must be classes in [0, 3), got values in [0, 3]
     """
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+    if labels.dtype not in (torch.int64, torch.int32):
+        # bool, floating, complex and the small integer types (uint8, int16, ...: torch's index
+        # kernels take int32/int64 only) are refused here, with the argument's name
         raise TypeError(
-            f"{name} must be an integer tensor of classes in [0, {num_classes}), got {labels.dtype}"
+            f"{name} must be an integer tensor (int64 or int32) of classes in [0, {num_classes}), "
+            f"got {labels.dtype} (use {name}.long())"
         )
     if not value_checks_enabled() or labels.numel() == 0:
         return

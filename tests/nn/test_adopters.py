@@ -233,3 +233,13 @@ def test_features_and_prototypes_far_from_the_origin_keep_their_accuracy():
     bound = 16 * torch.finfo(torch.float32).eps * 1e3 * 4
     assert (far - near).abs().max() < bound, float((far - near).abs().max())
     assert bound < 0.01 * float(near.min())  # a meaningful bound: far below the distances
+
+
+def test_small_integer_labels_are_refused_with_the_arguments_name():
+    """Audit: uint8 labels passed the check and failed inside scatter ("Expected dtype int32/int64
+    for index"), a message naming no argument."""
+    head = FAIMHead(4, 3)
+    for dtype in (torch.uint8, torch.int8, torch.int16):
+        with pytest.raises(TypeError, match="labels must be an integer tensor"):
+            head(torch.randn(2, 4), torch.tensor([0, 1], dtype=dtype))
+    assert head(torch.randn(2, 4), torch.tensor([0, 1], dtype=torch.int32)).shape == (2, 3)
