@@ -11,9 +11,11 @@ coordinates: $n + 1$ numbers on the sphere and the hyperboloid).
   gradients by the implicit function theorem (`finslerlib.math.navigation`).
 * Any other wind (a callable or `nn.Module`): numerical geodesics of a `RandersField` in a chart
   of the base's atlas (`Domain.atlas`), with its solver options, convergence reports and
-  gradients. Charts: the identity for `Euclidean` and the stereographic models; on the sphere
+  gradients; every node of a solved path is checked for $|W|_h < 1$. Charts: the identity for
+  `Euclidean` and the stereographic models; on the sphere
   two stereographic projections, from $-e_0$ and from $+e_0$, the pair's chart chosen with its
-  pole away from both points and their midpoint (`Domain.chart_index`); the Poincaré ball of
+  pole away from both points and their midpoint (`Domain.chart_index`), and a pair whose path
+  comes near that pole solved again in the other chart or a turned one; the Poincaré ball of
   radius $\sqrt{k}$ for the hyperboloid (global).
 
 The base is an object (`finslerlib.manifolds.domains`, built by `domain_of` from the geoopt
@@ -26,6 +28,11 @@ import geoopt
 import torch
 from torch import nn
 
+from finslerlib.geodesics import (
+    GeodesicConvergenceError,
+    distance_with_gradient,
+    logmap_with_gradient,
+)
 from finslerlib.geodesics.transport import GeodesicTransport, transport_along_geodesic
 from finslerlib.manifolds.base import FinslerManifold
 from finslerlib.manifolds.domains import domain_of
@@ -40,6 +47,12 @@ __all__ = ["Navigation"]
 
 _PATH_SAMPLES = 16
 """Points per geodesic at which a Killing wind's path is checked to stay where |W|_h < 1."""
+
+_CHART_REACH = 0.1
+"""Smallest `Chart.reach` allowed along a general wind's solved path. On the sphere the reach is the
+conformal factor $1 + s x_0$ of the stereographic chart: above 0.1 the chart magnifies errors at
+most tenfold (one digit); a path that comes nearer the pole is solved again in the other chart of
+the atlas, and is certified by neither otherwise."""
 
 
 class _Negated(nn.Module):
@@ -439,6 +452,135 @@ class Navigation(FinslerManifold):
             out[rows] = part
         return out
 
+    def _path_report(self, chart, sol, rot=None):
+        """`(reach_ok [B], admissible [B], worst [B], at [B, N], nodes [S + 1, B, N])` of the solved
+        paths `sol.path` in `chart` (after the base isometry `rot` [N, N], or none): whether the path
+        keeps `chart.reach >= _CHART_REACH`, and whether $|W|_h < 1$ at every node (the worst
+        $|W|_h$ and where, in ambient coordinates)."""
+        with torch.no_grad():
+            pts = chart.from_chart(sol.path)  # [S + 1, B, N]
+            reach = chart.reach(pts).amin(0)
+            pts = pts if rot is None else pts @ rot  # back to the base's frame: R^T z
+            size = self.wind_size(pts)
+            size = torch.where(torch.isfinite(size), size, torch.full_like(size, float("inf")))
+            worst, k = size.max(0)
+            at = pts.gather(0, k[None, :, None].expand(1, -1, pts.shape[-1])).squeeze(0)
+            reach = torch.where(torch.isfinite(reach), reach, torch.zeros_like(reach))
+            return reach >= _CHART_REACH, worst < 1, worst, at, pts
+
+    def _rotated_field(self, rot):
+        """A chart field of `atlas[0]` after the base isometry `rot` ([N, N], `z = rot x`)."""
+        chart = self.domain.atlas[0]
+
+        def wind(p):
+            z = chart.from_chart(p)
+            return chart.push(z, self.wind_at(z @ rot) @ rot.mT)
+
+        return RandersField.from_navigation(
+            None if chart.flat else chart.metric, wind, dim=self.dim, **self.options
+        )
+
+    def _atlas_solve(self, xf, yf, options):
+        """Solve the pairs in the atlas: `[(chart, field, rows, xs, ys, sol, failed, rot)]`, with `xs`,
+        `ys` the pairs in the frame of the chart (`rot @ x`; `rot` `None`: the base's frame).
+
+        Each pair is solved first in `domain.chart_index`'s chart; a pair whose solve fails or whose
+        path comes nearer a chart's pole than `_CHART_REACH` is solved again in the next chart, then
+        (one pair at a time) in `atlas[0]` turned so that its pole is opposite the mean of a path
+        found before (or of the pair); it counts as failed unless one of them certifies it. A
+        certified path that leaves $|W|_h < 1$ at one of its nodes raises `ValueError` (no
+        admissible path).
+        """
+        charts = self.domain.atlas
+        opts = dict(options)
+        on_failure = opts.pop("on_failure")
+        idx = self.domain.chart_index(xf, yf)
+        groups = []  # (chart, field, rows, xs, ys, sol, ok, rot)
+
+        def run(chart, field, rows, rot=None):
+            xs, ys = xf[rows], yf[rows]
+            if rot is not None:
+                xs, ys = xs @ rot.mT, ys @ rot.mT
+            sol = field.solve(chart.to_chart(xs), chart.to_chart(ys), **opts)
+            reach_ok, admissible, worst, at, nodes = self._path_report(chart, sol, rot)
+            ok = sol.converged & reach_ok
+            bad = ok & ~admissible
+            if bool(bad.any()):
+                j = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    f"{self.name} over {self.base_name}: no admissible path from x = "
+                    f"{format_values(xf[rows[j]])} to y = {format_values(yf[rows[j]])}: the shortest "
+                    f"geodesic found leaves the domain |W|_h < 1 (|W|_h = {worst[j].item():.4g} at "
+                    f"{format_values(at[j])}; {int(bad.sum())} of {bad.numel()} pairs)"
+                )
+            return (chart, field, rows, xs, ys, sol, ok, rot), nodes
+
+        everything = torch.arange(xf.shape[0], device=xf.device)
+        for i in range(len(charts)):
+            rows = everything[idx == i]
+            if not rows.numel():
+                continue
+            first, nodes = run(charts[i], self.fields[i], rows)
+            ok = first[6]
+            if len(charts) == 1 or bool(ok.all()):
+                groups.append(first)
+                continue
+            if bool(ok.any()):
+                groups.append(run(charts[i], self.fields[i], rows[ok])[0])
+            retry, centres = rows[~ok], nodes[:, ~ok].mean(0)
+            j = (i + 1) % len(charts)
+            second, nodes2 = run(charts[j], self.fields[j], retry)
+            if bool(second[6].any()):
+                groups.append(run(charts[j], self.fields[j], retry[second[6]])[0])
+            centres2 = nodes2.mean(0)
+            for k in (~second[6]).nonzero().squeeze(-1).tolist():
+                attempt = None
+                # turned charts with the pole opposite each path found so far, then opposite the pair
+                for centre in (centres[k], centres2[k], xf[retry[k]] + yf[retry[k]], xf[retry[k]]):
+                    if not bool(torch.isfinite(centre).all()) or float(centre.norm()) < 1e-3:
+                        continue
+                    rot = self.domain.centring(centre / centre.norm())
+                    attempt = run(charts[0], self._rotated_field(rot), retry[k : k + 1], rot)[0]
+                    if bool(attempt[6].all()):
+                        break
+                groups.append(attempt)
+        out = []
+        for chart, field, rows, xs, ys, sol, ok, rot in groups:
+            failed = ~ok
+            if on_failure == "raise" and bool(failed.any()):
+                bad = failed.nonzero().squeeze(-1)
+                j = int(bad[0])
+                _, admissible, worst, at, _ = self._path_report(chart, sol, rot)
+                if not bool(admissible[j]):
+                    raise ValueError(
+                        f"{self.name} over {self.base_name}: no admissible path from x = "
+                        f"{format_values(xf[rows[j]])} to y = {format_values(yf[rows[j]])}: no solve "
+                        f"converged, and the best path found leaves the domain |W|_h < 1 (|W|_h = "
+                        f"{worst[j].item():.4g} at {format_values(at[j])})"
+                    )
+                raise GeodesicConvergenceError(
+                    f"{self.name} over {self.base_name}: the geodesic solve did not converge in a chart "
+                    f"that resolves it for {bad.numel()} of {xf.shape[0]} pairs (first: x = "
+                    f"{format_values(xf[rows[j]])} -> y = {format_values(yf[rows[j]])}, residual "
+                    f"{sol.residual[j].item():.3g}, in every chart tried; a certified path keeps the "
+                    f"chart's reach >= {_CHART_REACH}). Increase max_iter or steps, or pass "
+                    "on_failure='nan'.",
+                    rows[bad],
+                    sol.residual[bad],
+                )
+            out.append((chart, field, rows, xs, ys, sol, failed, rot))
+        return out
+
+    def _assemble(self, xf, parts, width):
+        """`[(rows, values [R, width])]` -> `[B, width]` (differentiable)."""
+        out = xf.new_zeros(xf.shape[0], width)
+        if len(parts) == 1 and parts[0][0].numel() == xf.shape[0]:
+            rows, part = parts[0]
+            return out.index_put((rows,), part)
+        for rows, part in parts:
+            out = out.index_put((rows,), part)
+        return out
+
     # ------------------------------------------------------------------ geodesics
     def _pairs(self, x, y, names=("x", "y"), points=2):
         self._checked(x, y, names=names, points=points)
@@ -477,7 +619,9 @@ class Navigation(FinslerManifold):
         else:
 
             def shoot(chart, field, xs, us):
-                return chart.from_chart(field.expmap(chart.to_chart(xs), chart.push(xs, us)))
+                p, v = chart.to_chart(xs), chart.push(xs, us)
+                out = chart.from_chart(field.expmap(p, v))
+                return out
 
             out = self._in_charts(xf, uf, shoot, self.ambient_dim) if xf.numel() else xf
         try:
@@ -660,14 +804,30 @@ class Navigation(FinslerManifold):
         else:
             self._wind_checked(xf)
             self._wind_checked(yf, "y")
-            opts = dict(options, on_failure=on_failure)
-
-            def solve(chart, field, xs, ys):
-                return field.dist(chart.to_chart(xs), chart.to_chart(ys), **opts).unsqueeze(-1)
-
-            d = self._in_charts(xf, yf, solve, 1).squeeze(-1) if xf.numel() else xf.new_zeros(0)
+            d = self._general_dist(xf, yf, dict(options, on_failure=on_failure))
         d = d.reshape(shape[:-1])
         return d.unsqueeze(-1) if keepdim else d
+
+    def _general_dist(self, xf, yf, options):
+        if not xf.numel():
+            return xf.new_zeros(0)
+        parts = []
+        for chart, field, rows, xs, ys, sol, failed, _ in self._atlas_solve(xf, yf, options):
+            d = distance_with_gradient(field.raw_coefficients, chart.to_chart(xs), chart.to_chart(ys), sol)
+            parts.append((rows, torch.where(failed, torch.full_like(d, float("nan")), d).unsqueeze(-1)))
+        return self._assemble(xf, parts, 1).squeeze(-1)
+
+    def _general_logmap(self, xf, yf, options):
+        if not xf.numel():
+            return xf
+        parts = []
+        for chart, field, rows, xs, ys, sol, failed, rot in self._atlas_solve(xf, yf, options):
+            p = chart.to_chart(xs)
+            v = logmap_with_gradient(field.raw_coefficients, p, chart.to_chart(ys), sol, steps=sol.steps)
+            v = chart.pull(p, v)
+            v = v if rot is None else v @ rot
+            parts.append((rows, torch.where(failed.unsqueeze(-1), torch.full_like(v, float("nan")), v)))
+        return self._assemble(xf, parts, self.ambient_dim)
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
         r"""Log map, with `norm(x, logmap(x, y)) == dist(x, y)`.
@@ -692,13 +852,7 @@ class Navigation(FinslerManifold):
         else:
             self._wind_checked(xf)
             self._wind_checked(yf, "y")
-            opts = dict(options, on_failure=on_failure)
-
-            def solve(chart, field, xs, ys):
-                p = chart.to_chart(xs)
-                return chart.pull(p, field.logmap(p, chart.to_chart(ys), **opts))
-
-            v = self._in_charts(xf, yf, solve, self.ambient_dim) if xf.numel() else xf
+            v = self._general_logmap(xf, yf, dict(options, on_failure=on_failure))
         return v.reshape(shape)
 
     def solve(self, x: torch.Tensor, y: torch.Tensor, **options):
