@@ -1,6 +1,7 @@
 """Regressions from the third audit (independent oracles: float64 on the same float32 inputs)."""
 
 import geoopt
+import pytest
 import torch
 
 from finslerlib import KillingWind, Navigation
@@ -46,3 +47,26 @@ def test_float32_points_cast_to_float64_lie_on_the_base():
         assert "y" in str(err)
     else:
         raise AssertionError("a point off the sphere by 1e-3 was accepted")
+
+
+def test_a_thin_band_where_the_wind_is_too_strong_is_found_between_samples():
+    """Audit: a rotation of rate 1.0005 leaves only the band |x_2| < 0.03 where |W| >= 1 between
+    the polar caps; 16 samples per geodesic missed it (629 of 2000 cap-to-cap pairs got a finite
+    distance). Oracle: the band separates the caps, so no admissible path joins them."""
+    m = Navigation(geoopt.Sphere(), KillingWind(_rotation(1.0005, torch.float64)))
+    unit = torch.nn.functional.normalize
+    x = unit(torch.tensor([[-0.61635, -0.54528, 0.56814]], dtype=torch.float64), dim=-1)
+    y = unit(torch.tensor([[0.46047, 0.20913, -0.86269]], dtype=torch.float64), dim=-1)
+    with pytest.raises(ValueError, match="admissible|certify"):
+        m.dist(x, y)
+    g = torch.Generator().manual_seed(1)
+    p = torch.nn.functional.normalize(torch.randn(400, 3, generator=g, dtype=torch.float64), dim=-1)
+    q = torch.nn.functional.normalize(torch.randn(400, 3, generator=g, dtype=torch.float64), dim=-1)
+    # pairs within one cap (same sign of x_2, well away from the band) keep finite distances
+    same = (p[:, 2] * q[:, 2] > 0) & (p[:, 2].abs() > 0.3) & (q[:, 2].abs() > 0.3)
+    d = m.dist(p[same][:40], q[same][:40], on_failure="nan")
+    assert torch.isfinite(d).float().mean() > 0.5
+    for i in range(200):
+        if p[i, 2] * q[i, 2] < 0 and min(p[i, 2].abs(), q[i, 2].abs()) > 0.1:
+            with pytest.raises(ValueError):
+                m.dist(p[i : i + 1], q[i : i + 1])
