@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (the tests are single-threaded, see tests/conftest.py);
+# `make test PYTEST_WORKERS=0` runs in one process
+PYTEST_WORKERS ?= auto
 # e.g. `make demo DEMO_ARGS="--epochs 5 --heads linear funk"`
 DEMO_ARGS ?=
 
@@ -42,7 +45,7 @@ install:
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # mypy --strict on the typed subset listed in pyproject.toml ([tool.mypy] files)
 typecheck: $(STAMP)

@@ -122,11 +122,10 @@ def test_point_tolerance_follows_the_dtype(dtype):
     off = 1.0 + 20 * default_tolerance(dtype)
     with pytest.raises(ValueError, match="not a point of the base"):
         m.dist(x, y * off)
-    # float32 points cast to float64 are not float64 points of the sphere
+    # float32 points cast to float64 (off by a few float32 ulps) are accepted in float64
     if dtype == torch.float32:
         x32 = torch.nn.functional.normalize(torch.tensor([[0.3, 0.4, 0.5]]), dim=-1) * (1 + 3e-7)
-        with pytest.raises(ValueError, match="not a point"):
-            m.dist(x32.double(), y[:1].double())
+        assert torch.isfinite(m.dist(x32.double(), y[:1].double())).all()
 
 
 # ------------------------------------------------------------------ the root find (items 5, and 23)
