@@ -48,6 +48,7 @@ from finslerlib.embedding import datasets as ds
 GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation", "navigation-poincare"]
 SYMMETRIC = {"euclidean", "poincare"}
 TREES = {"growing network (tree)", "binary tree"}
+NAVIGATION = {"navigation", "navigation-poincare"}  # a root find per distance: the slow ones
 
 
 #: short names for `--graphs`, in the table's order (partial runs keep the first graphs' rows)
@@ -101,7 +102,15 @@ def direction_auc_connected(model, split) -> float:
     return roc_auc(model.decision_function(e), model.decision_function(e[:, ::-1].copy()))
 
 
-def run(graph, geometry: str, dim: int, seed: int, epochs: int, decoder: str = "fermi-dirac") -> dict:
+def run(
+    graph,
+    geometry: str,
+    dim: int,
+    seed: int,
+    epochs: int,
+    decoder: str = "fermi-dirac",
+    rank_sources: int = 300,
+) -> dict:
     tree = graph.name in TREES
     try:
         split = split_edges(graph.edges, graph.n_nodes, seed=seed, keep_connected=not tree)
@@ -114,7 +123,7 @@ def run(graph, geometry: str, dim: int, seed: int, epochs: int, decoder: str = "
         dim, geometry=geometry, decoder=decoder, epochs=epochs, batch_size=batch, random_state=seed
     )
     model.fit(split.train, graph.n_nodes)
-    scores = link_prediction_scores(model, split, rank_sources=300, seed=seed)
+    scores = link_prediction_scores(model, split, rank_sources=rank_sources, seed=seed)
     scores["direction_auc_connected"] = direction_auc_connected(model, split)
     scores["fit_time"] = model.fit_time_
     return scores
@@ -129,12 +138,12 @@ def mean_std(values) -> str:
 
 def write_table(rows: list[dict], path: Path | None, seeds: int, epochs: int) -> str:
     lines = [
-        f"Mean ± std over {seeds} seed(s) (split and initialization), {epochs} epochs, "
+        f"Mean ± std over up to {seeds} seed(s) (split and initialization), {epochs} epochs, "
         "Fermi–Dirac decoder. dir. AUC (conn.): held-out edges whose two ends keep a training edge.",
         "",
-        "| graph | nodes / edges | geometry | dim | existence AUC | direction AUC | dir. AUC (conn.) | "
-        "mean rank | fit time (s) |",
-        "| --- | --- | --- | ---: | --- | --- | --- | ---: | ---: |",
+        "| graph | nodes / edges | geometry | dim | seeds | existence AUC | direction AUC | "
+        "dir. AUC (conn.) | mean rank | fit time (s) |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: |",
     ]
     order = [*GRAPHS.values(), *dict.fromkeys(r["graph"] for r in rows)]
     keys = sorted(
@@ -150,7 +159,7 @@ def write_table(rows: list[dict], path: Path | None, seeds: int, epochs: int) ->
         size = f"{sel[0]['n_nodes']} / {sel[0]['n_edges']}"
         fit = np.asarray([r["fit_time"] for r in sel])
         lines.append(
-            f"| {g} | {size} | {geo} | {dim} | {mean_std(r['existence_auc'] for r in sel)} | "
+            f"| {g} | {size} | {geo} | {dim} | {len(sel)} | {mean_std(r['existence_auc'] for r in sel)} | "
             f"{mean_std(r['direction_auc'] for r in sel)} | "
             f"{mean_std(r['direction_auc_connected'] for r in sel)} | "
             f"{np.mean([r['mean_rank'] for r in sel]):.1f} | {fit.mean():.1f} ± {fit.std():.1f} |"
@@ -239,6 +248,15 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-decoders", action="store_true", help="skip the decoder comparison")
+    parser.add_argument(
+        "--navigation-seeds",
+        type=int,
+        default=None,
+        help="seeds for the navigation geometries (default --seeds)",
+    )
+    parser.add_argument(
+        "--rank-sources", type=int, default=300, help="sources ranked for mean rank and mAP (default 300)"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument(
         "--merge",
@@ -262,6 +280,7 @@ def main(argv=None) -> dict:
     smoke = args.smoke
     out = output_folder("directed_links", smoke, args.out)
     seeds = args.seeds or (1 if smoke else 5)
+    nav_seeds = args.navigation_seeds or seeds
     epochs = args.epochs or (4 if smoke else 40)
     dims = args.dims or ([2] if smoke else [2, 8, 16])
     geometries = args.geometries or (
@@ -275,8 +294,9 @@ def main(argv=None) -> dict:
         graph.name = gname
         for dim in dims:
             for geo in geometries:
-                for seed in range(seeds):
-                    r = run(graph, geo, dim, seed, epochs)
+                n_seeds = nav_seeds if geo in NAVIGATION else seeds
+                for seed in range(n_seeds):
+                    r = run(graph, geo, dim, seed, epochs, rank_sources=args.rank_sources)
                     rows.append(
                         dict(
                             graph=gname,
@@ -288,7 +308,7 @@ def main(argv=None) -> dict:
                             **r,
                         )
                     )
-                sel = rows[-seeds:]
+                sel = rows[-n_seeds:]
                 ex = mean_std(r["existence_auc"] for r in sel)
                 print(
                     f"{gname:<30} {geo:<10} dim {dim:>2}: existence {ex}"
