@@ -20,8 +20,14 @@ Outputs (in `--out`, default `outputs/directed_links/`; `--smoke`: `outputs/smok
 graph, coloured by package).
 
 Run (at low priority, it is long):
-    nice python examples/directed_links.py                     # the docs' table
-    python examples/directed_links.py --smoke                  # seconds, used by the test suite
+    nice python examples/directed_links.py --markdown table.md     # the docs' table, all graphs
+    nice python examples/directed_links.py --graphs dag stdlib --seeds 2 --epochs 10
+    python examples/directed_links.py --merge a/results.json b/results.json --markdown table.md
+    python examples/directed_links.py --smoke                      # seconds, used by the test suite
+
+`--graphs` takes the short names of `GRAPHS` (copying, dag, binary-tree, distributions, stdlib,
+scale-free, dpkg, gn-tree); `--merge` writes one table from the `results.json` of runs split
+over several processes.
 """
 
 from __future__ import annotations
@@ -39,12 +45,27 @@ from _common import output_folder
 from finslerlib.embedding import DirectedGraphEmbedding, link_prediction_scores, roc_auc, split_edges
 from finslerlib.embedding import datasets as ds
 
-GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation"]
+GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation", "navigation-poincare"]
 SYMMETRIC = {"euclidean", "poincare"}
 TREES = {"growing network (tree)", "binary tree"}
+NAVIGATION = {"navigation", "navigation-poincare"}  # a root find per distance: the slow ones
 
 
-def build_graphs(smoke: bool) -> dict[str, ds.DirectedGraph]:
+#: short names for `--graphs`, in the table's order (partial runs keep the first graphs' rows)
+GRAPHS = {
+    "copying": "growing network with copying",
+    "dag": "random DAG",
+    "binary-tree": "binary tree",
+    "distributions": "installed distributions",
+    "stdlib": "stdlib imports",
+    "scale-free": "scale-free digraph",
+    "dpkg": "dpkg Depends",
+    "gn-tree": "growing network (tree)",
+}
+
+
+def build_graphs(smoke: bool, keys=None) -> dict[str, ds.DirectedGraph]:
+    """The graphs of the table (`keys`: a subset of `GRAPHS`' short names; all by default)."""
     graphs: dict[str, ds.DirectedGraph] = {}
     if smoke:
         graphs["growing network with copying"] = ds.growing_network_copying(60, seed=0)
@@ -53,17 +74,20 @@ def build_graphs(smoke: bool) -> dict[str, ds.DirectedGraph]:
         if len(dist.edges) >= 20:
             graphs["installed distributions"] = dist
         return graphs
-    # ordered by what the table needs first (partial runs keep the first graphs' rows)
-    graphs["growing network with copying"] = ds.growing_network_copying(300, seed=0)
-    graphs["random DAG"] = ds.random_dag(300, 0.03, seed=0)
-    graphs["binary tree"] = ds.binary_tree_digraph(7)
-    graphs["installed distributions"] = ds.distribution_graph(largest_component=True)
-    graphs["stdlib imports"] = ds.stdlib_import_graph()
-    graphs["scale-free digraph"] = ds.scale_free_digraph(300, seed=0)
-    dpkg = ds.dpkg_graph()
-    if dpkg is not None:
-        graphs["dpkg Depends"] = dpkg
-    graphs["growing network (tree)"] = ds.growing_network(300, seed=0)
+    makers = {
+        "copying": lambda: ds.growing_network_copying(300, seed=0),
+        "dag": lambda: ds.random_dag(300, 0.03, seed=0),
+        "binary-tree": lambda: ds.binary_tree_digraph(7),
+        "distributions": lambda: ds.distribution_graph(largest_component=True),
+        "stdlib": ds.stdlib_import_graph,
+        "scale-free": lambda: ds.scale_free_digraph(300, seed=0),
+        "dpkg": ds.dpkg_graph,
+        "gn-tree": lambda: ds.growing_network(300, seed=0),
+    }
+    for key in keys or GRAPHS:
+        graph = makers[key]()
+        if graph is not None:  # dpkg_graph: None without /var/lib/dpkg/status
+            graphs[GRAPHS[key]] = graph
     return graphs
 
 
@@ -78,7 +102,15 @@ def direction_auc_connected(model, split) -> float:
     return roc_auc(model.decision_function(e), model.decision_function(e[:, ::-1].copy()))
 
 
-def run(graph, geometry: str, dim: int, seed: int, epochs: int, decoder: str = "fermi-dirac") -> dict:
+def run(
+    graph,
+    geometry: str,
+    dim: int,
+    seed: int,
+    epochs: int,
+    decoder: str = "fermi-dirac",
+    rank_sources: int = 300,
+) -> dict:
     tree = graph.name in TREES
     try:
         split = split_edges(graph.edges, graph.n_nodes, seed=seed, keep_connected=not tree)
@@ -91,7 +123,7 @@ def run(graph, geometry: str, dim: int, seed: int, epochs: int, decoder: str = "
         dim, geometry=geometry, decoder=decoder, epochs=epochs, batch_size=batch, random_state=seed
     )
     model.fit(split.train, graph.n_nodes)
-    scores = link_prediction_scores(model, split, rank_sources=300, seed=seed)
+    scores = link_prediction_scores(model, split, rank_sources=rank_sources, seed=seed)
     scores["direction_auc_connected"] = direction_auc_connected(model, split)
     scores["fit_time"] = model.fit_time_
     return scores
@@ -104,19 +136,20 @@ def mean_std(values) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
-def write_table(rows: list[dict], path: Path, seeds: int, epochs: int) -> str:
+def write_table(rows: list[dict], path: Path | None, seeds: int, epochs: int) -> str:
     lines = [
-        f"Mean ± std over {seeds} seed(s) (split and initialization), {epochs} epochs, "
+        f"Mean ± std over up to {seeds} seed(s) (split and initialization), {epochs} epochs, "
         "Fermi–Dirac decoder. dir. AUC (conn.): held-out edges whose two ends keep a training edge.",
         "",
-        "| graph | nodes / edges | geometry | dim | existence AUC | direction AUC | dir. AUC (conn.) | "
-        "mean rank | fit time (s) |",
-        "| --- | --- | --- | ---: | --- | --- | --- | ---: | ---: |",
+        "| graph | nodes / edges | geometry | dim | seeds | existence AUC | direction AUC | "
+        "dir. AUC (conn.) | mean rank | fit time (s) |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: |",
     ]
+    order = [*GRAPHS.values(), *dict.fromkeys(r["graph"] for r in rows)]
     keys = sorted(
         {(r["graph"], r["geometry"], r["dim"]) for r in rows},
         key=lambda k: (
-            list(dict.fromkeys(r["graph"] for r in rows)).index(k[0]),
+            order.index(k[0]),
             GEOMETRIES.index(k[1]) if k[1] in GEOMETRIES else 99,
             k[2],
         ),
@@ -124,14 +157,16 @@ def write_table(rows: list[dict], path: Path, seeds: int, epochs: int) -> str:
     for g, geo, dim in keys:
         sel = [r for r in rows if (r["graph"], r["geometry"], r["dim"]) == (g, geo, dim)]
         size = f"{sel[0]['n_nodes']} / {sel[0]['n_edges']}"
+        fit = np.asarray([r["fit_time"] for r in sel])
         lines.append(
-            f"| {g} | {size} | {geo} | {dim} | {mean_std(r['existence_auc'] for r in sel)} | "
+            f"| {g} | {size} | {geo} | {dim} | {len(sel)} | {mean_std(r['existence_auc'] for r in sel)} | "
             f"{mean_std(r['direction_auc'] for r in sel)} | "
             f"{mean_std(r['direction_auc_connected'] for r in sel)} | "
-            f"{np.mean([r['mean_rank'] for r in sel]):.1f} | {np.mean([r['fit_time'] for r in sel]):.1f} |"
+            f"{np.mean([r['mean_rank'] for r in sel]):.1f} | {fit.mean():.1f} ± {fit.std():.1f} |"
         )
     text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    if path is not None:
+        path.write_text(text)
     return text
 
 
@@ -208,27 +243,60 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 40; smoke 4)")
     parser.add_argument("--dims", type=int, nargs="+", default=None, help="dimensions (default 2 8 16)")
     parser.add_argument("--geometries", nargs="+", default=None, choices=GEOMETRIES)
-    parser.add_argument("--graphs", nargs="+", default=None, help="subset of the graph names")
+    parser.add_argument(
+        "--graphs", nargs="+", default=None, choices=list(GRAPHS), help="subset of the graphs"
+    )
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--no-decoders", action="store_true", help="skip the decoder comparison")
+    parser.add_argument(
+        "--navigation-seeds",
+        type=int,
+        default=None,
+        help="seeds for the navigation geometries (default --seeds)",
+    )
+    parser.add_argument(
+        "--rank-sources", type=int, default=300, help="sources ranked for mean rank and mAP (default 300)"
+    )
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only write the table (to --markdown or table.md) from these results.json files",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        loaded = [json.loads(Path(f).read_text()) for f in args.merge]
+        rows = [r for d in loaded for r in d["rows"]]
+        text = write_table(
+            rows,
+            args.markdown or output_folder("directed_links", False, args.out) / "table.md",
+            max(d["seeds"] for d in loaded),
+            max(d["epochs"] for d in loaded),
+        )
+        print(text)
+        return dict(rows=rows)
     smoke = args.smoke
     out = output_folder("directed_links", smoke, args.out)
     seeds = args.seeds or (1 if smoke else 5)
+    nav_seeds = args.navigation_seeds or seeds
     epochs = args.epochs or (4 if smoke else 40)
     dims = args.dims or ([2] if smoke else [2, 8, 16])
-    geometries = args.geometries or (["euclidean", "randers", "navigation"] if smoke else GEOMETRIES)
+    geometries = args.geometries or (
+        ["euclidean", "randers", "navigation", "navigation-poincare"] if smoke else GEOMETRIES
+    )
     torch.set_num_threads(1)
-    graphs = build_graphs(smoke)
-    if args.graphs:
-        graphs = {k: v for k, v in graphs.items() if k in args.graphs}
+    graphs = build_graphs(smoke, None if smoke else args.graphs)
     rows: list[dict] = []
     t0 = time.time()
     for gname, graph in graphs.items():
         graph.name = gname
         for dim in dims:
             for geo in geometries:
-                for seed in range(seeds):
-                    r = run(graph, geo, dim, seed, epochs)
+                n_seeds = nav_seeds if geo in NAVIGATION else seeds
+                for seed in range(n_seeds):
+                    r = run(graph, geo, dim, seed, epochs, rank_sources=args.rank_sources)
                     rows.append(
                         dict(
                             graph=gname,
@@ -240,7 +308,7 @@ def main(argv=None) -> dict:
                             **r,
                         )
                     )
-                sel = rows[-seeds:]
+                sel = rows[-n_seeds:]
                 ex = mean_std(r["existence_auc"] for r in sel)
                 print(
                     f"{gname:<30} {geo:<10} dim {dim:>2}: existence {ex}"
@@ -251,9 +319,15 @@ def main(argv=None) -> dict:
         write_table(rows, out / "table.md", seeds, epochs)  # after each graph: partial runs keep their rows
         (out / "results.json").write_text(json.dumps(dict(rows=rows, seeds=seeds, epochs=epochs), indent=1))
     table = write_table(rows, out / "table.md", seeds, epochs)
+    if args.markdown is not None:
+        args.markdown.write_text(table)
     # the decoder question: Fermi-Dirac (d^2) against logistic (d), Randers geometry
     dec_rows = []
-    dec_graphs = [g for g in ("growing network with copying", "stdlib imports") if g in graphs]
+    dec_graphs = (
+        []
+        if args.no_decoders
+        else [g for g in ("growing network with copying", "stdlib imports") if g in graphs]
+    )
     for gname in dec_graphs:
         for decoder in ("fermi-dirac", "logistic"):
             for seed in range(seeds):

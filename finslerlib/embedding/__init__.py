@@ -26,7 +26,14 @@ from finslerlib.embedding.metrics import (
     stress,
     symmetric_floor,
 )
-from finslerlib.embedding.wind import BoostWind, lorentz_boost_navigation, lorentz_points
+from finslerlib.embedding.wind import (
+    BoostWind,
+    RotationWind,
+    lorentz_boost_navigation,
+    lorentz_points,
+    poincare_points,
+    poincare_rotation_navigation,
+)
 
 __all__ = [
     "BoostWind",
@@ -37,6 +44,9 @@ __all__ = [
     "link_prediction_scores",
     "lorentz_boost_navigation",
     "lorentz_points",
+    "poincare_points",
+    "poincare_rotation_navigation",
+    "RotationWind",
     "roc_auc",
     "split_edges",
     "graph_dissimilarities",

@@ -1,4 +1,7 @@
-r"""A learnable boost wind on the hyperboloid: Zermelo navigation with a learned direction.
+r"""Learnable Killing winds for Zermelo navigation on hyperbolic bases, with a learned direction.
+
+`BoostWind` on the hyperboloid (`geoopt.Lorentz`), `RotationWind` on the Poincaré ball
+(`geoopt.PoincareBall`): both are `KillingWind`s, so `Navigation` uses exact geodesics.
 
 A boost $A = \begin{pmatrix} 0 & c^\top \\ c & 0 \end{pmatrix}$ satisfies $A^\top J + J A = 0$,
 $J = \mathrm{diag}(-1, 1, \dots, 1)$: its flow $e^{tA}$ moves the hyperboloid by isometries
@@ -26,7 +29,14 @@ from torch import nn
 
 from finslerlib.manifolds import KillingWind, Navigation
 
-__all__ = ["BoostWind", "lorentz_boost_navigation", "lorentz_points"]
+__all__ = [
+    "BoostWind",
+    "RotationWind",
+    "lorentz_boost_navigation",
+    "lorentz_points",
+    "poincare_points",
+    "poincare_rotation_navigation",
+]
 
 
 class BoostWind(KillingWind):
@@ -151,3 +161,143 @@ def lorentz_boost_navigation(dim: int, *, max_speed: float = 0.9, max_radius: fl
     if not (math.isfinite(max_radius) and max_radius > 0):
         raise ValueError(f"max_radius must be positive and finite, got {max_radius}")
     return Navigation(geoopt.Lorentz(), BoostWind(dim, max_speed / math.cosh(max_radius)))
+
+
+class RotationWind(KillingWind):
+    r"""A rotation in a learned plane: $W(x) = A x$, $A = \omega\,(q p^\top - p q^\top)$, $|\omega| <$ bound.
+
+    A skew-symmetric $A$ is a Killing field of the Poincaré ball (rotations about the origin are
+    its isometries; also of $\mathbb{R}^n$). $p, q$ are the Gram–Schmidt orthonormalization of
+    two learnable vectors, $\omega = \text{bound} \cdot \tanh(\rho)$ for a learnable $\rho$,
+    so $\|A\|_2 = |\omega| <$ `bound`. The flow is closed form (a rotation by the angle
+    $\omega t$ in the plane of $p, q$):
+    $e^{tA} x = x + \sin(\omega t)\,(q\, p \cdot x - p\, q \cdot x)
+    + (\cos(\omega t) - 1)\,(p\, p \cdot x + q\, q \cdot x)$.
+
+    On the ball of curvature $-1$ its speed at hyperbolic distance $r$ from the origin is
+    $|W(x)|_h = \frac{2 |A x|}{1 - |x|^2} \le |\omega| \sinh r$:
+    `poincare_rotation_navigation` takes `bound = max_speed / sinh(max_radius)`.
+
+    Args:
+        dim: the dimension `n` of the points, at least 2.
+        bound: the largest rotation rate $|\omega|$.
+        rate: initial $\omega$ (default `bound / 2`), in `(-bound, bound)`.
+        generator: `torch.Generator` of the initial plane (random; default: the first two axes).
+
+    Example:
+        >>> w = RotationWind(2, bound=0.5)
+        >>> w.A
+        tensor([[ 0.0000, -0.2500],
+                [ 0.2500,  0.0000]], grad_fn=<MulBackward0>)
+        >>> x = torch.tensor([1.0, 0.0])
+        >>> torch.allclose(w.flow(torch.tensor(2 * math.pi), x), torch.tensor([0.0, 1.0]), atol=1e-6)
+        True
+    """
+
+    def __init__(
+        self, dim: int, bound: float, rate: float | None = None, generator: torch.Generator | None = None
+    ):
+        nn.Module.__init__(self)
+        if not (isinstance(dim, int) and dim >= 2):
+            raise ValueError(f"dim must be an int >= 2 (a rotation needs a plane), got {dim!r}")
+        if not (math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound must be positive and finite, got {bound}")
+        rate = 0.5 * bound if rate is None else float(rate)
+        if not abs(rate) < bound:
+            raise ValueError(f"rate must be in (-bound, bound) = ({-bound}, {bound}), got {rate}")
+        self.bound = float(bound)
+        self.dim = dim
+        if generator is None:
+            u, v = torch.zeros(dim), torch.zeros(dim)
+            u[0], v[1] = 1.0, 1.0
+        else:
+            u, v = torch.randn(2, dim, generator=generator)
+        self.raw_p = nn.Parameter(u.to(torch.get_default_dtype()))
+        self.raw_q = nn.Parameter(v.to(torch.get_default_dtype()))
+        self.raw_rate = nn.Parameter(torch.tensor(math.atanh(rate / bound), dtype=torch.get_default_dtype()))
+        self.shift = None
+        self._cache: dict = {}
+
+    def plane(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(p, q, omega)`: the orthonormal plane and the rate."""
+        tiny = torch.finfo(self.raw_p.dtype).tiny ** 0.5
+        p = self.raw_p / self.raw_p.norm().clamp_min(tiny)
+        q = self.raw_q - (self.raw_q @ p) * p
+        q = q / q.norm().clamp_min(tiny)
+        return p, q, self.bound * torch.tanh(self.raw_rate)
+
+    @property
+    def A(self) -> torch.Tensor:  # type: ignore[override]
+        """The generator matrix, shape `[n, n]`."""
+        p, q, omega = self.plane()
+        return omega * (torch.outer(q, p) - torch.outer(p, q))
+
+    @property
+    def ambient_dim(self) -> int:
+        return self.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, q, omega = (t.to(dtype=x.dtype, device=x.device) for t in self.plane())
+        return omega * (q * (x @ p)[..., None] - p * (x @ q)[..., None])
+
+    def spectral(self, dtype, device):
+        return None  # the closed-form flow below is used
+
+    def flow(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        p, q, omega = (v.to(dtype=x.dtype, device=x.device) for v in self.plane())
+        shape = torch.broadcast_shapes(t.shape, x.shape[:-1])
+        t = t.expand(shape)
+        x = x.expand(*shape, x.shape[-1])
+        angle = (omega * t)[..., None]
+        xp, xq = (x @ p)[..., None], (x @ q)[..., None]
+        # cos - 1 = -2 sin^2(angle / 2): exact at t = 0 and accurate for small angles
+        return x + torch.sin(angle) * (q * xp - p * xq) - 2 * torch.sin(0.5 * angle) ** 2 * (p * xp + q * xq)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, bound={self.bound:.4g}"
+
+
+def poincare_points(u: torch.Tensor, max_radius: float) -> torch.Tensor:
+    r"""Points of the Poincaré ball ($c = 1$) from tangent coordinates at the origin, radius clamped.
+
+    $x = \tanh(r / 2)\, u / |u|$ with $r = \min(|u|, R)$, $R$ = `max_radius`: $r$ is the
+    hyperbolic distance of $x$ from the origin (geoopt's `expmap0(u / 2)`, clamped: its tangent
+    vectors at the origin have length $2 |u|$).
+
+    Args:
+        u: Tensor, shape `[..., n]`.
+        max_radius: $R$.
+
+    Returns:
+        Tensor, shape `[..., n]`.
+
+    Example:
+        >>> poincare_points(torch.tensor([[0.0, 0.5], [0.0, 9.0]]), 1.0)
+        tensor([[0.0000, 0.2449],
+                [0.0000, 0.4621]])
+    """
+    norm = u.norm(dim=-1, keepdim=True)
+    safe = norm.clamp_min(torch.finfo(u.dtype).tiny ** 0.5)
+    r = norm.clamp(max=float(max_radius))
+    # tanh(r/2) u / |u|: finite gradient at u = 0 (tanh(r/2) / |u| -> 1/2)
+    scale = torch.where(norm > 0, torch.tanh(0.5 * r) / safe, torch.full_like(r, 0.5))
+    return scale * u
+
+
+def poincare_rotation_navigation(dim: int, *, max_speed: float = 0.9, max_radius: float = 1.0) -> Navigation:
+    r"""`Navigation(geoopt.PoincareBall(), RotationWind(dim, max_speed / sinh(max_radius)))`.
+
+    The wind is below `max_speed` everywhere within hyperbolic distance `max_radius` of the origin.
+
+    Example:
+        >>> m = poincare_rotation_navigation(2, max_speed=0.5, max_radius=1.0)
+        >>> x, y = poincare_points(torch.tensor([[0.5, 0.0], [0.0, 0.5]]), 1.0)
+        >>> bool(m.dist(x, y) < m.dist(y, x))  # with the (counter-clockwise) rotation
+        True
+    """
+    if not 0 < max_speed < 1:
+        raise ValueError(f"max_speed must be in (0, 1), got {max_speed}")
+    if not (math.isfinite(max_radius) and max_radius > 0):
+        raise ValueError(f"max_radius must be positive and finite, got {max_radius}")
+    return Navigation(geoopt.PoincareBall(), RotationWind(dim, max_speed / math.sinh(max_radius)))

@@ -15,9 +15,12 @@ import torch
 from finslerlib.embedding import (
     BoostWind,
     DirectedGraphEmbedding,
+    RotationWind,
     link_prediction_scores,
     lorentz_boost_navigation,
     lorentz_points,
+    poincare_points,
+    poincare_rotation_navigation,
     roc_auc,
     split_edges,
 )
@@ -102,6 +105,9 @@ def test_any_manifold_instance_is_accepted_and_copied():
         ({"max_drift": 1.0}, "max_drift"),
         ({"lr": -1.0}, "lr"),
         ({"n_components": 0}, "n_components"),
+        ({"direction_weight": -1.0}, "direction_weight"),
+        ({"direction_weight": float("nan")}, "direction_weight"),
+        ({"geometry": "navigation-poincare", "n_components": 1}, "n_components"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, match):
@@ -147,3 +153,100 @@ def test_boost_navigation_is_asymmetric_and_learns_its_wind():
     forward.sum().backward()
     assert m.wind.raw.grad is not None and torch.isfinite(m.wind.raw.grad).all()
     assert m.wind.raw.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotation_flow_is_the_matrix_exponential_of_a_skew_generator(dtype):
+    gen = torch.Generator().manual_seed(3)
+    wind = RotationWind(4, bound=0.6, rate=-0.5, generator=gen).to(dtype)
+    A = wind.A.detach()
+    eps = torch.finfo(dtype).eps
+    assert torch.allclose(A, -A.mT, atol=0)  # skew: a Killing field of the ball
+    assert float(torch.linalg.matrix_norm(A, ord=2)) < 0.6
+    x = poincare_points(torch.randn(5, 4, dtype=dtype, generator=gen), 2.0)
+    t = torch.linspace(-3, 3, 5, dtype=dtype)
+    want = (torch.linalg.matrix_exp(t[:, None, None] * A) @ x[..., None])[..., 0]
+    assert torch.allclose(wind.flow(t, x), want, rtol=64 * eps, atol=64 * eps)
+    assert torch.allclose(wind(x), x @ A.mT, rtol=16 * eps, atol=16 * eps)
+    assert torch.equal(wind.flow(torch.zeros(5, dtype=dtype), x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_poincare_points_are_geoopts_expmap0_clamped(dtype):
+    u = torch.randn(20, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    ball = geoopt.PoincareBall()
+    radius = 1.2
+    norm = u.norm(dim=-1, keepdim=True)
+    # geoopt's tangent vectors at the origin have length lambda_0 |u| = 2 |u|
+    want = ball.expmap0(0.5 * u * norm.clamp(max=radius) / norm)
+    eps = torch.finfo(dtype).eps
+    got = poincare_points(u, radius)
+    assert torch.allclose(got, want, rtol=16 * eps, atol=16 * eps)
+    r = ball.dist0(got.double())
+    assert torch.allclose(r, norm.squeeze(-1).clamp(max=radius).double(), rtol=64 * eps, atol=64 * eps)
+    z = torch.zeros(1, 3, dtype=dtype, requires_grad=True)
+    poincare_points(z, radius).sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_rotation_navigation_wind_is_bounded_in_its_radius_and_learnable():
+    m = poincare_rotation_navigation(3, max_speed=0.8, max_radius=1.5).double()
+    with torch.no_grad():
+        m.wind.raw_rate.fill_(50.0)  # the largest rate the parametrization allows
+    gen = torch.Generator().manual_seed(2)
+    x = poincare_points(4 * torch.randn(200, 3, dtype=torch.float64, generator=gen), 1.5)
+    # |W|_h = lambda(x) |W| with the ball's conformal factor lambda = 2 / (1 - |x|^2)
+    w = m.wind(x).detach()
+    speed = 2 * w.norm(dim=-1) / (1 - (x * x).sum(-1))
+    assert float(speed.max()) < 0.8
+    with torch.no_grad():
+        m.wind.raw_rate.fill_(0.3)
+    y = x.flip(0)
+    forward = m.dist(x[:6], y[:6])
+    assert not torch.allclose(forward, m.dist(y[:6], x[:6]))
+    forward.sum().backward()
+    grads = [m.wind.raw_rate.grad, m.wind.raw_p.grad, m.wind.raw_q.grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert m.wind.raw_rate.grad.abs() > 0
+
+
+def test_poincare_navigation_learns_direction_on_a_tree():
+    tree = binary_tree_digraph(3)
+    model = DirectedGraphEmbedding(
+        2, geometry="navigation-poincare", epochs=30, batch_size=8, random_state=0
+    ).fit(tree.edges)
+    x = model.embedding_
+    assert x.shape == (tree.n_nodes, 2)
+    assert float(geoopt.PoincareBall().dist0(x.double()).max()) <= 1.0 + 1e-5  # max_radius
+    assert direction_auc_on(model, tree.edges) > 0.9
+    sym = DirectedGraphEmbedding(2, geometry="poincare", epochs=5, random_state=0).fit(tree.edges)
+    assert direction_auc_on(sym, tree.edges) == 0.5
+
+
+@pytest.mark.parametrize("geometry", ["randers", "learnable"])
+def test_training_distance_is_the_randers_distance(geometry):
+    # the float32 training formula against Randers.dist in float64 (no cancellation there)
+    model = DirectedGraphEmbedding(5, geometry=geometry, epochs=3, max_drift=0.9, random_state=0)
+    model.fit([[0, 1], [1, 2], [2, 3], [3, 4], [0, 4]])
+    pairs = torch.tensor([[i, j] for i in range(5) for j in range(5)])
+    m = model.manifold_
+    got = model._train_dist(m, model.embedding_, pairs, False)
+    x = model.embedding_.double()
+    want = m.double().dist(x[pairs[:, 0]], x[pairs[:, 1]])
+    # float32: |y| and w.y each to a few eps of |y|; their sum cancels by at most 2 / (1 - |w|)
+    eps = torch.finfo(torch.float32).eps
+    scale = (x[pairs[:, 1]] - x[pairs[:, 0]]).norm(dim=-1)
+    assert torch.all((got.double() - want).abs() <= 32 * eps * scale + 1e-30)
+
+
+def test_direction_loss_raises_direction_auc_on_a_random_dag():
+    from finslerlib.embedding.datasets import random_dag
+
+    g = random_dag(120, 0.06, seed=0)
+    s = split_edges(g.edges, g.n_nodes, seed=0)
+    aucs = {}
+    for w in (0.0, 1.0):
+        model = DirectedGraphEmbedding(8, epochs=20, batch_size=64, direction_weight=w, random_state=0)
+        model.fit(s.train, g.n_nodes)
+        aucs[w] = link_prediction_scores(model, s, rank_sources=10)["direction_auc"]
+    assert aucs[1.0] > aucs[0.0]
