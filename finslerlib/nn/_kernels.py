@@ -49,29 +49,37 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
 _ROWS = 256
 
 
-def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor, out: torch.Tensor) -> None:
-    """`out = |m_j - c|^2` exactly (differences, no cancellation), in row blocks sharing one buffer."""
+def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """`|m_j - c|^2` exactly (differences, no cancellation), `[C]`; on CPU in row blocks sharing
+    one buffer (it stays in cache)."""
     count = m.shape[0]
-    rows = min(_ROWS if m.device.type == "cpu" else count, count)
-    diff = m.new_empty(max(rows, 1), m.shape[1])
-    for r0 in range(0, count, max(rows, 1)):
-        r1 = min(r0 + rows, count)
+    if m.device.type != "cpu" or count <= _ROWS:
+        return torch.linalg.vector_norm(m - c, dim=1).square_()
+    out = m.new_empty(count)
+    diff = m.new_empty(_ROWS, m.shape[1])
+    for r0 in range(0, count, _ROWS):
+        r1 = min(r0 + _ROWS, count)
         torch.linalg.vector_norm(torch.sub(m[r0:r1], c, out=diff[: r1 - r0]), dim=1, out=out[r0:r1])
-    out.square_()
+    return out.square_()
 
 
 def _acc(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
     return part if total is None else total.add_(part)
 
 
+def _blocks(s: torch.Tensor, classes: int) -> list[tuple[int, int]]:
+    chunk = _column_chunk(s, classes)
+    return [(j0, min(j0 + chunk, classes)) for j0 in range(0, max(classes, 1), chunk)]
+
+
 class _UnitRandersLogits(torch.autograd.Function):
     # Memory traffic and the number of torch calls, not flops, are what cost beyond the matmuls:
     # the [B, C] work is done in column blocks whose elementwise steps run in cache right after
-    # the block's matmul (five passes forward, six light ones backward), the [C, R] prototypes
-    # are read by the matmuls, by their mean and by |m_j - c|^2 (one reused buffer), and the
-    # backward adds one pass over them for the prototypes' gradient's diagonal term. The margin
-    # is added in place to the B target logits; the scale and the margin get their gradient
-    # from [B]- and [C]-sized results (no pass over [B, C]).
+    # the block's matmul (five passes forward, six light ones backward; a single block, the
+    # usual case, slices nothing), the [C, R] prototypes are read by the matmuls, by their mean
+    # and by |m_j - c|^2, and the backward adds one pass over them for the prototypes'
+    # gradient's diagonal term. The margin is added in place to the B target logits; the scale
+    # and the margin get their gradient from [B]- and [C]-sized results (no pass over [B, C]).
 
     @staticmethod
     def forward(ctx, s, m, w, scale, sign, labels, margin):
@@ -81,44 +89,45 @@ class _UnitRandersLogits(torch.autograd.Function):
         # NaN for an empty batch): with s_c = s - c,
         # |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
         # where |m_j - c|^2 is computed exactly and the product involves the centred batch
-        c = m.mean(0)
+        c = m.mean(0) if classes else m.new_zeros(m.shape[1])
         # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
         left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
         sc = torch.sub(s, c, out=left[:batch])
         torch.mul(w, -0.5, out=left[batch])
         col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
         v = s @ w
+        vcol = v.unsqueeze(1)
         k = None if scale is None else (scale if sign != -1 else -scale)  # the drift's factor
-        kv = None if k is None or sign == 0 else (k * v).unsqueeze(1)
-        d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
-        y2 = torch.empty(classes, dtype=s.dtype, device=s.device)
-        _centred_sqnorms(m, c, y2)
-        chunk = _column_chunk(s, classes)
-        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
-        if chunk >= classes:  # one block: alpha and u stay in it (no second [B, C] buffer)
+        y2 = _centred_sqnorms(m, c)
+        blocks = _blocks(s, classes)
+        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+        if len(blocks) == 1:  # alpha and u stay in the block (no second [B, C] buffer)
+            d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
             alpha, u = block[:batch], block[batch]
         else:
-            alpha, u = torch.empty_like(d), torch.empty_like(y2)
-        for j0 in range(0, classes, chunk):
-            j1 = min(j0 + chunk, classes)
-            tmp = block[:, : j1 - j0]
-            torch.add(col, y2[j0:j1], out=tmp[:batch])
-            tmp[batch].zero_()
-            tmp.addmm_(left, m[j0:j1].mT, alpha=-2.0)
-            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])  # in place for one block
-            uj = u[j0:j1]
-            if chunk < classes:
-                uj.copy_(tmp[batch])
-            dj = d[:, j0:j1]
+            d, u = torch.empty(batch, classes, dtype=s.dtype, device=s.device), torch.empty_like(y2)
+            alpha = torch.empty_like(d)
+        for j0, j1 in blocks:
+            whole = j1 - j0 == classes
+            tmp = block if whole else block[:, : j1 - j0]
+            top, uj = (alpha, u) if whole else (tmp[:batch], tmp[batch])
+            torch.add(col, y2 if whole else y2[j0:j1], out=top)
+            uj.zero_()
+            tmp.addmm_(left, (m if whole else m[j0:j1]).mT, alpha=-2.0)
+            top.clamp_min_(0.0)
+            a = top.sqrt_() if whole else torch.sqrt(top, out=alpha[:, j0:j1])
+            if not whole:
+                u[j0:j1] = uj
+            dj = d if whole else d[:, j0:j1]
             if sign == 0:
-                torch.sub(uj.unsqueeze(0), v.unsqueeze(1), out=dj).abs_().add_(a)
+                torch.sub(uj, vcol, out=dj).abs_().add_(a)
                 if scale is not None:
                     dj.mul_(scale)
             elif scale is None:
-                torch.add(a, uj.unsqueeze(0), alpha=sign, out=dj).sub_(v.unsqueeze(1), alpha=sign)
+                torch.add(a, uj, alpha=sign, out=dj).sub_(vcol, alpha=sign)
             else:
                 # scale * (alpha + sign (u_j - v_i))
-                torch.addcmul((k * uj).unsqueeze(0), a, scale, out=dj).sub_(kv)
+                torch.addcmul(k * uj, a, scale, out=dj).sub_(k * vcol)
         if labels is not None and margin:
             # the target class is `margin` further away: scale * margin more on B entries
             shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
@@ -130,70 +139,80 @@ class _UnitRandersLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         s, m, w, scale, left, col, y2, alpha, u, v, labels = ctx.saved_tensors
-        sign, margin, (batch, classes) = ctx.sign, ctx.margin, alpha.shape
+        sign, margin, needs = ctx.sign, ctx.margin, ctx.needs_input_grad
+        batch, classes = alpha.shape
         if torch.is_grad_enabled():
             # double backward: differentiate the composite (rare path, slower)
-            wanted = [t for t, need in zip((s, m, w, scale), ctx.needs_input_grad[:4], strict=True) if need]
+            wanted = [t for t, need in zip((s, m, w, scale), needs[:4], strict=True) if need]
             with torch.enable_grad():
                 out = _composite(s, m, w, scale, sign, labels, margin)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
-            return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None, None, None)
+            return (*(next(grads) if need else None for need in needs[:4]), None, None, None)
         k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
-        need_m = ctx.needs_input_grad[1]
+        need_m = needs[1]
         # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
         right = None
         if need_m:
             right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
             torch.mul(s, -k, out=right[:batch])
             torch.mul(w, k, out=right[batch])
-        grad_m = torch.empty_like(m) if need_m else None
+        grad_m = None
         # accumulated over the column blocks (the first block assigns):
-        # rows = sign * sum_j grad_ij (with sign(t_ij) for "max"), g_rows = sum_j g_ij,
-        # gm = [g m; cols^T m], abs_part = sum grad |t| ("max")
+        # rows = sum_j grad_ij (times sign(t_ij) for "max"), cols = sign * sum_i grad_ij,
+        # g = grad / alpha with its sums g_rows, g_cols, gm = [g m; cols^T m],
+        # abs_part = sum grad |t| ("max")
         rows = g_rows = gm = abs_part = None
-        g_cols = torch.empty_like(u)
-        cols = torch.empty_like(u)
-        chunk = _column_chunk(s, classes)
-        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
-        for j0 in range(0, classes, chunk):
-            j1 = min(j0 + chunk, classes)
-            gj, tmp = grad[:, j0:j1], block[:, : j1 - j0]
+        blocks = _blocks(s, classes)
+        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+        g_cols = cols = None
+        if len(blocks) > 1:
+            g_cols, cols = torch.empty_like(u), torch.empty_like(u)
+            grad_m = torch.empty_like(m) if need_m else None
+        for j0, j1 in blocks:
+            whole = j1 - j0 == classes
+            gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
             # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
             # grad itself still reaches every result through the row and column sums below)
-            g = torch.div(gj, alpha[:, j0:j1], out=tmp[:batch]).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
+            g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            cj = tmp[batch]
             if sign == 0:
-                diff = u[j0:j1].unsqueeze(0) - v.unsqueeze(1)
+                diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
                 t = torch.sign(diff).mul_(gj)
                 rows = _acc(rows, t.sum(1))
-                torch.sum(t, 0, out=tmp[batch])
-                if ctx.needs_input_grad[3]:
+                torch.sum(t, 0, out=cj)
+                if needs[3]:
                     abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
             else:
                 rows = _acc(rows, gj.sum(1))
-                torch.sum(gj, 0, out=tmp[batch])
+                torch.sum(gj, 0, out=cj)
                 if sign == -1:
-                    tmp[batch].neg_()
-            cols[j0:j1] = tmp[batch]
+                    cj.neg_()
             g_rows = _acc(g_rows, g.sum(1))
-            torch.sum(g, 0, out=g_cols[j0:j1])
-            mj = m[j0:j1]
+            gc = g.sum(0)
+            mj = m if whole else m[j0:j1]
             gm = torch.mm(tmp, mj) if gm is None else gm.addmm_(tmp, mj)
             if need_m:
                 # sum_i g_ij (m_j - s_i) + cols_j w, times k
-                torch.mm(tmp.mT, right, out=grad_m[j0:j1]).addcmul_(mj, (g_cols[j0:j1] * k).unsqueeze(1))
+                gmj = torch.mm(tmp.mT, right, out=None if whole else grad_m[j0:j1])
+                gmj.addcmul_(mj, (gc * k).unsqueeze(1))
+                grad_m = gmj if whole else grad_m
+            if whole:
+                g_cols, cols = gc, cj
+            else:
+                g_cols[j0:j1], cols[j0:j1] = gc, cj
         if sign == -1:
             rows.neg_()
         grad_s = grad_w = grad_scale = None
-        if ctx.needs_input_grad[0]:
+        if needs[0]:
             # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels)
             grad_s = torch.addcmul(gm[:batch], s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
-        if ctx.needs_input_grad[2]:
+        if needs[2]:
             grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
-        if ctx.needs_input_grad[3]:
+        if needs[3]:
             # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
             # the small results (no pass over [B, C])
-            sc = left[:batch]
-            cross = torch.linalg.vecdot(sc.reshape(-1), gm[:batch].reshape(-1))
+            cross = torch.linalg.vecdot(left[:batch].reshape(-1), gm[:batch].reshape(-1))
             total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * cross
             total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
             if labels is not None and margin:
