@@ -8,7 +8,7 @@ $$d(x_i \to \mu_k) = |m_k - s_i| + w \cdot m_k - w \cdot s_i,$$
 
 so a training step transforms only the batch ($B D^2$) and pays one Gram product ($B C D$),
 like an `nn.Linear`. Forward and backward are fused by hand: a few passes over the `[B, C]`
-result, the logit scale folded in, no `[B, C, D]` tensor.
+result, the logit scale and the geodesic margin folded in, no `[B, C, D]` tensor.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ __all__ = ["DIRECTION_SIGNS", "unit_randers_logits"]
 DIRECTION_SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}
 
 
-def _composite(s, m, w, scale, sign):
+def _composite(s, m, w, scale, sign, labels=None, margin=0.0):
     """The same function from differentiable torch ops (double backward, and the test oracle)."""
     c = m.mean(0).detach()
     alpha = safe_sqrt(pairwise_sqdist(s - c, m - c))
     t = (m @ w).unsqueeze(0) - (s @ w).unsqueeze(1)
     d = alpha + t.abs() if sign == 0 else alpha + sign * t
+    if labels is not None and margin:
+        target = torch.arange(m.shape[0], device=labels.device) == labels.unsqueeze(1)
+        d = d + margin * target.to(d.dtype)
     return d if scale is None else d * scale
 
 
@@ -46,147 +49,195 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
 _ROWS = 256
 
 
-def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor, out: torch.Tensor) -> None:
-    """`out = |m_j - c|^2` exactly (differences, no cancellation), in row blocks."""
-    rows = _ROWS if m.device.type == "cpu" else max(m.shape[0], 1)
-    for r0 in range(0, m.shape[0], rows):
-        r1 = min(r0 + rows, m.shape[0])
-        torch.linalg.vector_norm(m[r0:r1] - c, dim=1, out=out[r0:r1])
-    out.square_()
+def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """`|m_j - c|^2` exactly (differences, no cancellation), `[C]`; on CPU in row blocks sharing
+    one buffer (it stays in cache)."""
+    count = m.shape[0]
+    if m.device.type != "cpu" or count <= _ROWS:
+        return torch.linalg.vector_norm(m - c, dim=1).square_()
+    out = m.new_empty(count)
+    diff = m.new_empty(_ROWS, m.shape[1])
+    for r0 in range(0, count, _ROWS):
+        r1 = min(r0 + _ROWS, count)
+        torch.linalg.vector_norm(torch.sub(m[r0:r1], c, out=diff[: r1 - r0]), dim=1, out=out[r0:r1])
+    return out.square_()
 
 
 def _acc(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
     return part if total is None else total.add_(part)
 
 
+def _blocks(s: torch.Tensor, classes: int) -> list[tuple[int, int]]:
+    chunk = _column_chunk(s, classes)
+    return [(j0, min(j0 + chunk, classes)) for j0 in range(0, max(classes, 1), chunk)]
+
+
 class _UnitRandersLogits(torch.autograd.Function):
-    # Memory traffic, not flops, is what costs beyond the matmuls: the [B, C] work is done in
-    # column blocks whose elementwise steps run in cache right after the block's matmul, and
-    # the [C, R] prototypes are read by the matmuls (plus |m_j - c|^2 on the same block), as
-    # for an nn.Linear; the backward adds one pass for the prototypes' gradient's diagonal term.
+    # Memory traffic and the number of torch calls, not flops, are what cost beyond the matmuls:
+    # the [B, C] work is done in column blocks whose elementwise steps run in cache right after
+    # the block's matmul (five passes forward, six light ones backward; a single block, the
+    # usual case, slices nothing), the [C, R] prototypes are read by the matmuls, by their mean
+    # and by |m_j - c|^2, and the backward adds one pass over them for the prototypes'
+    # gradient's diagonal term. The margin is added in place to the B target logits; the scale
+    # and the margin get their gradient from [B]- and [C]-sized results (no pass over [B, C]).
 
     @staticmethod
-    def forward(ctx, s, m, w, scale, sign):
+    def forward(ctx, s, m, w, scale, sign, labels, margin):
         batch, classes = s.shape[0], m.shape[0]
         # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
         # taken from the batch would make one row's logits depend on the other rows, and be
         # NaN for an empty batch): with s_c = s - c,
         # |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
         # where |m_j - c|^2 is computed exactly and the product involves the centred batch
-        c = m.mean(0)
+        c = m.mean(0) if classes else m.new_zeros(m.shape[1])
         # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
         left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
         sc = torch.sub(s, c, out=left[:batch])
         torch.mul(w, -0.5, out=left[batch])
         col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
         v = s @ w
-        k = None if scale is None else scale * (1 if sign == 0 else sign)
-        kv = None if k is None else (k * v).unsqueeze(1)
-        d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
-        u = torch.empty(classes, dtype=s.dtype, device=s.device)
-        y2 = torch.empty_like(u)
-        chunk = _column_chunk(s, classes)
-        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
-        # one block: alpha is computed in place in it (no second [B, C] buffer)
-        alpha = block[:batch] if chunk >= classes else torch.empty_like(d)
-        for j0 in range(0, classes, chunk):
-            j1 = min(j0 + chunk, classes)
-            mj, tmp = m[j0:j1], block[:, : j1 - j0]
-            _centred_sqnorms(mj, c, y2[j0:j1])
-            torch.add(col, y2[j0:j1].unsqueeze(0), out=tmp[:batch])
-            tmp[batch].zero_()
-            tmp.addmm_(left, mj.mT, alpha=-2.0)
-            a = torch.sqrt(tmp[:batch].clamp_min_(0.0), out=alpha[:, j0:j1])  # in place for one block
-            u[j0:j1] = tmp[batch]
-            dj = d[:, j0:j1]
+        vcol = v.unsqueeze(1)
+        k = None if scale is None else (scale if sign != -1 else -scale)  # the drift's factor
+        y2 = _centred_sqnorms(m, c)
+        blocks = _blocks(s, classes)
+        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+        if len(blocks) == 1:  # alpha and u stay in the block (no second [B, C] buffer)
+            d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
+            alpha, u = block[:batch], block[batch]
+        else:
+            d, u = torch.empty(batch, classes, dtype=s.dtype, device=s.device), torch.empty_like(y2)
+            alpha = torch.empty_like(d)
+        for j0, j1 in blocks:
+            whole = j1 - j0 == classes
+            tmp = block if whole else block[:, : j1 - j0]
+            top, uj = (alpha, u) if whole else (tmp[:batch], tmp[batch])
+            torch.add(col, y2 if whole else y2[j0:j1], out=top)
+            uj.zero_()
+            tmp.addmm_(left, (m if whole else m[j0:j1]).mT, alpha=-2.0)
+            top.clamp_min_(0.0)
+            a = top.sqrt_() if whole else torch.sqrt(top, out=alpha[:, j0:j1])
+            if not whole:
+                u[j0:j1] = uj
+            dj = d if whole else d[:, j0:j1]
             if sign == 0:
-                torch.sub(tmp[batch].unsqueeze(0), v.unsqueeze(1), out=dj).abs_().add_(a)
+                torch.sub(uj, vcol, out=dj).abs_().add_(a)
                 if scale is not None:
                     dj.mul_(scale)
             elif scale is None:
-                torch.add(a, tmp[batch].unsqueeze(0), alpha=sign, out=dj).sub_(v.unsqueeze(1), alpha=sign)
+                torch.add(a, uj, alpha=sign, out=dj).sub_(vcol, alpha=sign)
             else:
                 # scale * (alpha + sign (u_j - v_i))
-                torch.addcmul((k * tmp[batch]).unsqueeze(0), a, scale, out=dj).sub_(kv)
-        ctx.sign = sign
-        ctx.save_for_backward(s, m, w, scale, sc, col, y2, alpha, u, v)
+                torch.addcmul(k * uj, a, scale, out=dj).sub_(k * vcol)
+        if labels is not None and margin:
+            # the target class is `margin` further away: scale * margin more on B entries
+            shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
+            d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
+        ctx.sign, ctx.margin = sign, margin
+        ctx.save_for_backward(s, m, w, scale, left, col, y2, alpha, u, v, labels)
         return d
 
     @staticmethod
     def backward(ctx, grad):
-        s, m, w, scale, sc, col, y2, alpha, u, v = ctx.saved_tensors
-        sign, (batch, classes) = ctx.sign, alpha.shape
+        s, m, w, scale, left, col, y2, alpha, u, v, labels = ctx.saved_tensors
+        sign, margin, needs = ctx.sign, ctx.margin, ctx.needs_input_grad
+        batch, classes = alpha.shape
         if torch.is_grad_enabled():
             # double backward: differentiate the composite (rare path, slower)
-            wanted = [t for t, need in zip((s, m, w, scale), ctx.needs_input_grad[:4], strict=True) if need]
+            wanted = [t for t, need in zip((s, m, w, scale), needs[:4], strict=True) if need]
             with torch.enable_grad():
-                out = _composite(s, m, w, scale, sign)
+                out = _composite(s, m, w, scale, sign, labels, margin)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
-            return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None)
+            return (*(next(grads) if need else None for need in needs[:4]), None, None, None)
         k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
-        need_m = ctx.needs_input_grad[1]
+        need_m = needs[1]
         # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
         right = None
         if need_m:
             right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
             torch.mul(s, -k, out=right[:batch])
             torch.mul(w, k, out=right[batch])
-        grad_m = torch.empty_like(m) if need_m else None
+        grad_m = None
         # accumulated over the column blocks (the first block assigns):
-        # rows = sign * sum_j grad_ij (with sign(t_ij) for "max"), g_rows = sum_j g_ij,
-        # gm = [g m; cols^T m], abs_part = sum grad |t| ("max")
+        # rows = sum_j grad_ij (times sign(t_ij) for "max"), cols = sign * sum_i grad_ij,
+        # g = grad / alpha with its sums g_rows, g_cols, gm = [g m; cols^T m],
+        # abs_part = sum grad |t| ("max")
         rows = g_rows = gm = abs_part = None
-        g_cols = torch.empty_like(u)
-        cols = torch.empty_like(u)
-        chunk = _column_chunk(s, classes)
-        block = torch.empty(batch + 1, min(chunk, classes), dtype=s.dtype, device=s.device)
-        for j0 in range(0, classes, chunk):
-            j1 = min(j0 + chunk, classes)
-            gj, tmp = grad[:, j0:j1], block[:, : j1 - j0]
+        blocks = _blocks(s, classes)
+        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+        g_cols = cols = None
+        if len(blocks) > 1:
+            g_cols, cols = torch.empty_like(u), torch.empty_like(u)
+            grad_m = torch.empty_like(m) if need_m else None
+        for j0, j1 in blocks:
+            whole = j1 - j0 == classes
+            gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
             # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
             # grad itself still reaches every result through the row and column sums below)
-            g = torch.div(gj, alpha[:, j0:j1], out=tmp[:batch]).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
+            g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            cj = tmp[batch]
             if sign == 0:
-                t = (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).sign_().mul_(gj)
+                diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
+                t = torch.sign(diff).mul_(gj)
                 rows = _acc(rows, t.sum(1))
-                torch.sum(t, 0, out=cols[j0:j1])
-                if ctx.needs_input_grad[3]:
-                    abs_part = _acc(abs_part, (gj * (u[j0:j1].unsqueeze(0) - v.unsqueeze(1)).abs_()).sum())
+                torch.sum(t, 0, out=cj)
+                if needs[3]:
+                    abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
             else:
-                rows = _acc(rows, gj.sum(1).mul_(sign))
-                torch.sum(gj, 0, out=cols[j0:j1]).mul_(sign)
-            tmp[batch] = cols[j0:j1]
+                rows = _acc(rows, gj.sum(1))
+                torch.sum(gj, 0, out=cj)
+                if sign == -1:
+                    cj.neg_()
             g_rows = _acc(g_rows, g.sum(1))
-            torch.sum(g, 0, out=g_cols[j0:j1])
-            mj = m[j0:j1]
+            gc = g.sum(0)
+            mj = m if whole else m[j0:j1]
             gm = torch.mm(tmp, mj) if gm is None else gm.addmm_(tmp, mj)
             if need_m:
                 # sum_i g_ij (m_j - s_i) + cols_j w, times k
-                torch.mm(tmp.mT, right, out=grad_m[j0:j1]).addcmul_(mj, (g_cols[j0:j1] * k).unsqueeze(1))
+                gmj = torch.mm(tmp.mT, right, out=None if whole else grad_m[j0:j1])
+                gmj.addcmul_(mj, (gc * k).unsqueeze(1))
+                grad_m = gmj if whole else grad_m
+            if whole:
+                g_cols, cols = gc, cj
+            else:
+                g_cols[j0:j1], cols[j0:j1] = gc, cj
+        if sign == -1:
+            rows.neg_()
         grad_s = grad_w = grad_scale = None
-        if ctx.needs_input_grad[0]:
-            # sum_j g_ij (s_i - m_j) - rows_i w (the centre cancels)
-            grad_s = (s * g_rows.unsqueeze(1)).sub_(gm[:batch]).addr_(rows, w, alpha=-1.0).mul_(k)
-        if ctx.needs_input_grad[2]:
+        if needs[0]:
+            # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels)
+            grad_s = torch.addcmul(gm[:batch], s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
+        if needs[2]:
             grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
-        if ctx.needs_input_grad[3]:
+        if needs[3]:
             # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
             # the small results (no pass over [B, C])
-            total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * (sc * gm[:batch]).sum()
+            cross = torch.linalg.vecdot(left[:batch].reshape(-1), gm[:batch].reshape(-1))
+            total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * cross
             total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
+            if labels is not None and margin:
+                total = total + margin * grad.gather(1, labels.unsqueeze(1)).sum()
             grad_scale = total.reshape(scale.shape)
-        return grad_s, grad_m, grad_w, grad_scale, None
+        return grad_s, grad_m, grad_w, grad_scale, None, None, None
 
 
 def unit_randers_logits(
-    s: torch.Tensor, m: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None = None, *, sign: int = 1
+    s: torch.Tensor,
+    m: torch.Tensor,
+    w: torch.Tensor,
+    scale: torch.Tensor | None = None,
+    *,
+    sign: int = 1,
+    labels: torch.Tensor | None = None,
+    margin: float = 0.0,
 ) -> torch.Tensor:
-    r"""`scale * d` for the unit Randers distances $d_{ik} = |m_k - s_i| + \sigma\, w \cdot (m_k - s_i)$.
+    r"""`scale * (d + margin [k = y_i])`, $d_{ik} = |m_k - s_i| + \sigma\, w \cdot (m_k - s_i)$, unit Randers.
 
     $\sigma = 1$ is $d(s_i \to m_k)$, $\sigma = -1$ is $d(m_k \to s_i)$, and $\sigma = 0$ the
-    larger of the two, $|m_k - s_i| + |w \cdot (m_k - s_i)|$. The gradient is finite where two
-    points coincide (the $|\cdot|$ part contributes 0). Double backward works through a slower
-    recomputation.
+    larger of the two, $|m_k - s_i| + |w \cdot (m_k - s_i)|$. With `labels`, the distance to
+    each row's target class grows by `margin` (the head's geodesic margin), added in place. The
+    gradient is finite where two points coincide (the $|\cdot|$ part contributes 0). Double
+    backward works through a slower recomputation.
 
     Args:
         s: Tensor, shape `[B, R]`, features in factor coordinates.
@@ -194,6 +245,9 @@ def unit_randers_logits(
         w: Tensor, shape `[R]`, the drift in factor coordinates.
         scale: scalar tensor multiplying the result, or `None`.
         sign: `1`, `-1` or `0` (see above).
+        labels: optional integer Tensor, shape `[B]`, classes in `[0, C)` (not range-checked
+            here: the head checks them).
+        margin: the distance added to each row's target class (used only with `labels`).
 
     Returns:
         Tensor, shape `[B, C]`.
@@ -202,6 +256,8 @@ def unit_randers_logits(
         >>> s, m = torch.zeros(1, 2), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
         >>> unit_randers_logits(s, m, torch.tensor([0.5, 0.0]))
         tensor([[1.5000, 0.5000]])
+        >>> unit_randers_logits(s, m, torch.tensor([0.5, 0.0]), labels=torch.tensor([1]), margin=0.25)
+        tensor([[1.5000, 0.7500]])
     """
     if s.dim() != 2 or m.dim() != 2 or w.dim() != 1 or s.shape[1] != m.shape[1] or w.shape[0] != s.shape[1]:
         raise ValueError(
@@ -210,8 +266,13 @@ def unit_randers_logits(
         )
     if sign not in (1, -1, 0):
         raise ValueError(f"sign must be 1, -1 or 0, got {sign}")
+    if labels is not None:
+        if labels.shape != s.shape[:1]:
+            raise ValueError(f"labels must have shape [{s.shape[0]}], got {tuple(labels.shape)}")
+        labels = labels.long()
+    margin = float(margin)
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         # traced graphs get the plain ops (the compiler fuses them; the hand-written kernel's
         # out= buffers cannot be traced with autograd)
-        return _composite(s, m, w, scale, sign)
-    return _UnitRandersLogits.apply(s, m, w, scale, sign)
+        return _composite(s, m, w, scale, sign, labels, margin)
+    return _UnitRandersLogits.apply(s, m, w, scale, sign, labels, margin)

@@ -585,16 +585,31 @@ class FAIMHead(nn.Module):
                 return x  # expmap0 of the flat learnable metric is the identity (x is checked)
             return self.manifold.expmap0(self._tangent0(x))
 
-    def _scaled_distances(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-        """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`."""
+    def _scaled_distances(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
+        margin: float = 0.0,
+    ) -> torch.Tensor:
+        """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`; with `labels`
+        (checked here, after the features), each row's target distance grows by `margin` first."""
         lead = x.shape[:-1]
         z = self.embed(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
+        if labels is not None:
+            if labels.shape != lead:
+                raise ValueError(f"labels must have shape {tuple(lead)}, got {tuple(labels.shape)}")
+            check_labels(labels, self.num_classes)
+            labels = labels.reshape(-1)
+            if not margin:
+                labels = None
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.factor_coordinates:
                 s, w = _factor_rows(self.manifold, z)
                 coords = self.prototype_coords.to(z.dtype)
                 scale = None if scale is None else scale.to(z.dtype)
-                d = unit_randers_logits(s, coords, w, scale, sign=DIRECTION_SIGNS[self.direction])
+                sign = DIRECTION_SIGNS[self.direction]
+                d = unit_randers_logits(s, coords, w, scale, sign=sign, labels=labels, margin=margin)
             else:
                 mu = self.prototypes.to(z.dtype)
                 if self.direction == "to_prototype":
@@ -603,6 +618,9 @@ class FAIMHead(nn.Module):
                     d = self.manifold.cdist(mu, z).mT
                 else:
                     d = torch.maximum(self.manifold.cdist(z, mu), self.manifold.cdist(mu, z).mT)
+                if labels is not None:
+                    # the target class's distance grows by the margin
+                    d = d.scatter_add(-1, labels.unsqueeze(-1), d.new_full((d.shape[0], 1), margin))
                 if scale is not None:
                     d = d * scale.to(d.dtype)
         return d.reshape(*lead, d.shape[-1])
@@ -643,18 +661,14 @@ class FAIMHead(nn.Module):
             >>> bool((head(x, y) < head(x)).gather(1, y[:, None]).all())  # only the true class moves
             True
         """
-        logits = self._scaled_distances(x, -self.scale)
         if labels is None:
-            return logits
+            return self._scaled_distances(x, -self.scale)
         m = self.margin if margin is None else float(margin)
         if not m >= 0:
             raise ValueError(f"margin must be >= 0, got {m}")
-        if labels.shape != logits.shape[:-1]:
-            raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])}, got {tuple(labels.shape)}")
-        check_labels(labels, logits.shape[-1])
-        # the true class's distance grows by m: its logit drops by s * m
-        shift = (-self.scale * m).to(logits.dtype).expand_as(logits[..., :1])
-        return logits.scatter_add(-1, labels.unsqueeze(-1), shift)
+        # the true class's distance grows by m (its logit drops by s * m): added inside the
+        # fused kernel for the head's own metric, before the scale elsewhere
+        return self._scaled_distances(x, -self.scale, labels, m)
 
     def extra_repr(self) -> str:
         rank = "" if self.rank is None else f", rank={self.rank}"
