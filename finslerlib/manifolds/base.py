@@ -767,7 +767,8 @@ class Reversed(FinslerManifold):
     def cdist(self, x, y, **options):
         r"""`[..., i, j]` $= \tilde d(x_i \to y_j) = d(y_j \to x_i)$."""
         if self.factor() is not None:
-            return super().cdist(x, y)
+            # the wrapped metric's kernel on swapped arguments (its float64 data included)
+            return self.base.cdist(y, x).mT
         return self.base.reverse_cdist(x, y, **options)
 
     def expmap(self, x, u, **options):

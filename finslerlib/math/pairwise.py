@@ -17,6 +17,9 @@ __all__ = [
     "pairwise_dist",
     "pairwise_randers",
     "gram_tolerance",
+    "gram_accurate",
+    "matmul_roundoff",
+    "target_accuracy",
     "coincident_pairs",
     "block_rows",
 ]
@@ -267,56 +270,135 @@ def coincident_pairs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
         return rows[same], cols[same]
 
 
+def target_accuracy(dtype: torch.dtype) -> float:
+    """Relative accuracy of every entry of the refined Gram kernels: 1e-6 below float64, 1e-12 in float64.
+
+    Args:
+        dtype: floating dtype of the result.
+
+    Returns:
+        float.
+
+    Example:
+        >>> target_accuracy(torch.float32)
+        1e-06
+    """
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
+def matmul_roundoff(dtype: torch.dtype) -> float:
+    """Unit roundoff of a matmul in `dtype`, TF32 / bfloat16 inner products included.
+
+    `torch.set_float32_matmul_precision("high")` (TF32, 10-bit mantissa) or `"medium"` (bfloat16)
+    lets float32 matmuls drop digits; the refined kernels then flag (and recompute) accordingly.
+
+    Args:
+        dtype: floating dtype of the matmul.
+
+    Returns:
+        float.
+
+    Example:
+        >>> matmul_roundoff(torch.float64) == 2.0 ** -53
+        True
+    """
+    u = torch.finfo(dtype).eps / 2
+    if dtype == torch.float32:
+        precision = torch.get_float32_matmul_precision()
+        if precision == "high":
+            u = 2.0**-11
+        elif precision == "medium":
+            u = 2.0**-8
+    return u
+
+
+# Constants of the rounding-error model of a Gram pipeline with unit roundoff u (measured maxima on
+# adversarial point sets, with a margin; tests/math/test_cdist_accuracy.py checks the results):
+# a distance alpha = |t - s| from the Gram form is off by at most u (GRAM_C S^2 / alpha + LINEAR_C S),
+# S^2 = |s|^2 + |t|^2 (centred points), drift terms and the final sums included. The worst-case
+# bound, (R + 2) u S^2 / alpha, would flag every entry for R >= 16.
+GRAM_C = 2.0
+LINEAR_C = 6.0
+
+
+def gram_accurate(alpha, f, size2, u: float, tau: float) -> torch.Tensor:
+    r"""Where the error model keeps a Gram entry within $\tau F$: $u\,(c_g S^2/\alpha + c_l S) \le \tau F$.
+
+    Evaluated as $\alpha\,(\tau F - u c_l S) \ge u c_g S^2$ (no division; NaN entries fail).
+
+    Args:
+        alpha: Tensor, the distance part $\alpha \ge 0$ (or a lower bound of it).
+        f: Tensor broadcastable with `alpha`, the entry $F$ (or a lower bound).
+        size2: Tensor broadcastable with `alpha`, $S^2$ (or an upper bound).
+        u: unit roundoff of the matmul (`matmul_roundoff`).
+        tau: relative accuracy wanted (`target_accuracy`).
+
+    Returns:
+        bool Tensor.
+
+    Example:
+        >>> one = torch.ones(())
+        >>> bool(gram_accurate(one, one, one, 2.0**-24, 1e-6)), bool(gram_accurate(one, one, one, 1e-3, 1e-6))
+        (True, False)
+    """
+    return alpha * (tau * f - (u * LINEAR_C) * size2.sqrt()) >= (u * GRAM_C) * size2
+
+
 class _PairwiseRanders(torch.autograd.Function):
     """Fused forward/backward of `pairwise_randers` (see there); 2-D inputs only."""
 
     @staticmethod
-    def forward(ctx, x, y, factor, w, exact):
-        # centre on the common mean inside the kernel (t = (v - c) L = v L - c L, one fused
-        # addmm each): no centred copies of the inputs are made or kept for backward
-        c = (x.sum(0) + y.sum(0)).div_(max(x.shape[0] + y.shape[0], 1))  # 0 when both are empty
-        shift = (c @ factor).unsqueeze(0)
-        xt = torch.addmm(shift, x, factor, beta=-1.0)
-        yt = torch.addmm(shift, y, factor, beta=-1.0)
-        x2 = torch.linalg.vector_norm(xt, dim=-1).square_()
-        y2 = torch.linalg.vector_norm(yt, dim=-1).square_()
-        bx, by = xt @ w, yt @ w
-        ones_x, ones_y = torch.ones_like(x2), torch.ones_like(y2)
+    def forward(ctx, x, y, factor, w, exact, precise):
+        dtype, device = x.dtype, x.device
+        n, m = x.shape[0], y.shape[0]
+        # the points in factor coordinates, centred on the common mean, in float64 (cheap next to
+        # the Gram matmul; no float32 rounding of x - c or of L amplified by L's condition)
+        wide = torch.float64 if device.type != "mps" else dtype
+        if precise is None:
+            precise = (factor.detach(), w.detach())
+        lw, ww = (t.to(device=device, dtype=wide) for t in precise)
+        c = (x.detach().sum(0, dtype=wide) + y.detach().sum(0, dtype=wide)).div_(max(n + m, 1))
+        s, t = (x.detach().to(wide) - c) @ lw, (y.detach().to(wide) - c) @ lw
+        s2, t2 = (s * s).sum(1), (t * t).sum(1)
+        bx, by = s @ ww, t @ ww
+        xt, yt = s.to(dtype), t.to(dtype)
+        ones_x, ones_y = xt.new_ones(n, 1), yt.new_ones(m, 1)
         # |t_j - s_i|^2 = [s_i, |s_i|^2, 1] . [-2 t_j, 1, |t_j|^2]: the outer sums are two extra
         # columns of the one matmul (as in torch.cdist), so no pass adds them
-        xa = torch.cat([xt, x2.unsqueeze(1), ones_x.unsqueeze(1)], 1)
-        ya = torch.cat([yt * -2.0, ones_y.unsqueeze(1), y2.unsqueeze(1)], 1)
+        xa = torch.cat([xt, s2.to(dtype).unsqueeze(1), ones_x], 1)
+        ya = torch.cat([yt * -2.0, ones_y, t2.to(dtype).unsqueeze(1)], 1)
         # the drift w.t_j - w.s_i: a rank-2 product added in place (one pass)
-        bxa = torch.stack([-bx, ones_x], 1)
-        bya = torch.stack([ones_y, by], 0)
-        n, m = x.shape[0], y.shape[0]
-        out = torch.empty(n, m, dtype=xt.dtype, device=xt.device)
-        check = exact is not None and not torch.compiler.is_compiling()
-        # where -beta > 3 F (possible for |w| > 3/4 only) alpha + beta cancels: those entries
-        # are found block by block (rows first, by a row minimum) and recomputed
-        cancels = check and n > 0 and m > 0 and float(w.detach().norm()) > 0.75
+        bxa = torch.cat([bx.to(dtype).neg().unsqueeze(1), ones_x], 1)
+        bya = torch.cat([ones_y, by.to(dtype).unsqueeze(1)], 1).mT
+        out = torch.empty(n, m, dtype=dtype, device=device)
+        refine = exact is not None and n > 0 and m > 0 and not torch.compiler.is_compiling()
+        if refine:
+            # entries that may be off by more than target_accuracy are flagged (first per row, from
+            # the row minima of alpha^2 and F, with S_i^2 = |s_i|^2 + max_j |t_j|^2 >= S_ij^2; then
+            # the failing rows entry by entry) and recomputed
+            u, tau = matmul_roundoff(dtype), target_accuracy(dtype)
+            if wide == dtype:  # |s|^2, |t|^2 summed in this dtype too: the worst-case bound
+                u *= xt.shape[1] + 2
+            size2 = (s2 + t2.max()).to(dtype)
+            fix = _RandersRefine(exact, s, t, s2, t2, bx, by, tau)
         step = block_rows(n, m, out.device)
-        if cancels:
-            beta_buf, margin_buf = torch.empty(2, min(step, n), m, dtype=out.dtype, device=out.device)
         for i in range(0, n, step):
             blk = out[i : i + step]
             torch.mm(xa[i : i + step], ya.mT, out=blk)
-            blk.clamp_min_(0.0).sqrt_()
-            if not cancels:
-                blk.addmm_(bxa[i : i + step], bya)
+            if not refine:
+                blk.clamp_min_(0.0).sqrt_().addmm_(bxa[i : i + step], bya)
                 continue
-            beta = torch.mm(bxa[i : i + step], bya, out=beta_buf[: blk.shape[0]])
-            margin = torch.mul(beta, 4.0, out=margin_buf[: blk.shape[0]]).add_(blk, alpha=3.0)
-            blk.add_(beta)
-            rows = (margin.amin(1) < 0).nonzero().squeeze(1)
+            min_a = blk.amin(1)
+            blk.sqrt_().addmm_(bxa[i : i + step], bya)  # negative alpha^2: NaN, flagged below
+            min_f = blk.amin(1)
+            ok = gram_accurate(min_a.clamp_min_(0.0).sqrt_(), min_f, size2[i : i + step], u, tau)
+            rows = ok.logical_not_().nonzero().squeeze(1)
             if rows.numel():
-                sub, cols = (margin[rows] < 0).nonzero(as_tuple=True)
-                rows = rows[sub]
-                blk[rows, cols] = exact(rows + i, cols)
-        if check:
-            # coincident points: exactly 0 (the Gram form leaves rounding noise there)
+                fix.rows(blk, rows, i, bxa, bya, u)
+        if refine:
+            # coincident points: exactly 0
             out[coincident_pairs(x, y)] = 0.0
-        ctx.save_for_backward(x, y, factor, w, c, xt, yt, out)
+        ctx.save_for_backward(x, y, factor, w, c.to(dtype), xt, yt, out)
         return out
 
     @staticmethod
@@ -345,7 +427,54 @@ class _PairwiseRanders(torch.autograd.Function):
             grad_factor = grad_factor.addr_(c, grad_xt.sum(0) + grad_yt.sum(0), alpha=-1.0)
         if ctx.needs_input_grad[3]:
             grad_w = yt.mT @ cols - xt.mT @ rows
-        return grad_x, grad_y, grad_factor, grad_w, None
+        return grad_x, grad_y, grad_factor, grad_w, None, None
+
+
+class _RandersRefine:
+    """Recomputation of the flagged entries of `_PairwiseRanders` (the float64 data it needs)."""
+
+    chunk = 1 << 15  # pairs per direct evaluation (bounds its [chunk, R] scratch)
+
+    def __init__(self, exact, s, t, s2, t2, bx, by, tau):
+        self.exact, self.s, self.t, self.s2, self.t2, self.bx, self.by = exact, s, t, s2, t2, bx, by
+        self.tau = tau
+
+    def direct(self, rows, cols):
+        """F(t_j - s_i) of the index pairs from their differences (in the wide dtype)."""
+        parts = [
+            self.exact(self.t[cols[k : k + self.chunk]] - self.s[rows[k : k + self.chunk]])
+            for k in range(0, rows.numel(), self.chunk)
+        ]
+        return torch.cat(parts) if parts else self.s.new_zeros(0)
+
+    def rows(self, blk, rows, i, bxa, bya, u):
+        """Recheck rows `rows` of the block `blk` (rows `i + rows` of the result) entry by entry."""
+        sub = blk[rows]
+        grow = rows + i
+        alpha = torch.addmm(sub, bxa[grow], bya, alpha=-1.0)  # F - beta
+        size2 = torch.add(self.s2[grow, None].to(sub.dtype), self.t2.to(sub.dtype))
+        flag = gram_accurate(alpha, sub, size2, u, self.tau).logical_not_()
+        wide = self.s.dtype != blk.dtype
+        if wide and int(flag.sum()) * 32 > flag.numel():
+            # many flags: the whole rows from a float64 Gram matmul, then its own (few) flags
+            blk[rows] = self.dense(grow).to(blk.dtype)
+            return
+        r, cols = flag.nonzero(as_tuple=True)
+        blk[rows[r], cols] = self.direct(grow[r], cols).to(blk.dtype)
+
+    def dense(self, grow):
+        """Rows `grow` of the result from a Gram matmul in the wide dtype, flagged entries direct."""
+        sq = torch.addmm(self.t2.unsqueeze(0), self.s[grow], self.t.mT, alpha=-2.0).add_(self.s2[grow, None])
+        size2 = torch.add(self.s2[grow, None], self.t2)
+        alpha = sq.clamp_min_(0.0).sqrt_()
+        f = torch.add(alpha, self.by).sub_(self.bx[grow, None])
+        # the worst-case bound here ((R + 2) u; its |s|^2, |t|^2 are sums in this dtype too): in
+        # float64 it flags only near-duplicate pairs
+        u = matmul_roundoff(f.dtype) * (self.s.shape[1] + 2)
+        ok = gram_accurate(alpha, f, size2, u, self.tau)
+        r, cols = ok.logical_not_().nonzero(as_tuple=True)
+        f[r, cols] = self.direct(grow[r], cols)
+        return f
 
 
 def _randers_backward_blocks(grad, out, xt, yt, w):
@@ -354,27 +483,33 @@ def _randers_backward_blocks(grad, out, xt, yt, w):
     With alpha = F - beta (a sum of non-negative terms where beta < 0, so accurate also where F was
     recomputed): d F_ij / d s_i = (s_i - t_j) / alpha_ij - w, and 0 for the alpha part where
     alpha is 0. `g = grad / alpha` multiplies `[t, 1]` and `[s, 1]` in one matmul each, which gives
-    the products and the row (column) sums of `g` together."""
+    the products and the row (column) sums of `g` together. Three passes per block before the
+    matmuls: alpha (one addmm), alpha below the floor to inf (one `threshold_`), grad / alpha."""
     n, m = grad.shape
     if n == 0 or m == 0:  # no pairs: zero gradients (the bound's amax needs entries)
         return torch.zeros_like(xt), torch.zeros_like(yt), xt.new_zeros(n), yt.new_zeros(m)
     bx, by = xt @ w, yt @ w
     # pairs closer than the Gram error bound count as coincident (alpha part 0)
     size = torch.linalg.vector_norm(xt, dim=-1).amax() ** 2 + torch.linalg.vector_norm(yt, dim=-1).amax() ** 2
-    floor = (gram_tolerance(xt.dtype, xt.shape[-1]) * size).sqrt()
+    floor = float((gram_tolerance(xt.dtype, xt.shape[-1]) * size).sqrt())
     ya = torch.cat([yt, torch.ones_like(by).unsqueeze(1)], 1)
     xa = torch.cat([xt, torch.ones_like(bx).unsqueeze(1)], 1)
+    # alpha = F + w.s_i - w.t_j: a rank-2 update of F
+    bxa = torch.stack([bx, torch.ones_like(bx)], 1)
+    bya = torch.stack([torch.ones_like(by), -by], 0)
     gy = torch.empty(n, ya.shape[1], dtype=xt.dtype, device=xt.device)
     gx = torch.zeros(m, xa.shape[1], dtype=xt.dtype, device=xt.device)
     rows = torch.empty(n, dtype=xt.dtype, device=xt.device)
     cols = torch.zeros(m, dtype=xt.dtype, device=xt.device)
     step = block_rows(n, m, grad.device)
-    alpha_buf, g_buf = torch.empty(2, min(step, n), m, dtype=xt.dtype, device=xt.device)
+    g_buf = torch.empty(min(step, n), m, dtype=xt.dtype, device=xt.device)
     for i in range(0, n, step):
         g_blk = grad[i : i + step]
         rows_i = g_blk.shape[0]
-        alpha = torch.sub(out[i : i + step], by, out=alpha_buf[:rows_i]).add_(bx[i : i + step].unsqueeze(1))
-        g = torch.div(g_blk, alpha, out=g_buf[:rows_i]).masked_fill_(alpha <= floor, 0.0)
+        g = torch.addmm(out[i : i + step], bxa[i : i + step], bya, out=g_buf[:rows_i])
+        # alpha <= floor (coincident to rounding): inf, so that grad / alpha is 0 there
+        torch.nn.functional.threshold_(g, floor, float("inf"))
+        torch.div(g_blk, g, out=g)
         torch.mm(g, ya, out=gy[i : i + step])
         gx.addmm_(g.mT, xa[i : i + step])
         torch.sum(g_blk, 1, out=rows[i : i + step])
@@ -391,6 +526,7 @@ def pairwise_randers(
     w: torch.Tensor,
     *,
     exact=None,
+    precise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r"""All Minkowski–Randers distances $F(y_j - x_i)$ for $a = L L^\top$, $b = L w$.
 
@@ -400,7 +536,16 @@ def pairwise_randers(
     the `[N, M]` result instead of the dozens autograd makes, which dominate at classifier
     sizes); double backward (Hessians) works too, through a slower recomputation. The gradient is
     finite (the $\alpha$ part contributes 0) where two points coincide. Both sets are
-    centred on their common mean inside the kernel (against cancellation in the Gram trick).
+    centred on their common mean and mapped by $L$ in float64 (against cancellation in the Gram
+    trick).
+
+    Accuracy with `exact`: a rounding-error model of the Gram pipeline (`gram_accurate`) flags
+    every entry that may be off by more than `target_accuracy` (1e-6 relative in float32): pairs
+    close next to the points' spread ($\alpha \ll S = \sqrt{|s_i|^2 + |t_j|^2}$) and pairs whose
+    drift term cancels ($F \ll \alpha$). The flagged entries are recomputed as
+    `exact(t_j - s_i)` from float64 differences (rows with many flags through a float64 Gram
+    matmul first), and coincident points give exactly 0. The checks cost two row minima per
+    block; inputs with many close pairs cost more (in time, not accuracy).
 
     Args:
         x: Tensor, shape `[N, D]`, sources.
@@ -408,11 +553,11 @@ def pairwise_randers(
         factor: Tensor, shape `[D, R]`, $L$ with $a = L L^\top$.
         w: Tensor, shape `[R]`, drift in factor coordinates, $b = L w$ (strong convexity
             needs $|w| < 1$ when $L$ is invertible).
-        exact: optional callable `(rows, cols) -> values`, the distances of those index pairs
-            evaluated from their differences. With it, coincident points give exactly 0 and the
-            entries where a strong drift ($|w| > 3/4$) cancels, $-\beta > 3 F$, are replaced
-            (`finslerlib.math.randers.cdist` passes `factor_norm`). Without it the result is the
-            plain Gram form.
+        exact: optional callable `z -> F(z)` for rows `z` (shape `[K, R]`, float64 on CPU / CUDA)
+            in factor coordinates, cancellation-free (`finslerlib.math.randers.cdist` passes
+            `factor_norm` with the float64 drift). Without it the result is the plain Gram form.
+        precise: optional `(factor, w)` in float64 for lower-precision inputs (factored from
+            float64 data, see `Randers`); default `factor` and `w` themselves.
 
     Returns:
         Tensor, shape `[N, M]`: `[i, j]` $= d(x_i \to y_j)$.
@@ -427,5 +572,4 @@ def pairwise_randers(
             "pairwise_randers needs x [N, D], y [M, D], factor [D, R], w [R]; got "
             f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(factor.shape)}, {tuple(w.shape)}"
         )
-    return _PairwiseRanders.apply(x, y, factor, w, exact)
-
+    return _PairwiseRanders.apply(x, y, factor, w, exact, precise)

@@ -23,14 +23,7 @@ import warnings
 import torch
 
 from finslerlib.math.linalg import matvec, solve_spd
-from finslerlib.math.pairwise import (
-    centre,
-    gram_tolerance,
-    pairwise_dist,
-    pairwise_randers,
-    safe_div,
-    safe_sqrt,
-)
+from finslerlib.math.pairwise import pairwise_randers, safe_div, safe_sqrt
 from finslerlib.math.validation import check_randers
 
 __all__ = [
@@ -165,27 +158,25 @@ def cdist(
 ) -> torch.Tensor:
     r"""All Minkowski–Randers distances $F(y_j - x_i)$ for $a = L L^\top$, $b = L w$, any batch shape.
 
-    2-D inputs run the fused Gram kernel `finslerlib.math.pairwise.pairwise_randers`; batched
-    inputs the same formula composed from `centre` and `pairwise_dist` (no `[..., N, M, D]`
-    tensor either way).
+    Runs the fused Gram kernel `finslerlib.math.pairwise.pairwise_randers` (batched inputs one
+    batch entry at a time; no `[..., N, M, D]` tensor either way).
 
-    Accuracy: the Gram form gives $\alpha = |L^\top(y_j - x_i)|$ to a relative error of about
+    Accuracy: every entry is within `finslerlib.math.pairwise.target_accuracy` (1e-6 relative in
+    float32, 1e-12 in float64) of the distance of the same inputs evaluated in float64. The Gram
+    form gives $\alpha = |L^\top(y_j - x_i)|$ to a relative error of about
     $\varepsilon\, (|s_i|^2 + |t_j|^2) / \alpha^2$ (as `torch.cdist`), and $F = \alpha + \beta$
-    multiplies it by $\alpha / F \le 1 / (1 - |w|)$ where the drift term cancels. For a strong
-    drift ($|w| > 3/4$) the pairs where $-\beta > 3 F$ are recomputed from their differences
-    with `factor_norm` (their number times `D` extra work, usually a small fraction of `N M`), so
-    the drift never costs more than a factor 4 over the Gram accuracy. Coincident points give
-    exactly 0: the 2-D kernel finds equal rows by `finslerlib.math.pairwise.coincident_pairs`
-    (no pass over the result), batched inputs recompute every square distance below the Gram
-    error bound (`finslerlib.math.pairwise.gram_tolerance`).
+    multiplies it by $\alpha / F \le 1 / (1 - |w|)$ where the drift term cancels: the entries a
+    rounding-error model flags (close pairs, cancelling drift) are recomputed from float64
+    differences with `factor_norm` (their number times `R` extra work). Coincident points give
+    exactly 0.
 
     Args:
         x: Tensor, shape `[..., N, D]`, sources.
         y: Tensor, shape `[..., M, D]`, targets.
         factor: Tensor, shape `[D, R]`, $L$.
         w: Tensor, shape `[R]`.
-        precise: optional `(factor, w)` in float64 for float32 inputs, used for the recomputed
-            entries (differences and `factor_norm` in float64, see `Randers`).
+        precise: optional `(factor, w)` in float64 for float32 inputs (factored from the float64
+            data, see `Randers`): the points are mapped and the flagged entries evaluated with it.
 
     Returns:
         Tensor, shape `[..., N, M]`: `[..., i, j]` $= d(x_i \to y_j)$.
@@ -195,45 +186,25 @@ def cdist(
         >>> cdist(x, y, torch.eye(2), torch.tensor([0.5, 0.0]))[0]
         tensor([[1.5000, 0.5000]])
     """
+    w_exact = (w if precise is None else precise[1]).detach()
+    if x.device.type != "mps":
+        w_exact = w_exact.double()
+
+    def exact(z):
+        return factor_norm(z, w_exact.to(z.dtype))
+
     if x.dim() == 2 and y.dim() == 2:
-
-        def exact(rows, cols):
-            if precise is None:
-                return factor_norm((y[cols] - x[rows]) @ factor, w)
-            diff = y[cols].to(precise[0].dtype) - x[rows].to(precise[0].dtype)
-            return factor_norm(diff @ precise[0], precise[1]).to(x.dtype)
-
-        return pairwise_randers(x, y, factor, w, exact=exact)
-    xt, yt = (v @ factor for v in centre(x, y))
-    out = pairwise_dist(xt, yt) + ((yt @ w).unsqueeze(-2) - (xt @ w).unsqueeze(-1))
-    if out.numel() == 0 or torch.compiler.is_compiling():
-        return out  # (a data-dependent branch: skipped while torch.compile traces)
-    return _recompute_flagged(out, x, y, xt, yt, factor, w, precise)
-
-
-def _recompute_flagged(out, x, y, xt, yt, factor, w, precise):
-    """Replace the entries of `out` whose Gram value has lost its digits by direct evaluations:
-    square distances below the Gram error bound, and (for |w| > 3/4) where alpha + beta cancels."""
+        return pairwise_randers(x, y, factor, w, exact=exact, precise=precise)
     shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
-    x = x.expand(*shape, *x.shape[-2:])
-    y = y.expand(*shape, *y.shape[-2:])
-    with torch.no_grad():
-        xt, yt, w_ = xt.detach(), yt.detach(), w.detach()
-        size = (xt * xt).sum(-1).amax(-1) + (yt * yt).sum(-1).amax(-1)
-        floor = gram_tolerance(out.dtype, factor.shape[-1]) * size
-        beta = (yt @ w_).unsqueeze(-2) - (xt @ w_).unsqueeze(-1)
-        alpha = out.detach() - beta
-        flag = alpha * alpha <= floor[..., None, None]
-        if float(w_.norm()) > 0.75:
-            flag |= -beta > 3 * out.detach()
-        idx = flag.nonzero(as_tuple=True)
-    if idx[0].numel() == 0:
-        return out
-    if precise is None:
-        diff = y[(*idx[:-2], idx[-1])] - x[(*idx[:-2], idx[-2])]
-        return out.index_put(idx, factor_norm(diff @ factor, w))
-    diff = y[(*idx[:-2], idx[-1])].double() - x[(*idx[:-2], idx[-2])].double()
-    return out.index_put(idx, factor_norm(diff @ precise[0], precise[1]).to(out.dtype))
+    xs = x.expand(*shape, *x.shape[-2:]).reshape(-1, *x.shape[-2:])
+    ys = y.expand(*shape, *y.shape[-2:]).reshape(-1, *y.shape[-2:])
+    parts = [
+        pairwise_randers(xb, yb, factor, w, exact=exact, precise=precise)
+        for xb, yb in zip(xs, ys, strict=True)
+    ]
+    if not parts:
+        return x.new_zeros(*shape, x.shape[-2], y.shape[-2])
+    return torch.stack(parts).reshape(*shape, x.shape[-2], y.shape[-2])
 
 
 def dual_terms(q: torch.Tensor, t: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
