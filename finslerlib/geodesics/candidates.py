@@ -15,6 +15,7 @@ paths per pair, all given here as polylines `[B, K + 1, D]`:
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -108,12 +109,16 @@ def _grid_graph(coefficients: CoefficientFn, lo: torch.Tensor, hi: torch.Tensor,
     return nodes, matrix
 
 
-def _resample(path: torch.Tensor, segments: int) -> torch.Tensor:
-    """`segments + 1` nodes equally spaced in Euclidean arc length along the polyline `path` `[P, D]`."""
+def _resample(path: torch.Tensor, segments: int, cum: torch.Tensor | None = None) -> torch.Tensor:
+    """`segments + 1` nodes equally spaced along the polyline `path` `[P, D]`: in Euclidean arc
+    length, or in the nondecreasing parameter `cum` `[P]` given at its nodes (for example the
+    metric length)."""
     if path.shape[0] == 1:
         return path.expand(segments + 1, -1).clone()
-    seg = (path[1:] - path[:-1]).norm(dim=-1)
-    cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
+    if cum is None:
+        seg = (path[1:] - path[:-1]).norm(dim=-1)
+        cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
+    cum = (cum - cum[0]).to(path.dtype)
     if cum[-1] <= 0:
         return path[:1].expand(segments + 1, -1).clone()
     s = torch.linspace(0.0, cum[-1].item(), segments + 1, dtype=path.dtype)
@@ -189,3 +194,174 @@ def graph_polylines(
         out[i] = _resample(path, segments)
         found[i] = True
     return out.to(device=x.device), found.to(x.device)
+
+
+# ---------------------------------------------------------------------------- probabilistic roadmap
+def _alpha(delta: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    r"""$\sqrt{\Delta^\top a \Delta}$ over the last dimensions (NaN where `a` is)."""
+    return torch.einsum("...i,...ij,...j->...", delta, a, delta).clamp_min(0).sqrt()
+
+
+def roadmap_reaches(reach: float, shells: int) -> list[float]:
+    r"""The `shells` nested ellipsoids of the roadmap: $|z - x| + |z - y| \le \rho_j |y - x|$, `[rho_j]`.
+
+    Geometric between $1 + (\rho - 1) / 2^{J - 1}$ and $\rho$ = `reach`: equal sample counts per
+    ellipsoid make the roadmap densest near the chord, where short detours pass.
+    """
+    return [1.0 + (reach - 1.0) * 0.5 ** (shells - 1 - j) for j in range(shells)]
+
+
+@functools.lru_cache(maxsize=16)
+def _reference_roadmap(dim: int, nodes: int, neighbours: int, reach: float, shells: int):
+    """The roadmap for the chord from `-e_1` to `e_1`: nodes `[N, D]` (float64; 0 and 1 are the end
+    points), undirected k-NN edges `(i, j)` (numpy, `i < j`), and each node's shell."""
+    from scipy.spatial import cKDTree
+
+    engine = torch.quasirandom.SobolEngine(dim + 1, scramble=True, seed=0)
+    u = engine.draw(nodes - 2, dtype=torch.float64)
+    eps = 1e-12
+    gauss = torch.erfinv((2.0 * u[:, :dim] - 1.0).clamp(-1 + eps, 1 - eps)) * 2.0**0.5
+    direction = gauss / gauss.norm(dim=-1, keepdim=True).clamp_min(eps)
+    ball = direction * u[:, dim:].clamp_min(eps) ** (1.0 / dim)  # uniform in the unit ball
+    shell = torch.arange(nodes - 2) % shells
+    rho = torch.tensor(roadmap_reaches(reach, shells), dtype=torch.float64)[shell]
+    axes = torch.stack([rho] + [(rho * rho - 1.0).sqrt()] * (dim - 1), -1)  # semi-axes, foci at +-e_1
+    ends = torch.zeros(2, dim, dtype=torch.float64)
+    ends[0, 0], ends[1, 0] = -1.0, 1.0
+    points = torch.cat([ends, ball * axes])
+    tree = cKDTree(points.numpy())
+    _, nearest = tree.query(points.numpy(), k=neighbours + 1)
+    i = np.repeat(np.arange(nodes), neighbours)
+    j = nearest[:, 1:].reshape(-1)
+    pairs = np.unique(np.sort(np.stack([i, j], 1), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return points, pairs[:, 0], pairs[:, 1], torch.cat([torch.full((2,), -1), shell])
+
+
+def _frames(chord: torch.Tensor) -> torch.Tensor:
+    """Orthogonal matrices `[B, D, D]` mapping `e_1` to the unit chords (a Householder reflection)."""
+    n, d = chord.shape
+    unit = chord / chord.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(chord.dtype).tiny)
+    e1 = torch.zeros_like(unit)
+    e1[:, 0] = 1.0
+    v = e1 - unit
+    vv = (v * v).sum(-1)[:, None, None]
+    eye = torch.eye(d, dtype=chord.dtype, device=chord.device).expand(n, d, d)
+    house = eye - 2.0 * v[:, :, None] * v[:, None, :] / vv.clamp_min(torch.finfo(chord.dtype).tiny)
+    return torch.where(vv > 1e-24, house, eye)
+
+
+def roadmap_polylines(
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    segments: int,
+    nodes: int,
+    neighbours: int,
+    reach: float,
+    shells: int = 4,
+    chunk: int = 1 << 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Shortest paths from `x` to `y` on a probabilistic roadmap of the metric (Dijkstra), any `D`.
+
+    Per pair, `nodes` quasi-random points (scrambled Sobol, seeded: deterministic) fill `shells`
+    nested ellipsoids with foci `x` and `y`, the largest $|z - x| + |z - y| \le$ `reach` $|y - x|$
+    (`roadmap_reaches`), with as many points in each: a path of length $L$ stays in the ellipsoid
+    of reach $L / (c |y - x|)$ where $F(z, u) \ge c |u|$. Each node is joined to its `neighbours`
+    nearest nodes, both ways; an edge costs Simpson's rule of $F(z, \Delta)$ along it (the metric at
+    its end nodes and its midpoint; asymmetric: $\alpha \pm \beta$ for the two directions). Edges where the
+    metric is invalid are left out. The roadmap's shape is one for all pairs (a similarity maps it
+    onto each chord), its neighbours computed once per `(D, nodes, neighbours, reach, shells)`;
+    one multi-source Dijkstra run (`scipy.sparse.csgraph.dijkstra`, `min_only`) serves the batch.
+
+    Args:
+        coefficients: callable `x -> (a, b)`.
+        x: Tensor, shape `[B, D]`.
+        y: Tensor, shape `[B, D]`.
+        segments: `K`, segments of the returned polylines.
+        nodes: roadmap nodes per pair, the end points included (`>= 3`).
+        neighbours: nearest neighbours joined to each node.
+        reach: the largest ellipsoid's $\rho$ (`> 1`).
+        shells: nested ellipsoids.
+        chunk: points per call of `coefficients`.
+
+    Returns:
+        `(paths, found, resolution)`: Tensor `[B, K + 1, D]` (first and last node `x` and `y`), bool
+        Tensor `[B]` (`False` where the roadmap has no path: the straight line is returned there),
+        and Tensor `[B]`, the median edge length of the roadmap.
+
+    Example:
+        >>> bump = lambda x: ((1 + 8 * torch.exp(-(x * x).sum(-1) / 0.1))[..., None, None] ** 2
+        ...                   * torch.eye(4, dtype=x.dtype), torch.zeros_like(x))
+        >>> x, y = torch.tensor([[-1.0, 0, 0, 0]]), torch.tensor([[1.0, 0, 0, 0]])
+        >>> paths, found, _ = roadmap_polylines(bump, x, y, segments=8, nodes=500, neighbours=8, reach=2.0)
+        >>> bool(found[0]), bool(paths[0, 4].norm() > 0.3)  # around the bump, not over it
+        (True, True)
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    n, d = x.shape
+    t = torch.linspace(0.0, 1.0, segments + 1, dtype=x.dtype, device=x.device)[:, None]
+    straight = x[:, None] + t * (y - x)[:, None]
+    found = torch.zeros(n, dtype=torch.bool, device=x.device)
+    if n == 0 or d < 2:
+        return straight, found, x.new_zeros(n)
+    ref, src, dst, _ = _reference_roadmap(d, nodes, neighbours, float(reach), shells)
+    m = ref.shape[0]
+    xd, yd = x.detach(), y.detach()
+    chord = yd - xd
+    scale = 0.5 * chord.norm(dim=-1)  # [B]
+    frame = _frames(chord)  # [B, D, D]
+    ref_t = ref.to(dtype=x.dtype, device=x.device)
+    centre = 0.5 * (xd + yd)
+    points = centre[:, None] + scale[:, None, None] * (ref_t @ frame.mT)  # [B, M, D]
+    points[:, 0], points[:, 1] = xd, yd
+    src_t = torch.as_tensor(src, device=x.device)
+    dst_t = torch.as_tensor(dst, device=x.device)
+    e = src_t.numel()
+    forward = torch.empty(n, e, dtype=x.dtype, device=x.device)
+    backward = torch.empty_like(forward)
+    per_pair = max(1, chunk // (m + e))
+    for lo in range(0, n, per_pair):  # whole pairs per call of `coefficients`
+        hi = min(n, lo + per_pair)
+        start, end = points[lo:hi, src_t], points[lo:hi, dst_t]  # [b, E, D]
+        delta = end - start
+        a_mid, b_mid = coefficients(0.5 * (start + end))
+        a_node, b_node = coefficients(points[lo:hi])  # [b, M, D, D], [b, M, D]
+        alpha = 4.0 * _alpha(delta, a_mid)
+        beta = 4.0 * (b_mid * delta).sum(-1)
+        for ends in (src_t, dst_t):
+            alpha = alpha + _alpha(delta, a_node[:, ends])
+            beta = beta + (b_node[:, ends] * delta).sum(-1)
+        forward[lo:hi], backward[lo:hi] = (alpha + beta) / 6.0, (alpha - beta) / 6.0
+    offset = (torch.arange(n, device=x.device) * m)[:, None]
+    rows = torch.cat([src_t + offset, dst_t + offset], 1).reshape(-1).cpu().numpy()
+    cols = torch.cat([dst_t + offset, src_t + offset], 1).reshape(-1).cpu().numpy()
+    weight = torch.cat([forward, backward], 1).reshape(-1).cpu().double().numpy()
+    keep = np.isfinite(weight) & (weight > 0)
+    graph = csr_matrix((weight[keep], (rows[keep], cols[keep])), shape=(n * m, n * m))
+    sources = np.arange(n) * m
+    dist, pred, _ = dijkstra(graph, directed=True, indices=sources, return_predecessors=True, min_only=True)
+    targets = sources + 1
+    reached = np.isfinite(dist[targets])
+    # the chains of predecessors, followed for all pairs at once
+    chain = [targets]
+    while True:
+        prev = pred[chain[-1]]
+        prev = np.where((chain[-1] == sources) | (prev < 0), chain[-1], prev)
+        if np.array_equal(prev, chain[-1]):
+            break
+        chain.append(prev)
+    hops = np.stack(chain[::-1], 1) - sources[:, None]  # [B, H] local indices, padded with the source
+    out = straight.detach().clone()
+    flat_points = points.reshape(n * m, d)
+    for i in np.nonzero(reached)[0]:
+        local = hops[i][np.r_[True, hops[i][1:] != hops[i][:-1]]]
+        path = flat_points[torch.as_tensor(local + i * m, device=x.device)]
+        # equal metric length per segment: what the discrete-energy minimization converges to
+        out[i] = _resample(path, segments, torch.as_tensor(dist[local + i * m], device=x.device))
+        found[i] = True
+    lengths = (ref[src] - ref[dst]).norm(dim=-1).median().item()
+    return out, found, lengths * scale

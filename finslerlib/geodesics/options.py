@@ -13,9 +13,11 @@ What the tolerances mean (for every returned pair that reports `converged`):
   first-order effect of the residual, is at most `dist_atol + dist_rtol * d`. Steps are doubled
   (up to `max_steps`) until the discretization part is;
 * the distance is the shortest over the searched candidate geodesics (`candidates` bent starts,
-  by default both ways along every direction orthogonal to the chord, plus a graph shortest path
-  for `D <= 3` when `graph` is on; `solve()` reports the search in `starts` and `search`). A global
-  minimum is certified only on that family: a shorter geodesic that none of the starts leads to can be missed.
+  by default both ways along every direction orthogonal to the chord, plus, when `graph` is on, a
+  graph shortest path: on a grid for `D <= 3`, on a probabilistic roadmap of `roadmap` nodes in
+  the ellipsoid of `reach` for `D >= 4`; `solve()` reports the search in `starts`, `search` and
+  `resolution`). A global minimum is certified only on that family, at the graph's resolution: a
+  shorter geodesic through a gap narrower than the graph's edges, or outside its region, can be missed.
 """
 
 from __future__ import annotations
@@ -74,8 +76,13 @@ class GeodesicSolver:
         candidates: bent starting paths per pair besides the straight one (`0`: straight only;
             `None`: $2(D - 1)$, the chord bent both ways along every direction orthogonal to it).
         bend: size of the bend, as a fraction of $|y - x|$ at the middle of the path.
-        graph: add a shortest path on a grid graph (Dijkstra) as a start for `D <= 3`.
+        graph: add a graph shortest path (Dijkstra) as a start: on a grid for `D <= 3`, on a
+            probabilistic roadmap for `D >= 4` (`finslerlib.geodesics.candidates.roadmap_polylines`).
         grid: grid points per axis of that graph (`None`: 33 for `D <= 2`, 13 for `D = 3`).
+        roadmap: roadmap nodes per pair for `D >= 4` (`None`: `min(4000, 1000 (D - 2))`).
+        neighbours: nearest neighbours joined to each roadmap node.
+        reach: the roadmap fills the ellipsoid $|z - x| + |z - y| \le$ `reach` $|y - x|$: it
+            holds every path of Euclidean length up to `reach` $|y - x|$.
         prune: drop a refined candidate whose discrete length exceeds the shortest by more than
             this fraction before shooting it (`None`: shoot them all).
         on_failure: `"raise"` or `"nan"`: what `dist`/`logmap` do with a pair that did not converge.
@@ -99,6 +106,9 @@ class GeodesicSolver:
     bend: float = 0.5
     graph: bool = True
     grid: int | None = None
+    roadmap: int | None = None
+    neighbours: int = 12
+    reach: float = 1.5
     prune: float | None = 0.1
     on_failure: str = "raise"
 
@@ -117,6 +127,10 @@ class GeodesicSolver:
             raise ValueError(f"on_failure must be one of {_ON_FAILURE}, got {self.on_failure!r}")
         if self.grid is not None and int(self.grid) < 3:
             raise ValueError(f"grid must be >= 3 points per axis, got {self.grid}")
+        if self.roadmap is not None and int(self.roadmap) < 3:
+            raise ValueError(f"roadmap must be >= 3 nodes per pair, got {self.roadmap}")
+        if int(self.neighbours) < 1 or not float(self.reach) > 1.0:
+            raise ValueError(f"neighbours must be >= 1 and reach > 1, got {self.neighbours}, {self.reach}")
 
     def replace(self, **overrides) -> GeodesicSolver:
         """A copy with the given fields changed; `None` values leave a field as it is.

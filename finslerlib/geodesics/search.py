@@ -4,9 +4,11 @@ r"""The shortest geodesic over several candidates, with an estimated discretizat
 `solve` run, for all pairs at once:
 
 1. starting paths per pair (`finslerlib.geodesics.candidates`): the straight line, `solver.candidates`
-   bent polylines (by default $2(D - 1)$: both ways along every direction orthogonal to the chord,
-   so that a detour in any dimension is among the starts) and, for `D <= 3` with `solver.graph`,
-   a grid-graph shortest path;
+   bent polylines (by default $2(D - 1)$: both ways along every direction orthogonal to the chord)
+   and, with `solver.graph`, a graph shortest path: on a grid for `D <= 3`, on a probabilistic
+   roadmap for `D >= 4` (`solver.roadmap` quasi-random nodes in the ellipsoid
+   $|z - x| + |z - y| \le$ `solver.reach` $|y - x|$, `solver.neighbours` nearest neighbours each),
+   so that a detour in any direction (diagonal ones too) wider than the graph's edges is among the starts;
 2. each refined by discrete-energy minimization (`polyline_momentum`); refined paths that
    coincide with an earlier one, or whose discrete length exceeds the shortest by more than
    `solver.prune`, are dropped;
@@ -19,8 +21,8 @@ r"""The shortest geodesic over several candidates, with an estimated discretizat
 
 What is certified: a converged pair's geodesic connects $x$ to $y$ within the residual tolerance,
 its estimated length error is within the distance tolerance, and it is the shortest of the
-geodesics found from the starting paths. A shorter geodesic that none of them leads to (for
-example a detour wider than the graph's box) can be missed.
+geodesics found from the starting paths. A shorter geodesic that none of them leads to (a detour
+outside the graph's region, or through a gap narrower than its edges: `resolution`) can be missed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from finslerlib.geodesics.candidates import bent_polylines, graph_polylines
+from finslerlib.geodesics.candidates import bent_polylines, graph_polylines, roadmap_polylines
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow
 from finslerlib.geodesics.options import GeodesicSolver
@@ -56,9 +58,17 @@ class GeodesicSolution(BoundarySolution):
         gap: Tensor `[B]`, length of the next shortest distinct converged candidate minus the
             kept one (`inf` when no other distinct geodesic was found).
         starts: starting paths refined per pair before pruning (straight, bent, graph).
-        search: the searched family in words (which bends, which graph).
+        search: the searched family in words (which bends, which graph, its region).
+        resolution: Tensor `[B]`, the graph start's edge length: the grid step for `D <= 3`, the
+            median roadmap edge for `D >= 4` (`inf` without a graph). A detour through a gap much
+            narrower than this can be missed.
+        upper_bound: Tensor `[B]`, the length of the shortest refined starting path (an accurate
+            quadrature plus its error estimate): the distance is at most this. Where it is below
+            `distance - error_tolerance`, a path shorter than the kept geodesic exists but no
+            geodesic along it converged, and `converged` is `False`.
 
-    `converged` is `True` where the residual AND the estimated error are within tolerance.
+    `converged` is `True` where the residual AND the estimated error are within tolerance AND no
+    path shorter than the kept geodesic was found (`upper_bound`).
     """
 
     distance: torch.Tensor | None = None
@@ -70,6 +80,8 @@ class GeodesicSolution(BoundarySolution):
     gap: torch.Tensor | None = None
     starts: int = 0
     search: str = ""
+    resolution: torch.Tensor | None = None
+    upper_bound: torch.Tensor | None = None
 
 
 def _length(coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -83,11 +95,58 @@ def _polyline_length(coefficients: CoefficientFn, nodes: torch.Tensor) -> torch.
     return torch.where(torch.isfinite(f), f, torch.full_like(f, float("inf")))
 
 
+def path_length(
+    coefficients: CoefficientFn, nodes: torch.Tensor, *, sub: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The length of the polylines `nodes` `[..., K + 1, D]` by composite Simpson rules, with its error.
+
+    Each segment is integrated with `2 sub` Simpson panels; the error estimate is the difference
+    from `sub` panels (Simpson's error is $O(h^4)$, so the finer value is within it when the metric
+    is resolved). A polyline is a path from its first to its last node, so its length bounds the
+    distance between them from above.
+
+    Returns:
+        `(length, error)`: Tensors `[...]` (`inf` where the metric is invalid on the path).
+
+    Example:
+        >>> euclid = lambda x: (torch.eye(2, dtype=x.dtype).expand(*x.shape, 2), torch.zeros_like(x))
+        >>> path_length(euclid, torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]]))[0]
+        tensor(6.)
+    """
+    delta = nodes[..., 1:, :] - nodes[..., :-1, :]  # [..., K, D]
+    fine = 4 * sub  # the points of 2 sub panels: t_j = j / fine, j = 0 .. fine
+    t = torch.linspace(0.0, 1.0, fine + 1, dtype=nodes.dtype, device=nodes.device)
+    points = nodes[..., :-1, None, :] + t[:, None] * delta[..., None, :]  # [..., K, fine + 1, D]
+    a, b = coefficients(points)
+    f = rmath.norm(delta[..., None, :].expand_as(points), a, b)  # [..., K, fine + 1]
+
+    def simpson(values, panels):
+        h = 1.0 / panels
+        w = torch.ones(2 * panels + 1, dtype=values.dtype, device=values.device)
+        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
+        return (values * w).sum(-1) * h / 6.0
+
+    fine_len = simpson(f, 2 * sub).sum(-1)
+    coarse_len = simpson(f[..., ::2], sub).sum(-1)
+    ok = torch.isfinite(fine_len) & torch.isfinite(coarse_len)
+    inf = torch.full_like(fine_len, float("inf"))
+    return torch.where(ok, fine_len, inf), torch.where(ok, (fine_len - coarse_len).abs(), inf)
+
+
 def bend_count(solver: GeodesicSolver, dim: int) -> int:
     """Bent starts per pair: `solver.candidates`, or $2(D - 1)$ (both ways along every normal) if `None`."""
     if dim < 2:
         return 0
     return 2 * (dim - 1) if solver.candidates is None else int(solver.candidates)
+
+
+def roadmap_size(solver: GeodesicSolver, dim: int) -> int:
+    """Roadmap nodes per pair: `solver.roadmap`, or `min(4000, 1000 (D - 2))` if `None`."""
+    return min(4000, 1000 * (dim - 2)) if solver.roadmap is None else int(solver.roadmap)
+
+
+def _grid_points(solver: GeodesicSolver, dim: int) -> int:
+    return solver.grid or (33 if dim <= 2 else 13)
 
 
 def search_description(solver: GeodesicSolver, dim: int) -> str:
@@ -101,8 +160,14 @@ def search_description(solver: GeodesicSolver, dim: int) -> str:
             "orthogonal to the chord)"
         )
     if solver.graph and dim <= 3:
-        points = solver.grid or (33 if dim <= 2 else 13)
+        points = _grid_points(solver, dim)
         parts.append(f"a grid-graph shortest path ({points}^{dim} nodes, box 2x the points' extent)")
+    elif solver.graph:
+        parts.append(
+            f"a roadmap shortest path ({roadmap_size(solver, dim)} quasi-random nodes per pair, "
+            f"{solver.neighbours} nearest neighbours each, in the ellipsoid |z - x| + |z - y| <= "
+            f"{solver.reach:g} |y - x|; edge length in `resolution`)"
+        )
     return ", ".join(parts)
 
 
@@ -117,12 +182,24 @@ def _starts(coefficients, x, y, solver: GeodesicSolver):
     bent = bent_polylines(x, y, segments=k, count=bend_count(solver, d), bend=solver.bend)
     paths.append(bent)
     present.append(nontrivial.expand(bent.shape[0], n))
+    resolution = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     if solver.graph and d <= 3 and n:
-        points = solver.grid or (33 if d <= 2 else 13)
+        points = _grid_points(solver, d)
         graph, found = graph_polylines(coefficients, x, y, segments=k, points=points)
         paths.append(graph.unsqueeze(0))
         present.append((found & nontrivial).unsqueeze(0))
-    return torch.cat(paths), torch.cat(present)
+        # the grid's box: twice the points' largest extent (see `graph_polylines`)
+        extent = (torch.cat([x, y]).amax(0) - torch.cat([x, y]).amin(0)).max().clamp_min(1e-6)
+        resolution = resolution.fill_(2.0 * extent.item() / (points - 1))
+    elif solver.graph and n:
+        graph, found, resolution = roadmap_polylines(
+            coefficients, x, y, segments=k, nodes=roadmap_size(solver, d), neighbours=solver.neighbours,
+            reach=solver.reach,
+        )
+        paths.append(graph.unsqueeze(0))
+        present.append((found & nontrivial).unsqueeze(0))
+        resolution = torch.where(nontrivial, resolution, torch.zeros_like(resolution))
+    return torch.cat(paths), torch.cat(present), resolution
 
 
 def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
@@ -137,18 +214,25 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
     """Shoot the surviving candidates; per pair keep the shortest converged one."""
     n, d = x.shape
     safe = guarded(coefficients)
-    starts, present = _starts(safe, x, y, solver)  # [C, B, K+1, D], [C, B]
+    starts, present, resolution = _starts(safe, x, y, solver)  # [C, B, K+1, D], [C, B], [B]
     c = starts.shape[0]
     flat = present.reshape(-1).nonzero().squeeze(-1)  # candidate c of pair b at c * n + b
     pair = flat % n
+    # graph paths are jagged: the first Gauss-Newton steps may need many halvings
     momenta, nodes = polyline_momentum(
-        safe, x[pair], y[pair], segments=solver.segments, initial=starts.reshape(c * n, -1, d)[flat]
+        safe, x[pair], y[pair], segments=solver.segments, initial=starts.reshape(c * n, -1, d)[flat],
+        max_backtracks=10,
     )
     chord = (y - x).norm(dim=-1)
     with torch.no_grad():
         lengths = torch.full((c * n,), float("inf"), dtype=x.dtype, device=x.device)
         lengths[flat] = _polyline_length(safe, nodes)
         lengths = lengths.view(c, n)
+        # the refined paths bound the distance from above: the shortest (plus its quadrature error)
+        upper = torch.full((c * n,), float("inf"), dtype=x.dtype, device=x.device)
+        accurate, quadrature = path_length(safe, nodes)
+        upper[flat] = accurate + quadrature
+        upper_bound = upper.view(c, n).amin(0)
         keep = present & torch.isfinite(lengths)
         keep[0] = True  # the straight start always runs (the fallback of every pair)
         if solver.prune is not None:
@@ -197,6 +281,7 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
         gap = torch.where(any_conv, gap, torch.full_like(gap, float("nan")))
         report = dict(
             candidates=keep.sum(0), candidates_converged=torch.isfinite(conv_len).sum(0), gap=gap, starts=c,
+            resolution=resolution, upper_bound=upper_bound,
         )
     pick = where[best, cols]
     return BoundarySolution(**_select(sol, pick), converged=sol.converged[pick]), report
@@ -330,16 +415,20 @@ def shortest_geodesics(
             path_momentum=nodes.clone(), residual=empty, tolerance=empty, converged=empty.bool(),
             iterations=0, jacobian=x.new_zeros(0, d, d), distance=empty, error=empty,
             error_tolerance=empty, steps=solver.steps, candidates=count, candidates_converged=count,
-            gap=empty, starts=0, search=search_description(solver, d),
+            gap=empty, starts=0, search=search_description(solver, d), resolution=empty, upper_bound=empty,
         )
     sol, report = _search(coefficients, x, y, solver, atol, rtol)
+    upper_bound = report["upper_bound"]
     steps = solver.steps
     while True:
         error, distance = discretization_error(
             coefficients, x, sol.momentum, sol.end_point, sol.end_momentum, steps=steps
         )
         error_tolerance = dist_atol + dist_rtol * distance
-        short = sol.converged & ~(error <= error_tolerance)
+        # a path shorter than the kept geodesic even allowing for its error: that geodesic is not
+        # the distance, and more steps will not change that (not refined; not converged)
+        beaten = upper_bound < distance - error - error_tolerance
+        short = sol.converged & ~beaten & ~(error <= error_tolerance)
         if not bool(short.any()) or 2 * steps > solver.max_steps:
             break
         steps = _next_steps(steps, (error / error_tolerance)[short].max().item(), solver.max_steps)
@@ -352,7 +441,8 @@ def shortest_geodesics(
     miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(tiny)
     error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
     fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
-    fields["converged"] = sol.converged & (error <= error_tolerance)
+    beaten = upper_bound < distance - error - error_tolerance
+    fields["converged"] = sol.converged & (error <= error_tolerance) & ~beaten
     return GeodesicSolution(
         **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps,
         search=search_description(solver, d), **report,
@@ -417,14 +507,22 @@ def raise_unconverged(solution: GeodesicSolution, x: torch.Tensor, y: torch.Tens
         return
     idx = failed.nonzero().squeeze(-1)
     i = idx[0]
+    beaten = ""
+    if solution.upper_bound is not None:
+        bound, d = solution.upper_bound[i].item(), solution.distance[i].item()
+        if bound < d - solution.error[i].item() - solution.error_tolerance[i].item():
+            beaten = (
+                f" A path of length {bound:.6g} from x to y was found, shorter than the geodesic found "
+                f"({d:.6g}), but no geodesic along it converged: the distance is at most {bound:.6g}."
+            )
     raise GeodesicConvergenceError(
         f"{name}: the geodesic solve did not converge for {idx.numel()} of {failed.numel()} pairs (first: "
         f"x = {format_values(x[i])} -> y = {format_values(y[i])}, residual "
         f"{solution.residual[i].item():.3g} (tolerance "
         f"{solution.tolerance[i].item():.3g}) after {solution.iterations} iterations, estimated distance "
         f"error {solution.error[i].item():.3g} (tolerance {solution.error_tolerance[i].item():.3g}) at "
-        f"{solution.steps} RK4 steps). Increase max_iter or max_steps, loosen the tolerances, bring the "
-        "points closer, or pass on_failure='nan' to get NaN for these pairs.",
+        f"{solution.steps} RK4 steps).{beaten} Increase max_iter or max_steps, loosen the tolerances, "
+        "bring the points closer, or pass on_failure='nan' to get NaN for these pairs.",
         idx,
         solution.residual[idx],
     )

@@ -164,9 +164,11 @@ def test_ridge_detour_is_found_in_every_dimension(dim, rotated):
     assert oracle < straight - 0.5  # the detour pays
     # the polyline oracle's midpoint-rule error is O(K^-2) ~ 1e-5 relative at K = 200
     assert abs(d - oracle) <= 1e-4 * oracle, (d, oracle)
-    # what was searched is reported: the straight line and both bends along each of the D - 1 normals
-    assert report.starts == 1 + 2 * (dim - 1)
-    assert f"along {dim - 1} of the {dim - 1} directions" in report.search
+    # what was searched is reported: the straight line, both bends along each of the D - 1 normals
+    # and the roadmap's shortest path
+    assert report.starts == 1 + 2 * (dim - 1) + 1
+    assert f"along {dim - 1} of the {dim - 1} directions" in report.search and "roadmap" in report.search
+    assert 0 < report.resolution.item() < 1
 
 
 # ---------------------------------------------------------------------------- honest convergence
