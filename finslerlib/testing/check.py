@@ -29,13 +29,46 @@ from finslerlib.testing.report import CheckReport, PropertyResult, PropertyViola
 __all__ = ["PROPERTIES", "CheckReport", "PropertyResult", "PropertyViolation", "check_manifold"]
 
 
-def _default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
-    """(atol, rtol) for closed-form identities in `dtype`."""
-    if dtype == torch.float64:
-        return 1e-9, 1e-7
-    if dtype == torch.float32:
-        return 1e-5, 2e-4
-    return 1e-2, 2e-2  # half precisions: only coarse checks make sense
+# Closed-form identities (homogeneity, F(log) = d, Legendre round trips, ...) lose a few ulps per
+# operation, amplified by the metric's conditioning: `RTOL_ULPS * eps * condition` relative.
+RTOL_ULPS = 2.0**8
+
+
+def working_eps(manifold, dtype: torch.dtype) -> float:
+    """The coarsest machine epsilon among `dtype` and the manifold's floating parameters and
+    buffers (`geoopt.Scaled` keeps its scale in float32 whatever the metric's dtype: its maps are
+    exact to float32 only)."""
+    eps = torch.finfo(dtype).eps
+    try:
+        tensors = list(manifold.parameters()) + list(manifold.buffers())
+    except AttributeError:  # not an nn.Module
+        return eps
+    return max([eps] + [torch.finfo(t.dtype).eps for t in tensors if t.is_floating_point()])
+
+
+def default_tolerances(dtype: torch.dtype, condition: float = 1.0,
+                       length: float = 1.0, eps: float | None = None) -> tuple[float, float]:
+    r"""(atol, rtol) of the closed-form laws: derived from the dtype and the problem, not tuned.
+
+    Error model: a law's two sides are each computed with a few hundred floating-point operations
+    whose rounding (`eps` relative each) is amplified by the metric's conditioning: the
+    anisotropy $\kappa = \max_u F(x, u) / \min_u F(x, u)$ over Euclidean-unit tangent `u` (for
+    Randers data $\kappa pprox \sqrt{\mathrm{cond}(a)}\,(1 + |b|_a) / (1 - |b|_a)$: the
+    cancellation in $F(x, v)$ for $v$ against the drift, and the solves with `a`). So
+    `rtol = 2**8 * eps * condition`; `atol = rtol * length`, the same relative accuracy of a
+    value of the size of a typical Finsler length (compared values that should vanish,
+    $F(x, 0)$, $d(x, x)$).
+
+    Args:
+        dtype: dtype of the computation.
+        condition: $\kappa$ above (measured by `check_manifold` on the sampled points).
+        length: typical Finsler length of the sampled vectors.
+        eps: the machine epsilon to use (default `dtype`'s; `check_manifold` passes
+            `working_eps(manifold, dtype)`).
+    """
+    eps = torch.finfo(dtype).eps if eps is None else float(eps)
+    rtol = RTOL_ULPS * eps * max(1.0, float(condition))
+    return rtol * float(length), rtol
 
 
 def _median(t: torch.Tensor) -> float:
@@ -43,20 +76,36 @@ def _median(t: torch.Tensor) -> float:
     return float(t.median()) if t.numel() else 1.0
 
 
-def _scales(manifold, make_context, scale, seed) -> tuple[float, float]:
-    """(length, spread): the typical Finsler length $F(x, y - x)$ (tangent part) and Euclidean
-    distance $|x - y|$ between sampled points. Errors fall back to 1 here: the properties meet
-    them again and report them."""
+def _scales(manifold, make_context, scale, seed) -> tuple[float, float, float]:
+    """(length, spread, condition): the typical Finsler length $F(x, y - x)$ (tangent part) and
+    Euclidean distance $|x - y|$ between sampled points, and the metric's anisotropy (see
+    `default_tolerances`) at the worst sampled point. Errors fall back to 1 here: the
+    properties meet them again and report them."""
+    length, spread, condition = (1.0 if scale is None else float(scale)), 1.0, 1.0
     try:
         ctx = make_context("sampling", property_seed(seed, "<scales>"))
         x, y = ctx.points(ctx.n), ctx.points(ctx.n)
         spread = _median((x - y).norm(dim=-1))
-        if scale is not None:
-            return float(scale), spread
-        chord = sampling.tangent(manifold, x, y - x)
-        return _median(manifold.norm(x, chord).detach()), spread
+        if scale is None:
+            chord = sampling.tangent(manifold, x, y - x)
+            length = _median(manifold.norm(x, chord).detach())
+        condition = _condition(manifold, ctx, x)
     except Exception:  # noqa: BLE001 - reported by the properties, with tracebacks
-        return (1.0 if scale is None else float(scale)), 1.0
+        pass
+    return length, spread, condition
+
+
+def _condition(manifold, ctx, x) -> float:
+    """max over the points of max_u F(x, u) / min_u F(x, u), `u` Euclidean-unit tangent: the
+    orthonormal basis, its negatives and 8 random directions, both signs."""
+    e = ctx.basis(x).mT  # [K, dim, N]
+    u = torch.cat([e, ctx.directions(x.unsqueeze(1).expand(-1, 8, -1).reshape(-1, ctx.N))
+                   .reshape(x.shape[0], 8, ctx.N)], dim=1)
+    u = torch.cat([u, -u], dim=1)
+    f = manifold.norm(x.unsqueeze(1).expand_as(u), u).detach().double()
+    ratio = f.amax(-1) / f.amin(-1)
+    ratio = ratio[torch.isfinite(ratio) & (ratio > 0)]
+    return float(ratio.max()) if ratio.numel() else 1.0
 
 
 def check_manifold(
@@ -90,22 +139,35 @@ def check_manifold(
     so rescaled metrics (`geoopt.Scaled`, a small ball, a large `a`) are checked at their own
     scale; finite-difference steps are Finsler lengths too.
 
-    Each comparison is sample-wise `|actual - expected| <= atol + rtol * |expected|`. Laws checked
-    against numerical procedures use a tolerance derived from the procedure, stated in the message:
-    the dual norm's supremum by Newton's method on `norm` (`max(rtol, 1e3 eps)`; compared where
-    the solve converged, or where it already exceeds the dual norm), central differences of `dist`
-    (`1e-5` in float64, `2e-2` in float32, plus the rounding floor), the first-order models of a
-    gradient step (5 %) and of the retraction (the error ratio between $t = 10^{-2}$ and
-    $t = 10^{-3}$). The properties are listed in `PROPERTIES`.
+    Tolerances are derived, never tuned; each failure message states the one it used:
+
+    * identities (homogeneity, $F(\log) = d$, Legendre maps, cdist, ...): sample-wise
+      `|actual - expected| <= atol + rtol * |expected|` with `rtol = 2**8 eps condition` and
+      `atol = rtol * scale` (`default_tolerances`): `eps` of the coarsest floating dtype among
+      the samples and the manifold's tensors, `condition` the anisotropy
+      $\max_u F(x, u) / \min_u F(x, u)$ over Euclidean-unit tangent `u` at the sampled points
+      (it bounds the cancellation in $F$ and the conditioning of `a`; for Randers data about
+      $\sqrt{\mathrm{cond}(a)}\,(1 + |b|) / (1 - |b|)$). Some laws add the error of what they
+      compare: Legendre round trips `cond(g_v) eps`, Gram-matrix cdists `sqrt(eps)`, the
+      coordinates' rounding, the curvature's nested derivatives `cond(a)**2 eps`;
+    * derivatives (`dist_gradient`, `legendre`, the descent step of `finsler_gradient`,
+      `retr_first_order`): the log-log slope of the Taylor remainder must be 2
+      (`finslerlib.testing.taylor`), fitted above the rounding floor (`8 eps condition` relative
+      for values, `8 eps` for coordinates, or the caller's `rtol`): no tolerance at all;
+    * the dual norm against its supremum by Newton's method on `norm` (`max(rtol, 1e3 eps)`,
+      compared where the solve converged, or where it already exceeds the dual norm).
+
+    The properties are listed in `PROPERTIES`.
 
     Args:
         manifold: any `FinslerManifold` (a `geoopt.Manifold` with the Finsler API).
         n: samples per property (default 16; 64 with `thorough=True`).
         seed: seed of the sampling; the same seed gives the same samples. Each property draws
             from its own stream, derived from `seed` and the property's name.
-        atol: absolute tolerance (default `1e-9` float64, `1e-5` float32).
-        rtol: relative tolerance (default `1e-7` float64, `2e-4` float32). Numerical manifolds
-            (geodesics by integration or shooting) need their solver's tolerance here.
+        atol: absolute tolerance (default `rtol * scale`, see above).
+        rtol: relative tolerance (default `2**8 eps condition`, see above). Numerical manifolds
+            (geodesics by integration or shooting) need their solver's tolerance here; it is
+            then also the rounding floor of the Taylor checks.
         dtype: dtype of the samples (default: the manifold's parameter/buffer dtype, else torch's
             default dtype).
         device: device of the samples (default: the manifold's, else CPU).
@@ -146,28 +208,38 @@ def check_manifold(
     m_dtype, m_device = sampling.manifold_dtype_device(manifold)
     dtype = dtype or m_dtype
     device = torch.device(device) if device is not None else m_device
-    d_atol, d_rtol = _default_tolerances(dtype)
-    atol = d_atol if atol is None else float(atol)
-    rtol = d_rtol if rtol is None else float(rtol)
+    user_atol, user_rtol = atol, rtol
     n = int(n) if n is not None else (64 if thorough else 16)
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     if points is not None:
         points = torch.as_tensor(points).as_subclass(torch.Tensor).detach().to(dtype=dtype, device=device)
         points = points.reshape(-1, sampling.ambient_dim(manifold))
-    options = {"n": n, "user_seed": seed, "atol": atol, "rtol": rtol, "dtype": dtype, "device": device,
+    options = {"n": n, "user_seed": seed, "dtype": dtype, "device": device,
                "large_steps": large_steps, "thorough": thorough, "points": points,
                "fallback_std": 1.0 if scale is None else float(scale)}
 
-    def make_context(name, prop_seed, length=1.0, spread=1.0):
-        return Context(manifold, name, seed=prop_seed, length=length, spread=spread, **options)
+    def make_context(name, prop_seed, length=1.0, spread=1.0, atol=1.0, rtol=1.0, accuracy=None,
+                     coordinates=None):
+        return Context(manifold, name, seed=prop_seed, length=length, spread=spread, atol=atol, rtol=rtol,
+                       accuracy=accuracy, coordinate_accuracy=coordinates, **options)
 
-    length, spread = _scales(manifold, make_context, scale, seed)
+    length, spread, condition = _scales(manifold, make_context, scale, seed)
+    eps = working_eps(manifold, dtype)
+    d_atol, d_rtol = default_tolerances(dtype, condition, length, eps)
+    atol = d_atol if user_atol is None else float(user_atol)
+    rtol = d_rtol if user_rtol is None else float(user_rtol)
+    # relative accuracy of single evaluated values and of computed coordinates (the rounding floors
+    # of the Taylor checks): the caller's rtol (a numerical manifold's solver tolerance), else a few
+    # ulps (times the condition for values)
+    accuracy = 8 * eps * max(1.0, condition) if user_rtol is None else rtol
+    coordinates = 8 * eps if user_rtol is None else rtol
     chosen = list(PROPERTIES) if properties is None else [p for p in PROPERTIES if p in set(properties)]
     skip = set(skip)
     settings = {"n": n, "seed": seed, "atol": atol, "rtol": rtol, "dtype": dtype, "device": device,
-                "scale": length, "spread": spread, "thorough": thorough}
-    results = {name: _run(name, manifold, make_context(name, property_seed(seed, name), length, spread))
+                "scale": length, "spread": spread, "condition": condition, "thorough": thorough}
+    results = {name: _run(name, manifold, make_context(name, property_seed(seed, name), length, spread,
+                                                        atol, rtol, accuracy, coordinates))
                if name not in skip else PropertyResult(name, "skipped", "skipped by the caller")
                for name in chosen}
     report = CheckReport(repr(manifold).replace("\n", " "), results, settings)

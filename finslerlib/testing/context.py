@@ -18,6 +18,7 @@ import torch
 from finslerlib.testing import sampling
 from finslerlib.testing.registry import PROPERTIES
 from finslerlib.testing.report import PropertyViolation
+from finslerlib.testing.taylor import default_slack, taylor_check
 
 __all__ = ["Context", "fmt"]
 
@@ -51,10 +52,13 @@ class Context:
         N: ambient tensor size. dim: intrinsic dimension. flat: an open subset of R^N.
         length: typical Finsler length of sampled vectors. spread: typical Euclidean distance
             between sampled points. dtype, device, atol, rtol, eps, thorough, large_steps.
+        accuracy: relative accuracy of one evaluated value (the rounding floor of the Taylor
+            checks). coordinate_accuracy: the same for computed points' coordinates.
     """
 
     def __init__(self, manifold, prop: str, *, n, seed, user_seed, atol, rtol, dtype, device, length,
-                 spread, large_steps, thorough, points, fallback_std):
+                 spread, large_steps, thorough, points, fallback_std, accuracy=None,
+                 coordinate_accuracy=None):
         self.m = manifold
         self.prop = prop
         self.N = sampling.ambient_dim(manifold)
@@ -67,6 +71,10 @@ class Context:
         self.large_steps = tuple(float(s) for s in large_steps)
         self.thorough = thorough
         self.eps = torch.finfo(dtype).eps
+        # relative accuracy of one evaluated value: the rounding floor of the Taylor checks
+        self.accuracy = 8 * self.eps if accuracy is None else float(accuracy)
+        # relative rounding of computed points' coordinates
+        self.coordinate_accuracy = 8 * self.eps if coordinate_accuracy is None else float(coordinate_accuracy)
         self.gen = torch.Generator().manual_seed(seed)
         self.random_rejected: str | None = None
         self.random_used = False
@@ -235,6 +243,21 @@ class Context:
         self.holds(law, ok, context, lambda i: [
             f"{names[0]} = {fmt(lhs[i])}", f"{names[1]} = {fmt(rhs[i])}",
             f"excess {names[0]} - {names[1]} = {fmt(lhs[i] - rhs[i])} > allowed {fmt(allowed[i])}"])
+
+    def taylor(self, law, f, x, u, derivatives, context, *, curve=None, t_max=1.0, atol=0.0, atol_t=0.0,
+               rtol=None, where=None):
+        """Taylor-remainder check (`finslerlib.testing.taylor`): `derivatives` of `f` at `x` along
+        `u` must leave a remainder of order `len(derivatives) + 1`, the rounding floor being
+        `accuracy` relative (or `rtol`; plus `atol`). `where` (bool `[K]`) restricts the samples judged."""
+        rtol = self.accuracy if rtol is None else rtol
+        result = taylor_check(f, x, u, derivatives, curve=curve, t_max=t_max, rtol=rtol, atol=atol,
+                              atol_t=atol_t)
+        ok = result.passed if where is None else result.passed | ~where
+        order = result.order
+        self.holds(law, ok, context, result.describe,
+                   tol=f"log-log slope of the Taylor remainder >= {order} - {default_slack(self.dtype)} "
+                       f"(rounding floor {rtol:.3g} relative)")
+        return result
 
     def check_finite(self, what, t, context):
         t = t.detach()

@@ -95,17 +95,7 @@ def reverse(ctx):
     return ""
 
 
-def _probe(ctx, p, delta, h):
-    """Points `p + h delta` moved onto the manifold (`projx` on embedded domains), and whether
-    they are on it; off-manifold probes are replaced by `p` (and not compared)."""
-    q = p + h.unsqueeze(-1) * delta
-    if not ctx.flat:
-        q = torch.as_tensor(ctx.m.projx(q)).as_subclass(torch.Tensor)
-    inside = ctx.on_manifold(q)
-    return torch.where(inside.unsqueeze(-1), q, p), inside
-
-
-@register_property("dist_gradient", "gradients of dist are finite at x = y and match finite differences",
+@register_property("dist_gradient", "gradients of dist are finite at x = y; their Taylor remainder is O(t^2)",
                    family="distance")
 def dist_gradient(ctx):
     m = ctx.m
@@ -121,24 +111,32 @@ def dist_gradient(ctx):
         dxy = m.dist(xs, ys)
         gx, gy = torch.autograd.grad(dxy.sum(), (xs, ys))
     dxy = dxy.detach()
-    # central differences with a step of Finsler length c * min(length, d(x, y)): scale-aware, and
-    # short against the distance to a boundary (a step of Finsler length << 1 stays in a Funk ball)
-    c_fd = 1e-5 if ctx.dtype == torch.float64 else 3e-3
-    fd_rtol = 1e-5 if ctx.dtype == torch.float64 else 2e-2
+    # the Taylor remainder of dist along p + t delta (projected back on embedded domains) must
+    # shrink like t^2: steps up to a Finsler length 0.1 min(length, d(x, y)) (short against the
+    # distance to a boundary, and d is smooth away from x = y)
     apart = dxy > 1e-4 * ctx.length  # d is not differentiable at x = y (checked finite above)
-    h_f = c_fd * torch.minimum(torch.full_like(dxy, ctx.length), dxy.clamp_min(1e-3 * ctx.length))
+    reach = 0.1 * torch.minimum(torch.full_like(dxy, ctx.length), dxy.clamp_min(1e-3 * ctx.length))
     for which, p, g in (("x", x, gx), ("y", y, gy)):
         delta = ctx.directions(p)
-        h = h_f / torch.maximum(m.norm(p, delta), m.norm(p, -delta)).detach()
-        plus, in_plus = _probe(ctx, p, delta, h)
-        minus, in_minus = _probe(ctx, p, delta, -h)
-        if which == "x":
-            fd = (m.dist(plus, y) - m.dist(minus, y)) / (2 * h)
-        else:
-            fd = (m.dist(x, plus) - m.dist(x, minus)) / (2 * h)
-        rounding = 8 * ctx.eps * (dxy.abs() + h_f) / h
-        ctx.close(f"autograd d/d{which} dist(x, y) . delta = central finite difference", (g * delta).sum(-1),
-                  fd.detach(), {"x": x, "y": y, "delta": delta, "step h": h},
-                  names=("autograd", "finite difference"),
-                  ref=g.norm(dim=-1), rtol=max(ctx.rtol, fd_rtol), atol=ctx.atol + rounding,
-                  where=in_plus & in_minus & apart, tol_extra=" + rounding 8 eps (d + F(h delta)) / h")
+        t_max = reach / torch.maximum(m.norm(p, delta), m.norm(p, -delta)).detach()
+
+        def along(q, which=which, p=p):
+            inside = ctx.on_manifold(q)
+            q = torch.where(inside.unsqueeze(-1), q, p)
+            d = m.dist(q, y) if which == "x" else m.dist(x, q)
+            return torch.where(inside, d, torch.full_like(d, math.nan))  # left the domain: not fitted
+
+        # coordinates are rounded to eps (|p| + t |delta|): d moves by that times |grad d|
+        ctx.taylor(f"autograd d/d{which} dist(x, y) is the derivative of dist (Taylor remainder along "
+                   f"{which} + t delta is O(t^2))", along, p, delta, [(g * delta).sum(-1)],
+                   {"x": x, "y": y, "delta": delta, "t_max": t_max}, curve=_curve(ctx), t_max=t_max,
+                   atol=ctx.coordinate_accuracy * p.norm(dim=-1) * g.norm(dim=-1),
+                   atol_t=ctx.coordinate_accuracy * g.norm(dim=-1), where=apart)
+
+
+def _curve(ctx):
+    """`p + v`, moved back on the manifold on embedded domains (`projx`: a retraction, so the
+    curve's velocity at 0 is `v`)."""
+    if ctx.flat:
+        return None
+    return lambda p, v: torch.as_tensor(ctx.m.projx(p + v)).as_subclass(torch.Tensor)
