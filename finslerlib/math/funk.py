@@ -48,7 +48,13 @@ import math
 
 import torch
 
-from finslerlib.math.pairwise import block_rows, coincident_pairs, safe_div, safe_sqrt
+from finslerlib.math.pairwise import (
+    block_rows,
+    matmul_roundoff,
+    safe_div,
+    safe_sqrt,
+    target_accuracy,
+)
 from finslerlib.math.validation import value_checks_enabled
 
 __all__ = [
@@ -390,11 +396,18 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     $d(x_i \to y_j) = \log\big((w + \sqrt{w^2 - Q_{x_i} Q_{y_j}}) / Q_{y_j}\big)
     = \operatorname{arccosh} v + \tfrac12 \log Q_{x_i} - \tfrac12 \log Q_{y_j}$.
     `reverse=True` swaps the last two terms: $d(y_j \to x_i)$ (the reverse metric).
-    For 2-D inputs $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are
-    extra columns), the rest runs in place on row blocks, and the backward is written by
-    hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Like every Gram-matrix distance, entries
-    for nearly equal points carry an absolute error of order $\sqrt{\text{eps}} / Q$ (use `dist`
-    when those matter); coincident points give exactly 0 with a finite gradient.
+    $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are extra columns,
+    the per-point terms prepared in float64), the rest runs in place on row blocks, and the
+    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Batched inputs run
+    the same kernel one batch entry at a time.
+
+    Accuracy: every entry is within `finslerlib.math.pairwise.target_accuracy` (1e-6 relative in
+    float32) of the distance of the same inputs in float64. A rounding-error model of the Gram
+    form, $u\,(c_g\, 2 R^2 / \sqrt{Q_x Q_y} / \sinh H + c_l (1 + H + |\log Q_x| + |\log Q_y|))$
+    with $H = \operatorname{arccosh} v$, flags the entries it may miss (nearly equal points,
+    points near the wall, a cancelling $\log$ term) from the row minima of the result; those are
+    recomputed by `dist` in float64 (rows with many flags through a float64 matmul first).
+    Coincident points give exactly 0 with a finite gradient.
 
     Args:
         x: Tensor, shape `[..., N, D]`.
@@ -412,11 +425,17 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     """
     if x.dim() == 2 and y.dim() == 2:
         return _FunkCdist.apply(x, y, float(radius), bool(reverse))
-    return _composite_cdist(x, y, radius, reverse)
+    shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    xs = x.expand(*shape, *x.shape[-2:]).reshape(-1, *x.shape[-2:])
+    ys = y.expand(*shape, *y.shape[-2:]).reshape(-1, *y.shape[-2:])
+    parts = [_FunkCdist.apply(xb, yb, float(radius), bool(reverse)) for xb, yb in zip(xs, ys, strict=True)]
+    if not parts:
+        return x.new_zeros(*shape, x.shape[-2], y.shape[-2])
+    return torch.stack(parts).reshape(*shape, x.shape[-2], y.shape[-2])
 
 
 def _composite_cdist(x, y, radius, reverse):
-    """Batched inputs: the same formula from broadcast torch operations."""
+    """The same formula from broadcast torch operations (double backward differentiates it)."""
     r2 = radius * radius
     qx = gap(x, radius=radius, keepdim=True)  # [..., N, 1]
     qy = gap(y, radius=radius, keepdim=True).mT  # [..., 1, M]
@@ -426,41 +445,159 @@ def _composite_cdist(x, y, radius, reverse):
     return torch.log((w + s) / den).clamp_min(0.0)
 
 
+# Rounding-error model of the Funk Gram form (see `cdist`), T = R^2 rx ry the matmul's last term:
+# v is off by at most u (_V_C T + _XY_C sqrt(D) |T - v|) (|T - v| = |x . y| rx ry; the sqrt(D) for
+# nearly parallel x, y), and d by that over sinh H plus u _LOG_C (1 + H + |l_x| + |l_y|). Measured
+# maxima (D = 2 ... 512; points uniform, on a shell, in clusters, at the wall) are 0.8 of it;
+# tests/math/test_cdist_accuracy.py checks the results on adversarial point sets.
+_V_C = 4.0
+_XY_C = 2.0
+_LOG_C = 2.0
+
+
+class _FunkParts:
+    """Per-point data of `_FunkCdist` in float64, the error model and the recomputation of flags."""
+
+    chunk = 1 << 15
+
+    def __init__(self, x, y, radius, sign, wide, tau):
+        self.x, self.y, self.radius, self.sign, self.tau = x.to(wide), y.to(wide), radius, sign, tau
+        r2 = radius * radius
+        qx, qy = gap(self.x, radius=radius), gap(self.y, radius=radius)
+        self.rx, self.ry = qx.rsqrt(), qy.rsqrt()
+        self.lx, self.ly = qx.log().mul_(0.5), qy.log().mul_(0.5)
+        # v_ij = [x_i rx_i, R^2 rx_i] . [-y_j ry_j, ry_j]
+        self.xa = torch.cat([self.x * self.rx.unsqueeze(1), (r2 * self.rx).unsqueeze(1)], 1)
+        self.ya = torch.cat([self.y * -self.ry.unsqueeze(1), self.ry.unsqueeze(1)], 1)
+        # +-(log Q_x / 2 - log Q_y / 2): a rank-2 product added in place
+        self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
+        self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -sign], 0)
+        self.root_d = math.sqrt(x.shape[1])
+
+    def rows_ok(self, v_min, v_max, grow, u):
+        """Rows `grow` whose every entry the error model clears, from the row extremes of v."""
+        v_min, v_max = v_min.to(self.rx.dtype), v_max.to(self.rx.dtype)
+        rx, lx = self.rx[grow], self.lx[grow]
+        r2 = self.radius**2
+        t_hi, t_lo = r2 * rx * self.ry.max(), r2 * rx * self.ry.min()
+        xy = torch.maximum(t_hi - v_min, v_max - t_lo).clamp_min_(0.0)  # >= |x_i . y_j| rx_i ry_j
+        err_v = u * (_V_C * t_hi + _XY_C * self.root_d * xy)
+        c_lo = (v_min - err_v).clamp_min_(1.0)
+        h_lo, h_hi = torch.acosh(c_lo), torch.acosh(v_max + err_v)
+        d_lo = h_lo + self.sign * lx - (self.sign * self.ly).max()
+        need = err_v / torch.sqrt(c_lo * c_lo - 1.0)
+        need += u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly.abs().max())
+        return (d_lo > 0) & (d_lo * self.tau >= need)
+
+    def cutoff(self, v_min, v_max, grow, u, steps=12):
+        """Per row, a v above which the error model clears every entry (bisection; inf if none)."""
+        lo, hi = v_min.to(self.rx.dtype), v_max.to(self.rx.dtype)
+        v_max = hi
+        fine = self.rows_ok(hi, v_max, grow, u)
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            ok = self.rows_ok(mid, v_max, grow, u)
+            hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+        return torch.where(fine, hi, torch.full_like(hi, math.inf))
+
+    def direct(self, rows, cols):
+        """(d, sqrt(v^2 - 1)) of the index pairs from their differences (float64, `dist`)."""
+        ds, roots = [], []
+        for k in range(0, rows.numel(), self.chunk):
+            r, c = rows[k : k + self.chunk], cols[k : k + self.chunk]
+            xs, ys = self.x[r], self.y[c]
+            ds.append(dist(xs, ys, radius=self.radius) if self.sign > 0 else dist(ys, xs, radius=self.radius))
+            # w^2 - Q_x Q_y = Q_x |u|^2 + (x . u)^2 without cancellation; times rx^2 ry^2
+            diff = ys - xs
+            sq = gap(xs, radius=self.radius) * (diff * diff).sum(1) + (xs * diff).sum(1) ** 2
+            roots.append(sq.sqrt() * self.rx[r] * self.ry[c])
+        if not ds:
+            return self.x.new_zeros(0), self.x.new_zeros(0)
+        return torch.cat(ds), torch.cat(roots)
+
+    def fix(self, blk, root, rows, cols, i):
+        """Recompute the flagged entries `(rows, cols)` of the block (rows `i + rows` of the result)."""
+        if rows.numel() == 0:
+            return
+        counts = torch.bincount(rows, minlength=blk.shape[0])
+        many = (counts * 32 > blk.shape[1]).nonzero().squeeze(1) if self.x.dtype != blk.dtype else rows[:0]
+        if many.numel():
+            # many flags in a row: the whole row from a float64 matmul, then its own (few) flags
+            d, sub_root = self.dense(many + i)
+            blk[many], root[many] = d.to(blk.dtype), sub_root.to(blk.dtype)
+            keep = counts[rows] * 32 <= blk.shape[1]
+            rows, cols = rows[keep], cols[keep]
+        d, sub_root = self.direct(rows + i, cols)
+        blk[rows, cols], root[rows, cols] = d.to(blk.dtype), sub_root.to(blk.dtype)
+
+    def dense(self, grow):
+        """Rows `grow` from the Gram form in float64, its flagged entries from `direct`."""
+        v = self.xa[grow] @ self.ya.mT
+        u = matmul_roundoff(v.dtype) * (self.x.shape[1] + 2)  # the worst-case bound
+        limit = self.cutoff(v.amin(1), v.amax(1), grow, u)
+        r, cols = (v < limit[:, None]).nonzero(as_tuple=True)
+        minus_one = torch.full((), -1.0, dtype=v.dtype, device=v.device)
+        root = torch.addcmul(minus_one, v, v).clamp_min_(0.0).sqrt_()
+        d = v.add_(root).log_().addmm_(self.la[grow], self.lb)
+        d[r, cols], root[r, cols] = self.direct(grow[r], cols)
+        return d, root
+
+
+def _round_up(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`t` in `dtype`, rounded up (so that `v < result` holds wherever `v < t`)."""
+    low = t.to(dtype)
+    return torch.where(low.double() < t, torch.nextafter(low, torch.full_like(low, math.inf)), low)
+
+
 class _FunkCdist(torch.autograd.Function):
     """Fused forward/backward of `cdist` for 2-D inputs (see there)."""
 
     @staticmethod
     def forward(ctx, x, y, radius, reverse):
-        r2 = radius * radius
-        qx, qy = gap(x, radius=radius), gap(y, radius=radius)
-        rx, ry = qx.rsqrt(), qy.rsqrt()
-        # v_ij = [x_i rx_i, R^2 rx_i] . [-y_j ry_j, ry_j]
-        xa = torch.cat([x * rx.unsqueeze(1), (r2 * rx).unsqueeze(1)], 1)
-        ya = torch.cat([y * -ry.unsqueeze(1), ry.unsqueeze(1)], 1)
-        # +-(log Q_x / 2 - log Q_y / 2): a rank-2 product added in place
-        lx, ly = qx.log().mul_(0.5), qy.log().mul_(0.5)
-        sign = -1.0 if reverse else 1.0
-        la = torch.stack([lx * sign, torch.ones_like(lx)], 1)
-        lb = torch.stack([torch.ones_like(ly), ly * -sign], 0)
+        dtype, device = x.dtype, x.device
         n, m = x.shape[0], y.shape[0]
-        out = torch.empty(n, m, dtype=xa.dtype, device=xa.device)
+        sign = -1.0 if reverse else 1.0
+        wide = torch.float64 if device.type != "mps" else dtype
+        parts = _FunkParts(x.detach(), y.detach(), radius, sign, wide, target_accuracy(dtype))
+        xa, ya = parts.xa.to(dtype), parts.ya.to(dtype)
+        la, lb = parts.la.to(dtype), parts.lb.to(dtype)
+        out = torch.empty(n, m, dtype=dtype, device=device)
         keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
         sh = torch.empty_like(out) if keep else None
         step = block_rows(n, m, out.device)
         scratch = torch.empty(min(step, n), m, dtype=out.dtype, device=out.device) if sh is None else None
         minus_one = torch.full((), -1.0, dtype=out.dtype, device=out.device)
+        refine = n > 0 and m > 0 and not torch.compiler.is_compiling()
+        u = matmul_roundoff(dtype)
+        if wide == dtype:  # the per-point terms are in this dtype too: the worst-case bound
+            u *= x.shape[1] + 2
         for i in range(0, n, step):
             blk = out[i : i + step]
             torch.mm(xa[i : i + step], ya.mT, out=blk)
+            flags = None
+            if refine:
+                # the error model per row from the extremes of v (two reductions; torch.aminmax is
+                # slower than both); in the rows it does not clear, the entries below a cutoff of v
+                # (the nearest pairs, where the model's bound is largest) are flagged
+                v_min, v_max = blk.amin(1), blk.amax(1)
+                grow = torch.arange(i, i + blk.shape[0], device=device)
+                bad = parts.rows_ok(v_min, v_max, grow, u).logical_not_().nonzero().squeeze(1)
+                if bad.numel():
+                    limit = _round_up(parts.cutoff(v_min[bad], v_max[bad], bad + i, u), dtype)
+                    r, c = (blk.index_select(0, bad) < limit[:, None]).nonzero(as_tuple=True)
+                    flags = (bad[r], c)
             root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
-            # sqrt(v^2 - 1) = sinh(arccosh v); v^2 - 1 in one pass
-            torch.addcmul(minus_one, blk, blk, out=root).clamp_min_(0.0).sqrt_()
-            blk.add_(root).log_().addmm_(la[i : i + step], lb).clamp_min_(0.0)
-        if not torch.compiler.is_compiling():
-            pairs = coincident_pairs(x, y)
-            out[pairs] = 0.0
-            if sh is not None:
-                sh[pairs] = 0.0
+            # sqrt(v^2 - 1) = sinh(arccosh v); v^2 - 1 in one pass (v < 1 by rounding: NaN where
+            # refined, those entries are flagged)
+            torch.addcmul(minus_one, blk, blk, out=root)
+            if not refine:
+                root.clamp_min_(0.0)
+            root.sqrt_()
+            blk.add_(root).log_().addmm_(la[i : i + step], lb)
+            if not refine:
+                blk.clamp_min_(0.0)
+            elif flags is not None:
+                parts.fix(blk, root, *flags, i)
         ctx.radius, ctx.sign = radius, sign
         ctx.save_for_backward(x, y, sh)
         return out

@@ -7,6 +7,8 @@ point sets on a common mean (which reduces cancellation), clamped at zero.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 __all__ = [
@@ -344,6 +346,27 @@ def gram_accurate(alpha, f, size2, u: float, tau: float) -> torch.Tensor:
     return alpha * (tau * f - (u * LINEAR_C) * size2.sqrt()) >= (u * GRAM_C) * size2
 
 
+def _mapped_rows(v, c, lw_aug, dtype, chunk=1024):
+    """`((v - c) L, |(v - c) L|^2, w.(v - c) L)` for `lw_aug = [L, L w]` (wide): the first in `dtype`,
+    the others wide. Computed in chunks of rows through one reused wide buffer (fresh float64
+    copies of the points cost more than the arithmetic)."""
+    n, r = v.shape[0], lw_aug.shape[1] - 1
+    mapped = torch.empty(n, r, dtype=dtype, device=v.device)
+    sq = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
+    drift = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
+    buf = torch.empty(min(chunk, n), v.shape[1], dtype=lw_aug.dtype, device=v.device)
+    out = torch.empty(min(chunk, n), r + 1, dtype=lw_aug.dtype, device=v.device)
+    for k in range(0, n, chunk):
+        rows = min(chunk, n - k)
+        b, o = buf[:rows], out[:rows]
+        torch.sub(v[k : k + rows], c, out=b)
+        torch.mm(b, lw_aug, out=o)
+        mapped[k : k + rows] = o[:, :r]
+        torch.linalg.vector_norm(o[:, :r], dim=1, out=sq[k : k + rows]).square_()
+        drift[k : k + rows] = o[:, r]
+    return mapped, sq, drift
+
+
 class _PairwiseRanders(torch.autograd.Function):
     """Fused forward/backward of `pairwise_randers` (see there); 2-D inputs only."""
 
@@ -358,10 +381,10 @@ class _PairwiseRanders(torch.autograd.Function):
             precise = (factor.detach(), w.detach())
         lw, ww = (t.to(device=device, dtype=wide) for t in precise)
         c = (x.detach().sum(0, dtype=wide) + y.detach().sum(0, dtype=wide)).div_(max(n + m, 1))
-        s, t = (x.detach().to(wide) - c) @ lw, (y.detach().to(wide) - c) @ lw
-        s2, t2 = (s * s).sum(1), (t * t).sum(1)
-        bx, by = s @ ww, t @ ww
-        xt, yt = s.to(dtype), t.to(dtype)
+        # [s, w.s] = (x - c) [L, L w] (x - c first: exact for float32 x)
+        lw_aug = torch.cat([lw, (lw @ ww).unsqueeze(1)], 1)
+        xt, s2, bx = _mapped_rows(x.detach(), c, lw_aug, dtype)
+        yt, t2, by = _mapped_rows(y.detach(), c, lw_aug, dtype)
         ones_x, ones_y = xt.new_ones(n, 1), yt.new_ones(m, 1)
         # |t_j - s_i|^2 = [s_i, |s_i|^2, 1] . [-2 t_j, 1, |t_j|^2]: the outer sums are two extra
         # columns of the one matmul (as in torch.cdist), so no pass adds them
@@ -380,7 +403,7 @@ class _PairwiseRanders(torch.autograd.Function):
             if wide == dtype:  # |s|^2, |t|^2 summed in this dtype too: the worst-case bound
                 u *= xt.shape[1] + 2
             size2 = (s2 + t2.max()).to(dtype)
-            fix = _RandersRefine(exact, s, t, s2, t2, bx, by, tau)
+            fix = _RandersRefine(exact, x.detach(), y.detach(), c, lw, s2, t2, bx, by, tau)
         step = block_rows(n, m, out.device)
         for i in range(0, n, step):
             blk = out[i : i + step]
@@ -395,9 +418,6 @@ class _PairwiseRanders(torch.autograd.Function):
             rows = ok.logical_not_().nonzero().squeeze(1)
             if rows.numel():
                 fix.rows(blk, rows, i, bxa, bya, u)
-        if refine:
-            # coincident points: exactly 0
-            out[coincident_pairs(x, y)] = 0.0
         ctx.save_for_backward(x, y, factor, w, c.to(dtype), xt, yt, out)
         return out
 
@@ -435,17 +455,29 @@ class _RandersRefine:
 
     chunk = 1 << 15  # pairs per direct evaluation (bounds its [chunk, R] scratch)
 
-    def __init__(self, exact, s, t, s2, t2, bx, by, tau):
-        self.exact, self.s, self.t, self.s2, self.t2, self.bx, self.by = exact, s, t, s2, t2, bx, by
-        self.tau = tau
+    def __init__(self, exact, x, y, c, lw, s2, t2, bx, by, tau):
+        self.exact, self.x, self.y, self.c, self.lw = exact, x, y, c, lw
+        self.s2, self.t2, self.bx, self.by, self.tau = s2, t2, bx, by, tau
+
+    @functools.cached_property
+    def s(self):
+        """The sources in factor coordinates in the wide dtype (made on the first flag)."""
+        return (self.x.to(self.lw.dtype) - self.c) @ self.lw
+
+    @functools.cached_property
+    def t(self):
+        """The targets in factor coordinates in the wide dtype."""
+        return (self.y.to(self.lw.dtype) - self.c) @ self.lw
 
     def direct(self, rows, cols):
-        """F(t_j - s_i) of the index pairs from their differences (in the wide dtype)."""
-        parts = [
-            self.exact(self.t[cols[k : k + self.chunk]] - self.s[rows[k : k + self.chunk]])
-            for k in range(0, rows.numel(), self.chunk)
-        ]
-        return torch.cat(parts) if parts else self.s.new_zeros(0)
+        """F(t_j - s_i) of the index pairs from their differences (in the wide dtype); exactly 0
+        where x_i = y_j (every flagged pair is checked: coincident points are always flagged)."""
+        parts = []
+        for k in range(0, rows.numel(), self.chunk):
+            r, c = rows[k : k + self.chunk], cols[k : k + self.chunk]
+            f = self.exact(self.t[c] - self.s[r])
+            parts.append(f.masked_fill_((self.x[r] == self.y[c]).all(1), 0.0))
+        return torch.cat(parts) if parts else self.lw.new_zeros(0)
 
     def rows(self, blk, rows, i, bxa, bya, u):
         """Recheck rows `rows` of the block `blk` (rows `i + rows` of the result) entry by entry."""
@@ -454,7 +486,7 @@ class _RandersRefine:
         alpha = torch.addmm(sub, bxa[grow], bya, alpha=-1.0)  # F - beta
         size2 = torch.add(self.s2[grow, None].to(sub.dtype), self.t2.to(sub.dtype))
         flag = gram_accurate(alpha, sub, size2, u, self.tau).logical_not_()
-        wide = self.s.dtype != blk.dtype
+        wide = self.lw.dtype != blk.dtype
         if wide and int(flag.sum()) * 32 > flag.numel():
             # many flags: the whole rows from a float64 Gram matmul, then its own (few) flags
             blk[rows] = self.dense(grow).to(blk.dtype)
@@ -470,7 +502,7 @@ class _RandersRefine:
         f = torch.add(alpha, self.by).sub_(self.bx[grow, None])
         # the worst-case bound here ((R + 2) u; its |s|^2, |t|^2 are sums in this dtype too): in
         # float64 it flags only near-duplicate pairs
-        u = matmul_roundoff(f.dtype) * (self.s.shape[1] + 2)
+        u = matmul_roundoff(f.dtype) * (self.lw.shape[1] + 2)
         ok = gram_accurate(alpha, f, size2, u, self.tau)
         r, cols = ok.logical_not_().nonzero(as_tuple=True)
         f[r, cols] = self.direct(grow[r], cols)

@@ -11,7 +11,7 @@ path by 2e-2."""
 import pytest
 import torch
 
-from finslerlib import Randers
+from finslerlib import FunkBall, Randers
 from finslerlib.math import randers as rmath
 
 RTOL = 1e-6  # the issue's requirement, about 8 float32 ulps
@@ -110,3 +110,57 @@ def test_randers_cdist_keeps_gradients_where_entries_are_recomputed():
     x = _points(3, a, b, 8, seed=4).double().requires_grad_()
     y = (_points(3, a, b, 6, seed=5).double() + 1e-3).requires_grad_()
     assert torch.autograd.gradcheck(m.cdist, (x, y))
+
+
+def _funk_oracle(x, y, radius=1.0):
+    """d(x_i -> y_j) = -log(1 - F(x_i, y_j - x_i)) in float64 (the exit-point form of the Funk distance),
+    F = (sqrt(Q |u|^2 + (x.u)^2) + x.u) / Q evaluated as Q |u|^2 / (sqrt(...) - x.u) where x.u < 0."""
+    x, y = x.double()[:, None, :], y.double()[None, :, :]
+    u = y - x
+    q = radius * radius - (x * x).sum(-1)
+    p, n2 = (x * u).sum(-1), (u * u).sum(-1)
+    s = (q * n2 + p * p).sqrt()
+    qf = torch.where(p >= 0, s + p, q * n2 / (s - p))
+    return -torch.log1p(-qf / q)
+
+
+def _ball_points(dim, n, seed, radius=1.0):
+    """Clusters of near-duplicates near the wall (|x| up to 1 - 1e-4), points across the ball and on
+    a shell (the pairs the Gram form keeps)."""
+    g = torch.Generator().manual_seed(seed)
+    fixed = torch.Generator().manual_seed(11)
+    centres = torch.randn(3, dim, generator=fixed, dtype=torch.float64)
+    centres = (
+        centres
+        / centres.norm(dim=1, keepdim=True)
+        * torch.tensor([[0.5], [0.99], [0.9999]], dtype=torch.float64)
+    )
+    k = n // 2
+    z = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    z = z / z.norm(dim=1, keepdim=True)
+    near = (
+        centres[torch.randint(3, (k,), generator=g)]
+        + torch.logspace(-7, -5, k, dtype=torch.float64)[:, None] * z[:k]
+    )
+    spread = z[k:] * torch.rand(n - k, 1, generator=g, dtype=torch.float64) ** (1 / dim) * 0.9
+    return (radius * torch.cat([near, spread])).float()
+
+
+@pytest.mark.parametrize("dim", [3, 16, 128])
+def test_funk_cdist_float32_within_1e6_of_float64(dim):
+    ball = FunkBall(dim, radius=2.0)
+    x, y = _ball_points(dim, 120, seed=1, radius=2.0), _ball_points(dim, 130, seed=2, radius=2.0)
+    y[:10] = x[:10]  # coincident pairs: exactly 0
+    want = _funk_oracle(x, y, radius=2.0)
+    _assert_within(ball.cdist(x, y), want)
+    _assert_within(ball.cdist(x[None].expand(2, -1, -1), y)[1], want)  # batched inputs
+    _assert_within(ball.reverse().cdist(y, x).mT, want)  # d~(y_j -> x_i) = d(x_i -> y_j)
+
+
+def test_funk_cdist_gradients_where_entries_are_recomputed():
+    """Recomputed entries keep their sqrt(v^2 - 1) for the backward: gradcheck on clustered points."""
+    x = _ball_points(3, 8, seed=3).double().requires_grad_()
+    y = (_ball_points(3, 6, seed=4).double() * 0.999).requires_grad_()
+    ball = FunkBall(3)
+    assert torch.autograd.gradcheck(ball.cdist, (x, y))
+    assert torch.autograd.gradcheck(ball.reverse().cdist, (x, y))
