@@ -2,12 +2,15 @@
 
 The metric is HFM's kind of test: Zermelo navigation on the Euclidean plane with the wind
 $W(x, y) = 0.9 \\,(\\sin(\\pi y), \\sin(\\pi x))$ (|W| up to 0.9 x sqrt(2) > 1: the strongest-wind
-corners are outside the domain, `inf`) on $[-1, 1]^2$, one source at the origin. Printed: the time
-of one map per grid size and order (best of `--repeats`), the sweeps, the ratio to HFM's published
-CPU figure for 1001^2 (3.05 s, scaled by the node count for other sizes), and the shooting solver
-(`RandersField.dist`) on `--pairs` source-target pairs timed in the same run (its time per pair,
-the map's time per node, and the two distances). Also the machine's load (`os.getloadavg`).
-Run: `python benchmarks/bench_eikonal.py [--sizes 201 401 --orders 1 2 --repeats 1 --dtype float64]`.
+corners are outside the domain, `inf`) on $[-1, 1]^2$, one source at the origin; in 3-D
+(`--sizes3`) the wind $0.9 (\\sin \\pi y, \\sin \\pi z, \\sin \\pi x)$ on $[-1, 1]^3$.
+Printed: the time of one map per grid size, order and backend (best of `--repeats`, after a
+warm-up map that also builds or loads the compiled kernel), the sweeps, the ratio to HFM's
+published CPU figure for 1001^2 (3.05 s; other sizes scaled by the node count), and the shooting
+solver (`RandersField.dist`) on `--pairs` source-target pairs timed in the same run (its time per
+pair, the ratio of one map to one shot pair, and the two distances). Also `uptime`'s load average.
+Run: `python benchmarks/bench_eikonal.py [--sizes 201 1001 --sizes3 101 201 --orders 1 2
+--backends cpp torch --repeats 1 --dtype float64]`.
 """
 
 from __future__ import annotations
@@ -27,18 +30,37 @@ HFM_CPU_1001 = 3.05  # seconds, HFM's published CPU figure for a 1001^2 map with
 
 
 def wind(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-1] == 3:
+        return 0.9 * torch.stack([torch.sin(math.pi * x[..., k]) for k in (1, 2, 0)], -1)
     return 0.9 * torch.stack([torch.sin(math.pi * x[..., 1]), torch.sin(math.pi * x[..., 0])], -1)
 
 
 def coefficients(x: torch.Tensor):
-    eye = torch.eye(2, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], 2, 2)
+    d = x.shape[-1]
+    eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], d, d)
     return navigation_to_randers(eye, wind(x))
+
+
+def time_map(n: int, dim: int, order: int, backend: str, dtype, device, repeats: int):
+    ax = torch.linspace(-1, 1, n, dtype=dtype, device=device)
+    src = torch.zeros(1, dim, dtype=dtype, device=device)
+    best, m = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            m = eikonal_map(coefficients, (ax,) * dim, src, order=order, backend=backend)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, m
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[201, 401])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[201, 1001])
+    parser.add_argument("--sizes3", type=int, nargs="*", default=[])
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "cpp", "torch"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
@@ -50,24 +72,30 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
     print(f"load average {os.getloadavg()}, threads {torch.get_num_threads()}, {args.dtype}, {device}")
-    src = torch.zeros(1, 2, dtype=dtype, device=device)
-    for n in args.sizes:
-        ax = torch.linspace(-1, 1, n, dtype=dtype, device=device)
-        for order in args.orders:
-            best = float("inf")
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                with torch.no_grad():
-                    m = eikonal_map(coefficients, (ax, ax), src, order=order)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - start)
-            hfm = HFM_CPU_1001 * (n * n) / 1001**2
-            print(
-                f"{n}^2 order {order}: {best:.2f} s, {m.iterations} sweeps, converged {m.converged}; "
-                f"ratio to HFM's CPU figure (scaled to {n}^2: {hfm:.3f} s): {best / hfm:.1f}x"
-            )
+    for backend in args.backends:  # warm-up: builds / loads the kernel, first-call imports
+        time_map(21, 2, 2, backend, dtype, device, 1)
+    last = None
+    for dim, sizes in ((2, args.sizes), (3, args.sizes3)):
+        for n in sizes:
+            for order in args.orders:
+                for backend in args.backends:
+                    best, m = time_map(n, dim, order, backend, dtype, device, args.repeats)
+                    line = (
+                        f"{n}^{dim} order {order} {backend}: {best:.2f} s, {m.iterations} sweeps, "
+                        f"converged {m.converged}"
+                    )
+                    if dim == 2:
+                        hfm = HFM_CPU_1001 * (n * n) / 1001**2
+                        line += (
+                            f"; ratio to HFM's CPU figure (scaled to {n}^2: {hfm:.3f} s): {best / hfm:.2f}x"
+                        )
+                        last = (n, best, m)
+                    print(line, flush=True)
+    print(f"load average {os.getloadavg()}")
+    if last is None:
+        return
     # the shooting solver on a few pairs from the same source, timed in the same run
+    n, best, m = last
     gen = torch.Generator().manual_seed(0)
     targets = (torch.rand(args.pairs, 2, generator=gen, dtype=torch.float64) - 0.5) * 0.5  # |W| <= 0.9 here
     field = RandersField.from_navigation(wind=wind, dim=2)
@@ -76,9 +104,9 @@ def main() -> None:
     shoot_time = time.perf_counter() - start
     read = interpolate(m.values.double().cpu(), tuple(t.double().cpu() for t in m.axes), targets)
     print(
-        f"shooting: {shoot_time / args.pairs:.3f} s per pair ({args.pairs} pairs); the last map: "
-        f"{best / (n * n) * 1e6:.2f} us per node, i.e. one map costs as much as "
-        f"{best / (shoot_time / args.pairs):.1f} shot pairs"
+        f"shooting: {shoot_time / args.pairs:.3f} s per pair ({args.pairs} pairs); the last map "
+        f"({n}^2): {best / (n * n) * 1e6:.3f} us per node, one map costs as much as "
+        f"{best / (shoot_time / args.pairs):.2f} shot pairs"
     )
     print(
         "pair distances, shooting vs the last map:",

@@ -101,23 +101,21 @@ class Precomputed:
 
 def precompute(st: Stencil, a: torch.Tensor, b: torch.Tensor, spacing: torch.Tensor) -> Precomputed:
     """`Precomputed` from the metric `a` `[*grid, D, D]`, `b` `[*grid, D]` and the steps `[D]`."""
+    dim = a.shape[-1]
+    grid = a.shape[:-2]
     off = torch.tensor(st.offsets, dtype=a.dtype, device=a.device) * spacing  # [K, D]
-    ae = torch.einsum("...ij,kj->k...i", a, off)  # [K, *grid, D]
-    ee = torch.stack(
-        [
-            torch.stack(
-                [
-                    (ae[i] * off[i]).sum(-1),
-                    (ae[j] * off[i]).sum(-1),
-                    (ae[j] * off[j]).sum(-1),
-                ]
-            )
-            for i, j in st.edges
-        ]
-    )
-    be = torch.einsum("...i,ki->k...", b, off)
+    # the quadratic forms e_k^T a e_l as one product [R, D*D] @ [D*D, N]: the rows (k, k) then,
+    # per edge (i, j), the rows (i, i), (i, j), (j, j)
+    pairs = [(k, k) for k in range(len(st.offsets))]
+    pairs += [p for i, j in st.edges for p in ((i, i), (i, j), (j, j))]
+    left, right = off[[k for k, _ in pairs]], off[[m for _, m in pairs]]
+    coef = (left.unsqueeze(-1) * right.unsqueeze(-2)).reshape(len(pairs), dim * dim)
+    quad = coef @ a.reshape(-1, dim * dim).T.contiguous()  # [R, N]
+    k = len(st.offsets)
+    root = torch.sqrt(quad[:k]).reshape(k, *grid)
+    ee = quad[k:].reshape(len(st.edges), 3, *grid)
+    be = (off @ b.reshape(-1, dim).T.contiguous()).reshape(k, *grid)
     ainv = torch.linalg.inv(a) if st.triangles else None
-    root = torch.sqrt(torch.stack([(ae[k] * off[k]).sum(-1) for k in range(len(st.offsets))]))
     return Precomputed(ee.transpose(0, 1).contiguous(), be.contiguous(), root, ainv, b, spacing)
 
 
@@ -170,7 +168,11 @@ def _triangle(ts, ss, signs, spacing, b, ainv):
     r"""The octant-facet solution (3-D) where the characteristic arrives from inside the facet, else inf."""
     fin = torch.isfinite(ts[0]) & torch.isfinite(ts[1]) & torch.isfinite(ts[2])
     dk = [signs[k] * spacing[k] * ss[k] for k in range(3)]
-    u = torch.stack([torch.where(fin, ts[k], torch.zeros_like(ts[k])) / dk[k] for k in range(3)], -1)
+    # solved for T - ref, ref the smallest of the three values: the quadratic's terms stay O(1/h^2)
+    # (in T itself they are O(T^2/h^4) and cancel to O(1/h^2): rounding eps T^2/h instead of eps T)
+    zs = [torch.where(fin, ts[k], torch.zeros_like(ts[k])) for k in range(3)]
+    ref = torch.minimum(torch.minimum(zs[0], zs[1]), zs[2])
+    u = torch.stack([(zs[k] - ref) / dk[k] for k in range(3)], -1)
     w = torch.stack([1.0 / dk[k] * torch.ones_like(ts[k]) for k in range(3)], -1)
     r = u - b
     aw = (ainv @ w.unsqueeze(-1)).squeeze(-1)
@@ -182,7 +184,7 @@ def _triangle(ts, ss, signs, spacing, b, ainv):
     direction = ar - t.unsqueeze(-1) * aw  # a^{-1}(p - b), p = u - t w
     for k in range(3):
         ok = ok & (direction[..., k] * signs[k] <= 0)
-    return torch.where(ok, t, torch.full_like(t, float("inf")))
+    return torch.where(ok, ref + t, torch.full_like(t, float("inf")))
 
 
 def jacobi_step(

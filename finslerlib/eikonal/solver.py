@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
 from finslerlib.eikonal.scheme import Precomputed, Stencil, jacobi_step, precompute, stencil
 from finslerlib.eikonal.sweep import Sweeper
 from finslerlib.math import randers as rmath
@@ -118,21 +119,41 @@ def _check_axes(axes, sources):
         raise ValueError(f"axes: distance maps are implemented on 2-D and 3-D grids, got {dim} axes")
     spacing = []
     for k, t in enumerate(axes):
+        if not t.is_floating_point():
+            raise TypeError(f"axes[{k}] must be a floating-point tensor, got dtype {t.dtype}")
+        if t.dtype != axes[0].dtype or t.device != axes[0].device:
+            raise TypeError(
+                f"axes must share one dtype and device, got axes[0] {axes[0].dtype} on {axes[0].device} "
+                f"and axes[{k}] {t.dtype} on {t.device}"
+            )
         if t.dim() != 1 or t.numel() < 3:
             raise ValueError(f"axes[{k}] must be 1-D with at least 3 points, got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"axes[{k}] must be finite, got {t.tolist()[:8]}...")
         step = t[1:] - t[:-1]
         h = (t[-1] - t[0]) / (t.numel() - 1)
-        slack = max(1e-6 * float(h.abs()), 64 * torch.finfo(t.dtype).eps * float(t.abs().max()))
-        if not bool(h > 0) or float((step - h).abs().max()) > slack:
+        if not bool((step > 0).all()):
+            j = int((step <= 0).nonzero()[0, 0])
             raise ValueError(
-                f"axes[{k}] must be increasing and uniformly spaced (largest step deviation "
-                f"{float((step - h).abs().max()):.3g})"
+                f"axes[{k}] must be increasing, got axes[{k}][{j}] = {float(t[j]):.6g} and "
+                f"axes[{k}][{j + 1}] = {float(t[j + 1]):.6g} (reverse it, or flip the map)"
+            )
+        slack = max(1e-6 * float(h.abs()), 64 * torch.finfo(t.dtype).eps * float(t.abs().max()))
+        if float((step - h).abs().max()) > slack:
+            raise ValueError(
+                f"axes[{k}] must be uniformly spaced: steps between {float(step.min()):.6g} and "
+                f"{float(step.max()):.6g} (largest deviation {float((step - h).abs().max()):.3g} "
+                f"from the mean step {float(h):.6g})"
             )
         spacing.append(h)
     if not isinstance(sources, torch.Tensor):
         raise TypeError(f"sources must be a Tensor [S, D], got {type(sources).__name__}")
     if sources.dim() != 2 or sources.shape[-1] != dim or sources.shape[0] == 0:
         raise ValueError(f"sources must have shape [S, {dim}] with S >= 1, got {tuple(sources.shape)}")
+    finite = torch.isfinite(sources).all(-1)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0, 0])
+        raise ValueError(f"sources[{i}] = {sources[i].tolist()} is not finite")
     lo = torch.stack([t[0] for t in axes])
     hi = torch.stack([t[-1] for t in axes])
     outside = ((sources < lo) | (sources > hi)).any(-1)
@@ -160,10 +181,11 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
     fixed_val = torch.full_like(base, float("inf"))
     for s in range(sources.shape[0]):
         v = x - sources[s]
-        alpha = torch.sqrt((v.unsqueeze(-2) @ a_s[s] @ v.unsqueeze(-1)).squeeze(-1).squeeze(-1).clamp_min(0))
+        av = v @ a_s[s]
+        alpha = torch.sqrt((av * v).sum(-1).clamp_min(0))
         t0 = alpha + v @ b_s[s]
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
-        g = (v @ a_s[s]) / safe_alpha.unsqueeze(-1) + b_s[s]
+        g = av / safe_alpha.unsqueeze(-1) + b_s[s]
         closer = t0 < base
         base = torch.where(closer, t0, base)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
@@ -204,15 +226,14 @@ class _Problem:
         return torch.where(self.valid, new, inf)
 
 
-def _iterate(problem: _Problem, t: torch.Tensor, order: int, tol: float, max_iter: int, check: int):
-    """Jacobi sweeps until the largest change is within `tol`; returns `(T, sweeps, change)`."""
+def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
+    """Jacobi steps `t <- step(t, order)` until the largest change is within `tol`;
+    returns `(T, steps, change)`."""
     change = float("inf")
-    sweeps = 0
-    while sweeps < max_iter:
-        for _ in range(check - 1):
-            t = problem.step(t, order)
-        new = problem.step(t, order)
-        sweeps += check
+    steps = 0
+    while steps < max_iter:
+        new = step(t, order)
+        steps += 1
         both = torch.isfinite(new) & torch.isfinite(t)
         diff = torch.where(both, (new - t).abs(), torch.zeros_like(t))
         reached = torch.isfinite(new) != torch.isfinite(t)
@@ -220,28 +241,39 @@ def _iterate(problem: _Problem, t: torch.Tensor, order: int, tol: float, max_ite
         t = new
         if change <= tol:
             break
-    return t, sweeps, change
+    return t, steps, change
 
 
-def _sweep(problem: _Problem, sweeper: Sweeper, t, order: int, tol: float, max_rounds: int, max_iter: int):
+def _sweep(sweeper, step, t, order: int, tol: float, max_rounds: int, max_iter: int):
     """Rounds of fast sweeps until no value changes by more than `tol`, then Jacobi steps until one
     changes no value by more than `tol` (the stopping test of the Jacobi map itself);
     returns `(T, sweeps, change)`."""
     flat = sweeper.pad(t)
-    rounds = 0
-    while rounds < max_rounds:
-        before = flat.clone()
-        sweeper.round(flat, order)
-        rounds += 1
-        if bool((torch.isfinite(flat) != torch.isfinite(before)).any()):
-            continue
-        both = torch.isfinite(flat)
-        change = float(torch.where(both, (flat - before).abs(), torch.zeros_like(flat)).max())
-        if change <= tol:
-            break
+    rounds, _ = sweeper.rounds(flat, order, tol, max_rounds)
     t = sweeper.unpad(flat)
-    t, more, change = _iterate(problem, t, order, tol, max(1, max_iter - rounds * len(sweeper.sweeps)), 1)
-    return t, rounds * len(sweeper.sweeps) + more, change
+    swept = rounds * sweeper.sweeps_per_round
+    t, more, change = _iterate(step, t, order, tol, max(1, max_iter - swept))
+    return t, swept + more, change
+
+
+_BACKENDS = ("auto", "cpp", "torch")
+
+
+def _sweeper(backend: str, st, a, b, spacing, free, base, grad, build_problem):
+    """The sweeper of `backend` and its Jacobi step."""
+    if backend != "torch" and free.device.type == "cpu":
+        module = load_kernel()
+        if module is not None:
+            sweeper = CompiledSweeper(module, st, a, b, spacing, free, base, grad)
+            return sweeper, sweeper.step
+        if backend == "cpp":
+            raise RuntimeError(
+                "backend='cpp': the compiled sweep kernel could not be built (see the warning)"
+            )
+    elif backend == "cpp":
+        raise ValueError(f"backend='cpp' runs on CPU tensors, got the device {free.device}")
+    problem = build_problem()
+    return Sweeper(st, problem.pre, free, base, problem.slope), problem.step
 
 
 class _ImplicitHook:
@@ -274,6 +306,7 @@ def eikonal_map(
     source_radius: float = 1.0,
     tol: float | None = None,
     max_iter: int | None = None,
+    backend: str = "auto",
 ) -> DistanceMap:
     r"""The Randers distance map $T(x) = \min_s d(s \to x)$ on a grid, metric given as a function.
 
@@ -290,6 +323,12 @@ def eikonal_map(
         tol: stopping tolerance on the largest change per sweep (default `8 eps max T`).
         max_iter: sweeps per order, fast sweeps and Jacobi steps together (default 20 times the
             grid's largest side).
+        backend: how the forward iteration runs: `"cpp"` the compiled CPU kernel
+            (`finslerlib.eikonal.kernel`, built with the C++ compiler on first use, then cached),
+            `"torch"` the vectorized torch sweeps (any device), `"auto"` (default) the kernel on CPU
+            tensors where it can be built (else the torch sweeps, with one warning). Both iterate
+            the same scheme to the same fixed point (to rounding); gradients are the same torch step
+            either way.
 
     Returns:
         `DistanceMap`; differentiable in the metric's parameters and the sources.
@@ -303,6 +342,8 @@ def eikonal_map(
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     axes = tuple(axes)
     spacing = _check_axes(axes, sources)
     dtype, device = axes[0].dtype, axes[0].device
@@ -320,39 +361,43 @@ def eikonal_map(
     a = torch.where(valid[..., None, None], a, eye)
     b = torch.where(valid[..., None], b, torch.zeros_like(b))
     st = stencil(d)
-    pre = precompute(st, a, b, spacing)
     fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid)
-    slope = None
-    if factor:
-        off = torch.tensor(st.offsets, dtype=dtype, device=device) * spacing
-        slope = torch.einsum("...i,ki->k...", grad, off)
-    else:
-        base = None
-    problem = _Problem(st, pre, order, fixed, fixed_val, valid, base, slope)
+    if not factor:
+        base = grad = None
+
+    def build_problem() -> _Problem:
+        slope = None
+        if base is not None:
+            off = torch.tensor(st.offsets, dtype=dtype, device=device) * spacing
+            slope = torch.einsum("...i,ki->k...", grad, off)
+        return _Problem(st, precompute(st, a, b, spacing), order, fixed, fixed_val, valid, base, slope)
+
     side = max(t.numel() for t in axes)
     max_iter = 20 * side if max_iter is None else int(max_iter)
     with torch.no_grad():
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
-        sweeper = Sweeper(st, pre, valid & ~fixed, base, slope)
-        rounds = max(2, max_iter // (4 * len(sweeper.sweeps)))
-        t, sweeps, change = _sweep(problem, sweeper, t, 1, tol_, rounds, max_iter)
+        sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
+        rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
+        t, sweeps, change = _sweep(sweeper, step, t, 1, tol_, rounds, max_iter)
         if order == 2:
             tol2 = (
                 tol_
                 if tol is not None
                 else 8 * torch.finfo(dtype).eps * max(1.0, float(t[torch.isfinite(t)].max()))
             )
-            t, more, change = _sweep(problem, sweeper, t, 2, tol2, rounds, max_iter)
+            t, more, change = _sweep(sweeper, step, t, 2, tol2, rounds, max_iter)
             sweeps += more
             tol_ = tol2
         elif tol is None:
             tol_ = 8 * torch.finfo(dtype).eps * max(1.0, float(t[torch.isfinite(t)].max()))
     converged = change <= tol_
     values = t
-    if torch.is_grad_enabled():
+    inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
+    if torch.is_grad_enabled() and any(z.requires_grad for z in inputs):
         # one differentiable sweep at the fixed point; the hook applies (I - dG/dT)^-T to its gradient
+        problem = build_problem()  # outside no_grad: differentiable in the metric and the sources
         out = problem.step(t.detach(), order)
         if out.requires_grad:
             t0 = t.detach().requires_grad_(True)

@@ -231,6 +231,27 @@ class Sweeper:
             out = torch.minimum(out, _triangle(tv, ts, signs, self.spacing, b, ainv).amin(0))
         return out
 
+    @property
+    def sweeps_per_round(self) -> int:
+        return len(self.sweeps)
+
+    def rounds(self, flat: torch.Tensor, order: int, tol: float, max_rounds: int) -> tuple[int, float]:
+        """Rounds of all sweeps in place on `flat` until no value changes by more than `tol`;
+        returns `(rounds, change)` (`change` is that of the last round)."""
+        rounds, change = 0, float("inf")
+        while rounds < max_rounds:
+            before = flat.clone()
+            self.round(flat, order)
+            rounds += 1
+            if bool((torch.isfinite(flat) != torch.isfinite(before)).any()):
+                change = float("inf")
+                continue
+            both = torch.isfinite(flat)
+            change = float(torch.where(both, (flat - before).abs(), torch.zeros_like(flat)).max())
+            if change <= tol:
+                break
+        return rounds, change
+
     def round(self, t: torch.Tensor, order: int) -> None:
         """All $2^D$ sweeps once, in place on the flat padded state `t`."""
         if order == 1 and self.lean is not None:

@@ -1,0 +1,483 @@
+r"""A compiled CPU kernel for the sweeps of `finslerlib.eikonal.scheme` (the forward iteration only).
+
+Plain C++ loops over the grid, built once with `torch.utils.cpp_extension.load_inline` (a C++
+compiler and `ninja` needed; cached in torch's extension directory, `TORCH_EXTENSIONS_DIR`):
+
+* `rounds`: Gauss–Seidel fast sweeping, the $2^D$ lexicographic orderings of the grid
+  (axis 0 outermost, each axis forwards or backwards), every facet of the stencil. First order:
+  each node takes $\min(T, \text{update})$ (values only decrease, from $T = \infty$); second
+  order: the update. A node is visited only when a value it reads has changed since its last
+  update (locking, Bak, McLaughlin & Renzi 2010): otherwise the update would give the same value.
+  Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance.
+* `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet).
+
+The local solver is the one of `finslerlib.eikonal.scheme` (`_edge_min`, `_triangle`), term for
+term, so both backends iterate to the same fixed point (to rounding). Gradients do not go through
+the kernel: the solver differentiates one torch step of $G$ at the fixed point (implicit function
+theorem), whichever backend found it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from finslerlib.eikonal.scheme import Stencil
+
+__all__ = ["CompiledSweeper", "compiled_available", "load_kernel"]
+
+_PAD = 2
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+template <typename S>
+struct Grid {
+  int dim = 0, K = 0, E = 0, NT = 0;
+  int64_t n[3] = {1, 1, 1}, N = 1;
+  int64_t stride[3] = {0, 0, 0}, pstride[3] = {0, 0, 0};
+  int off[8][3] = {};
+  int64_t shift[8] = {};
+  int edges[12][2] = {};
+  int tris[8][3] = {};
+  S sg[8][3] = {};
+  S ev[8][3] = {};  // the offsets times the grid steps
+  const S *a = nullptr, *b = nullptr, *grad = nullptr, *base = nullptr, *spacing = nullptr;
+  const bool* free_ = nullptr;
+  bool factored = false;
+};
+
+template <typename S>
+inline S edge_min(S t0, S t1, S s0, S s1, S a0, S a1, S a2, S be0, S be1, S r0, S r1) {
+  const S inf = std::numeric_limits<S>::infinity();
+  const S q00 = s0 * s0 * a0, q01 = s0 * s1 * a1, q11 = s1 * s1 * a2;
+  const bool fin0 = std::isfinite(t0), fin1 = std::isfinite(t1);
+  const S z0 = fin0 ? t0 : S(0), z1 = fin1 ? t1 : S(0);
+  const S c0 = z0 - s0 * be0;
+  const S d1 = z1 - s1 * be1;
+  const S f0 = c0 + s0 * r0;
+  const S f1 = d1 + s1 * r1;
+  const S c1 = d1 - c0;
+  if (!fin0 && !fin1) return inf;
+  const S qq0 = q00, qq1 = q01 - q00, qq2 = q00 - 2 * q01 + q11;
+  const S delta = std::max(qq0 * qq2 - qq1 * qq1, S(0));
+  const S room = qq2 - c1 * c1;
+  S out = std::min(fin0 ? f0 : inf, fin1 ? f1 : inf);
+  if (fin0 && fin1 && room > 0) {
+    const S sgn = c1 > 0 ? S(1) : (c1 < 0 ? S(-1) : S(0));
+    const S m = -sgn * std::sqrt(c1 * c1 * delta / room + std::numeric_limits<S>::min());
+    S lam = (m - qq1) / qq2;
+    lam = std::min(std::max(lam, S(0)), S(1));
+    const S flam = c0 + c1 * lam + std::sqrt(std::max(qq0 + 2 * qq1 * lam + qq2 * lam * lam, S(0)));
+    out = std::min(out, flam);
+  }
+  return out;
+}
+
+template <typename S>
+inline S triangle(const Grid<S>& g, const S* bb, const S* ai, const S* tv, const S* ts, const S* sg) {
+  const S inf = std::numeric_limits<S>::infinity();
+  if (!(std::isfinite(tv[0]) && std::isfinite(tv[1]) && std::isfinite(tv[2]))) return inf;
+  S u[3], w[3], r[3], aw[3], ar[3];
+  // solved for T - ref, ref the smallest of the three values (as in scheme._triangle)
+  const S ref = std::min(std::min(tv[0], tv[1]), tv[2]);
+  for (int k = 0; k < 3; ++k) {
+    const S dk = sg[k] * g.spacing[k] * ts[k];
+    u[k] = (tv[k] - ref) / dk;
+    w[k] = S(1) / dk;
+    r[k] = u[k] - bb[k];
+  }
+  for (int k = 0; k < 3; ++k) {
+    aw[k] = ai[3 * k] * w[0] + ai[3 * k + 1] * w[1] + ai[3 * k + 2] * w[2];
+    ar[k] = ai[3 * k] * r[0] + ai[3 * k + 1] * r[1] + ai[3 * k + 2] * r[2];
+  }
+  const S a2 = w[0] * aw[0] + w[1] * aw[1] + w[2] * aw[2];
+  const S a1 = w[0] * ar[0] + w[1] * ar[1] + w[2] * ar[2];
+  const S a0 = (r[0] * ar[0] + r[1] * ar[1] + r[2] * ar[2]) - 1;
+  const S disc = a1 * a1 - a2 * a0;
+  if (!(disc >= 0)) return inf;
+  const S t = (a1 + std::sqrt(disc)) / a2;
+  for (int k = 0; k < 3; ++k) {
+    if (!((ar[k] - t * aw[k]) * sg[k] <= 0)) return inf;
+  }
+  return ref + t;
+}
+
+// the inverse of the symmetric 3x3 matrix m (adjugate over determinant)
+template <typename S>
+inline void inverse3(const S* m, S* out) {
+  const S c00 = m[4] * m[8] - m[5] * m[7], c01 = m[5] * m[6] - m[3] * m[8], c02 = m[3] * m[7] - m[4] * m[6];
+  const S det = m[0] * c00 + m[1] * c01 + m[2] * c02;
+  out[0] = c00 / det;
+  out[1] = (m[2] * m[7] - m[1] * m[8]) / det;
+  out[2] = (m[1] * m[5] - m[2] * m[4]) / det;
+  out[3] = c01 / det;
+  out[4] = (m[0] * m[8] - m[2] * m[6]) / det;
+  out[5] = (m[2] * m[3] - m[0] * m[5]) / det;
+  out[6] = c02 / det;
+  out[7] = (m[1] * m[6] - m[0] * m[7]) / det;
+  out[8] = (m[0] * m[4] - m[1] * m[3]) / det;
+}
+
+// the update of node i (padded index p) from the facets listed; the metric's stencil quantities
+// (e_k^T a e_l, b . e_k, |e_k|_a, grad T0 . e_k) are formed from a, b at the node
+template <typename S>
+inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, const std::vector<int>& edges,
+                const std::vector<int>& tris) {
+  const S inf = std::numeric_limits<S>::infinity();
+  const int D = g.dim;
+  S v[8], s[8];
+  bool any = false;
+  const S bp = g.factored ? g.base[p] : S(0);
+  for (int k = 0; k < g.K; ++k) {
+    const int64_t q = p + g.shift[k];
+    S t1 = t[q];
+    S sk = 1, val;
+    if (order == 2) {
+      S t2 = t[q + g.shift[k]];
+      const bool up = std::isfinite(t2) && t2 <= t1;
+      if (g.factored) {
+        t1 = t1 - g.base[q];
+        t2 = t2 - g.base[q + g.shift[k]];
+      }
+      if (up) {
+        val = (4 * t1 - t2) / 3;
+        sk = S(2.0 / 3.0);
+      } else {
+        val = t1;
+      }
+    } else {
+      if (g.factored) t1 = t1 - g.base[q];
+      val = t1;
+    }
+    if (g.factored && std::isfinite(val)) {
+      const S* gr = g.grad + D * i;
+      S sl = 0;
+      for (int d = 0; d < D; ++d) sl += gr[d] * g.ev[k][d];
+      val = (val + bp) + sk * sl;
+    }
+    v[k] = val;
+    s[k] = sk;
+    any = any || std::isfinite(val);
+  }
+  if (!any) return inf;
+  const S* A = g.a + D * D * i;
+  const S* B = g.b + D * i;
+  S ae[8][3], root[8], be[8];
+  for (int k = 0; k < g.K; ++k) {
+    S q = 0, bk = 0;
+    for (int d = 0; d < D; ++d) {
+      S x = 0;
+      for (int j = 0; j < D; ++j) x += A[D * d + j] * g.ev[k][j];
+      ae[k][d] = x;
+      q += x * g.ev[k][d];
+      bk += B[d] * g.ev[k][d];
+    }
+    root[k] = std::sqrt(q);
+    be[k] = bk;
+  }
+  S out = inf;
+  for (int e : edges) {
+    const int a = g.edges[e][0], c = g.edges[e][1];
+    if (!std::isfinite(v[a]) && !std::isfinite(v[c])) continue;
+    S qaa = 0, qac = 0, qcc = 0;
+    for (int d = 0; d < D; ++d) {
+      qaa += ae[a][d] * g.ev[a][d];
+      qac += ae[c][d] * g.ev[a][d];
+      qcc += ae[c][d] * g.ev[c][d];
+    }
+    out = std::min(out, edge_min<S>(v[a], v[c], s[a], s[c], qaa, qac, qcc, be[a], be[c], root[a], root[c]));
+  }
+  if (!tris.empty()) {
+    S ai[9];
+    inverse3<S>(A, ai);
+    for (int m : tris) {
+      S tv[3], ts[3];
+      for (int k = 0; k < 3; ++k) {
+        tv[k] = v[g.tris[m][k]];
+        ts[k] = s[g.tris[m][k]];
+      }
+      out = std::min(out, triangle<S>(g, B, ai, tv, ts, g.sg[m]));
+    }
+  }
+  return out;
+}
+
+template <typename S>
+Grid<S> make_grid(torch::Tensor a, torch::Tensor b, torch::Tensor grad, torch::Tensor base,
+                  torch::Tensor spacing, torch::Tensor free_, torch::Tensor offsets, torch::Tensor edges,
+                  torch::Tensor tris) {
+  Grid<S> g;
+  g.dim = free_.dim();
+  TORCH_CHECK(g.dim == 2 || g.dim == 3, "the eikonal kernel needs a 2-D or 3-D grid");
+  g.K = offsets.size(0);
+  g.E = edges.size(0);
+  g.NT = tris.numel() ? tris.size(0) : 0;
+  TORCH_CHECK(g.K <= 8 && g.E <= 12 && g.NT <= 8, "the eikonal kernel's stencil is too large");
+  g.N = 1;
+  for (int d = 0; d < g.dim; ++d) {
+    g.n[d] = free_.size(d);
+    g.N *= g.n[d];
+  }
+  int64_t st = 1, pst = 1;
+  for (int d = g.dim - 1; d >= 0; --d) {
+    g.stride[d] = st;
+    g.pstride[d] = pst;
+    st *= g.n[d];
+    pst *= g.n[d] + 4;
+  }
+  auto off = offsets.accessor<int64_t, 2>();
+  for (int k = 0; k < g.K; ++k) {
+    g.shift[k] = 0;
+    for (int d = 0; d < g.dim; ++d) {
+      g.off[k][d] = off[k][d];
+      g.shift[k] += off[k][d] * g.pstride[d];
+    }
+  }
+  auto ed = edges.accessor<int64_t, 2>();
+  for (int e = 0; e < g.E; ++e) {
+    g.edges[e][0] = ed[e][0];
+    g.edges[e][1] = ed[e][1];
+  }
+  if (g.NT) {
+    auto tr = tris.accessor<int64_t, 2>();
+    for (int m = 0; m < g.NT; ++m)
+      for (int k = 0; k < 3; ++k) {
+        g.tris[m][k] = tr[m][k];
+        g.sg[m][k] = S(g.off[tr[m][k]][k]);
+      }
+  }
+  TORCH_CHECK(a.numel() == g.N * g.dim * g.dim && b.numel() == g.N * g.dim,
+              "the eikonal kernel: bad metric sizes");
+  g.a = a.data_ptr<S>();
+  g.b = b.data_ptr<S>();
+  g.factored = grad.numel() > 0;
+  g.grad = g.factored ? grad.data_ptr<S>() : nullptr;
+  g.base = g.factored ? base.data_ptr<S>() : nullptr;
+  g.spacing = spacing.data_ptr<S>();
+  for (int k = 0; k < g.K; ++k)
+    for (int d = 0; d < g.dim; ++d) g.ev[k][d] = S(g.off[k][d]) * g.spacing[d];
+  g.free_ = free_.data_ptr<bool>();
+  return g;
+}
+
+// one sweep in the lexicographic ordering with signs sgn (axis 0 outermost), active nodes only;
+// returns the largest change (inf where a value became finite)
+template <typename S>
+double sweep(const Grid<S>& g, S* t, uint8_t* active, const int* sgn, int order, double tol,
+             const std::vector<int>& edges, const std::vector<int>& tris) {
+  const int64_t n0 = g.n[0], n1 = g.n[1], n2 = g.dim == 3 ? g.n[2] : 1;
+  const double inf = std::numeric_limits<double>::infinity();
+  double change = 0;
+  for (int64_t a0 = 0; a0 < n0; ++a0) {
+    const int64_t i0 = sgn[0] > 0 ? a0 : n0 - 1 - a0;
+    for (int64_t a1 = 0; a1 < n1; ++a1) {
+      const int64_t i1 = sgn[1] > 0 ? a1 : n1 - 1 - a1;
+      for (int64_t a2 = 0; a2 < n2; ++a2) {
+        const int64_t i2 = (g.dim == 2 || sgn[2] > 0) ? a2 : n2 - 1 - a2;
+        int64_t i, p;
+        if (g.dim == 2) {
+          i = i0 * g.stride[0] + i1 * g.stride[1];
+          p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1];
+        } else {
+          i = i0 * g.stride[0] + i1 * g.stride[1] + i2 * g.stride[2];
+          p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (i2 + 2) * g.pstride[2];
+        }
+        if (!active[p] || !g.free_[i]) continue;
+        active[p] = 0;
+        const S old = t[p];
+        S nw = update<S>(g, t, i, p, order, edges, tris);
+        if (order == 1) nw = std::min(old, nw);
+        t[p] = nw;
+        const bool f0 = std::isfinite(old), f1 = std::isfinite(nw);
+        const double d = (f0 && f1) ? (double)std::abs(nw - old) : (f0 != f1 ? inf : 0.0);
+        if (d > 0) {  // the nodes that read this one are due for an update
+          for (int k = 0; k < g.K; ++k) {
+            active[p + g.shift[k]] = 1;
+            if (order == 2) active[p + 2 * g.shift[k]] = 1;
+          }
+        }
+        change = std::max(change, d);
+      }
+    }
+  }
+  return change;
+}
+
+// rounds of the 2^D sweeps (every facet; a node is skipped only where no value it reads has changed
+// since its last update: the same values as visiting every node) until a round changes no value by
+// more than tol
+template <typename S>
+std::tuple<int64_t, double> rounds_impl(torch::Tensor t, const Grid<S>& g, int order, double tol,
+                                        int64_t max_rounds) {
+  S* tp = t.data_ptr<S>();
+  const int64_t total = t.numel();
+  std::vector<int> all_edges, all_tris;
+  for (int e = 0; e < g.E; ++e) all_edges.push_back(e);
+  for (int m = 0; m < g.NT; ++m) all_tris.push_back(m);
+  const int count = 1 << g.dim;
+  std::vector<uint8_t> active(total, 1);
+  int64_t rounds = 0;
+  double change = std::numeric_limits<double>::infinity();
+  while (rounds < max_rounds) {
+    change = 0;
+    for (int c = 0; c < count; ++c) {
+      int sgn[3] = {1, 1, 1};
+      for (int d = 0; d < g.dim; ++d) sgn[d] = (c >> d) & 1 ? -1 : 1;
+      change = std::max(change, sweep<S>(g, tp, active.data(), sgn, order, tol, all_edges, all_tris));
+    }
+    ++rounds;
+    if (change <= tol) break;
+  }
+  return std::make_tuple(rounds, change);
+}
+
+template <typename S>
+void jacobi_impl(torch::Tensor t, torch::Tensor out, const Grid<S>& g, int order) {
+  const S* tp = t.data_ptr<S>();
+  S* op = out.data_ptr<S>();
+  std::vector<int> all_edges, all_tris;
+  for (int e = 0; e < g.E; ++e) all_edges.push_back(e);
+  for (int m = 0; m < g.NT; ++m) all_tris.push_back(m);
+  const int64_t n2 = g.dim == 3 ? g.n[2] : 1;
+  for (int64_t i0 = 0; i0 < g.n[0]; ++i0)
+    for (int64_t i1 = 0; i1 < g.n[1]; ++i1)
+      for (int64_t i2 = 0; i2 < n2; ++i2) {
+        const bool d3 = g.dim == 3;
+        const int64_t i = i0 * g.stride[0] + i1 * g.stride[1] + (d3 ? i2 * g.stride[2] : 0);
+        const int64_t p =
+            (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (d3 ? (i2 + 2) * g.pstride[2] : 0);
+        if (g.free_[i]) op[p] = update<S>(g, tp, i, p, order, all_edges, all_tris);
+      }
+}
+
+}  // namespace
+
+std::tuple<int64_t, double> rounds(torch::Tensor t, torch::Tensor a, torch::Tensor b, torch::Tensor grad,
+                                   torch::Tensor base, torch::Tensor spacing, torch::Tensor free_,
+                                   torch::Tensor offsets, torch::Tensor edges, torch::Tensor tris,
+                                   int64_t order, double tol, int64_t max_rounds) {
+  std::tuple<int64_t, double> res;
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "eikonal_rounds", [&] {
+    auto g = make_grid<scalar_t>(a, b, grad, base, spacing, free_, offsets, edges, tris);
+    res = rounds_impl<scalar_t>(t, g, (int)order, tol, max_rounds);
+  });
+  return res;
+}
+
+void jacobi(torch::Tensor t, torch::Tensor out, torch::Tensor a, torch::Tensor b, torch::Tensor grad,
+            torch::Tensor base, torch::Tensor spacing, torch::Tensor free_, torch::Tensor offsets,
+            torch::Tensor edges, torch::Tensor tris, int64_t order) {
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "eikonal_jacobi", [&] {
+    auto g = make_grid<scalar_t>(a, b, grad, base, spacing, free_, offsets, edges, tris);
+    jacobi_impl<scalar_t>(t, out, g, (int)order);
+  });
+}
+"""
+
+_STATE: dict[str, object] = {}
+
+
+def load_kernel():
+    """The compiled module (built on first use, then cached), or `None` where it cannot be built.
+
+    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered.
+    """
+    if "module" in _STATE:
+        return _STATE["module"]
+    module = None
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        module = load_inline(
+            name="finslerlib_eikonal_v5",
+            cpp_sources=_SOURCE,
+            functions=["rounds", "jacobi"],
+            extra_cflags=["-O3"],
+            verbose=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - any build failure falls back to the torch sweeps
+        warnings.warn(
+            f"finslerlib.eikonal: the compiled sweep kernel could not be built ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); using the torch sweeps (slower). "
+            "Pass backend='torch' to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        module = None
+    _STATE["module"] = module
+    return module
+
+
+def compiled_available() -> bool:
+    """Whether the compiled kernel can be used (builds it on the first call)."""
+    return load_kernel() is not None
+
+
+class CompiledSweeper:
+    """The compiled sweeps of one problem (CPU tensors): same interface as `Sweeper` for the solver.
+
+    Args:
+        module: the compiled module (`load_kernel()`).
+        st: the stencil.
+        a: Tensor `[*grid, D, D]`, b: Tensor `[*grid, D]`: the metric at the nodes (valid there).
+        spacing: Tensor `[D]`, the grid steps.
+        free: bool Tensor of the grid's shape, the nodes to update (not fixed, valid).
+        base: Tensor of the grid's shape ($T_0$, factorization) or `None`.
+        grad: Tensor `[*grid, D]` ($\\nabla T_0$) or `None`.
+    """
+
+    def __init__(self, module, st: Stencil, a, b, spacing, free: torch.Tensor, base, grad):
+        self.module, self.shape = module, tuple(free.shape)
+        dtype = b.dtype
+        self.padded_shape = [n + 2 * _PAD for n in self.shape]
+        empty = torch.empty(0, dtype=dtype)
+        if base is not None:
+            fin = torch.where(torch.isfinite(base), base, torch.zeros_like(base)).detach()
+            base_pad = torch.zeros(self.padded_shape, dtype=dtype)
+            base_pad[tuple(slice(_PAD, _PAD + m) for m in self.shape)] = fin
+            grad_ = grad.detach().contiguous()
+        else:
+            base_pad, grad_ = empty, empty
+        self.args = (
+            a.detach().contiguous(),
+            b.detach().contiguous(),
+            grad_,
+            base_pad.reshape(-1),
+            spacing.detach().to(dtype).contiguous(),
+            free.contiguous(),
+            torch.tensor(st.offsets, dtype=torch.long),
+            torch.tensor(st.edges, dtype=torch.long),
+            torch.tensor(st.triangles, dtype=torch.long).reshape(-1, 3),
+        )
+        self.sweeps_per_round = 2 ** len(self.shape)
+
+    def pad(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` (grid's shape) as the flat padded state (`inf` outside)."""
+        out = torch.full(self.padded_shape, float("inf"), dtype=t.dtype)
+        out[tuple(slice(_PAD, _PAD + m) for m in self.shape)] = t
+        return out.reshape(-1)
+
+    def unpad(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.reshape(self.padded_shape)[tuple(slice(_PAD, _PAD + m) for m in self.shape)].clone()
+
+    def rounds(self, flat: torch.Tensor, order: int, tol: float, max_rounds: int) -> tuple[int, float]:
+        """Rounds of the $2^D$ sweeps in place on `flat` until a round changes no value by more than
+        `tol`; returns `(rounds, change)` (`change`: the largest change of the last round)."""
+        rounds, change = self.module.rounds(flat, *self.args, int(order), float(tol), int(max_rounds))
+        return int(rounds), float(change)
+
+    def step(self, t: torch.Tensor, order: int) -> torch.Tensor:
+        """One Jacobi step $G(T)$ of the grid `t` (fixed and invalid nodes keep their values)."""
+        flat = self.pad(t.detach())
+        out = flat.clone()
+        self.module.jacobi(flat, out, *self.args, int(order))
+        return self.unpad(out)
