@@ -47,13 +47,16 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
 # rows of the [rows, R] differences in `_centred_sqnorms` on CPU (a few hundred KiB: they stay in
 # cache); GPUs take all rows at once
 _ROWS = 256
+# up to this many entries (4 MiB in float32) the differences m - c are formed at once: fewer
+# calls, and as fast as the blocks
+_ONE_SHOT = 1 << 20
 
 
 def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """`|m_j - c|^2` exactly (differences, no cancellation), `[C]`; on CPU in row blocks sharing
-    one buffer (it stays in cache)."""
+    """`|m_j - c|^2` exactly (differences, no cancellation), `[C]`; for large `m` on CPU in row
+    blocks sharing one buffer (it stays in cache), otherwise in one call."""
     count = m.shape[0]
-    if m.device.type != "cpu" or count <= _ROWS:
+    if m.device.type != "cpu" or count <= _ROWS or m.numel() <= _ONE_SHOT:
         return torch.linalg.vector_norm(m - c, dim=1).square_()
     out = m.new_empty(count)
     diff = m.new_empty(_ROWS, m.shape[1])
