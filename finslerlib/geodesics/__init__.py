@@ -15,9 +15,10 @@ The API (what `finslerlib.manifolds` and users call):
   a geodesic (RK4), the spray.
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 
-The building blocks stay in their modules: `candidates` (`bent_polylines`, `graph_polylines`),
-`search` (`discretization_error`, `adaptive_steps`), `integrate` (`simpson_weights`), `options`
-(`default_tolerances`, ...), `shooting` (`endpoint_jacobian`).
+The building blocks stay in their modules: `candidates` (`bent_polylines`, `graph_polylines`,
+`roadmap_polylines`), `search` (`discretization_error`, `adaptive_steps`, `path_length`),
+`integrate` (`simpson_weights`), `options` (`default_tolerances`, ...), `shooting`
+(`endpoint_jacobian`).
 """
 
 from finslerlib.geodesics.gradients import distance_with_gradient, logmap_with_gradient

@@ -33,7 +33,7 @@ import torch
 
 from finslerlib.geodesics.candidates import bent_polylines, graph_polylines, roadmap_polylines
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
-from finslerlib.geodesics.integrate import geodesic_flow
+from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
 from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
@@ -120,14 +120,8 @@ def path_length(
     a, b = coefficients(points)
     f = rmath.norm(delta[..., None, :].expand_as(points), a, b)  # [..., K, fine + 1]
 
-    def simpson(values, panels):
-        h = 1.0 / panels
-        w = torch.ones(2 * panels + 1, dtype=values.dtype, device=values.device)
-        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
-        return (values * w).sum(-1) * h / 6.0
-
-    fine_len = simpson(f, 2 * sub).sum(-1)
-    coarse_len = simpson(f[..., ::2], sub).sum(-1)
+    fine_len = (f * simpson_weights(fine, dtype=f.dtype, device=f.device)).sum((-1, -2))
+    coarse_len = (f[..., ::2] * simpson_weights(fine // 2, dtype=f.dtype, device=f.device)).sum((-1, -2))
     ok = torch.isfinite(fine_len) & torch.isfinite(coarse_len)
     inf = torch.full_like(fine_len, float("inf"))
     return torch.where(ok, fine_len, inf), torch.where(ok, (fine_len - coarse_len).abs(), inf)
