@@ -192,8 +192,15 @@ class RandersField(FinslerManifold):
 
     # ------------------------------------------------------------------ geodesics
     def expmap(
-        self, x: torch.Tensor, u: torch.Tensor, *, steps: int | None = None, solver=None, **options
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        u: torch.Tensor,
+        *,
+        steps: int | None = None,
+        solver=None,
+        return_path: bool = False,
+        **options,
+    ):
         r"""Exponential map: end point at $t = 1$ of the geodesic with $\gamma(0) = x$, $\dot\gamma(0) = u$.
 
         RK4 on Hamilton's equations with `steps` steps if given, else the steps of
@@ -205,14 +212,18 @@ class RandersField(FinslerManifold):
             u: Tensor, shape `[..., D]`, initial velocities.
             steps: RK4 steps for this call (no step doubling).
             solver: a `GeodesicSolver` for this call (default: `field.solver`).
+            return_path: also return the integrator's nodes; a geodesic that leaves the region
+                where the metric is strongly convex is then not an error: its nodes from there on
+                are NaN, for the caller to diagnose.
             **options: single `GeodesicSolver` fields overriding it.
 
         Returns:
-            Tensor, shape `[..., D]`.
+            Tensor, shape `[..., D]`; with `return_path`, `(end, path)`, `path` the RK4 nodes
+            `[S + 1, ..., D]` from `x` to the end point.
 
         Raises:
-            ValueError: `x` or `u` is not finite, or the geodesic leaves the region where the
-                metric is strongly convex.
+            ValueError: `x` or `u` is not finite, or (without `return_path`) the geodesic leaves
+                the region where the metric is strongly convex.
 
         Example:
             >>> euclid = RandersField(dim=2)
@@ -223,7 +234,7 @@ class RandersField(FinslerManifold):
         solver = self._solver_for(solver, options)
         coefficients = self._solver_coefficients()
         out, path = exponential_map(coefficients, xf, uf, *self.coefficients(xf), solver=solver, steps=steps)
-        if self.validate:
+        if self.validate and not return_path:
             with torch.no_grad():
                 finite = torch.isfinite(out).all(-1)
                 if not bool(finite.all()):
@@ -236,7 +247,12 @@ class RandersField(FinslerManifold):
                         f"{format_values(uf[i])} leaves "
                         f"the region where the metric is strongly convex after x = {format_values(last)}"
                     )
-        return out.reshape(*batch, self.dim)
+        out = out.reshape(*batch, self.dim)
+        if return_path:
+            # zero rows integrate a dummy geodesic (`exponential_map`): their path is x
+            path = torch.where((uf == 0).all(-1)[:, None], xf, path)
+            return out, path.reshape(path.shape[0], *batch, self.dim)
+        return out
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """First-order retraction $x + u$ (cheap; `expmap` integrates the geodesic)."""

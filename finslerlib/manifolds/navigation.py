@@ -24,6 +24,8 @@ base): its metric, geodesics, transport, checks and charts; this class only adds
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import geoopt
 import torch
 from torch import nn
@@ -53,6 +55,25 @@ _CHART_REACH = 0.1
 conformal factor $1 + s x_0$ of the stereographic chart: above 0.1 the chart magnifies errors at
 most tenfold (one digit); a path that comes nearer the pole is solved again in the other chart of
 the atlas, and is certified by neither otherwise."""
+
+
+class _PathReport(NamedTuple):
+    """`Navigation._path_report` of a batch of `B` paths."""
+
+    resolved: torch.Tensor
+    """`[B]` bool: the path keeps `chart.reach >= _CHART_REACH` (the chart keeps its digits)."""
+    admissible: torch.Tensor
+    """`[B]` bool: every node is finite and has $|W|_h < 1$."""
+    worst: torch.Tensor
+    """`[B]`: the largest $|W|_h$ over the finite nodes."""
+    at: torch.Tensor
+    """`[B, N]`: where (ambient coordinates)."""
+    last: torch.Tensor
+    """`[B, N]`: the last finite node before the first non-finite one (the end for a finite path)."""
+    broken: torch.Tensor
+    """`[B]` bool: the path has a non-finite node (an integration that failed)."""
+    nodes: torch.Tensor
+    """`[S + 1, B, N]`: the nodes in ambient coordinates, in the base's frame."""
 
 
 class _Negated(nn.Module):
@@ -445,56 +466,45 @@ class Navigation(FinslerManifold):
 
         return wind
 
-    def _chart_groups(self, xf, yf):
-        """`[(chart, field, rows)]`: the atlas chart of each pair (`rows` `None`: all pairs)."""
-        charts = self.domain.atlas
-        if len(charts) == 1:
-            return [(charts[0], self.fields[0], None)]
-        idx = self.domain.chart_index(xf, yf)
-        out = []
-        for i, (chart, field) in enumerate(zip(charts, self.fields, strict=True)):
-            rows = (idx == i).nonzero().squeeze(-1)
-            if rows.numel() == idx.numel():
-                return [(chart, field, None)]
-            if rows.numel():
-                out.append((chart, field, rows))
-        return out
-
-    def _in_charts(self, xf, yf, solve, width):
-        """`solve(chart, field, x_rows, y_rows)` per atlas chart, assembled into `[B, width]`."""
-        groups = self._chart_groups(xf, yf)
-        if groups[0][2] is None:
-            chart, field, _ = groups[0]
-            return solve(chart, field, xf, yf)
-        out = xf.new_zeros(xf.shape[0], width)
-        parts = []
-        for chart, field, rows in groups:
-            part = solve(chart, field, xf[rows], yf[rows]).reshape(rows.shape[0], width)
-            parts.append((rows, part))
-        if any(part.requires_grad for _, part in parts):
-            out = out.index_put((parts[0][0],), parts[0][1])
-            for rows, part in parts[1:]:
-                out = out.index_put((rows,), part)
-            return out
-        for rows, part in parts:
-            out[rows] = part
-        return out
-
-    def _path_report(self, chart, sol, rot=None):
-        """`(reach_ok [B], admissible [B], worst [B], at [B, N], nodes [S + 1, B, N])` of the solved
-        paths `sol.path` in `chart` (after the base isometry `rot` [N, N], or none): whether the path
-        keeps `chart.reach >= _CHART_REACH`, and whether $|W|_h < 1$ at every node (the worst
-        $|W|_h$ and where, in ambient coordinates)."""
+    def _path_report(self, chart, path, rot=None) -> _PathReport:
+        """The `_PathReport` of the paths `path` `[S + 1, B, d]` (chart coordinates in `chart`, after
+        the base isometry `rot` [N, N], or none). The one rule for the solved paths of
+        `dist`/`logmap` and the integrated paths of `expmap`: a path is admissible when
+        $|W|_h < 1$ at each of its nodes, all finite."""
         with torch.no_grad():
-            pts = chart.from_chart(sol.path)  # [S + 1, B, N]
-            reach = chart.reach(pts).amin(0)
+            pts = chart.from_chart(path)  # [S + 1, B, N]
+            reach = chart.reach(pts)
+            reach = torch.where(torch.isfinite(reach), reach, torch.zeros_like(reach)).amin(0)
             pts = pts if rot is None else pts @ rot  # back to the base's frame: R^T z
-            size = self.wind_size(pts)
+            finite = torch.isfinite(pts).all(-1)  # [S + 1, B]
+            # nodes up to the first non-finite one (an integrated path that failed there)
+            alive = finite.cumprod(0).bool()
+            size = self.wind_size(torch.where(alive[..., None], pts, pts[:1]))
             size = torch.where(torch.isfinite(size), size, torch.full_like(size, float("inf")))
-            worst, k = size.max(0)
+            worst, k = torch.where(alive, size, torch.zeros_like(size)).max(0)
             at = pts.gather(0, k[None, :, None].expand(1, -1, pts.shape[-1])).squeeze(0)
-            reach = torch.where(torch.isfinite(reach), reach, torch.zeros_like(reach))
-            return reach >= _CHART_REACH, worst < 1, worst, at, pts
+            last = pts.gather(0, (alive.sum(0) - 1).clamp_min(0)[None, :, None].expand(1, -1, pts.shape[-1]))
+            broken = ~alive[-1]
+            admissible = (worst < 1) & ~broken
+            return _PathReport(reach >= _CHART_REACH, admissible, worst, at, last.squeeze(0), broken, pts)
+
+    def _inadmissible(self, what, bad, report: _PathReport) -> ValueError:
+        """The `ValueError` for the paths `bad` [B] (bool) of `report` that leave $|W|_h < 1$, naming
+        the first one (`what(j)` describes path `j`), its worst $|W|_h$ and where."""
+        j = int(bad.nonzero()[0, 0])
+        worst = report.worst[j].item()
+        if worst >= 1:
+            where = f"|W|_h = {worst:.4g} at {format_values(report.at[j])}"
+        else:  # the integration stopped between two nodes: an RK4 stage met |W|_h >= 1 (the guard)
+            last = report.last[j]
+            where = (
+                f"|W|_h reaches 1 in the integration step after {format_values(last)}, where "
+                f"|W|_h = {self.wind_size(last).item():.4g}"
+            )
+        return ValueError(
+            f"{self.name} over {self.base_name}: no admissible path: {what(j)} leaves the domain "
+            f"|W|_h < 1 of the metric ({where}; {int(bad.sum())} of {bad.numel()} paths)"
+        )
 
     def _rotated_field(self, rot):
         """A chart field of `atlas[0]` after the base isometry `rot` ([N, N], `z = rot x`)."""
@@ -530,17 +540,19 @@ class Navigation(FinslerManifold):
             if rot is not None:
                 xs, ys = xs @ rot.mT, ys @ rot.mT
             sol = field.solve(chart.to_chart(xs), chart.to_chart(ys), **opts)
-            reach_ok, admissible, worst, at, nodes = self._path_report(chart, sol, rot)
-            ok = sol.converged & reach_ok
-            bad = ok & ~admissible
+            report = self._path_report(chart, sol.path, rot)
+            ok = sol.converged & report.resolved
+            bad = ok & ~report.admissible
             if bool(bad.any()):
-                j = int(bad.nonzero()[0, 0])
-                raise ValueError(
-                    f"{self.name} over {self.base_name}: no admissible path from x = "
-                    f"{format_values(xf[rows[j]])} to y = {format_values(yf[rows[j]])}: the shortest "
-                    f"geodesic found leaves the domain |W|_h < 1 (|W|_h = {worst[j].item():.4g} at "
-                    f"{format_values(at[j])}; {int(bad.sum())} of {bad.numel()} pairs)"
+                raise self._inadmissible(
+                    lambda j: (
+                        f"the shortest geodesic found from x = {format_values(xf[rows[j]])} to "
+                        f"y = {format_values(yf[rows[j]])}"
+                    ),
+                    bad,
+                    report,
                 )
+            nodes = report.nodes
             return (chart, field, rows, xs, ys, sol, ok, rot), nodes
 
         everything = torch.arange(xf.shape[0], device=xf.device)
@@ -578,13 +590,15 @@ class Navigation(FinslerManifold):
             if on_failure == "raise" and bool(failed.any()):
                 bad = failed.nonzero().squeeze(-1)
                 j = int(bad[0])
-                _, admissible, worst, at, _ = self._path_report(chart, sol, rot)
-                if not bool(admissible[j]):
-                    raise ValueError(
-                        f"{self.name} over {self.base_name}: no admissible path from x = "
-                        f"{format_values(xf[rows[j]])} to y = {format_values(yf[rows[j]])}: no solve "
-                        f"converged, and the best path found leaves the domain |W|_h < 1 (|W|_h = "
-                        f"{worst[j].item():.4g} at {format_values(at[j])})"
+                report = self._path_report(chart, sol.path, rot)
+                if not bool(report.admissible[j]):
+                    raise self._inadmissible(
+                        lambda i, rows=rows: (
+                            f"no solve converged, and the best path found from x = "
+                            f"{format_values(xf[rows[i]])} to y = {format_values(yf[rows[i]])}"
+                        ),
+                        failed & ~report.admissible,
+                        report,
                     )
                 raise GeodesicConvergenceError(
                     f"{self.name} over {self.base_name}: the geodesic solve did not converge in a chart "
@@ -624,7 +638,8 @@ class Navigation(FinslerManifold):
 
         Killing wind: $\varphi_{F}(\exp^h_x(u - F\,W(x)))$, $F = F(x, u)$, exact, and the whole path
         is checked to stay where $|W|_h < 1$. General wind: RK4 in the atlas chart whose pole is
-        farthest from `x` (`steps`); the end point is checked.
+        farthest from `x` and $\exp^h_x(u)$ (`steps`; a path near that pole is integrated again in
+        a turned chart), and every node of the path is checked for $|W|_h < 1$, as in `dist`.
 
         Args:
             x: Tensor, shape `[..., N]`.
@@ -645,18 +660,68 @@ class Navigation(FinslerManifold):
             self._check_path(xf, base_v, "expmap")
             out = self.wind.flow(f, self.domain.expmap(xf, base_v))
         else:
-
-            def shoot(chart, field, xs, us):
-                p, v = chart.to_chart(xs), chart.push(xs, us)
-                out = chart.from_chart(field.expmap(p, v))
-                return out
-
-            out = self._in_charts(xf, uf, shoot, self.ambient_dim) if xf.numel() else xf
+            out = self._general_expmap(xf, uf) if xf.numel() else xf
         try:
             self._wind_checked(out, "the end point")
         except ValueError as exc:
             raise ValueError(f"{exc}; the geodesic leaves the domain (shorten the step)") from None
         return out.reshape(shape)
+
+    def _general_expmap(self, xf, uf):
+        r"""`expmap` of a general wind, `[B, N]`: RK4 in the atlas chart whose pole is farthest from `x`
+        and from the base geodesic's end $\exp^h_x(u)$; a path that comes nearer the pole than
+        `_CHART_REACH` is integrated again (one pair at a time) in `atlas[0]` turned so that its
+        pole is opposite the mean of the path found. Every node of the integrated path is checked
+        for $|W|_h < 1$ (`_path_report`, the rule of `dist`/`logmap`); a path leaving it, or resolved
+        by no chart, raises `ValueError`."""
+        charts = self.domain.atlas
+        if len(charts) == 1:
+            idx = torch.zeros(xf.shape[0], dtype=torch.long, device=xf.device)
+        else:
+            with torch.no_grad():
+                idx = self.domain.chart_index(xf, self.domain.expmap(xf, uf))
+
+        def shoot(chart, field, rows, rot=None):
+            xs, us = xf[rows], uf[rows]
+            if rot is not None:
+                xs, us = xs @ rot.mT, us @ rot.mT
+            end, path = field.expmap(chart.to_chart(xs), chart.push(xs, us), return_path=True)
+            end = chart.from_chart(end)
+            return (end if rot is None else end @ rot), self._path_report(chart, path, rot)
+
+        def what(rows):
+            return lambda j: (
+                f"the geodesic expmap(x, u) from x = {format_values(xf[rows[j]])} with u = "
+                f"{format_values(uf[rows[j]])}"
+            )
+
+        everything = torch.arange(xf.shape[0], device=xf.device)
+        parts = []
+        for i in idx.unique().tolist():
+            rows = everything[idx == i]
+            end, report = shoot(charts[i], self.fields[i], rows)
+            # a path that failed is inadmissible in any chart (the wind, not the chart, stopped it)
+            bad = (report.resolved | report.broken) & ~report.admissible
+            if bool(bad.any()):
+                raise self._inadmissible(what(rows), bad, report)
+            parts.append((rows[report.resolved], end[report.resolved]))
+            for k in (~report.resolved).nonzero().squeeze(-1).tolist():
+                row = rows[k : k + 1]
+                centre = report.nodes[:, k].mean(0)
+                if float(centre.norm()) < 1e-3:
+                    centre = xf[rows[k]]
+                rot = self.domain.centring(centre / centre.norm())
+                end_k, again = shoot(charts[0], self._rotated_field(rot), row, rot)
+                if not bool(again.admissible.all()):
+                    raise self._inadmissible(what(row), ~again.admissible, again)
+                if not bool(again.resolved.all()):
+                    raise ValueError(
+                        f"{self.name} over {self.base_name}: expmap cannot certify the geodesic from x = "
+                        f"{format_values(xf[rows[k]])} with u = {format_values(uf[rows[k]])}: it comes "
+                        f"within a chart's reach {_CHART_REACH} of its pole in every chart tried (shorten u)"
+                    )
+                parts.append((row, end_k))
+        return self._assemble(xf, parts, self.ambient_dim)
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Killing winds: the exact `expmap`; general winds: `projx(x + u)` (first order)."""
