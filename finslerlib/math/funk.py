@@ -456,101 +456,134 @@ _LOG_C = 2.0
 
 
 class _FunkParts:
-    """Per-point data of `_FunkCdist` in float64, the error model and the recomputation of flags."""
+    """Per-point data of `_FunkCdist` in float64, the error model and the recomputation of flags.
+
+    The matmul gives z = v / ry_j = (R^2 - x_i . y_j) rx_i (the target's scale left out, so that
+    the row extremes of z bound x_i . y_j exactly); then sqrt(v^2 - 1) / ry_j = sqrt(z^2 - Q_y) is
+    one `addcmul` with a broadcast -Q_y, and log(z + sqrt(z^2 - Q_y)) = arccosh v + l_y."""
 
     chunk = 1 << 15
 
     def __init__(self, x, y, radius, sign, wide, tau):
         self.x, self.y, self.radius, self.sign, self.tau = x.to(wide), y.to(wide), radius, sign, tau
         r2 = radius * radius
-        qx, qy = gap(self.x, radius=radius), gap(self.y, radius=radius)
-        self.rx, self.ry = qx.rsqrt(), qy.rsqrt()
-        self.lx, self.ly = qx.log().mul_(0.5), qy.log().mul_(0.5)
-        # v_ij = [x_i rx_i, R^2 rx_i] . [-y_j ry_j, ry_j]
+        self.qx, self.qy = gap(self.x, radius=radius), gap(self.y, radius=radius)
+        self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
+        self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
+        # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1]
         self.xa = torch.cat([self.x * self.rx.unsqueeze(1), (r2 * self.rx).unsqueeze(1)], 1)
-        self.ya = torch.cat([self.y * -self.ry.unsqueeze(1), self.ry.unsqueeze(1)], 1)
-        # +-(log Q_x / 2 - log Q_y / 2): a rank-2 product added in place
+        self.ya = torch.cat([-self.y, torch.ones_like(self.ly).unsqueeze(1)], 1)
+        # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
-        self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -sign], 0)
+        self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
         self.root_d = math.sqrt(x.shape[1])
+        self.qy_max, self.ry_max, self.ly_abs = self.qy.max(), self.ry.max(), self.ly.abs().max()
 
-    def rows_ok(self, v_min, v_max, grow, u):
-        """Rows `grow` whose every entry the error model clears, from the row extremes of v."""
-        v_min, v_max = v_min.to(self.rx.dtype), v_max.to(self.rx.dtype)
-        rx, lx = self.rx[grow], self.lx[grow]
-        r2 = self.radius**2
-        t_hi, t_lo = r2 * rx * self.ry.max(), r2 * rx * self.ry.min()
-        xy = torch.maximum(t_hi - v_min, v_max - t_lo).clamp_min_(0.0)  # >= |x_i . y_j| rx_i ry_j
-        err_v = u * (_V_C * t_hi + _XY_C * self.root_d * xy)
-        c_lo = (v_min - err_v).clamp_min_(1.0)
-        h_lo, h_hi = torch.acosh(c_lo), torch.acosh(v_max + err_v)
-        d_lo = h_lo + self.sign * lx - (self.sign * self.ly).max()
-        need = err_v / torch.sqrt(c_lo * c_lo - 1.0)
-        need += u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly.abs().max())
-        return (d_lo > 0) & (d_lo * self.tau >= need)
+    def rows_ok(self, z_min, z_max, d_min, grow, u):
+        """Rows `grow` whose every entry the error model clears, from the row extremes of z and d."""
+        z_min, z_max, d_min = (t.to(self.rx.dtype) for t in (z_min, z_max, d_min))
+        rx, lx, r2 = self.rx[grow], self.lx[grow], self.radius**2
+        # |x_i . y_j| <= max(|R^2 - z_min / rx_i|, |R^2 - z_max / rx_i|)
+        dot = torch.maximum((r2 - z_min / rx).abs(), (r2 - z_max / rx).abs())
+        # the error of v over sinh H = (error of z) / sqrt(z^2 - Q_y), smallest z, largest Q_y
+        err_z = u * rx * (_V_C * r2 + _XY_C * self.root_d * dot)
+        z_lo = z_min - err_z
+        room = z_lo * z_lo - self.qy_max
+        h_hi = torch.acosh((z_max + err_z) * self.ry_max)
+        need = err_z / room.clamp_min(0.0).sqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
+        return (z_lo > 0) & (room > 0) & (d_min * self.tau >= need)
 
-    def cutoff(self, v_min, v_max, grow, u, steps=12):
-        """Per row, a v above which the error model clears every entry (bisection; inf if none)."""
-        lo, hi = v_min.to(self.rx.dtype), v_max.to(self.rx.dtype)
-        v_max = hi
-        fine = self.rows_ok(hi, v_max, grow, u)
+    def cutoff(self, z_min, z_max, d_min, grow, u, steps=12):
+        """Per row, a z above which the error model clears every entry (bisection; inf if none).
+
+        For the entries with z >= c, d >= log(c + sqrt(c^2 - max Q_y)) + sign l_x - max (1 + sign) l_y
+        (the nearest pairs, coincident points included, are below the cutoff)."""
+        lo, hi = z_min.to(self.rx.dtype), z_max.to(self.rx.dtype)
+        d_min = d_min.to(self.rx.dtype).nan_to_num(-math.inf)
+        shift = self.sign * self.lx[grow] - ((1.0 + self.sign) * self.ly).max()
+
+        def ok_above(c):
+            d_lo = torch.log(c + (c * c - self.qy_max).clamp_min(0.0).sqrt()) + shift
+            return self.rows_ok(c, z_max, torch.maximum(d_min, d_lo), grow, u)
+
+        fine = ok_above(hi)
         for _ in range(steps):
             mid = 0.5 * (lo + hi)
-            ok = self.rows_ok(mid, v_max, grow, u)
+            ok = ok_above(mid)
             hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
         return torch.where(fine, hi, torch.full_like(hi, math.inf))
 
     def direct(self, rows, cols):
-        """(d, sqrt(v^2 - 1)) of the index pairs from their differences (float64, `dist`)."""
+        """(d, sqrt(z^2 - Q_y)) of the index pairs from their differences (float64, `dist`)."""
         ds, roots = [], []
         for k in range(0, rows.numel(), self.chunk):
             r, c = rows[k : k + self.chunk], cols[k : k + self.chunk]
             xs, ys = self.x[r], self.y[c]
             ds.append(dist(xs, ys, radius=self.radius) if self.sign > 0 else dist(ys, xs, radius=self.radius))
-            # w^2 - Q_x Q_y = Q_x |u|^2 + (x . u)^2 without cancellation; times rx^2 ry^2
+            # w^2 - Q_x Q_y = Q_x |u|^2 + (x . u)^2 without cancellation; times rx^2
             diff = ys - xs
-            sq = gap(xs, radius=self.radius) * (diff * diff).sum(1) + (xs * diff).sum(1) ** 2
-            roots.append(sq.sqrt() * self.rx[r] * self.ry[c])
+            sq = self.qx[r] * (diff * diff).sum(1) + (xs * diff).sum(1) ** 2
+            roots.append(sq.sqrt() * self.rx[r])
         if not ds:
             return self.x.new_zeros(0), self.x.new_zeros(0)
         return torch.cat(ds), torch.cat(roots)
 
-    def fix(self, blk, root, rows, cols, i):
-        """Recompute the flagged entries `(rows, cols)` of the block (rows `i + rows` of the result)."""
-        if rows.numel() == 0:
+    def gram(self, xa, ya, la, lb, qy, out, root, clamp):
+        """d and sqrt(z^2 - Q_y) of a row block in place (`out` receives z first); returns the row
+        extremes of z and the row minima of d (None with `clamp`: the plain Gram form)."""
+        torch.mm(xa, ya.mT, out=out)
+        z_min = z_max = None
+        if not clamp:
+            z_min, z_max = out.amin(1), out.amax(1)
+        torch.addcmul(qy, out, out, out=root)  # z^2 - Q_y (below 0 by rounding: NaN, flagged)
+        if clamp:
+            root.clamp_min_(0.0)
+        root.sqrt_()
+        out.add_(root).log_().addmm_(la, lb)
+        if clamp:
+            out.clamp_min_(0.0)
+            return None
+        return z_min, z_max, out.amin(1)
+
+    def refine(self, blk, root, extremes, i, u, xa, ya):
+        """Check the rows of a block (rows `i + k` of the result) and recompute what is flagged."""
+        z_min, z_max, d_min = extremes
+        grow = torch.arange(i, i + blk.shape[0], device=blk.device)
+        bad = self.rows_ok(z_min, z_max, d_min, grow, u).logical_not_().nonzero().squeeze(1)
+        if bad.numel() == 0:
             return
-        counts = torch.bincount(rows, minlength=blk.shape[0])
-        many = (counts * 32 > blk.shape[1]).nonzero().squeeze(1) if self.x.dtype != blk.dtype else rows[:0]
-        if many.numel():
-            # many flags in a row: the whole row from a float64 matmul, then its own (few) flags
-            d, sub_root = self.dense(many + i)
-            blk[many], root[many] = d.to(blk.dtype), sub_root.to(blk.dtype)
-            keep = counts[rows] * 32 <= blk.shape[1]
-            rows, cols = rows[keep], cols[keep]
-        d, sub_root = self.direct(rows + i, cols)
-        blk[rows, cols], root[rows, cols] = d.to(blk.dtype), sub_root.to(blk.dtype)
+        limit = self.cutoff(z_min[bad], z_max[bad], d_min[bad], bad + i, u)
+        # the Gram values of these rows again (a matmul of their size): entries below the cutoff
+        below = (xa[bad] @ ya.mT).to(limit.dtype) < limit.unsqueeze(1)
+        if self.x.dtype != blk.dtype:
+            # rows with many flags: whole rows in float64 (cheaper than entry by entry)
+            many = below.sum(1) * 32 > blk.shape[1]
+            if many.any():
+                d, sub_root = self.dense(bad[many] + i)
+                blk[bad[many]], root[bad[many]] = d.to(blk.dtype), sub_root.to(blk.dtype)
+                bad, below = bad[~many], below[~many]
+        r, cols = below.nonzero(as_tuple=True)
+        d, sub_root = self.direct(bad[r] + i, cols)
+        blk[bad[r], cols], root[bad[r], cols] = d.to(blk.dtype), sub_root.to(blk.dtype)
 
     def dense(self, grow):
         """Rows `grow` from the Gram form in float64, its flagged entries from `direct`."""
-        v = self.xa[grow] @ self.ya.mT
-        u = matmul_roundoff(v.dtype) * (self.x.shape[1] + 2)  # the worst-case bound
-        limit = self.cutoff(v.amin(1), v.amax(1), grow, u)
-        r, cols = (v < limit[:, None]).nonzero(as_tuple=True)
-        minus_one = torch.full((), -1.0, dtype=v.dtype, device=v.device)
-        root = torch.addcmul(minus_one, v, v).clamp_min_(0.0).sqrt_()
-        d = v.add_(root).log_().addmm_(self.la[grow], self.lb)
-        d[r, cols], root[r, cols] = self.direct(grow[r], cols)
-        return d, root
-
-
-def _round_up(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`t` in `dtype`, rounded up (so that `v < result` holds wherever `v < t`)."""
-    low = t.to(dtype)
-    return torch.where(low.double() < t, torch.nextafter(low, torch.full_like(low, math.inf)), low)
+        out = torch.empty(grow.numel(), self.ya.shape[0], dtype=self.xa.dtype, device=self.xa.device)
+        root = torch.empty_like(out)
+        extremes = self.gram(self.xa[grow], self.ya, self.la[grow], self.lb, -self.qy, out, root, False)
+        u = matmul_roundoff(out.dtype) * (self.x.shape[1] + 2)  # the worst-case bound
+        z_min, z_max, d_min = extremes
+        bad = self.rows_ok(z_min, z_max, d_min, grow, u).logical_not_().nonzero().squeeze(1)
+        if bad.numel():
+            limit = self.cutoff(z_min[bad], z_max[bad], d_min[bad], grow[bad], u)
+            z = self.xa[grow[bad]] @ self.ya.mT
+            r, cols = (z < limit.unsqueeze(1)).nonzero(as_tuple=True)
+            out[bad[r], cols], root[bad[r], cols] = self.direct(grow[bad[r]], cols)
+        return out, root
 
 
 class _FunkCdist(torch.autograd.Function):
-    """Fused forward/backward of `cdist` for 2-D inputs (see there)."""
+    """Fused forward/backward of `cdist` for 2-D inputs (see there and `_FunkParts`)."""
 
     @staticmethod
     def forward(ctx, x, y, radius, reverse):
@@ -561,43 +594,25 @@ class _FunkCdist(torch.autograd.Function):
         parts = _FunkParts(x.detach(), y.detach(), radius, sign, wide, target_accuracy(dtype))
         xa, ya = parts.xa.to(dtype), parts.ya.to(dtype)
         la, lb = parts.la.to(dtype), parts.lb.to(dtype)
+        minus_qy = parts.qy.neg().to(dtype).unsqueeze(0)
         out = torch.empty(n, m, dtype=dtype, device=device)
         keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
         sh = torch.empty_like(out) if keep else None
         step = block_rows(n, m, out.device)
         scratch = torch.empty(min(step, n), m, dtype=out.dtype, device=out.device) if sh is None else None
-        minus_one = torch.full((), -1.0, dtype=out.dtype, device=out.device)
         refine = n > 0 and m > 0 and not torch.compiler.is_compiling()
         u = matmul_roundoff(dtype)
         if wide == dtype:  # the per-point terms are in this dtype too: the worst-case bound
             u *= x.shape[1] + 2
         for i in range(0, n, step):
             blk = out[i : i + step]
-            torch.mm(xa[i : i + step], ya.mT, out=blk)
-            flags = None
-            if refine:
-                # the error model per row from the extremes of v (two reductions; torch.aminmax is
-                # slower than both); in the rows it does not clear, the entries below a cutoff of v
-                # (the nearest pairs, where the model's bound is largest) are flagged
-                v_min, v_max = blk.amin(1), blk.amax(1)
-                grow = torch.arange(i, i + blk.shape[0], device=device)
-                bad = parts.rows_ok(v_min, v_max, grow, u).logical_not_().nonzero().squeeze(1)
-                if bad.numel():
-                    limit = _round_up(parts.cutoff(v_min[bad], v_max[bad], bad + i, u), dtype)
-                    r, c = (blk.index_select(0, bad) < limit[:, None]).nonzero(as_tuple=True)
-                    flags = (bad[r], c)
             root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
-            # sqrt(v^2 - 1) = sinh(arccosh v); v^2 - 1 in one pass (v < 1 by rounding: NaN where
-            # refined, those entries are flagged)
-            torch.addcmul(minus_one, blk, blk, out=root)
-            if not refine:
-                root.clamp_min_(0.0)
-            root.sqrt_()
-            blk.add_(root).log_().addmm_(la[i : i + step], lb)
-            if not refine:
-                blk.clamp_min_(0.0)
-            elif flags is not None:
-                parts.fix(blk, root, *flags, i)
+            rows = slice(i, i + step)
+            extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine)
+            if refine:
+                # the error model per row from three row reductions; the nearest pairs of the rows
+                # it does not clear are recomputed (rows it cannot clear at all: in float64)
+                parts.refine(blk, root, extremes, i, u, xa, ya)
         ctx.radius, ctx.sign = radius, sign
         ctx.save_for_backward(x, y, sh)
         return out
@@ -615,12 +630,13 @@ class _FunkCdist(torch.autograd.Function):
             grad_y = next(grads) if y.requires_grad else None
             return grad_x, grad_y, None, None
         # with s = sqrt(Q_x Q_y) sinh and A = grad / s (0 where s = 0), d/dx_i sums
-        # A_ij (w_ij x_i / Q_x_i - y_j) - sign grad_ij x_i / Q_x_i, and symmetrically for y
+        # A_ij (w_ij x_i / Q_x_i - y_j) - sign grad_ij x_i / Q_x_i, and symmetrically for y; the
+        # saved sh is sinh / ry_j, so grad / sh = A ry_j rx_i^-1 ... : [y, 1] carries no ry
         r2 = radius * radius
         qx, qy = gap(x, radius=radius), gap(y, radius=radius)
-        rx, ry = qx.rsqrt(), qy.rsqrt()
+        rx = qx.rsqrt()
         xa = torch.cat([x * rx.unsqueeze(1), rx.unsqueeze(1)], 1)
-        ya = torch.cat([y * ry.unsqueeze(1), ry.unsqueeze(1)], 1)
+        ya = torch.cat([y, torch.ones_like(qy).unsqueeze(1)], 1)
         n, m = grad.shape
         ay = torch.empty(n, ya.shape[1], dtype=xa.dtype, device=xa.device)
         ax = torch.zeros(m, xa.shape[1], dtype=xa.dtype, device=xa.device)
@@ -637,7 +653,7 @@ class _FunkCdist(torch.autograd.Function):
             torch.sum(g_blk, 1, out=rows[i : i + step])
             cols.add_(g_blk.sum(0))
         ay.mul_(rx.unsqueeze(1))  # [A y, row sums of A]
-        ax.mul_(ry.unsqueeze(1))  # [A^T x, column sums of A]
+        # ax = [A^T x, column sums of A] already (the ry_j is in grad / sh)
         ay_, ax_ = ay[:, :-1], ax[:, :-1]
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
