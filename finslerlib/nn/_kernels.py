@@ -47,19 +47,23 @@ def _column_chunk(s: torch.Tensor, classes: int) -> int:
 # rows of the [rows, R] differences in `_centred_sqnorms` on CPU (a few hundred KiB: they stay in
 # cache); GPUs take all rows at once
 _ROWS = 256
-# up to this many entries (4 MiB in float32) the differences m - c are formed at once: fewer
-# calls, and as fast as the blocks
-_ONE_SHOT = 1 << 20
+# up to this many entries (256 KiB in float32) the differences m - c are formed at once (fewer
+# calls); above, the blocks' one buffer keeps the fresh memory (page faults) small
+_ONE_SHOT = 1 << 16
 
 
-def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _centred_sqnorms(m: torch.Tensor, c: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
     """`|m_j - c|^2` exactly (differences, no cancellation), `[C]`; for large `m` on CPU in row
-    blocks sharing one buffer (it stays in cache), otherwise in one call."""
-    count = m.shape[0]
+    blocks (they stay in cache) formed in the flat scratch buffer `work` when it is large
+    enough (memory about to be used anyway: no fresh pages), otherwise in one call."""
+    count, dim = m.shape
     if m.device.type != "cpu" or count <= _ROWS or m.numel() <= _ONE_SHOT:
         return torch.linalg.vector_norm(m - c, dim=1).square_()
     out = m.new_empty(count)
-    diff = m.new_empty(_ROWS, m.shape[1])
+    if work.numel() >= _ROWS * dim:
+        diff = work[: _ROWS * dim].view(_ROWS, dim)
+    else:
+        diff = m.new_empty(_ROWS, dim)
     for r0 in range(0, count, _ROWS):
         r1 = min(r0 + _ROWS, count)
         torch.linalg.vector_norm(torch.sub(m[r0:r1], c, out=diff[: r1 - r0]), dim=1, out=out[r0:r1])
@@ -101,9 +105,9 @@ class _UnitRandersLogits(torch.autograd.Function):
         v = s @ w
         vcol = v.unsqueeze(1)
         k = None if scale is None else (scale if sign != -1 else -scale)  # the drift's factor
-        y2 = _centred_sqnorms(m, c)
         blocks = _blocks(s, classes)
         block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+        y2 = _centred_sqnorms(m, c, block.view(-1))
         if len(blocks) == 1:  # alpha and u stay in the block (no second [B, C] buffer)
             d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
             alpha, u = block[:batch], block[batch]
@@ -194,12 +198,15 @@ class _UnitRandersLogits(torch.autograd.Function):
             g_rows = _acc(g_rows, g.sum(1))
             gc = g.sum(0)
             mj = m if whole else m[j0:j1]
-            gm = torch.mm(tmp, mj) if gm is None else gm.addmm_(tmp, mj)
             if need_m:
                 # sum_i g_ij (m_j - s_i) + cols_j w, times k
                 gmj = torch.mm(tmp.mT, right, out=None if whole else grad_m[j0:j1])
                 gmj.addcmul_(mj, (gc * k).unsqueeze(1))
                 grad_m = gmj if whole else grad_m
+            if gm is not None:
+                gm.addmm_(tmp, mj)
+            else:  # one block: into right's memory, which is free now (fewer fresh pages)
+                gm = torch.mm(tmp, mj, out=right if whole and right is not None else None)
             if whole:
                 g_cols, cols = gc, cj
             else:
@@ -207,9 +214,6 @@ class _UnitRandersLogits(torch.autograd.Function):
         if sign == -1:
             rows.neg_()
         grad_s = grad_w = grad_scale = None
-        if needs[0]:
-            # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels)
-            grad_s = torch.addcmul(gm[:batch], s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
         if needs[2]:
             grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
         if needs[3]:
@@ -221,6 +225,9 @@ class _UnitRandersLogits(torch.autograd.Function):
             if labels is not None and margin:
                 total = total + margin * grad.gather(1, labels.unsqueeze(1)).sum()
             grad_scale = total.reshape(scale.shape)
+        if needs[0]:
+            # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels), in place in gm (last use)
+            grad_s = gm[:batch].addcmul_(s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
         return grad_s, grad_m, grad_w, grad_scale, None, None, None
 
 
