@@ -10,7 +10,11 @@ paths per pair, all given here as polylines `[B, K + 1, D]`:
 * `graph_polylines` (`D <= 3`): the shortest path on a directed grid graph whose edge weights are
   $F(m, \Delta)$ at the edge midpoints (Dijkstra, `scipy.sparse.csgraph`), resampled to `K`
   segments. The grid covers a box around all the points, enlarged by half its largest side, so
-  detours of that size are found; edges where the metric is invalid are left out.
+  detours of that size are found; edges where the metric is invalid are left out;
+* `roadmap_polylines` (any `D`, used for `D >= 4`): the shortest path on a probabilistic roadmap,
+  quasi-random nodes in ellipsoids with foci $x$ and $y$ joined to their nearest neighbours,
+  resampled to `K` segments of equal metric length. It guesses no directions: a detour that
+  needs a diagonal bend is found as well as one along an axis, if it is wider than the edges.
 """
 
 from __future__ import annotations
@@ -214,7 +218,7 @@ def roadmap_reaches(reach: float, shells: int) -> list[float]:
 @functools.lru_cache(maxsize=16)
 def _reference_roadmap(dim: int, nodes: int, neighbours: int, reach: float, shells: int):
     """The roadmap for the chord from `-e_1` to `e_1`: nodes `[N, D]` (float64; 0 and 1 are the end
-    points), undirected k-NN edges `(i, j)` (numpy, `i < j`), and each node's shell."""
+    points) and its undirected k-NN edges `(i, j)` (numpy, `i < j`)."""
     from scipy.spatial import cKDTree
 
     engine = torch.quasirandom.SobolEngine(dim + 1, scramble=True, seed=0)
@@ -235,7 +239,7 @@ def _reference_roadmap(dim: int, nodes: int, neighbours: int, reach: float, shel
     j = nearest[:, 1:].reshape(-1)
     pairs = np.unique(np.sort(np.stack([i, j], 1), axis=1), axis=0)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    return points, pairs[:, 0], pairs[:, 1], torch.cat([torch.full((2,), -1), shell])
+    return points, pairs[:, 0], pairs[:, 1]
 
 
 def _frames(chord: torch.Tensor) -> torch.Tensor:
@@ -308,7 +312,7 @@ def roadmap_polylines(
     found = torch.zeros(n, dtype=torch.bool, device=x.device)
     if n == 0 or d < 2:
         return straight, found, x.new_zeros(n)
-    ref, src, dst, _ = _reference_roadmap(d, nodes, neighbours, float(reach), shells)
+    ref, src, dst = _reference_roadmap(d, nodes, neighbours, float(reach), shells)
     m = ref.shape[0]
     xd, yd = x.detach(), y.detach()
     chord = yd - xd
