@@ -44,6 +44,7 @@ the ball give NaN); `finslerlib.FunkBall` checks and raises `ValueError`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -465,19 +466,32 @@ class _FunkParts:
     chunk = 1 << 15
 
     def __init__(self, x, y, radius, sign, wide, tau):
-        self.x, self.y, self.radius, self.sign, self.tau = x.to(wide), y.to(wide), radius, sign, tau
+        self.x_in, self.y_in, self.wide = x, y, wide
+        self.radius, self.sign, self.tau = radius, sign, tau
         r2 = radius * radius
-        self.qx, self.qy = gap(self.x, radius=radius), gap(self.y, radius=radius)
+        # Q = R^2 - |x|^2 in float64 (the wall's cancellation), without float64 copies of the points
+        self.qx = r2 - torch.linalg.vector_norm(x, dim=1, dtype=wide).square_()
+        self.qy = r2 - torch.linalg.vector_norm(y, dim=1, dtype=wide).square_()
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
         self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
-        # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1]
-        self.xa = torch.cat([self.x * self.rx.unsqueeze(1), (r2 * self.rx).unsqueeze(1)], 1)
-        self.ya = torch.cat([-self.y, torch.ones_like(self.ly).unsqueeze(1)], 1)
+        # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
+        self.xa = torch.cat([x.to(wide) * self.rx.unsqueeze(1), (r2 * self.rx).unsqueeze(1)], 1)
+        self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
         self.root_d = math.sqrt(x.shape[1])
         self.qy_max, self.ry_max, self.ly_abs = self.qy.max(), self.ry.max(), self.ly.abs().max()
+
+    @functools.cached_property
+    def x(self):
+        """The sources in the wide dtype (made on the first recomputed entry)."""
+        return self.x_in.to(self.wide)
+
+    @functools.cached_property
+    def y(self):
+        """The targets in the wide dtype."""
+        return self.y_in.to(self.wide)
 
     def rows_ok(self, z_min, z_max, d_min, grow, u):
         """Rows `grow` whose every entry the error model clears, from the row extremes of z and d."""
@@ -525,7 +539,7 @@ class _FunkParts:
             sq = self.qx[r] * (diff * diff).sum(1) + (xs * diff).sum(1) ** 2
             roots.append(sq.sqrt() * self.rx[r])
         if not ds:
-            return self.x.new_zeros(0), self.x.new_zeros(0)
+            return self.qx.new_zeros(0), self.qx.new_zeros(0)
         return torch.cat(ds), torch.cat(roots)
 
     def gram(self, xa, ya, la, lb, qy, out, root, clamp):
@@ -555,7 +569,7 @@ class _FunkParts:
         limit = self.cutoff(z_min[bad], z_max[bad], d_min[bad], bad + i, u)
         # the Gram values of these rows again (a matmul of their size): entries below the cutoff
         below = (xa[bad] @ ya.mT).to(limit.dtype) < limit.unsqueeze(1)
-        if self.x.dtype != blk.dtype:
+        if self.wide != blk.dtype:
             # rows with many flags: whole rows in float64 (cheaper than entry by entry)
             many = below.sum(1) * 32 > blk.shape[1]
             if many.any():
@@ -568,15 +582,16 @@ class _FunkParts:
 
     def dense(self, grow):
         """Rows `grow` from the Gram form in float64, its flagged entries from `direct`."""
-        out = torch.empty(grow.numel(), self.ya.shape[0], dtype=self.xa.dtype, device=self.xa.device)
+        ya = self.ya.to(self.wide)
+        out = torch.empty(grow.numel(), ya.shape[0], dtype=self.wide, device=ya.device)
         root = torch.empty_like(out)
-        extremes = self.gram(self.xa[grow], self.ya, self.la[grow], self.lb, -self.qy, out, root, False)
-        u = matmul_roundoff(out.dtype) * (self.x.shape[1] + 2)  # the worst-case bound
+        extremes = self.gram(self.xa[grow], ya, self.la[grow], self.lb, -self.qy, out, root, False)
+        u = matmul_roundoff(out.dtype) * (ya.shape[1] + 1)  # the worst-case bound
         z_min, z_max, d_min = extremes
         bad = self.rows_ok(z_min, z_max, d_min, grow, u).logical_not_().nonzero().squeeze(1)
         if bad.numel():
             limit = self.cutoff(z_min[bad], z_max[bad], d_min[bad], grow[bad], u)
-            z = self.xa[grow[bad]] @ self.ya.mT
+            z = self.xa[grow[bad]] @ ya.mT
             r, cols = (z < limit.unsqueeze(1)).nonzero(as_tuple=True)
             out[bad[r], cols], root[bad[r], cols] = self.direct(grow[bad[r]], cols)
         return out, root
@@ -592,7 +607,7 @@ class _FunkCdist(torch.autograd.Function):
         sign = -1.0 if reverse else 1.0
         wide = torch.float64 if device.type != "mps" else dtype
         parts = _FunkParts(x.detach(), y.detach(), radius, sign, wide, target_accuracy(dtype))
-        xa, ya = parts.xa.to(dtype), parts.ya.to(dtype)
+        xa, ya = parts.xa.to(dtype), parts.ya
         la, lb = parts.la.to(dtype), parts.lb.to(dtype)
         minus_qy = parts.qy.neg().to(dtype).unsqueeze(0)
         out = torch.empty(n, m, dtype=dtype, device=device)
