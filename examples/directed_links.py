@@ -241,9 +241,11 @@ def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
     Per seed (the table's split): the fraction of held-out edges $u \\to v$ implied by a training
     path from $u$ to $v$; a 1-D order $z$ fitted to the training edges alone (Adam on
     $\\log(1 + e^{-(z_u - z_v)})$, the direction loss with no geometry) scored by $z_u - z_v$; and
-    the Randers embedding (dimension 16) scored by its decoder and by its drift's order
-    $b \\cdot x$. "paired": the fraction of held-out edges scored above their own reversal;
-    "AUC": the direction AUC (every edge against every reversal, as in the table).
+    the Randers embedding (dimension 16) scored by its decoder $s$, by the model's log odds of
+    $u \\to v$ against $v \\to u$ given one edge between them ($\\log \\sigma(s(u \\to v)) - \\log
+    \\sigma(s(v \\to u))$, antisymmetric), and by its drift's order $b \\cdot x$. "paired": the
+    fraction of held-out edges scored above their own reversal; "AUC": the direction AUC (every
+    edge against every reversal, as in the table).
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import shortest_path
@@ -289,6 +291,14 @@ def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
                 model.decision_function(e),
                 model.decision_function(rev),
             )
+            if weight:
+                # P(u -> v | one edge between u and v) under the model, as log odds against v -> u
+                s_uv = torch.as_tensor(model.decision_function(e))
+                s_vu = torch.as_tensor(model.decision_function(rev))
+                cond = (torch.nn.functional.logsigmoid(s_uv) - torch.nn.functional.logsigmoid(s_vu)).numpy()
+                record(
+                    f"Randers D=16, direction_weight={weight:g}: log odds of u->v against v->u", cond, -cond
+                )
             p = (model.embedding_ @ model.manifold_.b.detach()).numpy()
             record(
                 f"Randers D=16, direction_weight={weight:g}: drift order b.x",

@@ -87,7 +87,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
             reverse, $s$ the decoder's logit (a pairwise ranking of each edge above its
             reversal, MagNet's direction task trained directly). Default 1.0 by measurement:
             direction AUC 0.877 -> 0.923 on the random DAG and 0.972 -> 0.981 on the copying
-            network (300 nodes, D = 16, 20 epochs, 2 seeds), existence AUC unchanged.
+            network (300 nodes, D = 16, 20 epochs, 2 seeds), existence AUC unchanged there; on
+            the stdlib import graph it trades existence for direction (D = 8, 30 epochs, 5
+            seeds: existence 0.899 -> 0.872, direction 0.893 -> 0.904). 0 turns it off.
         lr: learning rate of the points; `metric_lr` that of the geometry and decoder parameters.
         max_drift: bound of the drift norm (`"randers"`, `"learnable"`) or of the wind speed
             (`"navigation"`), in `[0, 1)`.
