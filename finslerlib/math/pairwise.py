@@ -346,7 +346,7 @@ def gram_accurate(alpha, f, size2, u: float, tau: float) -> torch.Tensor:
     return alpha * (tau * f - (u * LINEAR_C) * size2.sqrt()) >= (u * GRAM_C) * size2
 
 
-def _mapped_rows(v, c, lw_aug, dtype, chunk=1024):
+def _mapped_rows(v, c, lw_aug, dtype, chunk=4096):
     """`((v - c) L, |(v - c) L|^2, w.(v - c) L)` for `lw_aug = [L, L w]` (wide): the first in `dtype`,
     the others wide. Computed in chunks of rows through one reused wide buffer (fresh float64
     copies of the points cost more than the arithmetic)."""
@@ -380,7 +380,8 @@ class _PairwiseRanders(torch.autograd.Function):
         if precise is None:
             precise = (factor.detach(), w.detach())
         lw, ww = (t.to(device=device, dtype=wide) for t in precise)
-        c = (x.detach().sum(0, dtype=wide) + y.detach().sum(0, dtype=wide)).div_(max(n + m, 1))
+        # any centre works (x - c is exact in float64): a float32 mean is enough
+        c = ((x.detach().sum(0) + y.detach().sum(0)) / max(n + m, 1)).to(wide)
         # [s, w.s] = (x - c) [L, L w] (x - c first: exact for float32 x)
         lw_aug = torch.cat([lw, (lw @ ww).unsqueeze(1)], 1)
         xt, s2, bx = _mapped_rows(x.detach(), c, lw_aug, dtype)
