@@ -20,6 +20,7 @@ from finslerlib import KillingWind, Navigation
 from finslerlib.math import navigation as nmath
 from finslerlib.nn import FAIMHead
 from finslerlib.testing import check_manifold
+from tests.support import sized
 
 F64 = torch.float64
 J3 = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=F64))
@@ -524,7 +525,7 @@ def test_check_manifold_float32_killing():
 
 def test_check_manifold_general_wind_euclidean():
     m = Navigation(geoopt.Euclidean(ndim=1), lambda x: 0.3 * torch.tanh(x), dim=2)
-    report = check_manifold(m, dtype=F64, n=8, rtol=1e-4, atol=1e-6, large_steps=(3.0,), scale=0.3)
+    report = check_manifold(m, dtype=F64, n=sized(4, 8), rtol=1e-4, atol=1e-6, large_steps=(3.0,), scale=0.3)
     assert report.ok and not report.skipped
 
 
@@ -540,7 +541,7 @@ def test_check_manifold_general_wind_poincare():
     torch.manual_seed(0)
     pool = m.random(64, 2, dtype=F64, std=0.4)
     report = check_manifold(
-        m, dtype=F64, n=6, rtol=1e-4, atol=1e-6, large_steps=(3.0,), scale=0.3, points=pool
+        m, dtype=F64, n=sized(3, 6), rtol=1e-4, atol=1e-6, large_steps=(3.0,), scale=0.3, points=pool
     )
     assert report.ok and not report.skipped
 
@@ -563,7 +564,7 @@ def test_check_manifold_on_embedded_bases_with_general_winds(name):
         g,
         points=pool,
         dtype=F64,
-        n=4,
+        n=sized(2, 4),  # each law's cost is mostly per solver call: the `ci` profile runs 2 samples
         rtol=1e-4,
         atol=1e-6,
         large_steps=(3.0,),

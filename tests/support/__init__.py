@@ -1,6 +1,17 @@
 """Helpers shared by the tests (imported as `tests.support`; the toy manifolds live in `toys`)."""
 
+import os
+
 import torch
+
+THOROUGH = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "dev"
+"""True under the thorough `dev` hypothesis profile (`HYPOTHESIS_PROFILE=dev make test`)."""
+
+
+def sized(ci, dev):
+    """`ci` under the default `ci` profile (the suite stays under 10 minutes), `dev` under `dev`:
+    for sample counts of expensive runs (the conformance kit on numerical geodesics, ...)."""
+    return dev if THOROUGH else ci
 
 
 def tol(dtype, scale: float = 1.0):

@@ -1,7 +1,5 @@
 """Every built-in manifold passes finslerlib.testing.check_manifold (the users' conformance kit)."""
 
-import os
-
 import geoopt
 import pytest
 import torch
@@ -9,6 +7,7 @@ import torch
 import finslerlib
 from finslerlib import FunkBall, KillingWind, Navigation, Randers, RandersField
 from finslerlib.testing import check_manifold
+from tests.support import THOROUGH, sized
 
 
 def _randers(seed: int, dim: int = 4, drift: float = 0.6) -> Randers:
@@ -82,8 +81,7 @@ NAVIGATION = {
 # numerical geodesics: tolerances at the solver's accuracy (16 RK4 steps), fewer samples and a
 # moderate "large step" (each is a long integration); the default `ci` hypothesis profile runs 4
 # samples per law, `dev` 8 (the field's kit runs are the longest of this file)
-THOROUGH = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "dev"
-FIELD_OPTIONS = {"n": 8 if THOROUGH else 4, "rtol": 1e-4, "atol": 1e-6, "large_steps": (3.0,)}
+FIELD_OPTIONS = {"n": sized(4, 8), "rtol": 1e-4, "atol": 1e-6, "large_steps": (3.0,)}
 
 CASES = {
     "randers": (lambda: _randers(0), {}),
