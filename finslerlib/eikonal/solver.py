@@ -226,6 +226,14 @@ class _Problem:
         return torch.where(self.valid, new, inf)
 
 
+def _change(new: torch.Tensor, old: torch.Tensor) -> float:
+    """The largest change between two states (`inf` where a value became finite or infinite)."""
+    both = torch.isfinite(new) & torch.isfinite(old)
+    if bool((torch.isfinite(new) != torch.isfinite(old)).any()):
+        return float("inf")
+    return float(torch.where(both, (new - old).abs(), torch.zeros_like(old)).max())
+
+
 def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
     """Jacobi steps `t <- step(t, order)` until the largest change is within `tol`;
     returns `(T, steps, change)`."""
@@ -234,24 +242,38 @@ def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
     while steps < max_iter:
         new = step(t, order)
         steps += 1
-        both = torch.isfinite(new) & torch.isfinite(t)
-        diff = torch.where(both, (new - t).abs(), torch.zeros_like(t))
-        reached = torch.isfinite(new) != torch.isfinite(t)
-        change = float("inf") if bool(reached.any()) else float(diff.max())
+        change = _change(new, t)
         t = new
         if change <= tol:
             break
     return t, steps, change
 
 
-def _sweep(sweeper, step, t, order: int, tol: float, max_rounds: int, max_iter: int):
-    """Rounds of fast sweeps until no value changes by more than `tol`, then Jacobi steps until one
-    changes no value by more than `tol` (the stopping test of the Jacobi map itself);
+def _sweep(sweeper, step, t, order: int, tol: float, max_rounds: int, max_iter: int, check: bool = True):
+    """Rounds of fast sweeps until no value changes by more than `tol`, then (`check`) Jacobi steps
+    until one changes no value by more than `tol` (the stopping test of the Jacobi map itself);
     returns `(T, sweeps, change)`."""
     flat = sweeper.pad(t)
-    rounds, _ = sweeper.rounds(flat, order, tol, max_rounds)
+    rounds, change = sweeper.rounds(flat, order, tol, max_rounds)
     t = sweeper.unpad(flat)
     swept = rounds * sweeper.sweeps_per_round
+    if not check:
+        return t, swept, change
+    if isinstance(sweeper, CompiledSweeper):
+        # the kernel's sweeps reach the fixed point far faster than Jacobi steps: a Jacobi step checks
+        # it, and where it moves a value by more than tol the sweeps go on from there (a few times)
+        for _ in range(4):
+            new = step(t, order)
+            swept += 1
+            change = _change(new, t)
+            t = new
+            if change <= tol or swept >= max_iter:
+                break
+            flat = sweeper.pad(t)
+            more, _ = sweeper.rounds(flat, order, tol, max_rounds)
+            t = sweeper.unpad(flat)
+            swept += more * sweeper.sweeps_per_round
+        return t, swept, change
     t, more, change = _iterate(step, t, order, tol, max(1, max_iter - swept))
     return t, swept + more, change
 
@@ -380,7 +402,8 @@ def eikonal_map(
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
         sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
-        t, sweeps, change = _sweep(sweeper, step, t, 1, tol_, rounds, max_iter)
+        # the first-order map only starts the second-order iteration: no Jacobi check of it then
+        t, sweeps, change = _sweep(sweeper, step, t, 1, tol_, rounds, max_iter, check=order == 1)
         if order == 2:
             tol2 = (
                 tol_
