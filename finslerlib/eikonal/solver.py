@@ -226,6 +226,14 @@ class _Problem:
         return torch.where(self.valid, new, inf)
 
 
+def _change(new: torch.Tensor, old: torch.Tensor) -> float:
+    """The largest change between two states (`inf` where a value became finite or infinite)."""
+    both = torch.isfinite(new) & torch.isfinite(old)
+    if bool((torch.isfinite(new) != torch.isfinite(old)).any()):
+        return float("inf")
+    return float(torch.where(both, (new - old).abs(), torch.zeros_like(old)).max())
+
+
 def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
     """Jacobi steps `t <- step(t, order)` until the largest change is within `tol`;
     returns `(T, steps, change)`."""
@@ -234,26 +242,59 @@ def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
     while steps < max_iter:
         new = step(t, order)
         steps += 1
-        both = torch.isfinite(new) & torch.isfinite(t)
-        diff = torch.where(both, (new - t).abs(), torch.zeros_like(t))
-        reached = torch.isfinite(new) != torch.isfinite(t)
-        change = float("inf") if bool(reached.any()) else float(diff.max())
+        change = _change(new, t)
         t = new
         if change <= tol:
             break
     return t, steps, change
 
 
-def _sweep(sweeper, step, t, order: int, tol: float, max_rounds: int, max_iter: int):
-    """Rounds of fast sweeps until no value changes by more than `tol`, then Jacobi steps until one
-    changes no value by more than `tol` (the stopping test of the Jacobi map itself);
-    returns `(T, sweeps, change)`."""
+def _rounding_tol(t: torch.Tensor) -> float:
+    """`8 eps max(1, max |T|)`: an update sums a few terms of size $T$, so its rounding is a few
+    $\varepsilon T$ and the sweeps cannot settle below that (they cycle on the last bits)."""
+    finite = t[torch.isfinite(t)]
+    top = float(finite.abs().max()) if finite.numel() else 1.0
+    return 8 * torch.finfo(t.dtype).eps * max(1.0, top)
+
+
+def _sweep(
+    sweeper, step, t, order: int, tol: float, max_rounds: int, max_iter: int, check=True, relative=False
+):
+    """Rounds of fast sweeps until no value changes by more than `tol`, then (`check`) Jacobi steps
+    until one changes no value by more than `tol` (the stopping test of the Jacobi map itself).
+    `relative`: `tol` grows to `_rounding_tol` of the values once they are known (the default
+    tolerance starts from the source window's values). Returns `(T, sweeps, change, tol)`."""
     flat = sweeper.pad(t)
-    rounds, _ = sweeper.rounds(flat, order, tol, max_rounds)
+    rounds, change = sweeper.rounds(flat, order, tol, min(max_rounds, 12) if relative else max_rounds)
+    if relative:
+        tol = max(tol, _rounding_tol(flat))
+        if change > tol and rounds < max_rounds:
+            more, change = sweeper.rounds(flat, order, tol, max_rounds - rounds)
+            rounds += more
     t = sweeper.unpad(flat)
     swept = rounds * sweeper.sweeps_per_round
+    if not check:
+        return t, swept, change, tol
+    if isinstance(sweeper, CompiledSweeper):
+        # the kernel's sweeps reach the fixed point far faster than Jacobi steps: a Jacobi step checks
+        # it, and where it moves a value by more than tol the sweeps go on from there (a few times)
+        for _ in range(4):
+            new = step(t, order)
+            swept += 1
+            change = _change(new, t)
+            t = new
+            if change <= tol or swept >= max_iter:
+                break
+            flat = sweeper.pad(t)
+            more, stalled = sweeper.rounds(flat, order, tol, max_rounds)
+            t = sweeper.unpad(flat)
+            swept += more * sweeper.sweeps_per_round
+            if stalled > tol:  # the sweeps cycle above tol: more of them will not settle
+                change = max(change, stalled)
+                break
+        return t, swept, change, tol
     t, more, change = _iterate(step, t, order, tol, max(1, max_iter - swept))
-    return t, swept + more, change
+    return t, swept + more, change, tol
 
 
 _BACKENDS = ("auto", "cpp", "torch")
@@ -320,7 +361,8 @@ def eikonal_map(
             (removes the source singularity's first-order error).
         source_radius: nodes within this many cells (max norm) of a source are fixed at the
             local value $F(m, x - s)$.
-        tol: stopping tolerance on the largest change per sweep (default `8 eps max T`).
+        tol: stopping tolerance on the largest change per sweep (default `8 eps max(1, max T)`: an
+            update sums a few terms of size $T$, its rounding is a few `eps T`).
         max_iter: sweeps per order, fast sweeps and Jacobi steps together (default 20 times the
             grid's largest side).
         backend: how the forward iteration runs: `"cpp"` the compiled CPU kernel
@@ -380,18 +422,15 @@ def eikonal_map(
         tol_ = 8 * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
         sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
-        t, sweeps, change = _sweep(sweeper, step, t, 1, tol_, rounds, max_iter)
+        # the first-order map only starts the second-order iteration: no Jacobi check of it then
+        auto = tol is None
+        t, sweeps, change, tol_ = _sweep(
+            sweeper, step, t, 1, tol_, rounds, max_iter, check=order == 1, relative=auto
+        )
         if order == 2:
-            tol2 = (
-                tol_
-                if tol is not None
-                else 8 * torch.finfo(dtype).eps * max(1.0, float(t[torch.isfinite(t)].max()))
-            )
-            t, more, change = _sweep(sweeper, step, t, 2, tol2, rounds, max_iter)
+            tol2 = _rounding_tol(t) if auto else tol_
+            t, more, change, tol_ = _sweep(sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto)
             sweeps += more
-            tol_ = tol2
-        elif tol is None:
-            tol_ = 8 * torch.finfo(dtype).eps * max(1.0, float(t[torch.isfinite(t)].max()))
     converged = change <= tol_
     values = t
     inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)

@@ -1,7 +1,8 @@
 """The compiled sweep kernel against the torch sweeps, the stopping test, and input errors.
 
 Oracles: the two backends iterate the same scheme, so their fixed points agree to the iteration's
-tolerance (the kernel's locking skips only updates whose inputs did not change); constant Randers
+tolerance (the kernel's locking skips updates whose inputs changed by under a hundredth of it, and
+both end with the same Jacobi check); constant Randers
 metrics in 3-D (T = F(q - p), exact for the factored scheme); finite differences for gradients.
 """
 
