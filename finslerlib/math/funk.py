@@ -424,6 +424,8 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
         tensor([[0.0000, 0.6931],
                 [0.4055, 0.0000]])
     """
+    if x.shape[-2] == 0 or y.shape[-2] == 0:  # nothing to compute; the composite keeps autograd's graph
+        return _composite_cdist(x, y, float(radius), bool(reverse))
     if x.dim() == 2 and y.dim() == 2:
         return _FunkCdist.apply(x, y, float(radius), bool(reverse))
     shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
