@@ -84,7 +84,8 @@ def main() -> None:
                     best, cpu, m = time_map(n, dim, order, backend, dtype, device, args.repeats)
                     line = (
                         f"{n}^{dim} order {order} {backend}: {best:.2f} s (CPU time {cpu:.2f} s), "
-                        f"{m.iterations} sweeps, converged {m.converged}"
+                        f"{m.iterations} sweeps, converged {m.converged} (last change {m.change:.2g}, "
+                        f"tolerance {m.tolerance:.2g})"
                     )
                     if dim == 2:
                         hfm = HFM_CPU_1001 * (n * n) / 1001**2
