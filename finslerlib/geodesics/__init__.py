@@ -10,7 +10,8 @@ The API (what `finslerlib.manifolds` and users call):
 * `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
 * `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate.
 * `GeodesicSolver`: the solver options; `GeodesicSolution`, `BoundarySolution`: the per-pair
-  reports; `GeodesicConvergenceError` and `raise_unconverged`: the failure.
+  reports; `GeodesicConvergenceError` and `raise_unconverged`: the failure;
+  `SearchResolutionWarning`: minimality in $D \\ge 4$ searched at a roadmap's resolution only.
 * `transport_along_geodesic`, `geodesic_spray`, `GeodesicTransport`: parallel transport along
   a geodesic (RK4), the spray.
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
@@ -28,6 +29,7 @@ from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.search import (
     GeodesicSolution,
+    SearchResolutionWarning,
     exponential_map,
     raise_unconverged,
     shortest_geodesics,
@@ -36,6 +38,7 @@ from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceE
 from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
+    "SearchResolutionWarning",
     "GeodesicTransport",
     "geodesic_spray",
     "transport_along_geodesic",

@@ -27,6 +27,7 @@ outside the graph's region, or through a gap narrower than its edges: `resolutio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,22 @@ def bend_count(solver: GeodesicSolver, dim: int) -> int:
     return 2 * (dim - 1) if solver.candidates is None else int(solver.candidates)
 
 
+class SearchResolutionWarning(UserWarning):
+    """Minimality of a geodesic in $D \\ge 4$ is certified only at the roadmap's resolution.
+
+    The search for the shortest geodesic starts from a probabilistic roadmap whose edges (the
+    report's `resolution`, about a sixth of $|y - x|$ at the default size in $D = 7, 8$) bound
+    the gaps it can pass: a detour through a narrower gap (a small hole in a wall across the
+    chord) is not among the starts, and no finite sample of a $D$-dimensional region can rule it
+    out. Shown once per dimension and size (Python's default warning filter).
+
+    Example:
+        >>> import warnings
+        >>> issubclass(SearchResolutionWarning, UserWarning)
+        True
+    """
+
+
 def roadmap_size(solver: GeodesicSolver, dim: int) -> int:
     """Roadmap nodes per pair: `solver.roadmap`, or `min(4000, 1000 (D - 2))` if `None`."""
     return min(4000, 1000 * (dim - 2)) if solver.roadmap is None else int(solver.roadmap)
@@ -186,6 +203,13 @@ def _starts(coefficients, x, y, solver: GeodesicSolver):
         extent = (torch.cat([x, y]).amax(0) - torch.cat([x, y]).amin(0)).max().clamp_min(1e-6)
         resolution = resolution.fill_(2.0 * extent.item() / (points - 1))
     elif solver.graph and n:
+        warnings.warn(
+            f"geodesics in D = {d}: minimality is searched on a probabilistic roadmap of "
+            f"{roadmap_size(solver, d)} nodes per pair; a shorter path through a gap narrower than its "
+            f"edges (`solve().resolution`) is not seen. A finer search: GeodesicSolver(roadmap=...).",
+            SearchResolutionWarning,
+            stacklevel=2,
+        )
         graph, found, resolution = roadmap_polylines(
             coefficients, x, y, segments=k, nodes=roadmap_size(solver, d), neighbours=solver.neighbours,
             reach=solver.reach,
