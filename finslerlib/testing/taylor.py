@@ -231,7 +231,8 @@ def taylor_check(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u: 
             (e.g. the rounding of the points' coordinates times the gradient's size).
         atol_t: absolute rounding per unit step (a float or `[K]`): the floor grows by
             `atol_t * t` (the rounding of `t u` in the dtype, times the gradient's size).
-        decades: how far below `t_max` the grid goes (default: 8 in float64, 4 in float32,
+        decades: how far below `t_max` the grid goes (default: down to where a t^2 remainder meets
+            the floor `margin rtol`, at most 8 in float64 and 4 in float32,
             where rounding swamps the remainder sooner).
         per_decade: grid points per decade (default 5 in float64, 10 in float32).
         window: grid points per fitted window (default: one decade in float64; 0.6 decade in
@@ -245,10 +246,17 @@ def taylor_check(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u: 
     x, u = x.detach(), u.detach()
     dtype = x.dtype
     rtol = default_floor_rtol(dtype) if rtol is None else float(rtol)
-    rel, window = step_grid(dtype, decades=decades, per_decade=per_decade, window=window)
     slack = default_slack(dtype) if slack is None else float(slack)
     if margin is None:  # float64 has decades to spare: fit far above rounding
         margin = 10.0 if torch.finfo(dtype).eps < 1e-10 else 4.0
+    if decades is None:
+        # a remainder ~ t^2 falls to the floor `margin rtol` (relative) within about
+        # log10(1 / (margin rtol)) / 2 decades below t_max: no need to step further (a numerical
+        # f given its solver's rtol = 1e-4 needs 3 decades, closed forms the whole default grid)
+        full = 8.0 if torch.finfo(dtype).eps < 1e-10 else 4.0
+        needed = 0.5 * math.log10(1.0 / max(margin * rtol, 1e-300)) + 1.5
+        decades = min(full, math.ceil(2 * needed) / 2)
+    rel, window = step_grid(dtype, decades=decades, per_decade=per_decade, window=window)
     t_max_t = torch.as_tensor(t_max, dtype=torch.float64).reshape(-1)
     steps = (rel.unsqueeze(-1) * t_max_t).to(dtype=dtype, device=x.device)  # [T, K] or [T, 1]
     derivatives = [d.detach() for d in derivatives]
