@@ -424,7 +424,9 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
         tensor([[0.0000, 0.6931],
                 [0.4055, 0.0000]])
     """
-    if x.shape[-2] == 0 or y.shape[-2] == 0:  # nothing to compute; the composite keeps autograd's graph
+    if x.shape[-2] == 0 or y.shape[-2] == 0 or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        # nothing to compute (the composite keeps autograd's graph), or a traced graph: the plain
+        # ops, which the compiler fuses itself (the kernel's host-side error model cannot be traced)
         return _composite_cdist(x, y, float(radius), bool(reverse))
     if x.dim() == 2 and y.dim() == 2:
         return _FunkCdist.apply(x, y, float(radius), bool(reverse))
