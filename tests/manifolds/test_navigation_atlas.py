@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from finslerlib import KillingWind, Navigation
+from tests.support import sized
 
 F64 = torch.float64
 
@@ -41,7 +42,10 @@ def test_callable_rotation_matches_killing_wind_for_paths_near_a_chart_pole():
         ],
         dtype=F64,
     )
-    # the exact geodesics come within reach 0.01 / 0.03 of the pole of the chart picked from the pair
+    # the exact geodesics come within reach 0.01 / 0.03 of the pole of the chart picked from the pair;
+    # each numerical solve near a pole costs about a minute of CPU: the `ci` profile solves the first
+    pairs = sized(1, 2)
+    x, y = x[:pairs], y[:pairs]
     d_exact = exact.dist(x, y)
     v = exact.logmap(x, y)
     s = torch.linspace(0, 1, 65, dtype=F64)[:, None, None]
