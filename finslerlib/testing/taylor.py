@@ -210,7 +210,7 @@ def taylor_check(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u: 
                  margin: float | None = None, slack: float | None = None) -> TaylorCheck:
     r"""Check derivatives of `f` at `x` along `u` by the order of the Taylor remainder.
 
-    $r(t) = |f(c(t)) - f(x) - \sum_j t^j d_j / j!|$ with $c(t) = $ `curve(x, t u)` (default
+    $r(t) = |f(c(t)) - f(x) - \sum_j t^j d_j / j!|$ with $c(t)$ = `curve(x, t u)` (default
     `x + t u`) and `derivatives = [d_1, d_2, ...]`; Taylor's theorem gives slope
     `len(derivatives) + 1`. See the module docstring for the fit.
 
@@ -237,8 +237,8 @@ def taylor_check(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u: 
         per_decade: grid points per decade (default 5 in float64, 10 in float32).
         window: grid points per fitted window (default: one decade in float64; 0.6 decade in
             float32, where the remainder clears rounding over about a decade only).
-        margin, slack: see `remainder_slope` (defaults: margin 10 in float64, 4 in float32;
-            slack `default_slack(dtype)`).
+        margin: see `remainder_slope` (default 10 in float64, 4 in float32).
+        slack: see `remainder_slope` (default `default_slack(dtype)`).
 
     Returns:
         A `TaylorCheck`; `.ok` is True when every sample shows the predicted order.
@@ -287,7 +287,8 @@ def check_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u
 
     Args:
         f: sample-wise `[..., K, N] -> [..., K]`.
-        x, u: points and directions, `[K, N]`.
+        x: points, `[K, N]`.
+        u: directions, `[K, N]`.
         df_u: the claimed directional derivatives $df(x)[u]$, `[K]` (e.g.
             `(egrad * u).sum(-1)` for a Euclidean gradient `egrad`).
         **options: of `taylor_check` (`curve=manifold.retr` on a manifold, `t_max`, `rtol`, ...).
@@ -316,7 +317,8 @@ def check_hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, u:
 
     Args:
         f: sample-wise `[..., K, N] -> [..., K]`.
-        x, u: points and directions, `[K, N]`.
+        x: points, `[K, N]`.
+        u: directions, `[K, N]`.
         df_u: first directional derivatives, `[K]`.
         d2f_uu: claimed second directional derivatives $u^\top H u$, `[K]`.
         **options: of `taylor_check` (the default straight-line curve: a retraction's second
