@@ -39,8 +39,9 @@ Example:
     >>> import torch
     >>> from finslerlib.testing.taylor import check_gradient
     >>> f = lambda x: (x ** 3).sum(-1)            # f(x) = sum x_i^3, gradient 3 x^2
-    >>> x = torch.randn(5, 3, dtype=torch.float64)
-    >>> u = torch.randn(5, 3, dtype=torch.float64)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(5, 3, dtype=torch.float64, generator=gen)
+    >>> u = torch.randn(5, 3, dtype=torch.float64, generator=gen)
     >>> check_gradient(f, x, u, (3 * x ** 2 * u).sum(-1)).ok
     True
     >>> wrong = check_gradient(f, x, u, (3.003 * x ** 2 * u).sum(-1))  # 1e-3 off
