@@ -215,8 +215,69 @@ def _step(t, g, slope, lo, hi, smin, smax, g_prev):
     return torch.where(take, newton, 0.5 * (lo + hi)), lo, hi
 
 
+class _Increment(NamedTuple):
+    r"""Per-pair coefficients of $s(T) - s(0) = \mathrm{Re} \sum_i c_i (e^{-\lambda_i T} - 1)$.
+
+    $c = c_r + i c_i$ (each `[B, m]`), $\lambda = a + ib$ (each `[m]`). For rotations ($a = 0$)
+    `rot` holds $(-2 c_r, b c_i, -2 b c_i, -b c_r)$: then
+    $s(T) - s(0) = -2 c_r \sin^2(bT/2) + c_i \sin bT$ (no cancellation at small $T$) and
+    $s'(T) = b c_i - 2 b c_i \sin^2(bT/2) - b c_r \sin bT$.
+    """
+
+    cr: torch.Tensor
+    ci: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    rot: tuple | None
+
+    @staticmethod
+    def of(cr, ci, a, b, rotation: bool):
+        """The coefficients, with the rotation terms precomputed when `rotation`."""
+        rot = None
+        if rotation:
+            bci = b * ci
+            rot = (-2.0 * cr, bci, -2.0 * bci, -b * cr)
+        return _Increment(cr, ci, a, b, rot)
+
+    def at(self, t):
+        """`(s(T) - s(0), s'(T))` at times `t` `[B, 1]`, shapes `[B, 1]`."""
+        cr, ci, a, b, rot = self
+        bt = t * b
+        sn = torch.sin(bt)
+        hs2 = torch.sin(bt.mul_(0.5)).square_()  # (1 - cos bT) / 2
+        if rot is not None:
+            cr2, bci, bci2, bcr = rot
+            s_delta = torch.addcmul(ci * sn, cr2, hs2)
+            ds = torch.addcmul(bci, bci2, hs2).addcmul_(bcr, sn)
+        else:
+            cm1 = -2.0 * hs2  # cos bT - 1
+            em = torch.expm1(-t * a)
+            e = em + 1.0
+            rc = torch.addcmul(cr * (1.0 + cm1), ci, sn)  # Re(c e^{-ibT})
+            s_delta = cr * (em * (1.0 + cm1) + cm1) + ci * e * sn
+            ds = -e * (a * rc + b * (cr * sn - ci * (1.0 + cm1)))
+        if cr.shape[-1] != 1:
+            s_delta, ds = rowsum(s_delta, keepdim=True), rowsum(ds, keepdim=True)
+        return s_delta, ds
+
+    def take(self, idx):
+        """The coefficients of the pairs `idx`."""
+        rot = None if self.rot is None else tuple(c[idx] for c in self.rot)
+        return _Increment(self.cr[idx], self.ci[idx], self.a, self.b, rot)
+
+
+# Newton steps taken from the first-order start before the one convergence check; the pairs not
+# converged then (strong winds, the cut locus) go on with the safeguarded iteration
+_NEWTON_STEPS = 3
+
+
 def _scalar_arrival(base, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime:
-    """`killing_arrival_time` on a quadric base with a `Spectrum`: per-pair state `[B, 1]`."""
+    """`killing_arrival_time` on a quadric base with a `Spectrum`: per-pair state `[B, 1]`.
+
+    `_NEWTON_STEPS` plain Newton steps (slope clamped to its bounds, the iterate to the bracket)
+    with no host synchronization, one check, then the safeguarded iteration (`_step`) on the
+    pairs not converged yet.
+    """
     eps = torch.finfo(x.dtype).eps
     w = w.unsqueeze(-1)
     gx = base.form_covector(x)
@@ -224,74 +285,60 @@ def _scalar_arrival(base, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime
     m = spec.lam_a.shape[0]
     xl, yr = gx @ spec.left.to(x.dtype), y @ spec.right.to(x.dtype)
     xr_, xi_, yr_, yi_ = xl[..., :m], xl[..., m:], yr[..., :m], yr[..., m:]
-    cr, ci = xr_ * yr_ - xi_ * yi_, xr_ * yi_ + xi_ * yr_
-    a, b = spec.lam_a, spec.lam_b
-    single = m == 1
-
-    def total(t):
-        return t if single else rowsum(t, keepdim=True)
-
+    inc = _Increment.of(xr_ * yr_ - xi_ * yi_, xr_ * yi_ + xi_ * yr_, spec.lam_a, spec.lam_b, spec.rotation)
     q0 = base.form_chord(x, y)
-    d0, s0 = base.form_distance(q0, torch.zeros_like(q0), -total(a * cr - b * ci))
+    # s'(0) = Re(-lam c)
+    s0 = inc.rot[1] if inc.rot is not None else inc.b * inc.ci - inc.a * inc.cr
+    d0, s0 = base.form_distance(q0, 0.0, s0 if m == 1 else rowsum(s0, keepdim=True))
     lo, hi = d0 / (1.0 + w), d0 / (1.0 - w)
     smin, smax = -(1.0 + w), -(1.0 - w)
     tol = 64.0 * eps * (1.0 + hi)
     # the first-order expansion of the arrival time in the wind: T = d0 / (1 - s0)
-    t = torch.clamp(d0 / torch.clamp(1.0 - s0, min=-smax, max=-smin), min=lo, max=hi)
-    g = torch.zeros_like(d0)
-    done = d0 == 0
-    # rotations: s(T) - s(0) = sum cr (cos bT - 1) + ci sin bT, s'(T) = sum b (ci cos bT - cr sin bT)
-    state = {"cr": cr, "ci": ci, "cr2": -2.0 * cr, "bci": b * ci, "bci2": 2.0 * b * ci, "bcr": b * cr,
-             "q0": q0, "lo": lo, "hi": hi, "smin": smin, "smax": smax, "tol": tol, "t": t,
-             "gp": torch.full_like(t, float("inf"))}
-    # large batches: once most pairs have converged, iterate on the others only
-    full = {"t": t.clone(), "g": g.clone(), "done": done.clone()}
-    sel = None
-    compact = t.shape[0] >= 8192
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
-        st = state
-        t = st["t"]
-        # Re(c (e^{-lam T} - 1)) and s'(T) = Re(-lam c e^{-lam T}), lam = a + ib, in real arithmetic
-        bt = t * b
-        sn, hs = torch.sin(bt), torch.sin(0.5 * bt)
-        hs2 = hs * hs  # (1 - cos bT) / 2, without cancellation
-        if spec.rotation:
-            s_delta = total(st["cr2"] * hs2 + st["ci"] * sn)
-            ds = total(st["bci"] - st["bci2"] * hs2 - st["bcr"] * sn)
-        else:
-            cr_, ci_ = st["cr"], st["ci"]
-            cm1 = -2.0 * hs2
-            em = torch.expm1(-t * a)
-            e = em + 1.0
-            rc = cr_ * (1.0 + cm1) + ci_ * sn  # Re(c e^{-ibT})
-            s_delta = total(cr_ * (em * (1.0 + cm1) + cm1) + ci_ * e * sn)
-            ds = -total(e * (a * rc + b * (cr_ * sn - ci_ * (1.0 + cm1))))
-        d, slope = base.form_distance(st["q0"], s_delta, ds)
-        g = d - t
-        # converged: the residual is within tolerance, or the root is bracketed that tightly
-        # (near the cut locus, d_h's rounding error can exceed the residual tolerance)
-        done = (g.abs() <= st["tol"]) | (st["hi"] - st["lo"] <= st["tol"])
-        active = ~done
-        n_active = int(active.sum())
-        if n_active == 0 or (compact and 4 * n_active < t.shape[0]):
-            where = slice(None) if sel is None else sel
-            full["t"][where], full["g"][where], full["done"][where] = t, g, done
-            if n_active == 0:
-                break
-            idx = active.squeeze(-1).nonzero().squeeze(-1)
-            sel = idx if sel is None else sel[idx]
-            state = {key: val[idx] for key, val in state.items()}
-            t, g = t[idx], g[idx]
-            slope, st = slope[idx], state
-        # converged pairs take one more (tiny) step: cheaper than masking them
-        st["t"], st["lo"], st["hi"] = _step(t, g, slope, st["lo"], st["hi"], st["smin"], st["smax"], st["gp"])
-        st["gp"] = g
-    else:
-        where = slice(None) if sel is None else sel
-        full["t"][where], full["g"][where], full["done"][where] = t, g, done  # t where g was measured
-    t, g, done = full["t"], full["g"], full["done"]
+    t = torch.clamp(d0 / (1.0 - s0).clamp(min=-smax, max=-smin), min=lo, max=hi)
+    # g(T) = d_h(x, phi_{-T} y) - T is decreasing with g' in [smin, smax]: clamped Newton steps,
+    # kept inside the bracket [lo, hi]
+    steps = max(0, min(_NEWTON_STEPS, max_iter - 1))
+    for _ in range(steps):
+        d, slope = base.form_distance(q0, *inc.at(t))
+        step = (d - t).div_(torch.clamp(slope.sub_(1.0), min=smin, max=smax))
+        t = torch.clamp(t - step, min=lo, max=hi)
+    d, slope = base.form_distance(q0, *inc.at(t))
+    g = d - t
+    done = g.abs() <= tol
+    it = steps + 1
+    if not bool(done.all()):
+        idx = (~done).squeeze(-1).nonzero().squeeze(-1)
+        sub = _safeguarded(
+            base, q0[idx], inc.take(idx), t[idx], g[idx], slope[idx], lo[idx], hi[idx],
+            smin[idx], smax[idx], tol[idx], max_iter - it,
+        )
+        t, g, done = t.clone(), g.clone(), done.clone()
+        t[idx], g[idx], done[idx] = sub[0], sub[1], sub[2]
+        it += sub[3]
     return ArrivalTime(t.squeeze(-1), g.abs().squeeze(-1), tol.squeeze(-1), done.squeeze(-1), it)
+
+
+def _safeguarded(base, q0, inc, t, g, slope, lo, hi, smin, smax, tol, max_iter):
+    """The safeguarded Newton iteration (`_step`) from `(t, g(t), g'(t) + 1)`, on a few pairs.
+
+    Returns `(t, g, converged, iterations)`, each pair's `t` where `g` was measured; a pair stops
+    moving once converged (the residual within `tol`, or the bracket that narrow: near the cut
+    locus the rounding error of $d_h$ can exceed `tol`).
+    """
+    lo = torch.where(g > 0, torch.maximum(lo, t), lo)
+    hi = torch.where(g < 0, torch.minimum(hi, t), hi)
+    g_prev = torch.full_like(t, float("inf"))
+    done = (g.abs() <= tol) | (hi - lo <= tol)
+    it = 0
+    while it < max_iter and not bool(done.all()):
+        new, lo, hi = _step(t, g, slope, lo, hi, smin, smax, g_prev)
+        g_prev = g
+        t = torch.where(done, t, new)
+        d, slope = base.form_distance(q0, *inc.at(t))
+        g = d - t
+        done = (g.abs() <= tol) | (hi - lo <= tol)
+        it += 1
+    return t, g, done, it
 
 
 def killing_arrival_time(

@@ -137,10 +137,10 @@ class SphereDomain(Domain):
 
     def form_distance(self, q0, s_delta, ds):
         # sin(d/2) = sqrt(q/2), cos(d/2) = sqrt(1 - q/2) with q = q0 - s_delta
-        half = 0.5 * (q0 - s_delta).clamp(0.0, 2.0)
-        sin_h, cos_h = torch.sqrt(half), torch.sqrt(1.0 - half)
-        d = 2.0 * torch.atan2(sin_h, cos_h)
-        slope = -0.5 * ds / (sin_h * cos_h).clamp_min(torch.finfo(half.dtype).tiny)
+        half = torch.sub(q0, s_delta).mul_(0.5).clamp_(0.0, 1.0)
+        sin_h, cos_h = torch.sqrt(half), half.neg_().add_(1.0).sqrt_()
+        d = torch.atan2(sin_h, cos_h).mul_(2.0)
+        slope = torch.div(ds, sin_h.mul_(cos_h).clamp_min_(torch.finfo(half.dtype).tiny)).mul_(-0.5)
         return d, slope
 
     def check_point(self, x, *, atol=None, rtol=None):
