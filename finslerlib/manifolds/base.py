@@ -275,8 +275,11 @@ class FinslerManifold(geoopt.Manifold):
                 raise ValueError(f"dtype mismatch: {names[0]} is {dtype} but {name} is {t.dtype}")
             dtype = t.dtype
         try:
-            if len(tensors) > 1:  # one tensor always broadcasts with itself
-                torch.broadcast_shapes(*(t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors))
+            # one tensor always broadcasts with itself, equal shapes too (torch.broadcast_shapes
+            # is Python: a tenth of an optimizer step on a small batch)
+            batch = [t.shape[: max(t.dim() - batch_dims, 0)] for t in tensors]
+            if any(b != batch[0] for b in batch[1:]):
+                torch.broadcast_shapes(*batch)
         except RuntimeError:
             shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
             raise ValueError(f"batch shapes do not broadcast: {shapes}") from None

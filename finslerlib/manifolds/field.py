@@ -141,7 +141,24 @@ class RandersField(FinslerManifold):
             )
         if a.numel() == 0 or b.numel() == 0:
             return  # an empty batch has nothing to validate
+        if self._identity_a and b.dtype == a.dtype:
+            # a = I (no metric callable): strongly convex iff |b| < 1 (False for NaN / inf):
+            # one reduction and one synchronization; the full check words the error
+            with torch.no_grad():
+                bd = b.detach()
+                if bool(((bd * bd).sum(-1) < 1.0).all()):
+                    return
         check_randers(a, b, points=x, label=self.name, a_name="a(x)", b_name="b(x)")
+
+    @property
+    def _identity_a(self) -> bool:
+        """Whether `a(x)` is this class's identity (no metric callable, `a` not overridden)."""
+        cls = type(self)
+        return (
+            self.metric_fn is None
+            and cls.a is RandersField.a
+            and cls.raw_coefficients is RandersField.raw_coefficients
+        )
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Randers data `(a(x), b(x))`, validated unless `validate=False`.
@@ -152,10 +169,45 @@ class RandersField(FinslerManifold):
         Returns:
             `(a, b)` with shapes broadcastable to `[..., D, D]` and `[..., D]`.
         """
+        memo = self._step_memo
+        if memo is not None and memo[0] is x and memo[3] > 0 and memo[1] == self._memo_state(x):
+            memo[3] -= 1
+            return memo[2]
         a, b = self.raw_coefficients(x)
         if self.validate:
             self.check_coefficients(x, a, b)
+        if self._record is x:
+            state = self._memo_state(x)
+            self._remember(None, None if state is None else [x, state, (a, b), 2])
         return a, b
+
+    # ------------------------------------------------------------------ one optimizer step
+    # geoopt's optimizers call `egrad2rgrad(x, ...)`, `component_inner(x, ...)` (Adam) and
+    # `retr_transp(x, ...)` at the same point in a row: the coefficients `egrad2rgrad` evaluated
+    # (and validated) at `x` serve the next two evaluations at that same tensor, under no_grad,
+    # while neither `x` nor a parameter or buffer of the field changed in place (their versions);
+    # `retr_transp` and the next `egrad2rgrad` drop them.
+    _step_memo = None
+    _record = None
+
+    def _memo_state(self, x):
+        """What must not change for remembered coefficients to hold (`None`: never remember)."""
+        if torch.is_grad_enabled():
+            return None
+        tensors = (*self.parameters(), *self.buffers())
+        return (x._version, *(t._version for t in tensors))
+
+    def _remember(self, record, memo) -> None:
+        # plain attributes (nn.Module.__setattr__ would register a ManifoldParameter `x`)
+        object.__setattr__(self, "_record", record)
+        object.__setattr__(self, "_step_memo", memo)
+
+    def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self._remember(x, None)
+        try:
+            return super().egrad2rgrad(x, u)
+        finally:
+            object.__setattr__(self, "_record", None)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -296,9 +348,12 @@ class RandersField(FinslerManifold):
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""Vector transport to `retr(x, u)` (see `vector_transport`); by default the parallel
         transport along $t \mapsto \exp_x(t u)$ by one RK4 step."""
-        if self.vector_transport is not None:
-            return self.vector_transport(self, x, u, v)
-        return self.geodesic_transport(x, u, v, steps=1).vector
+        try:
+            if self.vector_transport is not None:
+                return self.vector_transport(self, x, u, v)
+            return self.geodesic_transport(x, u, v, steps=1).vector
+        finally:
+            object.__setattr__(self, "_step_memo", None)
 
     def expmap_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         """`(expmap(x, u), transp_follow_expmap(x, u, v))`."""

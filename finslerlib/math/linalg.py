@@ -11,7 +11,23 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["matvec", "solve_spd", "small_inverse", "matvec_rows", "rows_times", "dot"]
+__all__ = ["matvec", "solve_spd", "small_inverse", "matvec_rows", "rows_times", "dot", "batch_shape"]
+
+
+def batch_shape(*shapes: torch.Size) -> torch.Size:
+    """`torch.broadcast_shapes(*shapes)`, without its Python cost when the shapes are equal or
+    all but one are empty (the common cases on small batches).
+
+    Example:
+        >>> batch_shape(torch.Size([]), torch.Size([3]))
+        torch.Size([3])
+    """
+    full = [s for s in shapes if len(s)]
+    if not full:
+        return torch.Size([])
+    if all(s == full[0] for s in full[1:]):
+        return torch.Size(full[0])
+    return torch.broadcast_shapes(*shapes)
 
 
 def matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -58,7 +74,7 @@ def solve_spd(a: torch.Tensor, v: torch.Tensor, *, chol: torch.Tensor | None = N
         chol = torch.linalg.cholesky(a)
     if a.dim() == 2:
         return torch.cholesky_solve(v.reshape(-1, v.shape[-1]).mT, chol).mT.reshape(v.shape)
-    shape = torch.broadcast_shapes(a.shape[:-2], v.shape[:-1])
+    shape = batch_shape(a.shape[:-2], v.shape[:-1])
     chol = chol.expand(*shape, *a.shape[-2:])
     rhs = v.expand(*shape, v.shape[-1]).unsqueeze(-1)
     return torch.cholesky_solve(rhs, chol).squeeze(-1)

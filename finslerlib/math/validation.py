@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from finslerlib.math.linalg import matvec_rows, small_inverse
+from finslerlib.math.linalg import batch_shape, matvec_rows, small_inverse
 
 __all__ = [
     "symmetry_tolerance",
@@ -119,17 +119,23 @@ def check_finite(*, reason: str = _NONFINITE, **tensors: torch.Tensor) -> None:
                 ok = torch.isfinite(t.detach()).all()
                 torch._assert_async(ok, f"{name} has non-finite entries: {reason}")
         return
-    for name, t in tensors.items():
-        if t.is_floating_point() or t.is_complex():
-            # fast path: one read pass, no boolean temporary (a sum is finite when every entry
-            # is; only an overflowing or non-finite sum takes the exact check below)
-            if bool(torch.isfinite(t.detach().sum())):
-                continue
-            finite = torch.isfinite(t.detach())
-            if not bool(finite.all()):
-                raise ValueError(
-                    f"{name} has non-finite entries ({int((~finite).sum())} of {t.numel()}): {reason}"
-                )
+    checked = [(name, t) for name, t in tensors.items() if t.is_floating_point() or t.is_complex()]
+    if not checked:
+        return
+    # fast path: one read pass per tensor, no boolean temporary, one host synchronization (a sum
+    # of sums is finite when every entry is; only an overflowing or non-finite total takes the
+    # exact check below)
+    total = checked[0][1].detach().sum()
+    for _, t in checked[1:]:
+        total = total + t.detach().sum().to(total.device)
+    if bool(torch.isfinite(total)):
+        return
+    for name, t in checked:
+        finite = torch.isfinite(t.detach())
+        if not bool(finite.all()):
+            raise ValueError(
+                f"{name} has non-finite entries ({int((~finite).sum())} of {t.numel()}): {reason}"
+            )
 
 
 def check_cdist_shapes(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -194,7 +200,7 @@ def randers_validity(a: torch.Tensor, b: torch.Tensor):
         >>> ok, drift
         (tensor([ True, False]), tensor([0.5000, 2.0000]))
     """
-    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-1])
+    shape = batch_shape(a.shape[:-2], b.shape[:-1])
     d = b.shape[-1]
     a = a.expand(*shape, d, d)
     b = b.expand(*shape, d)
@@ -262,7 +268,7 @@ def check_randers(
         )
     with torch.no_grad():
         a, b = a.detach(), b.detach()
-        shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-1])
+        shape = batch_shape(a.shape[:-2], b.shape[:-1])
         d = a.shape[-1]
         if d == 0:
             raise ValueError(f"{prefix}{a_name} must be at least 1 x 1, got {tuple(a.shape)}")
