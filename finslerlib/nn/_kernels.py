@@ -323,7 +323,8 @@ def _squash_factors(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _lower(raw: torch.Tensor, eps: float) -> torch.Tensor:
     """The learnable factor `L = tril(raw, -1) + diag(softplus(diag raw) + eps)`, one fresh buffer."""
-    chol = raw.tril(-1)
+    # a copy zeroed in place above the diagonal (on CPU about twice as fast as `raw.tril(-1)`)
+    chol = raw.clone(memory_format=torch.contiguous_format).tril_(-1)
     torch.add(nnf.softplus(raw.diagonal()), eps, out=chol.diagonal())
     return chol
 
