@@ -156,8 +156,9 @@ def _logits_forward(s, m, w, scale, sign, labels, margin):
         elif scale is None:
             torch.add(a, uj, alpha=sign, out=dj).sub_(vcol, alpha=sign)
         else:
-            # scale * (alpha + sign (u_j - v_i))
-            torch.addcmul(k * uj, a, scale, out=dj).sub_(k * vcol)
+            # scale * (alpha + sign (u_j - v_i)): the drift's outer difference written first
+            # (no read of [B, C]), then one accumulating pass
+            torch.sub(k * uj, k * vcol, out=dj).addcmul_(a, scale)
     if labels is not None and margin:
         # the target class is `margin` further away: scale * margin more on B entries
         shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)

@@ -97,3 +97,23 @@ def test_head_equals_the_metric_api_composition(direction, rank):
     want = torch.autograd.grad(ref.square().sum(), list(params.values()))
     for name, a, b in zip(params, got, want, strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("direction", SIGNS)
+def test_column_blocks_give_the_same_values_and_gradients(direction, monkeypatch):
+    import finslerlib.nn._kernels as kernels
+
+    inputs = _inputs(4, True, classes=11)
+    weights = torch.randn(4, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    results = []
+    for chunk in (None, 4):
+        if chunk is not None:  # what a large class count gets on CPU
+            monkeypatch.setattr(kernels, "_column_chunk", lambda s, classes, chunk=chunk: chunk)
+            monkeypatch.setattr(kernels, "_ROWS", 3)
+            monkeypatch.setattr(kernels, "_ONE_SHOT", 0)
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = factor_head_logits(*leaves, eps=1e-4, max_drift=0.9, sign=SIGNS[direction],
+                                 labels=torch.tensor([1, 0, 10, 3]), margin=0.2)
+        results.append((out, *torch.autograd.grad((out * weights).sum(), leaves)))
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
