@@ -9,6 +9,11 @@ $$d(x_i \to \mu_k) = |m_k - s_i| + w \cdot m_k - w \cdot s_i,$$
 so a training step transforms only the batch ($B D^2$) and pays one Gram product ($B C D$),
 like an `nn.Linear`. Forward and backward are fused by hand: a few passes over the `[B, C]`
 result, the logit scale and the geodesic margin folded in, no `[B, C, D]` tensor.
+
+`factor_head_logits` is the whole head on its own learnable metric as one autograd node: the
+projection, the factor $L$ (built once per step), the bounded drift, the scale and this kernel,
+with the backward written out (autograd's bookkeeping of some twenty small nodes is what a
+low-rank head paid beyond its matmuls).
 """
 
 from __future__ import annotations
