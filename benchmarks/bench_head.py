@@ -5,7 +5,9 @@ Usage:
 
 All numbers are measured in the same run and printed as RATIOS against `nn.Linear`:
 
-* time: forward + backward (`out.sum().backward()`), all heads timed round-robin (so load
+* time: forward + backward (`out.sum().backward()`, or with `--loss ce` a cross-entropy
+  step on fixed random labels, whose gradient is a dense `[B, C]` tensor rather than the
+  broadcast ones of a sum), all heads timed round-robin (so load
   from other processes hits them alike); the statistic is the minimum over repeats (robust
   on a shared machine), the median is printed too. `--clock cpu` times with the process's CPU
   time instead of the wall clock: with `--threads 1` that is the wall time of an idle machine,
@@ -106,6 +108,14 @@ def _sync(device):
 
 
 CLOCK = time.perf_counter
+LOSS = "sum"
+
+
+def _loss(out):
+    if LOSS == "sum":
+        return out.sum()
+    labels = torch.arange(out.shape[0], device=out.device) * 7919 % out.shape[-1]
+    return nn.functional.cross_entropy(out, labels)
 
 
 def fwd_bwd_seconds(module, x):
@@ -113,7 +123,7 @@ def fwd_bwd_seconds(module, x):
     x.grad = None
     _sync(x.device)
     start = CLOCK()
-    module(x).sum().backward()
+    _loss(module(x)).backward()
     _sync(x.device)
     return CLOCK() - start
 
@@ -160,8 +170,8 @@ def bench_size(args, device, b, d, c):
     heads = {name: h.to(device) for name, h in heads.items()}
     heads["matmul floor (full rank)"] = MatmulFloor(d, c, device)
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
-    print(f"\ndevice={device} threads={threads} B={b} D={d} C={c} float32, forward+backward, "
-          f"{args.clock} clock")
+    print(f"\ndevice={device} threads={threads} B={b} D={d} C={c} float32, forward+backward "
+          f"({LOSS} loss), {args.clock} clock")
     repeats = args.repeats if c <= 10_000 else args.large_repeats
     times = {name: [] for name in heads}
     for head in heads.values():  # warm-up
@@ -233,9 +243,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--skip-einsum", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--loss", choices=("sum", "ce"), default="sum",
+                        help="out.sum() or a cross-entropy step on fixed labels")
     args = parser.parse_args(argv)
-    global CLOCK
+    global CLOCK, LOSS
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    LOSS = args.loss
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

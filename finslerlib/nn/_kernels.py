@@ -9,15 +9,21 @@ $$d(x_i \to \mu_k) = |m_k - s_i| + w \cdot m_k - w \cdot s_i,$$
 so a training step transforms only the batch ($B D^2$) and pays one Gram product ($B C D$),
 like an `nn.Linear`. Forward and backward are fused by hand: a few passes over the `[B, C]`
 result, the logit scale and the geodesic margin folded in, no `[B, C, D]` tensor.
+
+`factor_head_logits` is the whole head on its own learnable metric as one autograd node: the
+projection, the factor $L$ (built once per step), the bounded drift, the scale and this kernel,
+with the backward written out (autograd's bookkeeping of some twenty small nodes is what a
+low-rank head paid beyond its matmuls).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as nnf
 
 from finslerlib.math.pairwise import pairwise_sqdist, safe_sqrt
 
-__all__ = ["DIRECTION_SIGNS", "unit_randers_logits"]
+__all__ = ["DIRECTION_SIGNS", "factor_head_logits", "unit_randers_logits"]
 
 # d(x -> mu) = alpha + sign * (w.m - w.s); "max" (sign 0) is alpha + |w.m - w.s|, the larger of the two
 DIRECTION_SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}
@@ -90,145 +96,159 @@ class _UnitRandersLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s, m, w, scale, sign, labels, margin):
-        batch, classes = s.shape[0], m.shape[0]
-        # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
-        # taken from the batch would make one row's logits depend on the other rows, and be
-        # NaN for an empty batch): with s_c = s - c,
-        # |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
-        # where |m_j - c|^2 is computed exactly and the product involves the centred batch
-        c = m.mean(0) if classes else m.new_zeros(m.shape[1])
-        # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
-        left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
-        sc = torch.sub(s, c, out=left[:batch])
-        torch.mul(w, -0.5, out=left[batch])
-        col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
-        v = s @ w
-        vcol = v.unsqueeze(1)
-        k = None if scale is None else (scale if sign != -1 else -scale)  # the drift's factor
-        blocks = _blocks(s, classes)
-        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
-        y2 = _centred_sqnorms(m, c, block.view(-1))
-        if len(blocks) == 1:  # alpha and u stay in the block (no second [B, C] buffer)
-            d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
-            alpha, u = block[:batch], block[batch]
-        else:
-            d, u = torch.empty(batch, classes, dtype=s.dtype, device=s.device), torch.empty_like(y2)
-            alpha = torch.empty_like(d)
-        for j0, j1 in blocks:
-            whole = j1 - j0 == classes
-            tmp = block if whole else block[:, : j1 - j0]
-            top, uj = (alpha, u) if whole else (tmp[:batch], tmp[batch])
-            torch.add(col, y2 if whole else y2[j0:j1], out=top)
-            uj.zero_()
-            tmp.addmm_(left, (m if whole else m[j0:j1]).mT, alpha=-2.0)
-            top.clamp_min_(0.0)
-            a = top.sqrt_() if whole else torch.sqrt(top, out=alpha[:, j0:j1])
-            if not whole:
-                u[j0:j1] = uj
-            dj = d if whole else d[:, j0:j1]
-            if sign == 0:
-                torch.sub(uj, vcol, out=dj).abs_().add_(a)
-                if scale is not None:
-                    dj.mul_(scale)
-            elif scale is None:
-                torch.add(a, uj, alpha=sign, out=dj).sub_(vcol, alpha=sign)
-            else:
-                # scale * (alpha + sign (u_j - v_i))
-                torch.addcmul(k * uj, a, scale, out=dj).sub_(k * vcol)
-        if labels is not None and margin:
-            # the target class is `margin` further away: scale * margin more on B entries
-            shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
-            d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
+        d, saved = _logits_forward(s, m, w, scale, sign, labels, margin)
         ctx.sign, ctx.margin = sign, margin
-        ctx.save_for_backward(s, m, w, scale, left, col, y2, alpha, u, v, labels)
+        ctx.save_for_backward(*saved)
         return d
 
     @staticmethod
     def backward(ctx, grad):
-        s, m, w, scale, left, col, y2, alpha, u, v, labels = ctx.saved_tensors
+        saved = ctx.saved_tensors
         sign, margin, needs = ctx.sign, ctx.margin, ctx.needs_input_grad
-        batch, classes = alpha.shape
         if torch.is_grad_enabled():
             # double backward: differentiate the composite (rare path, slower)
+            s, m, w, scale, labels = saved[0], saved[1], saved[2], saved[3], saved[-1]
             wanted = [t for t, need in zip((s, m, w, scale), needs[:4], strict=True) if need]
             with torch.enable_grad():
                 out = _composite(s, m, w, scale, sign, labels, margin)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
             return (*(next(grads) if need else None for need in needs[:4]), None, None, None)
-        k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
-        need_m = needs[1]
-        # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
-        right = None
+        return (*_logits_backward(saved, sign, margin, grad, needs[:4]), None, None, None)
+
+
+def _logits_forward(s, m, w, scale, sign, labels, margin):
+    """The kernel's forward: `(d, saved)`, `saved` the tensors `_logits_backward` reads."""
+    batch, classes = s.shape[0], m.shape[0]
+    # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
+    # taken from the batch would make one row's logits depend on the other rows, and be
+    # NaN for an empty batch): with s_c = s - c,
+    # |s_i - m_j|^2 = (|s_c,i|^2 + 2 s_c,i . c) + |m_j - c|^2 - 2 s_c,i . m_j,
+    # where |m_j - c|^2 is computed exactly and the product involves the centred batch
+    c = m.mean(0) if classes else m.new_zeros(m.shape[1])
+    # one matmul per block for the Gram term and the drift u = m w: [s_c; -w/2] (-2 m^T)
+    left = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+    sc = torch.sub(s, c, out=left[:batch])
+    torch.mul(w, -0.5, out=left[batch])
+    col = torch.linalg.vector_norm(sc, dim=1).square_().add_(sc @ c, alpha=2.0).unsqueeze(1)
+    v = s @ w
+    vcol = v.unsqueeze(1)
+    k = None if scale is None else (scale if sign != -1 else -scale)  # the drift's factor
+    blocks = _blocks(s, classes)
+    block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+    y2 = _centred_sqnorms(m, c, block.view(-1))
+    if len(blocks) == 1:  # alpha and u stay in the block (no second [B, C] buffer)
+        d = torch.empty(batch, classes, dtype=s.dtype, device=s.device)
+        alpha, u = block[:batch], block[batch]
+    else:
+        d, u = torch.empty(batch, classes, dtype=s.dtype, device=s.device), torch.empty_like(y2)
+        alpha = torch.empty_like(d)
+    for j0, j1 in blocks:
+        whole = j1 - j0 == classes
+        tmp = block if whole else block[:, : j1 - j0]
+        top, uj = (alpha, u) if whole else (tmp[:batch], tmp[batch])
+        torch.add(col, y2 if whole else y2[j0:j1], out=top)
+        uj.zero_()
+        tmp.addmm_(left, (m if whole else m[j0:j1]).mT, alpha=-2.0)
+        top.clamp_min_(0.0)
+        a = top.sqrt_() if whole else torch.sqrt(top, out=alpha[:, j0:j1])
+        if not whole:
+            u[j0:j1] = uj
+        dj = d if whole else d[:, j0:j1]
+        if sign == 0:
+            torch.sub(uj, vcol, out=dj).abs_().add_(a)
+            if scale is not None:
+                dj.mul_(scale)
+        elif scale is None:
+            torch.add(a, uj, alpha=sign, out=dj).sub_(vcol, alpha=sign)
+        else:
+            # scale * (alpha + sign (u_j - v_i)): the drift's outer difference written first
+            # (no read of [B, C]), then one accumulating pass
+            torch.sub(k * uj, k * vcol, out=dj).addcmul_(a, scale)
+    if labels is not None and margin:
+        # the target class is `margin` further away: scale * margin more on B entries
+        shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
+        d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
+    return d, (s, m, w, scale, left, col, y2, alpha, u, v, labels)
+
+
+def _logits_backward(saved, sign, margin, grad, needs):
+    """The kernel's backward: `(grad_s, grad_m, grad_w, grad_scale)` for the four `needs`."""
+    s, m, w, scale, left, col, y2, alpha, u, v, labels = saved
+    batch, classes = alpha.shape
+    k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
+    need_m = needs[1]
+    # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
+    right = None
+    if need_m:
+        right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
+        torch.mul(s, -k, out=right[:batch])
+        torch.mul(w, k, out=right[batch])
+    grad_m = None
+    # accumulated over the column blocks (the first block assigns):
+    # rows = sum_j grad_ij (times sign(t_ij) for "max"), cols = sign * sum_i grad_ij,
+    # g = grad / alpha with its sums g_rows, g_cols, gm = [g m; cols^T m],
+    # abs_part = sum grad |t| ("max")
+    rows = g_rows = gm = abs_part = None
+    blocks = _blocks(s, classes)
+    block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+    g_cols = cols = None
+    if len(blocks) > 1:
+        g_cols, cols = torch.empty_like(u), torch.empty_like(u)
+        grad_m = torch.empty_like(m) if need_m else None
+    for j0, j1 in blocks:
+        whole = j1 - j0 == classes
+        gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
+        # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
+        # grad itself still reaches every result through the row and column sums below)
+        g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
+        g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        cj = tmp[batch]
+        if sign == 0:
+            diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
+            t = torch.sign(diff).mul_(gj)
+            rows = _acc(rows, t.sum(1))
+            torch.sum(t, 0, out=cj)
+            if needs[3]:
+                abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
+        else:
+            rows = _acc(rows, gj.sum(1))
+            torch.sum(gj, 0, out=cj)
+            if sign == -1:
+                cj.neg_()
+        g_rows = _acc(g_rows, g.sum(1))
+        gc = g.sum(0)
+        mj = m if whole else m[j0:j1]
         if need_m:
-            right = torch.empty(batch + 1, s.shape[1], dtype=s.dtype, device=s.device)
-            torch.mul(s, -k, out=right[:batch])
-            torch.mul(w, k, out=right[batch])
-        grad_m = None
-        # accumulated over the column blocks (the first block assigns):
-        # rows = sum_j grad_ij (times sign(t_ij) for "max"), cols = sign * sum_i grad_ij,
-        # g = grad / alpha with its sums g_rows, g_cols, gm = [g m; cols^T m],
-        # abs_part = sum grad |t| ("max")
-        rows = g_rows = gm = abs_part = None
-        blocks = _blocks(s, classes)
-        block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
-        g_cols = cols = None
-        if len(blocks) > 1:
-            g_cols, cols = torch.empty_like(u), torch.empty_like(u)
-            grad_m = torch.empty_like(m) if need_m else None
-        for j0, j1 in blocks:
-            whole = j1 - j0 == classes
-            gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
-            # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
-            # grad itself still reaches every result through the row and column sums below)
-            g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
-            g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-            cj = tmp[batch]
-            if sign == 0:
-                diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
-                t = torch.sign(diff).mul_(gj)
-                rows = _acc(rows, t.sum(1))
-                torch.sum(t, 0, out=cj)
-                if needs[3]:
-                    abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
-            else:
-                rows = _acc(rows, gj.sum(1))
-                torch.sum(gj, 0, out=cj)
-                if sign == -1:
-                    cj.neg_()
-            g_rows = _acc(g_rows, g.sum(1))
-            gc = g.sum(0)
-            mj = m if whole else m[j0:j1]
-            if need_m:
-                # sum_i g_ij (m_j - s_i) + cols_j w, times k
-                gmj = torch.mm(tmp.mT, right, out=None if whole else grad_m[j0:j1])
-                gmj.addcmul_(mj, (gc * k).unsqueeze(1))
-                grad_m = gmj if whole else grad_m
-            if gm is not None:
-                gm.addmm_(tmp, mj)
-            else:  # one block: into right's memory, which is free now (fewer fresh pages)
-                gm = torch.mm(tmp, mj, out=right if whole and right is not None else None)
-            if whole:
-                g_cols, cols = gc, cj
-            else:
-                g_cols[j0:j1], cols[j0:j1] = gc, cj
-        if sign == -1:
-            rows.neg_()
-        grad_s = grad_w = grad_scale = None
-        if needs[2]:
-            grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
-        if needs[3]:
-            # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
-            # the small results (no pass over [B, C])
-            cross = torch.linalg.vecdot(left[:batch].reshape(-1), gm[:batch].reshape(-1))
-            total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * cross
-            total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
-            if labels is not None and margin:
-                total = total + margin * grad.gather(1, labels.unsqueeze(1)).sum()
-            grad_scale = total.reshape(scale.shape)
-        if needs[0]:
-            # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels), in place in gm (last use)
-            grad_s = gm[:batch].addcmul_(s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
-        return grad_s, grad_m, grad_w, grad_scale, None, None, None
+            # sum_i g_ij (m_j - s_i) + cols_j w, times k
+            gmj = torch.mm(tmp.mT, right, out=None if whole else grad_m[j0:j1])
+            gmj.addcmul_(mj, (gc * k).unsqueeze(1))
+            grad_m = gmj if whole else grad_m
+        if gm is not None:
+            gm.addmm_(tmp, mj)
+        else:  # one block: into right's memory, which is free now (fewer fresh pages)
+            gm = torch.mm(tmp, mj, out=right if whole and right is not None else None)
+        if whole:
+            g_cols, cols = gc, cj
+        else:
+            g_cols[j0:j1], cols[j0:j1] = gc, cj
+    if sign == -1:
+        rows.neg_()
+    grad_s = grad_w = grad_scale = None
+    if needs[2]:
+        grad_w = torch.addmv(gm[batch], s.mT, rows, alpha=-1.0).mul_(k)
+    if needs[3]:
+        # sum grad * alpha = sum g alpha^2 = sum g (col_i + |m_j - c|^2 - 2 s_c,i . m_j), from
+        # the small results (no pass over [B, C])
+        cross = torch.linalg.vecdot(left[:batch].reshape(-1), gm[:batch].reshape(-1))
+        total = col.squeeze(1) @ g_rows + y2 @ g_cols - 2.0 * cross
+        total = total + (abs_part if sign == 0 else cols @ u - rows @ v)
+        if labels is not None and margin:
+            total = total + margin * grad.gather(1, labels.unsqueeze(1)).sum()
+        grad_scale = total.reshape(scale.shape)
+    if needs[0]:
+        # k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels), in place in gm (last use)
+        grad_s = gm[:batch].addcmul_(s, g_rows.unsqueeze(1), value=-1.0).addr_(rows, w).mul_(-k)
+    return grad_s, grad_m, grad_w, grad_scale
 
 
 def unit_randers_logits(
@@ -286,3 +306,156 @@ def unit_randers_logits(
         # out= buffers cannot be traced with autograd)
         return _composite(s, m, w, scale, sign, labels, margin)
     return _UnitRandersLogits.apply(s, m, w, scale, sign, labels, margin)
+
+
+# softplus(x) = x above this threshold (torch's default), so its slope is exactly 1 there
+_SOFTPLUS_THRESHOLD = 20.0
+# below this drift size the squash's tanh(r)/r is its Taylor polynomial (as the learnable metric)
+_SMALL_DRIFT = 1e-4
+
+
+def _squash_factors(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""`(f, f'/r)` at $r = |u|$ for $f(r) = \tanh(r) / r$ (Taylor below `_SMALL_DRIFT`): the
+    learnable metric's drift is $w = \text{max\_drift}\, f(|u|)\, u$."""
+    r = torch.linalg.vector_norm(u)
+    small = r < _SMALL_DRIFT
+    safe = torch.where(small, torch.ones_like(r), r)
+    th = torch.tanh(safe)
+    f = torch.where(small, 1 - r * r / 3, th / safe)
+    # f'(r) / r = (r sech^2 r - tanh r) / r^3, which tends to -2/3 (the Taylor part's slope / r)
+    slope = torch.where(small, torch.full_like(r, -2.0 / 3.0), (safe * (1 - th * th) - th) / safe**3)
+    return f, slope
+
+
+def _lower(raw: torch.Tensor, eps: float) -> torch.Tensor:
+    """The learnable factor `L = tril(raw, -1) + diag(softplus(diag raw) + eps)`, one fresh buffer."""
+    # a copy zeroed in place above the diagonal (on CPU about twice as fast as `raw.tril(-1)`)
+    chol = raw.clone(memory_format=torch.contiguous_format).tril_(-1)
+    torch.add(nnf.softplus(raw.diagonal()), eps, out=chol.diagonal())
+    return chol
+
+
+def _head_composite(x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
+    """`_FactorHeadLogits` from differentiable torch ops (double backward, traced graphs, tests)."""
+    z = x if proj is None else x @ proj.mT
+    chol = torch.tril(raw, -1) + torch.diag_embed(nnf.softplus(raw.diagonal()) + eps)
+    r = torch.linalg.vector_norm(drift)
+    small = r < _SMALL_DRIFT
+    safe = torch.where(small, torch.ones_like(r), r)
+    w = max_drift * torch.where(small, 1 - r * r / 3, torch.tanh(safe) / safe) * drift
+    scale = None if log_scale is None else scale_sign * log_scale.exp()
+    return _composite(z @ chol, m, w, scale, sign, labels, margin)
+
+
+class _FactorHeadLogits(torch.autograd.Function):
+    # The whole factor-coordinates head as one autograd node: the projection z = x P^T (when
+    # there is one), s = z L with L built once, the drift w = squash(u), the scale
+    # scale_sign * exp(log_scale) and the logits kernel, forward and backward by hand (one node
+    # instead of about twenty small ones: autograd bookkeeping is what a small head pays for).
+
+    @staticmethod
+    def forward(ctx, x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
+        z = x if proj is None else x @ proj.mT
+        chol = _lower(raw, eps)
+        s = z @ chol
+        f, slope = _squash_factors(drift)
+        w = (f * max_drift) * drift
+        scale = None if log_scale is None else log_scale.exp().mul_(scale_sign)
+        d, saved = _logits_forward(s, m, w, scale, sign, labels, margin)
+        ctx.consts = (eps, max_drift, scale_sign, sign, margin)
+        ctx.save_for_backward(x, proj, raw, drift, log_scale, z, chol, f, slope, *saved)
+        return d
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, proj, raw, drift, log_scale, z, chol, f, slope, *saved = ctx.saved_tensors
+        eps, max_drift, scale_sign, sign, margin = ctx.consts
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            # double backward: differentiate the composite (rare path, slower)
+            inputs = (x, proj, raw, drift, saved[1], log_scale)
+            wanted = [t for t, need in zip(inputs, needs[:6], strict=True) if need]
+            with torch.enable_grad():
+                out = _head_composite(*inputs, eps, max_drift, scale_sign, sign, saved[-1], margin)
+            grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
+            return (*(next(grads) if need else None for need in needs[:6]), *(None,) * 6)
+        need_x, need_proj, need_raw, need_drift, need_m, need_scale = needs[:6]
+        need_s = need_x or need_proj or need_raw
+        grad_s, grad_m, grad_w, grad_scale = _logits_backward(
+            saved, sign, margin, grad, (need_s, need_m, need_drift, need_scale)
+        )
+        grad_x = grad_proj = grad_raw = grad_drift = grad_ls = None
+        if need_scale:
+            grad_ls = grad_scale.mul_(saved[3])  # d scale / d log_scale = scale
+        if need_drift:
+            # w = max_drift f(r) u: grad_u = max_drift (f grad_w + f'(r)/r (u . grad_w) u)
+            grad_drift = torch.addcmul(grad_w * f, drift, (drift @ grad_w) * slope).mul_(max_drift)
+        if need_raw:
+            grad_raw = torch.mm(z.mT, grad_s).tril_()
+            d = raw.diagonal()
+            dslope = torch.where(d > _SOFTPLUS_THRESHOLD, torch.ones_like(d), torch.sigmoid(d))
+            grad_raw.diagonal().mul_(dslope)
+        if need_x or need_proj:
+            grad_z = grad_s @ chol.mT
+            if proj is None:
+                grad_x = grad_z
+            else:
+                grad_x = grad_z @ proj if need_x else None
+                grad_proj = grad_z.mT @ x if need_proj else None
+        return grad_x, grad_proj, grad_raw, grad_drift, grad_m, grad_ls, *(None,) * 6
+
+
+def factor_head_logits(
+    x: torch.Tensor,
+    proj: torch.Tensor | None,
+    raw: torch.Tensor,
+    drift: torch.Tensor,
+    m: torch.Tensor,
+    log_scale: torch.Tensor | None,
+    *,
+    eps: float,
+    max_drift: float,
+    scale_sign: float = -1.0,
+    sign: int = 1,
+    labels: torch.Tensor | None = None,
+    margin: float = 0.0,
+) -> torch.Tensor:
+    r"""The logits of a head on a learnable full-rank Randers metric, in its factor coordinates.
+
+    With $z = x P^\top$ (or $z = x$ without a projection), $L = \operatorname{tril}(R, -1) +
+    \operatorname{diag}(\operatorname{softplus}(\operatorname{diag} R) + \epsilon)$,
+    $w = \text{max\_drift} \tanh(|u|)\, u / |u|$ and $\sigma$ = `scale_sign` $e^{\ell}$:
+    `unit_randers_logits(z @ L, m, w, sigma, sign=sign, labels=labels, margin=margin)` (no
+    scale for `log_scale=None`), as one autograd node with a hand-written backward. Double
+    backward works through a slower recomputation.
+
+    Args:
+        x: Tensor, shape `[B, D]`.
+        proj: Tensor, shape `[R, D]`, or `None` (then `R = D`).
+        raw: Tensor, shape `[R, R]`, the factor's raw parameter $R$.
+        drift: Tensor, shape `[R]`, the drift's raw parameter $u$.
+        m: Tensor, shape `[C, R]`, prototypes in factor coordinates.
+        log_scale: scalar Tensor $\ell$, or `None`.
+        eps: the factor diagonal's floor $\epsilon$.
+        max_drift: the bound on $|w|$.
+        scale_sign: the sign (or factor) of the scale.
+        sign: `1`, `-1` or `0` (as in `unit_randers_logits`).
+        labels: optional integer Tensor, shape `[B]`.
+        margin: the distance added to each row's target class (only with `labels`).
+
+    Returns:
+        Tensor, shape `[B, C]`.
+
+    Example:
+        >>> x, raw, m = torch.tensor([[1.0, 0.0]]), torch.zeros(2, 2), torch.zeros(1, 2)
+        >>> factor_head_logits(x, None, raw, torch.zeros(2), m, None, eps=0.0, max_drift=0.9)  # L = log(2) I
+        tensor([[0.6931]])
+    """
+    if labels is not None:
+        labels = labels.long()
+    margin = float(margin)
+    consts = (float(eps), float(max_drift), float(scale_sign), sign, labels, margin)
+    args = (x, proj, raw, drift, m, log_scale, *consts)
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return _head_composite(*args)
+    return _FactorHeadLogits.apply(*args)

@@ -28,7 +28,7 @@ from finslerlib.manifolds import FinslerManifold, Randers
 from finslerlib.math import randers as rmath
 from finslerlib.nn import classifier as _swap
 from finslerlib.nn._init import ScaledOrthogonalLinear, reset_children
-from finslerlib.nn._kernels import DIRECTION_SIGNS, unit_randers_logits
+from finslerlib.nn._kernels import DIRECTION_SIGNS, factor_head_logits, unit_randers_logits
 from finslerlib.nn.functional import check_features, check_labels, compute_dtype
 
 __all__ = ["FAIMHead"]
@@ -588,14 +588,25 @@ class FAIMHead(nn.Module):
     def _scaled_distances(
         self,
         x: torch.Tensor,
-        scale: torch.Tensor | None,
+        scale_sign: float | None,
         labels: torch.Tensor | None = None,
         margin: float = 0.0,
     ) -> torch.Tensor:
-        """`scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`; with `labels`
-        (checked here, after the features), each row's target distance grows by `margin` first."""
+        """`scale_sign * scale * distances(x)` (no scaling for `None`), shape `[..., num_classes]`;
+        with `labels` (checked here, after the features), each row's target distance grows by
+        `margin` first."""
         lead = x.shape[:-1]
-        z = self.embed(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
+        flat = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+        fused = self._fused_metric()
+        if fused is None:
+            z = self.embed(flat)
+        else:  # the checks of `embed`; the projection is done inside the fused head
+            if x.shape[-1] != self.in_features:
+                raise ValueError(
+                    f"x must have shape [..., {self.in_features}] (features), got {tuple(x.shape)}"
+                )
+            check_features(x, self.prototype_coords)
+            z = flat
         if labels is not None:
             if labels.shape != lead:
                 raise ValueError(f"labels must have shape {tuple(lead)}, got {tuple(labels.shape)}")
@@ -603,12 +614,23 @@ class FAIMHead(nn.Module):
             labels = labels.reshape(-1)
             if not margin:
                 labels = None
+        sign = DIRECTION_SIGNS[self.direction]
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if self.factor_coordinates:
+            if fused is not None:
+                # one autograd node for projection, factor, drift, scale and logits
+                dtype = compute_dtype(x, self.prototype_coords)
+                proj = None if self.projection is None else self.projection.weight.to(dtype)
+                log_scale = None if scale_sign is None else self.log_scale.to(dtype)
+                d = factor_head_logits(
+                    z.to(dtype), proj, fused.chol_raw.to(dtype), fused.drift_raw.to(dtype),
+                    self.prototype_coords.to(dtype), log_scale, eps=fused.eps, max_drift=fused.max_drift,
+                    scale_sign=1.0 if scale_sign is None else scale_sign, sign=sign, labels=labels,
+                    margin=margin,
+                )
+            elif self.factor_coordinates:
                 s, w = _factor_rows(self.manifold, z)
                 coords = self.prototype_coords.to(z.dtype)
-                scale = None if scale is None else scale.to(z.dtype)
-                sign = DIRECTION_SIGNS[self.direction]
+                scale = None if scale_sign is None else (scale_sign * self.scale).to(z.dtype)
                 d = unit_randers_logits(s, coords, w, scale, sign=sign, labels=labels, margin=margin)
             else:
                 mu = self.prototypes.to(z.dtype)
@@ -621,9 +643,22 @@ class FAIMHead(nn.Module):
                 if labels is not None:
                     # the target class's distance grows by the margin
                     d = d.scatter_add(-1, labels.unsqueeze(-1), d.new_full((d.shape[0], 1), margin))
-                if scale is not None:
-                    d = d * scale.to(d.dtype)
+                if scale_sign is not None:
+                    d = d * (scale_sign * self.scale).to(d.dtype)
         return d.reshape(*lead, d.shape[-1])
+
+    def _fused_metric(self) -> Randers | None:
+        """The head's own learnable full-rank metric when the fused head applies, else `None`.
+
+        That is a factor-coordinates head whose metric has the parameters of a full-rank
+        `Randers.learnable(D')` (`chol_raw`, `drift_raw`, `eps`, `max_drift`).
+        """
+        if not self.factor_coordinates:
+            return None
+        metric = self.manifold
+        if getattr(metric, "rank", 0) is not None or not hasattr(metric, "chol_raw"):
+            return None
+        return metric
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """Distances between features and prototypes in the head's `direction`.
@@ -662,13 +697,13 @@ class FAIMHead(nn.Module):
             True
         """
         if labels is None:
-            return self._scaled_distances(x, -self.scale)
+            return self._scaled_distances(x, -1.0)
         m = self.margin if margin is None else float(margin)
         if not m >= 0:
             raise ValueError(f"margin must be >= 0, got {m}")
         # the true class's distance grows by m (its logit drops by s * m): added inside the
         # fused kernel for the head's own metric, before the scale elsewhere
-        return self._scaled_distances(x, -self.scale, labels, m)
+        return self._scaled_distances(x, -1.0, labels, m)
 
     def extra_repr(self) -> str:
         rank = "" if self.rank is None else f", rank={self.rank}"
