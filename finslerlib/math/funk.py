@@ -49,6 +49,7 @@ import math
 
 import torch
 
+from finslerlib.math.epilogue import use_epilogue
 from finslerlib.math.pairwise import (
     block_rows,
     matmul_roundoff,
@@ -546,10 +547,19 @@ class _FunkParts:
             return self.qx.new_zeros(0), self.qx.new_zeros(0)
         return torch.cat(ds), torch.cat(roots)
 
-    def gram(self, xa, ya, la, lb, qy, out, root, clamp):
-        """d and sqrt(z^2 - Q_y) of a row block in place (`out` receives z first); returns the row
-        extremes of z and the row minima of d (None with `clamp`: the plain Gram form)."""
+    def gram(self, xa, ya, la, lb, qy, out, root, clamp, keep=True):
+        """d and sqrt(z^2 - Q_y) of a row block in place (`out` receives z first; `root` may be left
+        unwritten unless `keep`); returns the row extremes of z and the row minima of d (None with
+        `clamp`: the plain Gram form)."""
         torch.mm(xa, ya.mT, out=out)
+        kernel = use_epilogue(out, self.x_in.shape[0] * self.y_in.shape[0])
+        if kernel is not None:
+            # the fused epilogue: root, d and the row extremes in one pass
+            extremes = [out.new_empty(out.shape[0]) for _ in range(3)]
+            kept = root if keep else out.new_empty(0)
+            lx, ly = la[:, 0].contiguous(), lb[1].contiguous()
+            kernel.funk(out, kept, qy.reshape(-1), lx, ly, *extremes, not clamp)
+            return None if clamp else tuple(extremes)
         z_min = z_max = None
         if not clamp:
             z_min, z_max = out.amin(1), out.amax(1)
@@ -627,7 +637,7 @@ class _FunkCdist(torch.autograd.Function):
             blk = out[i : i + step]
             root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
             rows = slice(i, i + step)
-            extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine)
+            extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine, sh is not None)
             if refine:
                 # the error model per row from three row reductions; the nearest pairs of the rows
                 # it does not clear are recomputed (rows it cannot clear at all: in float64)

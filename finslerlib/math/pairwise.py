@@ -11,6 +11,8 @@ import functools
 
 import torch
 
+from finslerlib.math.epilogue import use_epilogue
+
 __all__ = [
     "safe_sqrt",
     "safe_div",
@@ -406,15 +408,26 @@ class _PairwiseRanders(torch.autograd.Function):
             size2 = (s2 + t2.max()).to(dtype)
             fix = _RandersRefine(exact, x.detach(), y.detach(), c, lw, s2, t2, bx, by, tau)
         step = block_rows(n, m, out.device)
+        kernel = use_epilogue(out, n * m)
+        if kernel is not None:
+            # the fused epilogue: one pass per block for the square root, the drift and both minima
+            bx_k, by_k = bx.to(dtype), by.to(dtype)
+            min_a_k, min_f_k = out.new_empty(n), out.new_empty(n)
         for i in range(0, n, step):
             blk = out[i : i + step]
             torch.mm(xa[i : i + step], ya.mT, out=blk)
-            if not refine:
+            if kernel is not None:
+                min_a, min_f = min_a_k[i : i + step], min_f_k[i : i + step]
+                kernel.randers(blk, bx_k[i : i + step], by_k, min_a, min_f, refine)
+                if not refine:
+                    continue
+            elif not refine:
                 blk.clamp_min_(0.0).sqrt_().addmm_(bxa[i : i + step], bya)
                 continue
-            min_a = blk.amin(1)
-            blk.sqrt_().addmm_(bxa[i : i + step], bya)  # negative alpha^2: NaN, flagged below
-            min_f = blk.amin(1)
+            else:
+                min_a = blk.amin(1)
+                blk.sqrt_().addmm_(bxa[i : i + step], bya)  # negative alpha^2: NaN, flagged below
+                min_f = blk.amin(1)
             ok = gram_accurate(min_a.clamp_min_(0.0).sqrt_(), min_f, size2[i : i + step], u, tau)
             rows = ok.logical_not_().nonzero().squeeze(1)
             if rows.numel():
