@@ -580,7 +580,9 @@ def pairwise_randers(
     $|t_j - s_i| + w \cdot t_j - w \cdot s_i$: one Gram matmul plus separable drift terms,
     never an `[N, M, D]` tensor. Forward and backward are fused by hand (a few passes over
     the `[N, M]` result instead of the dozens autograd makes, which dominate at classifier
-    sizes); double backward (Hessians) works too, through a slower recomputation. The gradient is
+    sizes; float32 CPU results of at least `finslerlib.math.epilogue.MIN_ENTRIES` entries take one
+    compiled pass after the matmul, see `finslerlib.math.epilogue`); double backward (Hessians)
+    works too, through a slower recomputation. The gradient is
     finite (the $\alpha$ part contributes 0) where two points coincide. Both sets are
     centred on their common mean and mapped by $L$ in float64 (against cancellation in the Gram
     trick).
