@@ -493,7 +493,7 @@ class _FunkParts:
         """[x_i rx_i, R^2 rx_i] in the wide dtype (made for the rows recomputed in it)."""
         return torch.cat([self.x * self.rx.unsqueeze(1), (self.radius**2 * self.rx).unsqueeze(1)], 1)
 
-    def xa_in(self, dtype, chunk=512):
+    def xa_in(self, dtype, chunk=4096):
         """[x_i rx_i, R^2 rx_i] rounded once to `dtype`: the products formed in the wide dtype in
         chunks of rows (small scratch instead of a wide copy of all points)."""
         x = self.x_in

@@ -348,12 +348,11 @@ def gram_accurate(alpha, f, size2, u: float, tau: float) -> torch.Tensor:
     return alpha * (tau * f - (u * LINEAR_C) * size2.sqrt()) >= (u * GRAM_C) * size2
 
 
-def _mapped_rows(v, c, lw_aug, dtype, chunk=4096):
-    """`((v - c) L, |(v - c) L|^2, w.(v - c) L)` for `lw_aug = [L, L w]` (wide): the first in `dtype`,
-    the others wide. Computed in chunks of rows through one reused wide buffer (fresh float64
-    copies of the points cost more than the arithmetic)."""
+def _mapped_rows(v, c, lw_aug, dest, scale=1.0, chunk=4096):
+    """`scale (v - c) L` into `dest` (a `[N, R]` view, its dtype), and `|(v - c) L|^2`, `w.(v - c) L`
+    (wide) for `lw_aug = [L, L w]` (wide; `scale` a power of 2, exact). Computed in chunks of rows
+    through reused wide buffers, with no mixed-dtype arithmetic (its casting loops are slow)."""
     n, r = v.shape[0], lw_aug.shape[1] - 1
-    mapped = torch.empty(n, r, dtype=dtype, device=v.device)
     sq = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
     drift = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
     buf = torch.empty(min(chunk, n), v.shape[1], dtype=lw_aug.dtype, device=v.device)
@@ -361,12 +360,15 @@ def _mapped_rows(v, c, lw_aug, dtype, chunk=4096):
     for k in range(0, n, chunk):
         rows = min(chunk, n - k)
         b, o = buf[:rows], out[:rows]
-        torch.sub(v[k : k + rows], c, out=b)
+        b.copy_(v[k : k + rows]).sub_(c)
         torch.mm(b, lw_aug, out=o)
-        mapped[k : k + rows] = o[:, :r]
         torch.linalg.vector_norm(o[:, :r], dim=1, out=sq[k : k + rows]).square_()
         drift[k : k + rows] = o[:, r]
-    return mapped, sq, drift
+        mapped = o[:, :r]
+        if scale != 1.0:
+            mapped = mapped.mul_(scale)
+        dest[k : k + rows] = mapped
+    return sq, drift
 
 
 class _PairwiseRanders(torch.autograd.Function):
@@ -386,13 +388,18 @@ class _PairwiseRanders(torch.autograd.Function):
         c = ((x.detach().sum(0) + y.detach().sum(0)) / max(n + m, 1)).to(wide)
         # [s, w.s] = (x - c) [L, L w] (x - c first: exact for float32 x)
         lw_aug = torch.cat([lw, (lw @ ww).unsqueeze(1)], 1)
-        xt, s2, bx = _mapped_rows(x.detach(), c, lw_aug, dtype)
-        yt, t2, by = _mapped_rows(y.detach(), c, lw_aug, dtype)
-        ones_x, ones_y = xt.new_ones(n, 1), yt.new_ones(m, 1)
         # |t_j - s_i|^2 = [s_i, |s_i|^2, 1] . [-2 t_j, 1, |t_j|^2]: the outer sums are two extra
-        # columns of the one matmul (as in torch.cdist), so no pass adds them
-        xa = torch.cat([xt, s2.to(dtype).unsqueeze(1), ones_x], 1)
-        ya = torch.cat([yt * -2.0, ones_y, t2.to(dtype).unsqueeze(1)], 1)
+        # columns of the one matmul (as in torch.cdist), so no pass adds them; the mapped points
+        # are written into these buffers directly
+        r = lw.shape[1]
+        xa = torch.empty(n, r + 2, dtype=dtype, device=device)
+        ya = torch.empty(m, r + 2, dtype=dtype, device=device)
+        s2, bx = _mapped_rows(x.detach(), c, lw_aug, xa[:, :r])
+        t2, by = _mapped_rows(y.detach(), c, lw_aug, ya[:, :r], scale=-2.0)
+        xa[:, r], xa[:, r + 1] = s2, 1.0
+        ya[:, r], ya[:, r + 1] = 1.0, t2
+        xt = xa[:, :r]
+        ones_x, ones_y = xt.new_ones(n, 1), xt.new_ones(m, 1)
         # the drift w.t_j - w.s_i: a rank-2 product added in place (one pass)
         bxa = torch.cat([bx.to(dtype).neg().unsqueeze(1), ones_x], 1)
         bya = torch.cat([ones_y, by.to(dtype).unsqueeze(1)], 1).mT
@@ -432,12 +439,14 @@ class _PairwiseRanders(torch.autograd.Function):
             rows = ok.logical_not_().nonzero().squeeze(1)
             if rows.numel():
                 fix.rows(blk, rows, i, bxa, bya, u)
-        ctx.save_for_backward(x, y, factor, w, c.to(dtype), xt, yt, out)
+        ctx.save_for_backward(x, y, factor, w, c.to(dtype), xa, ya, out)
         return out
 
     @staticmethod
     def backward(ctx, grad, *_):
-        x, y, factor, w, c, xt, yt, out = ctx.saved_tensors
+        x, y, factor, w, c, xa, ya, out = ctx.saved_tensors
+        r = factor.shape[1]
+        xt, yt = xa[:, :r], ya[:, :r] * -0.5  # ya holds -2 t (exact)
         if torch.is_grad_enabled():
             # double backward: the saved intermediates carry no graph, so rebuild them as
             # differentiable functions of the inputs (only on this rare path)
