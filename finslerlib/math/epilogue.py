@@ -315,9 +315,9 @@ def load_epilogue():
     return module
 
 
-# Results with fewer entries keep the torch epilogue (it costs little there, and small workloads
-# never wait for the first build).
 MIN_ENTRIES = 1 << 16
+"""Results with fewer entries keep the torch epilogue (it costs little there, and small workloads
+never wait for the first build)."""
 
 
 def use_epilogue(out: torch.Tensor, entries: int):
