@@ -7,8 +7,6 @@ point sets on a common mean (which reduces cancellation), clamped at zero.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from finslerlib.math.epilogue import use_epilogue
@@ -481,16 +479,23 @@ class _RandersRefine:
     def __init__(self, exact, x, y, c, lw, s2, t2, bx, by, tau):
         self.exact, self.x, self.y, self.c, self.lw = exact, x, y, c, lw
         self.s2, self.t2, self.bx, self.by, self.tau = s2, t2, bx, by, tau
+        self.full: dict[str, torch.Tensor] = {}
 
-    @functools.cached_property
-    def s(self):
-        """The sources in factor coordinates in the wide dtype (made on the first flag)."""
-        return (self.x.to(self.lw.dtype) - self.c) @ self.lw
+    def mapped(self, side, idx):
+        """Rows `idx` (distinct) of the sources (`side` "x") or targets ("y") in factor coordinates
+        in the wide dtype: only these rows while they are few (a few flagged pairs do not map every
+        point again), else all of them once (kept)."""
+        points = self.x if side == "x" else self.y
+        if side not in self.full and isinstance(idx, torch.Tensor) and idx.numel() * 4 <= points.shape[0]:
+            return (points[idx].to(self.lw.dtype) - self.c) @ self.lw
+        if side not in self.full:
+            self.full[side] = (points.to(self.lw.dtype) - self.c) @ self.lw
+        return self.full[side][idx]
 
-    @functools.cached_property
+    @property
     def t(self):
-        """The targets in factor coordinates in the wide dtype."""
-        return (self.y.to(self.lw.dtype) - self.c) @ self.lw
+        """All targets in factor coordinates in the wide dtype (for rows recomputed densely)."""
+        return self.mapped("y", slice(None))
 
     def direct(self, rows, cols):
         """F(t_j - s_i) of the index pairs from their differences (in the wide dtype); exactly 0
@@ -498,7 +503,9 @@ class _RandersRefine:
         parts = []
         for k in range(0, rows.numel(), self.chunk):
             r, c = rows[k : k + self.chunk], cols[k : k + self.chunk]
-            f = self.exact(self.t[c] - self.s[r])
+            ur, ri = torch.unique(r, return_inverse=True)
+            uc, ci = torch.unique(c, return_inverse=True)
+            f = self.exact(self.mapped("y", uc)[ci] - self.mapped("x", ur)[ri])
             parts.append(f.masked_fill_((self.x[r] == self.y[c]).all(1), 0.0))
         return torch.cat(parts) if parts else self.lw.new_zeros(0)
 
@@ -519,7 +526,8 @@ class _RandersRefine:
 
     def dense(self, grow):
         """Rows `grow` of the result from a Gram matmul in the wide dtype, flagged entries direct."""
-        sq = torch.addmm(self.t2.unsqueeze(0), self.s[grow], self.t.mT, alpha=-2.0).add_(self.s2[grow, None])
+        s = self.mapped("x", grow)
+        sq = torch.addmm(self.t2.unsqueeze(0), s, self.t.mT, alpha=-2.0).add_(self.s2[grow, None])
         size2 = torch.add(self.s2[grow, None], self.t2)
         alpha = sq.clamp_min_(0.0).sqrt_()
         f = torch.add(alpha, self.by).sub_(self.bx[grow, None])
