@@ -49,6 +49,7 @@ import math
 
 import torch
 
+from finslerlib.math.epilogue import use_epilogue
 from finslerlib.math.pairwise import (
     block_rows,
     matmul_roundoff,
@@ -398,7 +399,8 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     = \operatorname{arccosh} v + \tfrac12 \log Q_{x_i} - \tfrac12 \log Q_{y_j}$.
     `reverse=True` swaps the last two terms: $d(y_j \to x_i)$ (the reverse metric).
     $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are extra columns,
-    the per-point terms prepared in float64), the rest runs in place on row blocks, and the
+    the per-point terms prepared in float64), the rest runs in place on row blocks (one compiled
+    pass per block for float32 CPU results, see `finslerlib.math.epilogue`), and the
     backward is written by hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Batched inputs run
     the same kernel one batch entry at a time.
 
@@ -479,13 +481,28 @@ class _FunkParts:
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
         self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
         # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
-        self.xa = torch.cat([x.to(wide) * self.rx.unsqueeze(1), (r2 * self.rx).unsqueeze(1)], 1)
         self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
         self.root_d = math.sqrt(x.shape[1])
         self.qy_max, self.ry_max, self.ly_abs = self.qy.max(), self.ry.max(), self.ly.abs().max()
+
+    @functools.cached_property
+    def xa(self):
+        """[x_i rx_i, R^2 rx_i] in the wide dtype (made for the rows recomputed in it)."""
+        return torch.cat([self.x * self.rx.unsqueeze(1), (self.radius**2 * self.rx).unsqueeze(1)], 1)
+
+    def xa_in(self, dtype, chunk=4096):
+        """[x_i rx_i, R^2 rx_i] rounded once to `dtype`: the products formed in the wide dtype in
+        chunks of rows (small scratch instead of a wide copy of all points)."""
+        x = self.x_in
+        out = torch.empty(x.shape[0], x.shape[1] + 1, dtype=dtype, device=x.device)
+        for k in range(0, x.shape[0], chunk):
+            rows = slice(k, k + chunk)
+            out[rows, :-1] = x[rows].to(self.wide) * self.rx[rows].unsqueeze(1)
+        out[:, -1] = self.rx * self.radius**2
+        return out
 
     @functools.cached_property
     def x(self):
@@ -546,10 +563,19 @@ class _FunkParts:
             return self.qx.new_zeros(0), self.qx.new_zeros(0)
         return torch.cat(ds), torch.cat(roots)
 
-    def gram(self, xa, ya, la, lb, qy, out, root, clamp):
-        """d and sqrt(z^2 - Q_y) of a row block in place (`out` receives z first); returns the row
-        extremes of z and the row minima of d (None with `clamp`: the plain Gram form)."""
+    def gram(self, xa, ya, la, lb, qy, out, root, clamp, keep=True):
+        """d and sqrt(z^2 - Q_y) of a row block in place (`out` receives z first; `root` may be left
+        unwritten unless `keep`); returns the row extremes of z and the row minima of d (None with
+        `clamp`: the plain Gram form)."""
         torch.mm(xa, ya.mT, out=out)
+        kernel = use_epilogue(out, self.x_in.shape[0] * self.y_in.shape[0])
+        if kernel is not None:
+            # the fused epilogue: root, d and the row extremes in one pass
+            extremes = [out.new_empty(out.shape[0]) for _ in range(3)]
+            kept = root if keep else out.new_empty(0)
+            lx, ly = la[:, 0].contiguous(), lb[1].contiguous()
+            kernel.funk(out, kept, qy.reshape(-1), lx, ly, *extremes, not clamp)
+            return None if clamp else tuple(extremes)
         z_min = z_max = None
         if not clamp:
             z_min, z_max = out.amin(1), out.amax(1)
@@ -611,7 +637,7 @@ class _FunkCdist(torch.autograd.Function):
         sign = -1.0 if reverse else 1.0
         wide = torch.float64 if device.type != "mps" else dtype
         parts = _FunkParts(x.detach(), y.detach(), radius, sign, wide, target_accuracy(dtype))
-        xa, ya = parts.xa.to(dtype), parts.ya
+        xa, ya = parts.xa_in(dtype), parts.ya
         la, lb = parts.la.to(dtype), parts.lb.to(dtype)
         minus_qy = parts.qy.neg().to(dtype).unsqueeze(0)
         out = torch.empty(n, m, dtype=dtype, device=device)
@@ -627,7 +653,7 @@ class _FunkCdist(torch.autograd.Function):
             blk = out[i : i + step]
             root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
             rows = slice(i, i + step)
-            extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine)
+            extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine, sh is not None)
             if refine:
                 # the error model per row from three row reductions; the nearest pairs of the rows
                 # it does not clear are recomputed (rows it cannot clear at all: in float64)

@@ -7,9 +7,9 @@ point sets on a common mean (which reduces cancellation), clamped at zero.
 
 from __future__ import annotations
 
-import functools
-
 import torch
+
+from finslerlib.math.epilogue import use_epilogue
 
 __all__ = [
     "safe_sqrt",
@@ -346,12 +346,11 @@ def gram_accurate(alpha, f, size2, u: float, tau: float) -> torch.Tensor:
     return alpha * (tau * f - (u * LINEAR_C) * size2.sqrt()) >= (u * GRAM_C) * size2
 
 
-def _mapped_rows(v, c, lw_aug, dtype, chunk=4096):
-    """`((v - c) L, |(v - c) L|^2, w.(v - c) L)` for `lw_aug = [L, L w]` (wide): the first in `dtype`,
-    the others wide. Computed in chunks of rows through one reused wide buffer (fresh float64
-    copies of the points cost more than the arithmetic)."""
+def _mapped_rows(v, c, lw_aug, dest, scale=1.0, chunk=4096):
+    """`scale (v - c) L` into `dest` (a `[N, R]` view, its dtype), and `|(v - c) L|^2`, `w.(v - c) L`
+    (wide) for `lw_aug = [L, L w]` (wide; `scale` a power of 2, exact). Computed in chunks of rows
+    through reused wide buffers, with no mixed-dtype arithmetic (its casting loops are slow)."""
     n, r = v.shape[0], lw_aug.shape[1] - 1
-    mapped = torch.empty(n, r, dtype=dtype, device=v.device)
     sq = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
     drift = torch.empty(n, dtype=lw_aug.dtype, device=v.device)
     buf = torch.empty(min(chunk, n), v.shape[1], dtype=lw_aug.dtype, device=v.device)
@@ -359,12 +358,15 @@ def _mapped_rows(v, c, lw_aug, dtype, chunk=4096):
     for k in range(0, n, chunk):
         rows = min(chunk, n - k)
         b, o = buf[:rows], out[:rows]
-        torch.sub(v[k : k + rows], c, out=b)
+        b.copy_(v[k : k + rows]).sub_(c)
         torch.mm(b, lw_aug, out=o)
-        mapped[k : k + rows] = o[:, :r]
         torch.linalg.vector_norm(o[:, :r], dim=1, out=sq[k : k + rows]).square_()
         drift[k : k + rows] = o[:, r]
-    return mapped, sq, drift
+        mapped = o[:, :r]
+        if scale != 1.0:
+            mapped = mapped.mul_(scale)
+        dest[k : k + rows] = mapped
+    return sq, drift
 
 
 class _PairwiseRanders(torch.autograd.Function):
@@ -384,13 +386,18 @@ class _PairwiseRanders(torch.autograd.Function):
         c = ((x.detach().sum(0) + y.detach().sum(0)) / max(n + m, 1)).to(wide)
         # [s, w.s] = (x - c) [L, L w] (x - c first: exact for float32 x)
         lw_aug = torch.cat([lw, (lw @ ww).unsqueeze(1)], 1)
-        xt, s2, bx = _mapped_rows(x.detach(), c, lw_aug, dtype)
-        yt, t2, by = _mapped_rows(y.detach(), c, lw_aug, dtype)
-        ones_x, ones_y = xt.new_ones(n, 1), yt.new_ones(m, 1)
         # |t_j - s_i|^2 = [s_i, |s_i|^2, 1] . [-2 t_j, 1, |t_j|^2]: the outer sums are two extra
-        # columns of the one matmul (as in torch.cdist), so no pass adds them
-        xa = torch.cat([xt, s2.to(dtype).unsqueeze(1), ones_x], 1)
-        ya = torch.cat([yt * -2.0, ones_y, t2.to(dtype).unsqueeze(1)], 1)
+        # columns of the one matmul (as in torch.cdist), so no pass adds them; the mapped points
+        # are written into these buffers directly
+        r = lw.shape[1]
+        xa = torch.empty(n, r + 2, dtype=dtype, device=device)
+        ya = torch.empty(m, r + 2, dtype=dtype, device=device)
+        s2, bx = _mapped_rows(x.detach(), c, lw_aug, xa[:, :r])
+        t2, by = _mapped_rows(y.detach(), c, lw_aug, ya[:, :r], scale=-2.0)
+        xa[:, r], xa[:, r + 1] = s2, 1.0
+        ya[:, r], ya[:, r + 1] = 1.0, t2
+        xt = xa[:, :r]
+        ones_x, ones_y = xt.new_ones(n, 1), xt.new_ones(m, 1)
         # the drift w.t_j - w.s_i: a rank-2 product added in place (one pass)
         bxa = torch.cat([bx.to(dtype).neg().unsqueeze(1), ones_x], 1)
         bya = torch.cat([ones_y, by.to(dtype).unsqueeze(1)], 1).mT
@@ -406,25 +413,38 @@ class _PairwiseRanders(torch.autograd.Function):
             size2 = (s2 + t2.max()).to(dtype)
             fix = _RandersRefine(exact, x.detach(), y.detach(), c, lw, s2, t2, bx, by, tau)
         step = block_rows(n, m, out.device)
+        kernel = use_epilogue(out, n * m)
+        if kernel is not None:
+            # the fused epilogue: one pass per block for the square root, the drift and both minima
+            bx_k, by_k = bx.to(dtype), by.to(dtype)
+            min_a_k, min_f_k = out.new_empty(n), out.new_empty(n)
         for i in range(0, n, step):
             blk = out[i : i + step]
             torch.mm(xa[i : i + step], ya.mT, out=blk)
-            if not refine:
+            if kernel is not None:
+                min_a, min_f = min_a_k[i : i + step], min_f_k[i : i + step]
+                kernel.randers(blk, bx_k[i : i + step], by_k, min_a, min_f, refine)
+                if not refine:
+                    continue
+            elif not refine:
                 blk.clamp_min_(0.0).sqrt_().addmm_(bxa[i : i + step], bya)
                 continue
-            min_a = blk.amin(1)
-            blk.sqrt_().addmm_(bxa[i : i + step], bya)  # negative alpha^2: NaN, flagged below
-            min_f = blk.amin(1)
+            else:
+                min_a = blk.amin(1)
+                blk.sqrt_().addmm_(bxa[i : i + step], bya)  # negative alpha^2: NaN, flagged below
+                min_f = blk.amin(1)
             ok = gram_accurate(min_a.clamp_min_(0.0).sqrt_(), min_f, size2[i : i + step], u, tau)
             rows = ok.logical_not_().nonzero().squeeze(1)
             if rows.numel():
                 fix.rows(blk, rows, i, bxa, bya, u)
-        ctx.save_for_backward(x, y, factor, w, c.to(dtype), xt, yt, out)
+        ctx.save_for_backward(x, y, factor, w, c.to(dtype), xa, ya, out)
         return out
 
     @staticmethod
     def backward(ctx, grad, *_):
-        x, y, factor, w, c, xt, yt, out = ctx.saved_tensors
+        x, y, factor, w, c, xa, ya, out = ctx.saved_tensors
+        r = factor.shape[1]
+        xt, yt = xa[:, :r], ya[:, :r] * -0.5  # ya holds -2 t (exact)
         if torch.is_grad_enabled():
             # double backward: the saved intermediates carry no graph, so rebuild them as
             # differentiable functions of the inputs (only on this rare path)
@@ -459,16 +479,23 @@ class _RandersRefine:
     def __init__(self, exact, x, y, c, lw, s2, t2, bx, by, tau):
         self.exact, self.x, self.y, self.c, self.lw = exact, x, y, c, lw
         self.s2, self.t2, self.bx, self.by, self.tau = s2, t2, bx, by, tau
+        self.full: dict[str, torch.Tensor] = {}
 
-    @functools.cached_property
-    def s(self):
-        """The sources in factor coordinates in the wide dtype (made on the first flag)."""
-        return (self.x.to(self.lw.dtype) - self.c) @ self.lw
+    def mapped(self, side, idx):
+        """Rows `idx` (distinct) of the sources (`side` "x") or targets ("y") in factor coordinates
+        in the wide dtype: only these rows while they are few (a few flagged pairs do not map every
+        point again), else all of them once (kept)."""
+        points = self.x if side == "x" else self.y
+        if side not in self.full and isinstance(idx, torch.Tensor) and idx.numel() * 4 <= points.shape[0]:
+            return (points[idx].to(self.lw.dtype) - self.c) @ self.lw
+        if side not in self.full:
+            self.full[side] = (points.to(self.lw.dtype) - self.c) @ self.lw
+        return self.full[side][idx]
 
-    @functools.cached_property
+    @property
     def t(self):
-        """The targets in factor coordinates in the wide dtype."""
-        return (self.y.to(self.lw.dtype) - self.c) @ self.lw
+        """All targets in factor coordinates in the wide dtype (for rows recomputed densely)."""
+        return self.mapped("y", slice(None))
 
     def direct(self, rows, cols):
         """F(t_j - s_i) of the index pairs from their differences (in the wide dtype); exactly 0
@@ -476,7 +503,9 @@ class _RandersRefine:
         parts = []
         for k in range(0, rows.numel(), self.chunk):
             r, c = rows[k : k + self.chunk], cols[k : k + self.chunk]
-            f = self.exact(self.t[c] - self.s[r])
+            ur, ri = torch.unique(r, return_inverse=True)
+            uc, ci = torch.unique(c, return_inverse=True)
+            f = self.exact(self.mapped("y", uc)[ci] - self.mapped("x", ur)[ri])
             parts.append(f.masked_fill_((self.x[r] == self.y[c]).all(1), 0.0))
         return torch.cat(parts) if parts else self.lw.new_zeros(0)
 
@@ -497,7 +526,8 @@ class _RandersRefine:
 
     def dense(self, grow):
         """Rows `grow` of the result from a Gram matmul in the wide dtype, flagged entries direct."""
-        sq = torch.addmm(self.t2.unsqueeze(0), self.s[grow], self.t.mT, alpha=-2.0).add_(self.s2[grow, None])
+        s = self.mapped("x", grow)
+        sq = torch.addmm(self.t2.unsqueeze(0), s, self.t.mT, alpha=-2.0).add_(self.s2[grow, None])
         size2 = torch.add(self.s2[grow, None], self.t2)
         alpha = sq.clamp_min_(0.0).sqrt_()
         f = torch.add(alpha, self.by).sub_(self.bx[grow, None])
@@ -567,7 +597,9 @@ def pairwise_randers(
     $|t_j - s_i| + w \cdot t_j - w \cdot s_i$: one Gram matmul plus separable drift terms,
     never an `[N, M, D]` tensor. Forward and backward are fused by hand (a few passes over
     the `[N, M]` result instead of the dozens autograd makes, which dominate at classifier
-    sizes); double backward (Hessians) works too, through a slower recomputation. The gradient is
+    sizes; float32 CPU results of at least `finslerlib.math.epilogue.MIN_ENTRIES` entries take one
+    compiled pass after the matmul, see `finslerlib.math.epilogue`); double backward (Hessians)
+    works too, through a slower recomputation. The gradient is
     finite (the $\alpha$ part contributes 0) where two points coincide. Both sets are
     centred on their common mean and mapped by $L$ in float64 (against cancellation in the Gram
     trick).

@@ -14,6 +14,9 @@ import torch
 from finslerlib import FunkBall, Randers
 from finslerlib.math import randers as rmath
 
+# every test with the torch and the compiled epilogue (finslerlib.math.epilogue)
+pytestmark = pytest.mark.usefixtures("cdist_epilogue")
+
 RTOL = 1e-6  # the requirement, about 8 float32 ulps
 A3 = [[1.5, -0.2, 0.1], [-0.2, 2.0, 0.3], [0.1, 0.3, 1.0]]
 

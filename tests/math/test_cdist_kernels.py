@@ -10,6 +10,9 @@ from finslerlib.math import funk as fmath
 from finslerlib.math import pairwise
 from finslerlib.math.pairwise import block_rows, coincident_pairs
 
+# every test with the torch and the compiled epilogue (finslerlib.math.epilogue)
+pytestmark = pytest.mark.usefixtures("cdist_epilogue")
+
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 
 

@@ -1,0 +1,102 @@
+"""The compiled cdist epilogue (`finslerlib.math.epilogue`): its logarithm against float64
+`torch.log`, the fused Randers / Funk passes against the same formulas in float64 on the same
+float32 matmul output, and the torch fallback when the module cannot be built."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from finslerlib import FunkBall
+from finslerlib.math import epilogue
+
+EPS = torch.finfo(torch.float32).eps
+
+
+@pytest.fixture
+def module():
+    mod = epilogue.load_epilogue()
+    if mod is None:
+        pytest.skip("the compiled cdist epilogue cannot be built here")
+    return mod
+
+
+def test_log_within_one_ulp_of_float64_and_special_values(module):
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [
+            torch.exp(torch.empty(20_000, dtype=torch.float64).uniform_(-87.0, 88.0, generator=g)),
+            1.0 + torch.empty(5_000, dtype=torch.float64).uniform_(-1e-3, 1e-3, generator=g),
+        ]
+    ).float()
+    want = torch.log(x.double())
+    err = (module.log_f32(x).double() - want).abs()
+    # Cephes' logf: within one float32 ulp of the float64 logarithm (of the result, at least of 1)
+    assert bool((err <= EPS * want.abs().clamp_min(math.ldexp(1.0, -24) / EPS)).all()), float(err.max())
+    special = torch.tensor([0.0, -1.0, float("nan"), float("inf"), 1e-40, 1.0])
+    got = module.log_f32(special)
+    assert got[0] == -math.inf and got[1].isnan() and got[2].isnan() and got[3] == math.inf
+    assert abs(float(got[4]) - math.log(1e-40)) <= 4 * EPS * abs(math.log(1e-40))  # a subnormal
+    assert got[5] == 0.0
+
+
+def test_randers_pass_matches_float64_formula_and_row_minima(module):
+    g = torch.Generator().manual_seed(1)
+    q = torch.rand(7, 37, generator=g) * 4.0
+    q[2, 5] = -1e-7  # a Gram value below 0 by rounding: NaN with refine (flagged), 0 without
+    bx, by = torch.randn(7, generator=g), torch.randn(37, generator=g)
+    want = q.double().sqrt() + (by.double() - bx.double()[:, None])
+    for refine in (True, False):
+        out, amin, fmin = q.clone(), torch.empty(7), torch.empty(7)
+        module.randers(out, bx, by, amin, fmin, refine)
+        ok = torch.ones_like(out, dtype=torch.bool)
+        ok[2, 5] = False
+        assert torch.allclose(out.double()[ok], want[ok], rtol=4 * EPS, atol=4 * EPS * 4.0)
+        assert torch.equal(amin, q.amin(1))
+        if refine:
+            assert out[2, 5].isnan() and fmin[2].isnan()
+            assert torch.equal(fmin[ok.all(1)], out[ok.all(1)].amin(1))
+        else:
+            assert out[2, 5] == by[5] - bx[2]
+            assert torch.equal(fmin, out.amin(1))
+
+
+def test_funk_pass_matches_float64_formula_and_row_extremes(module):
+    g = torch.Generator().manual_seed(2)
+    qy = torch.rand(33, generator=g) * 0.9 + 0.05
+    z = (qy.sqrt() * (1.0 + torch.rand(5, 33, generator=g) * 3.0)).float()
+    lx, ly = torch.randn(5, generator=g), torch.randn(33, generator=g)
+    root64 = (z.double() ** 2 - qy.double()).sqrt()
+    want = torch.log(z.double() + root64) + (lx.double()[:, None] + ly.double())
+    out, root = z.clone(), torch.empty_like(z)
+    zmin, zmax, dmin = torch.empty(5), torch.empty(5), torch.empty(5)
+    module.funk(out, root, -qy, lx, ly, zmin, zmax, dmin, True)
+    scale = want.abs() + torch.log(z.double() + root64).abs() + 1.0
+    assert bool(((out.double() - want).abs() <= 8 * EPS * scale).all())
+    assert torch.allclose(root.double(), root64, rtol=8 * EPS, atol=8 * EPS * float(z.max()))
+    assert torch.equal(zmin, z.amin(1)) and torch.equal(zmax, z.amax(1)) and torch.equal(dmin, out.amin(1))
+    # without refine: z^2 - Q below 0 clamps to 0 and d at 0; the root may stay unwritten
+    out2 = z.clone()
+    out2[0, 0] = float(qy[0].sqrt()) * (1 - 1e-6)
+    module.funk(out2, torch.empty(0), -qy, lx, ly, zmin, zmax, dmin, False)
+    assert bool((out2 >= 0).all()) and not out2.isnan().any()
+
+
+def test_build_failure_warns_once_and_cdist_falls_back(monkeypatch):
+    import torch.utils.cpp_extension as ext
+
+    def broken(**_):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(epilogue, "_STATE", {})
+    monkeypatch.setattr(ext, "load_inline", broken)
+    monkeypatch.setattr(epilogue, "MIN_ENTRIES", 0)
+    with pytest.warns(RuntimeWarning, match="no compiler"):
+        assert epilogue.load_epilogue() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert epilogue.load_epilogue() is None  # remembered: no second warning
+        x = FunkBall(3).random(6, 3)
+        d = FunkBall(3).cdist(x, x)
+    assert torch.equal(d.diagonal(), torch.zeros(6))
