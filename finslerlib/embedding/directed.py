@@ -36,13 +36,17 @@ from torch import nn
 from finslerlib.embedding.links import check_edges
 from finslerlib.embedding.mds import _drift_only, _EstimatorBase
 from finslerlib.embedding.wind import (
+    HyperboloidRotation,
+    RotationWind,
+    ball_to_hyperboloid,
     lorentz_boost_navigation,
     lorentz_points,
     poincare_points,
     poincare_rotation_navigation,
 )
-from finslerlib.manifolds import FinslerManifold, FunkBall, Randers
+from finslerlib.manifolds import FinslerManifold, FunkBall, Navigation, Randers
 from finslerlib.math.pairwise import safe_sqrt
+from finslerlib.math.validation import value_checks
 
 __all__ = ["DirectedGraphEmbedding"]
 
@@ -267,8 +271,19 @@ class DirectedGraphEmbedding(_EstimatorBase):
         points, without cancellation where $w \cdot y < 0$: a correctly rounded distance, at 2.5x
         the cost of the whole Euclidean training step. Training does not need it: in float32 the
         sum loses at most $\log_{10} \frac{2}{1 - |w|}$ of its 7 digits (1.3 at $|w| = 0.9$).
-        Scoring (`decision_function`, `distance`) uses `manifold.dist`."""
-        if chart is not None or not isinstance(manifold, Randers):
+        Scoring (`decision_function`, `distance`) uses `manifold.dist`.
+
+        The navigation geometries (`chart` given) skip the data-dependent checks
+        (`value_checks(False)`): `Navigation.dist` certifies that each base geodesic stays where
+        $|W|_h < 1$ by sampling it (two thirds of a training step). The chart keeps every point
+        within hyperbolic radius `max_radius`, where $|W|_h <$ `max_drift`, and the norm of a
+        Killing field is convex along geodesics on a base of curvature $\le 0$ (it is a Jacobi
+        field there), so the set $\{|W|_h < \text{max\_drift}\}$ is geodesically convex and holds
+        every path the root find measures; the wind's bound is still checked at the end points."""
+        if chart is not None:
+            with value_checks(False):
+                return self._dist(manifold, x, pairs, symmetric, chart)
+        if not isinstance(manifold, Randers):
             return self._dist(manifold, x, pairs, symmetric, chart)
         chol, w = manifold.factor()
         y = (x[pairs[:, 1]] - x[pairs[:, 0]]) @ chol.to(x)
@@ -305,6 +320,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
         if self.random_state is None:
             gen.seed()
         manifold, symmetric, chart = self._build(dtype, device)
+        train_manifold, train_chart = manifold, chart
+        if chart is not None and isinstance(getattr(manifold, "wind", None), RotationWind):
+            # the same distances on the hyperboloid, where the root find is scalar per pair
+            train_manifold = Navigation(geoopt.Lorentz(), HyperboloidRotation(manifold.wind))
+            radius = float(self.max_radius)
+            train_chart = lambda u: ball_to_hyperboloid(poincare_points(u, radius))  # noqa: E731
         if chart is None and isinstance(manifold, Randers):
             # a Randers space is all of R^D with a constant metric: its points are coordinates,
             # moved by Euclidean Adam steps (the Finsler steepest descent of every point at every
@@ -357,7 +378,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
                 n_rev = len(parts[-1]) if one_way is not None else 0
                 neg = torch.cat(parts)
                 pairs = torch.cat([pos, neg])
-                d = self._train_dist(manifold, x, pairs, symmetric, chart)
+                d = self._train_dist(train_manifold, x, pairs, symmetric, train_chart)
                 logits = self._logit(d, bias, raw_t)
                 target = torch.zeros_like(logits)
                 target[:b] = 1
