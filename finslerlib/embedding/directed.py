@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finslerlib.embedding.links import check_edges
+from finslerlib.embedding.links import EdgeSplit, check_edges, roc_auc
 from finslerlib.embedding.mds import _drift_only, _EstimatorBase
 from finslerlib.embedding.wind import (
     HyperboloidRotation,
@@ -106,6 +106,8 @@ class DirectedGraphEmbedding(_EstimatorBase):
             origin, where the points start).
         init_scale: standard deviation of the initial points (in the tangent space at the origin
             for curved / bounded geometries).
+        patience: with `fit(..., validation=split)`, the epochs without a better validation
+            score after which training stops (early stopping).
         random_state: seed (int) or `None`.
         dtype: `torch.float32` (default) or `torch.float64`.
         device: torch device (default CPU).
@@ -116,6 +118,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         manifold_: the fitted geometry.
         n_nodes_: number of nodes.
         loss_history_: mean training loss of each epoch.
+        validation_history_: the validation score of each epoch (`fit(..., validation=split)`;
+            empty without).
+        best_epoch_: the epoch whose parameters were kept (the last one without validation).
         fit_time_: seconds spent in `fit`.
         bias_, temperature_: the decoder's $r$ and $t$.
 
@@ -143,6 +148,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         max_drift: float = 0.9,
         max_radius: float = 1.0,
         init_scale: float = 0.1,
+        patience: int = 5,
         random_state: int | None = None,
         dtype: torch.dtype | None = None,
         device: Any = None,
@@ -161,6 +167,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         self.max_drift = max_drift
         self.max_radius = max_radius
         self.init_scale = init_scale
+        self.patience = patience
         self.random_state = random_state
         self.dtype = dtype
         self.device = device
@@ -172,7 +179,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
             raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -294,7 +301,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         return (bias - (d * d if self.decoder == "fermi-dirac" else d)) / t
 
     # ------------------------------------------------------------------ fit
-    def fit(self, edges, n_nodes: int | None = None, y=None) -> DirectedGraphEmbedding:
+    def fit(
+        self, edges, n_nodes: int | None = None, y=None, *, validation: EdgeSplit | None = None
+    ) -> DirectedGraphEmbedding:
         """Learn the embedding from the directed edges.
 
         Args:
@@ -302,6 +311,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
                 ignored).
             n_nodes: number of nodes (`edges.max() + 1` when omitted).
             y: ignored (scikit-learn convention).
+            validation: an `EdgeSplit` whose validation part (`val`, `val_negatives`,
+                `val_direction`) scores each epoch (early stopping): the mean of the existence
+                AUC and, where the geometry has a direction and `val_direction` is not empty, the
+                direction AUC. Training stops after `patience` epochs without a better score and
+                keeps the parameters of the best epoch (`best_epoch_`, `validation_history_`).
+                Its edges must not be in `edges`.
 
         Returns:
             self.
@@ -312,6 +327,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
         e = e[e[:, 0] != e[:, 1]]
         if not len(e):
             raise ValueError("edges has no edge between two distinct nodes")
+        if validation is not None and not isinstance(validation, EdgeSplit):
+            raise TypeError(f"validation must be an EdgeSplit or None, got {type(validation).__name__}")
+        if validation is not None and validation.n_nodes != n:
+            raise ValueError(f"validation.n_nodes must be n_nodes = {n}, got {validation.n_nodes}")
+        if validation is not None and not len(validation.val):
+            raise ValueError("validation.val is empty: nothing to stop on")
         dtype = self.dtype or torch.float32
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -354,6 +375,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         n_edges, k = len(e), int(self.negatives)
         bar = self._bar()
         history: list[float] = []
+        scores: list[float] = []
+        best: tuple[float, int, list[torch.Tensor]] | None = None
+        params = [x, bias, raw_t, *extra]
         for _ in range(int(self.epochs)):
             order = torch.randperm(n_edges, generator=gen).to(device)
             total, count = 0.0, 0
@@ -407,9 +431,21 @@ class DirectedGraphEmbedding(_EstimatorBase):
                     f"DirectedGraphEmbedding: the training loss is {history[-1]} at epoch {len(history)}; "
                     "lower lr or use dtype=torch.float64"
                 )
+            if validation is not None:
+                scores.append(
+                    self._validation_score(train_manifold, x, validation, symmetric, train_chart, bias, raw_t)
+                )
+                if best is None or scores[-1] > best[0]:
+                    best = (scores[-1], len(scores), [p.detach().clone() for p in params])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{history[-1]:.4f}")
+            if best is not None and len(scores) - best[1] >= int(self.patience):
+                break
+        if best is not None:
+            with torch.no_grad():
+                for p, kept in zip(params, best[2], strict=True):
+                    p.copy_(kept)
         if bar is not None:
             bar.close()
         with torch.no_grad():
@@ -421,8 +457,23 @@ class DirectedGraphEmbedding(_EstimatorBase):
         self.temperature_ = float(F.softplus(raw_t.detach()) + 1e-3)
         self._bias, self._raw_t = bias.detach(), raw_t.detach()
         self.loss_history_ = history
+        self.validation_history_ = scores
+        self.best_epoch_ = best[1] if best is not None else len(history)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _validation_score(self, manifold, x, split: EdgeSplit, symmetric: bool, chart, bias, raw_t) -> float:
+        """Mean of the validation existence AUC and (with a direction) direction AUC."""
+        def score(pairs):
+            p = torch.as_tensor(pairs, device=x.device)
+            d = self._train_dist(manifold, x, p, symmetric, chart)
+            return self._logit(d, bias, raw_t).double().cpu().numpy()
+
+        with torch.no_grad():
+            out = [roc_auc(score(split.val), score(split.val_negatives))]
+            if not symmetric and len(split.val_direction):
+                out.append(roc_auc(score(split.val_direction), score(split.val_direction[:, ::-1].copy())))
+        return float(sum(out) / len(out))
 
     def _bar(self):
         if not self.progress:

@@ -327,3 +327,36 @@ def test_navigation_training_distance_is_the_models_distance(geometry):
         got = model._train_dist(lifted, model.embedding_, pairs, False, chart=ball_to_hyperboloid)
     eps = torch.finfo(torch.float32).eps
     assert torch.all((got.double() - want).abs() <= 64 * eps * (1 + want))
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    g = growing_network_copying(60, seed=0)
+    s = split_edges(g.edges, g.n_nodes, seed=0)
+    model = DirectedGraphEmbedding(4, epochs=25, batch_size=64, patience=3, random_state=0)
+    model.fit(s.train, g.n_nodes, validation=s)
+    hist = model.validation_history_
+    assert len(hist) == len(model.loss_history_) <= 25
+    assert model.best_epoch_ == int(np.argmax(hist)) + 1  # the first best epoch
+    if len(hist) < 25:  # stopped: `patience` epochs without a better score
+        assert len(hist) - model.best_epoch_ == 3
+    # the kept parameters are the best epoch's: its validation score, recomputed from the
+    # fitted model's public scores (sklearn's AUC as the oracle)
+    from sklearn.metrics import roc_auc_score
+
+    def auc(pos, neg):
+        p, n = model.decision_function(pos), model.decision_function(neg)
+        return roc_auc_score(np.r_[np.ones(len(p)), np.zeros(len(n))], np.r_[p, n])
+
+    want = 0.5 * (auc(s.val, s.val_negatives) + auc(s.val_direction, s.val_direction[:, ::-1].copy()))
+    assert abs(want - max(hist)) <= 1e-6
+
+
+def test_validation_must_be_a_split_of_the_same_graph():
+    g = growing_network_copying(30, seed=0)
+    s = split_edges(g.edges, g.n_nodes, seed=0)
+    with pytest.raises(TypeError, match="validation must be an EdgeSplit"):
+        DirectedGraphEmbedding(2, epochs=1).fit(s.train, g.n_nodes, validation=s.val)
+    with pytest.raises(ValueError, match="validation.n_nodes"):
+        DirectedGraphEmbedding(2, epochs=1).fit(s.train, g.n_nodes + 1, validation=s)
+    with pytest.raises(ValueError, match="patience"):
+        DirectedGraphEmbedding(2, epochs=1, patience=0).fit(s.train, g.n_nodes, validation=s)
