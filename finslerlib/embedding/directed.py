@@ -464,6 +464,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
 
     def _validation_score(self, manifold, x, split: EdgeSplit, symmetric: bool, chart, bias, raw_t) -> float:
         """Mean of the validation existence AUC and (with a direction) direction AUC."""
+
         def score(pairs):
             p = torch.as_tensor(pairs, device=x.device)
             d = self._train_dist(manifold, x, p, symmetric, chart)
