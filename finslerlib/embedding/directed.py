@@ -81,7 +81,11 @@ class DirectedGraphEmbedding(_EstimatorBase):
         n_components: intrinsic dimension $D$.
         geometry: a name above or a manifold instance.
         decoder: `"fermi-dirac"` (logit $(r - d^2)/t$) or `"logistic"` (logit $(r - d)/t$).
-        epochs: passes over the training edges.
+        epochs: passes over the training edges (with `fit(..., validation=split)`, at most).
+            Default 50 by measurement: on the stdlib import graph (5 seeds, D = 8 / 16) the
+            Randers existence AUC is 0.823 / 0.845 after 10 epochs, 0.872 / 0.888 after 30 and
+            0.885 / 0.892 after 50, where Euclidean stays at 0.839-0.860; direction AUC
+            0.918 / 0.920 -> 0.899 / 0.897.
         batch_size: positive edges per step.
         negatives: corrupted pairs per positive.
         reverse_negatives: also use each positive's reversal as a negative (when the reverse is
