@@ -28,7 +28,9 @@ from finslerlib.embedding.metrics import (
 )
 from finslerlib.embedding.wind import (
     BoostWind,
+    HyperboloidRotation,
     RotationWind,
+    ball_to_hyperboloid,
     lorentz_boost_navigation,
     lorentz_points,
     poincare_points,
@@ -38,6 +40,8 @@ from finslerlib.embedding.wind import (
 __all__ = [
     "BoostWind",
     "DirectedGraphEmbedding",
+    "HyperboloidRotation",
+    "ball_to_hyperboloid",
     "EdgeSplit",
     "FinslerMDS",
     "datasets",

@@ -33,16 +33,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finslerlib.embedding.links import check_edges
+from finslerlib.embedding.links import EdgeSplit, check_edges, roc_auc
 from finslerlib.embedding.mds import _drift_only, _EstimatorBase
 from finslerlib.embedding.wind import (
+    HyperboloidRotation,
+    RotationWind,
+    ball_to_hyperboloid,
     lorentz_boost_navigation,
     lorentz_points,
     poincare_points,
     poincare_rotation_navigation,
 )
-from finslerlib.manifolds import FinslerManifold, FunkBall, Randers
+from finslerlib.manifolds import FinslerManifold, FunkBall, Navigation, Randers
 from finslerlib.math.pairwise import safe_sqrt
+from finslerlib.math.validation import value_checks
 
 __all__ = ["DirectedGraphEmbedding"]
 
@@ -77,7 +81,11 @@ class DirectedGraphEmbedding(_EstimatorBase):
         n_components: intrinsic dimension $D$.
         geometry: a name above or a manifold instance.
         decoder: `"fermi-dirac"` (logit $(r - d^2)/t$) or `"logistic"` (logit $(r - d)/t$).
-        epochs: passes over the training edges.
+        epochs: passes over the training edges (with `fit(..., validation=split)`, at most).
+            Default 50 by measurement: on the stdlib import graph (5 seeds, D = 8 / 16) the
+            Randers existence AUC is 0.823 / 0.845 after 10 epochs, 0.872 / 0.888 after 30 and
+            0.885 / 0.892 after 50, where Euclidean stays at 0.839-0.860; direction AUC
+            0.918 / 0.920 -> 0.899 / 0.897.
         batch_size: positive edges per step.
         negatives: corrupted pairs per positive.
         reverse_negatives: also use each positive's reversal as a negative (when the reverse is
@@ -102,6 +110,8 @@ class DirectedGraphEmbedding(_EstimatorBase):
             origin, where the points start).
         init_scale: standard deviation of the initial points (in the tangent space at the origin
             for curved / bounded geometries).
+        patience: with `fit(..., validation=split)`, the epochs without a better validation
+            score after which training stops (early stopping).
         random_state: seed (int) or `None`.
         dtype: `torch.float32` (default) or `torch.float64`.
         device: torch device (default CPU).
@@ -112,6 +122,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         manifold_: the fitted geometry.
         n_nodes_: number of nodes.
         loss_history_: mean training loss of each epoch.
+        validation_history_: the validation score of each epoch (`fit(..., validation=split)`;
+            empty without).
+        best_epoch_: the epoch whose parameters were kept (the last one without validation).
         fit_time_: seconds spent in `fit`.
         bias_, temperature_: the decoder's $r$ and $t$.
 
@@ -139,6 +152,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         max_drift: float = 0.9,
         max_radius: float = 1.0,
         init_scale: float = 0.1,
+        patience: int = 5,
         random_state: int | None = None,
         dtype: torch.dtype | None = None,
         device: Any = None,
@@ -157,6 +171,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
         self.max_drift = max_drift
         self.max_radius = max_radius
         self.init_scale = init_scale
+        self.patience = patience
         self.random_state = random_state
         self.dtype = dtype
         self.device = device
@@ -168,7 +183,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
             raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -267,8 +282,19 @@ class DirectedGraphEmbedding(_EstimatorBase):
         points, without cancellation where $w \cdot y < 0$: a correctly rounded distance, at 2.5x
         the cost of the whole Euclidean training step. Training does not need it: in float32 the
         sum loses at most $\log_{10} \frac{2}{1 - |w|}$ of its 7 digits (1.3 at $|w| = 0.9$).
-        Scoring (`decision_function`, `distance`) uses `manifold.dist`."""
-        if chart is not None or not isinstance(manifold, Randers):
+        Scoring (`decision_function`, `distance`) uses `manifold.dist`.
+
+        The navigation geometries (`chart` given) skip the data-dependent checks
+        (`value_checks(False)`): `Navigation.dist` certifies that each base geodesic stays where
+        $|W|_h < 1$ by sampling it (two thirds of a training step). The chart keeps every point
+        within hyperbolic radius `max_radius`, where $|W|_h <$ `max_drift`, and the norm of a
+        Killing field is convex along geodesics on a base of curvature $\le 0$ (it is a Jacobi
+        field there), so the set $\{|W|_h < \text{max\_drift}\}$ is geodesically convex and holds
+        every path the root find measures; the wind's bound is still checked at the end points."""
+        if chart is not None:
+            with value_checks(False):
+                return self._dist(manifold, x, pairs, symmetric, chart)
+        if not isinstance(manifold, Randers):
             return self._dist(manifold, x, pairs, symmetric, chart)
         chol, w = manifold.factor()
         y = (x[pairs[:, 1]] - x[pairs[:, 0]]) @ chol.to(x)
@@ -279,7 +305,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         return (bias - (d * d if self.decoder == "fermi-dirac" else d)) / t
 
     # ------------------------------------------------------------------ fit
-    def fit(self, edges, n_nodes: int | None = None, y=None) -> DirectedGraphEmbedding:
+    def fit(
+        self, edges, n_nodes: int | None = None, y=None, *, validation: EdgeSplit | None = None
+    ) -> DirectedGraphEmbedding:
         """Learn the embedding from the directed edges.
 
         Args:
@@ -287,6 +315,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
                 ignored).
             n_nodes: number of nodes (`edges.max() + 1` when omitted).
             y: ignored (scikit-learn convention).
+            validation: an `EdgeSplit` whose validation part (`val`, `val_negatives`,
+                `val_direction`) scores each epoch (early stopping): the mean of the existence
+                AUC and, where the geometry has a direction and `val_direction` is not empty, the
+                direction AUC. Training stops after `patience` epochs without a better score and
+                keeps the parameters of the best epoch (`best_epoch_`, `validation_history_`).
+                Its edges must not be in `edges`.
 
         Returns:
             self.
@@ -297,6 +331,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
         e = e[e[:, 0] != e[:, 1]]
         if not len(e):
             raise ValueError("edges has no edge between two distinct nodes")
+        if validation is not None and not isinstance(validation, EdgeSplit):
+            raise TypeError(f"validation must be an EdgeSplit or None, got {type(validation).__name__}")
+        if validation is not None and validation.n_nodes != n:
+            raise ValueError(f"validation.n_nodes must be n_nodes = {n}, got {validation.n_nodes}")
+        if validation is not None and not len(validation.val):
+            raise ValueError("validation.val is empty: nothing to stop on")
         dtype = self.dtype or torch.float32
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -305,6 +345,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
         if self.random_state is None:
             gen.seed()
         manifold, symmetric, chart = self._build(dtype, device)
+        train_manifold, train_chart = manifold, chart
+        if chart is not None and isinstance(getattr(manifold, "wind", None), RotationWind):
+            # the same distances on the hyperboloid, where the root find is scalar per pair
+            train_manifold = Navigation(geoopt.Lorentz(), HyperboloidRotation(manifold.wind))
+            radius = float(self.max_radius)
+            train_chart = lambda u: ball_to_hyperboloid(poincare_points(u, radius))  # noqa: E731
         if chart is None and isinstance(manifold, Randers):
             # a Randers space is all of R^D with a constant metric: its points are coordinates,
             # moved by Euclidean Adam steps (the Finsler steepest descent of every point at every
@@ -333,6 +379,9 @@ class DirectedGraphEmbedding(_EstimatorBase):
         n_edges, k = len(e), int(self.negatives)
         bar = self._bar()
         history: list[float] = []
+        scores: list[float] = []
+        best: tuple[float, int, list[torch.Tensor]] | None = None
+        params = [x, bias, raw_t, *extra]
         for _ in range(int(self.epochs)):
             order = torch.randperm(n_edges, generator=gen).to(device)
             total, count = 0.0, 0
@@ -357,7 +406,7 @@ class DirectedGraphEmbedding(_EstimatorBase):
                 n_rev = len(parts[-1]) if one_way is not None else 0
                 neg = torch.cat(parts)
                 pairs = torch.cat([pos, neg])
-                d = self._train_dist(manifold, x, pairs, symmetric, chart)
+                d = self._train_dist(train_manifold, x, pairs, symmetric, train_chart)
                 logits = self._logit(d, bias, raw_t)
                 target = torch.zeros_like(logits)
                 target[:b] = 1
@@ -386,9 +435,21 @@ class DirectedGraphEmbedding(_EstimatorBase):
                     f"DirectedGraphEmbedding: the training loss is {history[-1]} at epoch {len(history)}; "
                     "lower lr or use dtype=torch.float64"
                 )
+            if validation is not None:
+                scores.append(
+                    self._validation_score(train_manifold, x, validation, symmetric, train_chart, bias, raw_t)
+                )
+                if best is None or scores[-1] > best[0]:
+                    best = (scores[-1], len(scores), [p.detach().clone() for p in params])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{history[-1]:.4f}")
+            if best is not None and len(scores) - best[1] >= int(self.patience):
+                break
+        if best is not None:
+            with torch.no_grad():
+                for p, kept in zip(params, best[2], strict=True):
+                    p.copy_(kept)
         if bar is not None:
             bar.close()
         with torch.no_grad():
@@ -400,8 +461,24 @@ class DirectedGraphEmbedding(_EstimatorBase):
         self.temperature_ = float(F.softplus(raw_t.detach()) + 1e-3)
         self._bias, self._raw_t = bias.detach(), raw_t.detach()
         self.loss_history_ = history
+        self.validation_history_ = scores
+        self.best_epoch_ = best[1] if best is not None else len(history)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _validation_score(self, manifold, x, split: EdgeSplit, symmetric: bool, chart, bias, raw_t) -> float:
+        """Mean of the validation existence AUC and (with a direction) direction AUC."""
+
+        def score(pairs):
+            p = torch.as_tensor(pairs, device=x.device)
+            d = self._train_dist(manifold, x, p, symmetric, chart)
+            return self._logit(d, bias, raw_t).double().cpu().numpy()
+
+        with torch.no_grad():
+            out = [roc_auc(score(split.val), score(split.val_negatives))]
+            if not symmetric and len(split.val_direction):
+                out.append(roc_auc(score(split.val_direction), score(split.val_direction[:, ::-1].copy())))
+        return float(sum(out) / len(out))
 
     def _bar(self):
         if not self.progress:

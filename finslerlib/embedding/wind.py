@@ -28,10 +28,13 @@ import torch
 from torch import nn
 
 from finslerlib.manifolds import KillingWind, Navigation
+from finslerlib.math.navigation import Spectrum
 
 __all__ = [
     "BoostWind",
+    "HyperboloidRotation",
     "RotationWind",
+    "ball_to_hyperboloid",
     "lorentz_boost_navigation",
     "lorentz_points",
     "poincare_points",
@@ -100,8 +103,29 @@ class BoostWind(KillingWind):
         c = self.c.to(dtype=x.dtype, device=x.device)
         return torch.cat([(x[..., 1:] * c).sum(-1, keepdim=True), x[..., :1] * c], -1)
 
-    def spectral(self, dtype, device):
-        return None  # the closed-form flow below is used
+    def spectral(self, dtype, device) -> Spectrum | None:
+        r"""The closed-form eigen-decomposition of $A$ reduced for `Navigation`'s root find.
+
+        $A$ has the eigenvalues $\pm s$ ($s = |c|$) with eigenvectors $(1, \pm c/s)$ and left
+        eigenvectors $(1, \pm c/s)/2$; the others are 0 (dropped). With it the arrival time on
+        the hyperboloid is a scalar iteration per pair (`killing_arrival_time`), with no flow of
+        the points per step. `None` for $c = 0$ (no wind)."""
+        with torch.no_grad():
+            c = self.c.detach().to(dtype=dtype, device=device)
+            s = c.norm()
+            if not bool(s > 0):
+                return None
+            one = torch.ones(1, dtype=dtype, device=device)
+            plus, minus = torch.cat([one, c / s]), torch.cat([one, -c / s])
+            vec = torch.stack([plus, minus], -1)  # [n + 1, 2], columns
+            zero = torch.zeros_like(vec)
+            return Spectrum(
+                torch.stack([s, -s]),
+                torch.zeros(2, dtype=dtype, device=device),
+                torch.cat([vec, zero], -1),
+                torch.cat([0.5 * vec, zero], -1),
+                False,
+            )
 
     def flow(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -256,6 +280,100 @@ class RotationWind(KillingWind):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, bound={self.bound:.4g}"
+
+
+class HyperboloidRotation(KillingWind):
+    r"""A `RotationWind` of the Poincaré ball seen on the hyperboloid: $A_L = \mathrm{diag}(0, A)$.
+
+    The isometry $p \mapsto \big(\frac{1 + |p|^2}{1 - |p|^2}, \frac{2p}{1 - |p|^2}\big)$ from the
+    ball to the hyperboloid (`ball_to_hyperboloid`) commutes with rotations about the origin, so
+    navigation in `rotation` on the ball and in this wind on `geoopt.Lorentz()` have the same
+    distances. On the hyperboloid the arrival time is a scalar iteration per pair (`spectral`:
+    the eigenvalues $\pm i\omega$, eigenvectors $(0, p \mp i q)/\sqrt 2$), where the ball's
+    root find moves every point by the flow at every step. The parameters are `rotation`'s
+    (shared: gradients reach it).
+
+    Args:
+        rotation: a `RotationWind`.
+
+    Example:
+        >>> from finslerlib.manifolds import Navigation
+        >>> rot = RotationWind(2, bound=0.5)
+        >>> ball = Navigation(geoopt.PoincareBall(), rot)
+        >>> lorentz = Navigation(geoopt.Lorentz(), HyperboloidRotation(rot))
+        >>> x, y = torch.tensor([[0.3, 0.0]]), torch.tensor([[0.0, 0.4]])
+        >>> X, Y = ball_to_hyperboloid(x), ball_to_hyperboloid(y)
+        >>> bool(torch.allclose(ball.dist(x, y), lorentz.dist(X, Y)))
+        True
+    """
+
+    def __init__(self, rotation: RotationWind):
+        nn.Module.__init__(self)
+        if not isinstance(rotation, RotationWind):
+            raise TypeError(f"rotation must be a RotationWind, got {type(rotation).__name__}")
+        self.rotation = rotation
+        self.shift = None
+        self._cache: dict = {}
+
+    @property
+    def A(self) -> torch.Tensor:  # type: ignore[override]
+        """The generator matrix, shape `[n + 1, n + 1]`."""
+        return torch.nn.functional.pad(self.rotation.A, (1, 0, 1, 0))
+
+    @property
+    def ambient_dim(self) -> int:
+        return self.rotation.dim + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x[..., :1]), self.rotation(x[..., 1:])], -1)
+
+    def spectral(self, dtype, device) -> Spectrum | None:
+        """The reduced eigen-decomposition of $A_L$ (closed form; `None` for a zero rate)."""
+        with torch.no_grad():
+            p, q, omega = (v.detach().to(dtype=dtype, device=device) for v in self.rotation.plane())
+            if not bool(omega != 0):
+                return None
+            # keep the eigenvalue i|omega|: eigenvector (p - i q') / sqrt 2, q' = sign(omega) q
+            q = q * torch.sign(omega)
+            zero = torch.zeros(1, dtype=dtype, device=device)
+            p1, q1 = torch.cat([zero, p]), torch.cat([zero, q])
+            r2 = math.sqrt(2.0)
+            return Spectrum(
+                zero,
+                omega.abs().reshape(1),
+                torch.stack([r2 * p1, -r2 * q1], -1),  # the column times its weight 2
+                torch.stack([p1 / r2, q1 / r2], -1),  # the row of the inverse: (p + i q') / sqrt 2
+                True,
+            )
+
+    def flow(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        shape = torch.broadcast_shapes(t.shape, x.shape[:-1])
+        x = x.expand(*shape, x.shape[-1])
+        return torch.cat([x[..., :1], self.rotation.flow(t, x[..., 1:])], -1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.rotation.dim}"
+
+
+def ball_to_hyperboloid(p: torch.Tensor) -> torch.Tensor:
+    r"""The isometry from the Poincaré ball ($c = 1$) to the hyperboloid ($k = 1$).
+
+    $p \mapsto \big(\frac{1 + |p|^2}{1 - |p|^2}, \frac{2p}{1 - |p|^2}\big)$.
+
+    Args:
+        p: Tensor, shape `[..., n]`, $|p| < 1$.
+
+    Returns:
+        Tensor, shape `[..., n + 1]`.
+
+    Example:
+        >>> ball_to_hyperboloid(torch.tensor([0.0, 0.5]))
+        tensor([1.6667, 0.0000, 1.3333])
+    """
+    sq = (p * p).sum(-1, keepdim=True)
+    inv = 1.0 / (1.0 - sq)
+    return torch.cat([(1.0 + sq) * inv, 2.0 * p * inv], -1)
 
 
 def poincare_points(u: torch.Tensor, max_radius: float) -> torch.Tensor:

@@ -863,7 +863,7 @@ class Navigation(FinslerManifold):
             spectral=self.wind.spectral(xf.dtype, xf.device),
             on_failure=on_failure,
         )
-        if not self._convex:
+        if not self._convex and value_checks_enabled():
             with torch.no_grad():
                 td = t.detach()
                 ok = torch.isfinite(td)

@@ -250,3 +250,113 @@ def test_direction_loss_raises_direction_auc_on_a_random_dag():
         model.fit(s.train, g.n_nodes)
         aucs[w] = link_prediction_scores(model, s, rank_sources=10)["direction_auc"]
     assert aucs[1.0] > aucs[0.0]
+
+
+def _ball_pairs(n, dim, radius, seed):
+    gen = torch.Generator().manual_seed(seed)
+    u = 2 * torch.randn(2, n, dim, dtype=torch.float64, generator=gen)
+    return poincare_points(u[0], radius), poincare_points(u[1], radius)
+
+
+@pytest.mark.parametrize("rate", [0.4, -0.3])
+def test_rotation_on_the_hyperboloid_has_the_balls_distances(rate):
+    # oracles: the ball's own root find (the flow of every point at every step) and the library's
+    # generic KillingWind on the hyperboloid (its eigen-decomposition of diag(0, A) by torch.linalg.eig)
+    from finslerlib.embedding import HyperboloidRotation, ball_to_hyperboloid
+    from finslerlib.manifolds import KillingWind, Navigation
+
+    gen = torch.Generator().manual_seed(4)
+    rot = RotationWind(3, bound=0.5, rate=rate, generator=gen).double()
+    x, y = _ball_pairs(12, 3, 1.0, seed=5)
+    ball = Navigation(geoopt.PoincareBall(), rot)
+    lifted = Navigation(geoopt.Lorentz(), HyperboloidRotation(rot))
+    generic = Navigation(geoopt.Lorentz(), KillingWind(torch.nn.functional.pad(rot.A.detach(), (1, 0, 1, 0))))
+    X, Y = ball_to_hyperboloid(x), ball_to_hyperboloid(y)
+    want = ball.dist(x, y)
+    got = lifted.dist(X, Y)
+    # both solve to 64 eps (1 + T) in float64; the map to the hyperboloid costs a few eps / (1 - |x|^2)
+    tol = 1024 * torch.finfo(torch.float64).eps * (1 + want)
+    assert torch.all((got - want).abs() <= tol)
+    assert torch.all((generic.dist(X, Y) - got).abs() <= tol)
+    assert not torch.allclose(got, lifted.dist(Y, X))
+    # gradients reach the rotation's parameters through the lifted wind, as through the ball's
+    got.sum().backward()
+    g_lift = [p.grad.clone() for p in (rot.raw_rate, rot.raw_p, rot.raw_q)]
+    rot.zero_grad()
+    ball.dist(x, y).sum().backward()
+    for a, b in zip(g_lift, (rot.raw_rate.grad, rot.raw_p.grad, rot.raw_q.grad), strict=True):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_boost_spectrum_gives_the_generic_root_finds_distances(monkeypatch):
+    # with the closed-form spectrum the arrival time is a scalar iteration; without it, Newton on
+    # the flowed points: two solvers, one root
+    m = lorentz_boost_navigation(3, max_speed=0.9, max_radius=1.0).double()
+    with torch.no_grad():
+        m.wind.raw.copy_(torch.tensor([0.7, -1.1, 0.4]))
+    gen = torch.Generator().manual_seed(6)
+    u = torch.randn(2, 16, 3, dtype=torch.float64, generator=gen)
+    x, y = lorentz_points(u[0], 1.0), lorentz_points(u[1], 1.0)
+    spec = m.wind.spectral(torch.float64, x.device)
+    A = m.wind.A.detach()
+    # the spectrum is an eigen-decomposition of A: A V = V diag(lam), rows of V^{-1} dual to V
+    vec, inv = spec.left[:, :2], spec.right[:, :2]
+    assert torch.allclose(A @ vec, vec * spec.lam_a, atol=1e-14)
+    assert torch.allclose(inv.mT @ vec, torch.eye(2, dtype=torch.float64), atol=1e-14)
+    fast = m.dist(x, y)
+    monkeypatch.setattr(BoostWind, "spectral", lambda self, dtype, device: None)
+    slow = m.dist(x, y)
+    assert torch.all((fast - slow).abs() <= 256 * torch.finfo(torch.float64).eps * (1 + slow))
+
+
+@pytest.mark.parametrize("geometry", ["navigation", "navigation-poincare"])
+def test_navigation_training_distance_is_the_models_distance(geometry):
+    # training skips the path certificate and (rotation) works on the hyperboloid: same numbers
+    model = DirectedGraphEmbedding(3, geometry=geometry, epochs=2, batch_size=8, random_state=0)
+    model.fit(binary_tree_digraph(3).edges)
+    pairs = torch.tensor([[i, j] for i in range(6) for j in range(6) if i != j])
+    want = model.distance(pairs).double()
+    m = model.manifold_
+    if geometry == "navigation":
+        got = model._train_dist(m, model.embedding_, pairs, False, chart=lambda u: u)
+    else:
+        from finslerlib.embedding import HyperboloidRotation, ball_to_hyperboloid
+        from finslerlib.manifolds import Navigation
+
+        lifted = Navigation(geoopt.Lorentz(), HyperboloidRotation(m.wind))
+        got = model._train_dist(lifted, model.embedding_, pairs, False, chart=ball_to_hyperboloid)
+    eps = torch.finfo(torch.float32).eps
+    assert torch.all((got.double() - want).abs() <= 64 * eps * (1 + want))
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    g = growing_network_copying(60, seed=0)
+    s = split_edges(g.edges, g.n_nodes, seed=0)
+    model = DirectedGraphEmbedding(4, epochs=25, batch_size=64, patience=3, random_state=0)
+    model.fit(s.train, g.n_nodes, validation=s)
+    hist = model.validation_history_
+    assert len(hist) == len(model.loss_history_) <= 25
+    assert model.best_epoch_ == int(np.argmax(hist)) + 1  # the first best epoch
+    if len(hist) < 25:  # stopped: `patience` epochs without a better score
+        assert len(hist) - model.best_epoch_ == 3
+    # the kept parameters are the best epoch's: its validation score, recomputed from the
+    # fitted model's public scores (sklearn's AUC as the oracle)
+    from sklearn.metrics import roc_auc_score
+
+    def auc(pos, neg):
+        p, n = model.decision_function(pos), model.decision_function(neg)
+        return roc_auc_score(np.r_[np.ones(len(p)), np.zeros(len(n))], np.r_[p, n])
+
+    want = 0.5 * (auc(s.val, s.val_negatives) + auc(s.val_direction, s.val_direction[:, ::-1].copy()))
+    assert abs(want - max(hist)) <= 1e-6
+
+
+def test_validation_must_be_a_split_of_the_same_graph():
+    g = growing_network_copying(30, seed=0)
+    s = split_edges(g.edges, g.n_nodes, seed=0)
+    with pytest.raises(TypeError, match="validation must be an EdgeSplit"):
+        DirectedGraphEmbedding(2, epochs=1).fit(s.train, g.n_nodes, validation=s.val)
+    with pytest.raises(ValueError, match="validation.n_nodes"):
+        DirectedGraphEmbedding(2, epochs=1).fit(s.train, g.n_nodes + 1, validation=s)
+    with pytest.raises(ValueError, match="patience"):
+        DirectedGraphEmbedding(2, epochs=1, patience=0).fit(s.train, g.n_nodes, validation=s)
