@@ -29,13 +29,15 @@ venv: $(PY)
 # The installed torch is pinned as a constraint, so no extra (pytorch-metric-learning, ...) can make
 # pip replace it (it fails instead of downloading another build).
 TORCH_PIN := $(VENV)/torch-constraint.txt
-# Installed once, then again only when pyproject.toml changes (`make install` forces it).
+# Installed once, then again only when pyproject.toml changes (`make install` forces it); the
+# compiled CPU kernels are built then too (scripts/build_kernels.py; else on first use).
 STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory venv
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(TORCH_PIN)
 	$(PY) -m pip install -q -c $(TORCH_PIN) -e ".[test,examples]"
+	$(PY) scripts/build_kernels.py
 	@touch $(STAMP)
 
 install:
