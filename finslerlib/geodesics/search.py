@@ -64,9 +64,10 @@ class GeodesicSolution(BoundarySolution):
             kept one (`inf` when no other distinct geodesic was found).
         starts: starting paths refined per pair before pruning (straight, bent, graph).
         search: the searched family in words (which bends, which graph, its region).
-        resolution: Tensor `[B]`, the graph start's edge length: the grid step for `D <= 3`, the
-            median roadmap edge for `D >= 4` (`inf` without a graph). A detour through a gap much
-            narrower than this can be missed.
+        resolution: Tensor `[B]`, the global start's resolution: the grid step for `D <= 3`, the
+            median roadmap edge for `D >= 4`, a start provider's own (`MapStart`: its map's grid
+            step); `inf` without a global start. A detour through a gap much narrower than this
+            can be missed.
         upper_bound: Tensor `[B]`, the length of the shortest refined starting path (an accurate
             quadrature plus its error estimate): the distance is at most this. Where it is below
             `distance - error_tolerance`, a path shorter than the kept geodesic exists but no

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import torch
 
-from finslerlib.eikonal import eikonal_map, geodesic_from_map
+from finslerlib.eikonal import eikonal_map, geodesic_from_map, interpolate
 from finslerlib.geodesics import GeodesicSolver
 from finslerlib.geodesics.candidates import resample_polyline
+from finslerlib.math import randers as rmath
 
 __all__ = ["MapStart"]
 
@@ -45,6 +46,9 @@ class MapStart:
             `D = 3`).
         order: the maps' order (1: the start needs the path, not an accurate value).
         margin: each map's cube extends this fraction of its points' largest extent beyond them.
+        slack: a traced path longer than `1 + slack` times the map's value at its end ran along
+            the cut locus (where two minimal paths meet): it is traced again from half a cell to
+            either side, and the shorter path kept.
 
     Example:
         >>> from finslerlib.geodesics import GeodesicSolver
@@ -60,6 +64,7 @@ class MapStart:
     points: int | None = None
     order: int = 1
     margin: float = 0.5
+    slack: float = 0.1
 
     @property
     def description(self) -> str:
@@ -111,18 +116,24 @@ class MapStart:
             dmap = eikonal_map(coefficients, axes, source, reverse=reverse, order=self.order)
             step = 2.0 * half / (points - 1)
             paths, reached = geodesic_from_map(dmap, coefficients, ends)
+            length = _length(coefficients, paths, reached)
+            value = interpolate(dmap.values.detach(), axes, ends)
             for sign in (1.0, -1.0):
-                # a trace can stall on the map's cut locus (two minimal paths meet, as behind an
-                # obstacle): start it again half a cell to either side, across the direction to the source
-                miss = (~reached).nonzero().squeeze(-1)
+                # a trace can stall on, or run along, the map's cut locus (two minimal paths meet, as
+                # behind an obstacle): there its path is longer than the map's value. Start it again
+                # half a cell to either side, across the direction to the source; keep the shorter.
+                miss = (~(length <= (1.0 + self.slack) * value)).nonzero().squeeze(-1)
                 if miss.numel() == 0:
                     break
                 shifted = ends[miss] + sign * 0.5 * step * _normal(ends[miss] - source)
                 shifted = shifted.clamp(center - half, center + half)
                 more, ok = geodesic_from_map(dmap, coefficients, shifted)
+                more_length = _length(coefficients, more, ok)
+                better = more_length < length[miss]
                 paths, more = _pad(paths, more.shape[1]), _pad(more, paths.shape[1])
-                paths[miss[ok]] = more[ok]
-                reached[miss[ok]] = True
+                paths[miss[better]] = more[better]
+                length[miss[better]] = more_length[better]
+                reached[miss[better]] = True
             resolution[rows] = step
             for j in reached.nonzero().squeeze(-1).tolist():
                 path = paths[j]
@@ -148,3 +159,10 @@ def _pad(paths: torch.Tensor, count: int) -> torch.Tensor:
     """`paths` `[B, P, D]` with the last node repeated up to `count` nodes (at least `P`)."""
     extra = count - paths.shape[1]
     return torch.cat([paths, paths[:, -1:].expand(-1, extra, -1)], 1) if extra > 0 else paths
+
+
+def _length(coefficients, paths: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
+    """Midpoint-rule lengths `[B]` of the polylines `[B, P, D]` (`inf` where not `reached` or invalid)."""
+    a, b = coefficients(0.5 * (paths[:, 1:] + paths[:, :-1]))
+    f = rmath.norm(paths[:, 1:] - paths[:, :-1], a, b).sum(-1)
+    return torch.where(reached & torch.isfinite(f), f, torch.full_like(f, float("inf")))
