@@ -13,6 +13,7 @@ from scipy.optimize import minimize
 from finslerlib import RandersField
 from finslerlib.geodesics import GeodesicSolver
 from finslerlib.manifolds import MapStart
+from tests.support import sized
 
 F64 = torch.float64
 HEIGHT, WIDTH = 2.0, 0.35
@@ -60,13 +61,14 @@ def test_map_start_finds_the_detour_the_straight_start_misses(dim):
     x = torch.zeros(1, dim, dtype=F64)
     y = torch.zeros(1, dim, dtype=F64)
     x[0, 0], y[0, 0] = -1.0, 1.0
-    tol = dict(dist_atol=1e-7, dist_rtol=1e-6)
-    around = field.solve(x, y, **tol)
-    over = field.solve(x, y, candidates=0, graph=False, **tol)  # the straight start alone
-    oracle = _multistart_oracle(x[0], y[0])
+    around = field.solve(x, y, dist_atol=1e-6, dist_rtol=1e-5)
+    # the straight start alone: a geodesic over the bump (its length only needs to be rough)
+    over = field.solve(x, y, candidates=0, graph=False, dist_atol=1e-4, dist_rtol=1e-3)
+    offsets = sized((-0.6, 0.6), (-1.0, -0.6, -0.3, 0.3, 0.6, 1.0))
+    oracle = _multistart_oracle(x[0], y[0], segments=sized(64, 128), offsets=offsets)
     assert bool(around.converged) and bool(over.converged)
     assert over.distance.item() > oracle + 0.5  # a geodesic, but over the bump
-    # the polyline's midpoint rule is O(h^2) (h = 1/96): about 1e-4 of the length here
+    # the polyline's midpoint rule is O(h^2) (h = 1/64): about 1e-4 of the length here
     assert abs(around.distance.item() - oracle) <= 1e-3 * oracle
     # only the straight start and the map's path are refined: no bent starts by default
     assert around.starts == 2 and around.candidates.item() <= 2
@@ -95,12 +97,14 @@ def test_map_start_dist_gradients_match_finite_differences():
     field = _bump_field(2)
     field.global_start = MapStart()
     x = torch.tensor([-1.0, 0.1], dtype=F64)
-    y = torch.tensor([1.0, 0.3], dtype=F64, requires_grad=True)
-    (grad,) = torch.autograd.grad(field.dist(x, y), y)
-    h = 1e-4
-    with torch.no_grad():
-        fd = torch.stack([
-            (field.dist(x, y + h * e) - field.dist(x, y - h * e)) / (2 * h) for e in torch.eye(2, dtype=F64)
-        ])
-    # central differences: O(h^2) truncation plus the solver's distance tolerance over h
-    torch.testing.assert_close(grad, fd, rtol=0, atol=1e-5)
+    h = 1e-3
+    eye = torch.eye(2, dtype=F64)
+    # one batch: one map (all pairs start at x) and one step count, so that the discretization
+    # error is a smooth function of y and cancels in the differences
+    y = (torch.tensor([1.0, 0.3], dtype=F64) + torch.cat([torch.zeros(1, 2, dtype=F64), h * eye, -h * eye]))
+    y.requires_grad_(True)
+    d = field.dist(x, y)
+    (grad,) = torch.autograd.grad(d[0], y)
+    fd = (d[1:3] - d[3:5]).detach() / (2 * h)
+    # central differences: truncation h^2 / 6 times the third derivative (of order 1 here)
+    torch.testing.assert_close(grad[0], fd, rtol=0, atol=1e-6)
