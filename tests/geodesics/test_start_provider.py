@@ -37,9 +37,10 @@ def test_a_start_provider_replaces_the_graph_and_its_detour_is_kept():
     x = torch.tensor([[-1.0, 0.0]], dtype=F64)
     y = torch.tensor([[1.0, 0.0]], dtype=F64)
     provider = _Detour()
-    solver = GeodesicSolver(dist_atol=1e-7, dist_rtol=1e-6)
+    solver = GeodesicSolver(dist_atol=1e-6, dist_rtol=1e-5)
     around = shortest_geodesics(_bump, x, y, solver, start=provider)
-    over = shortest_geodesics(_bump, x, y, solver.replace(candidates=0, graph=False))
+    # the straight start alone: the geodesic over the bump (its length only needs to be rough)
+    over = shortest_geodesics(_bump, x, y, solver.replace(candidates=0, graph=False, dist_rtol=1e-3))
     assert provider.calls == 1
     assert bool(around.converged) and bool(over.converged)
     assert around.distance.item() < over.distance.item() - 0.5
@@ -47,5 +48,5 @@ def test_a_start_provider_replaces_the_graph_and_its_detour_is_kept():
     assert around.resolution.item() == 0.25 and around.starts == 2
     assert around.search.endswith(provider.description)
     # with graph=False the provider is not asked
-    shortest_geodesics(_bump, x, y, solver.replace(graph=False), start=provider)
+    shortest_geodesics(_bump, x, x, solver.replace(graph=False), start=provider)
     assert provider.calls == 1
