@@ -8,7 +8,8 @@ The API (what `finslerlib.manifolds` and users call):
 * `geodesic_flow`: batched fixed-step RK4 integration; `exponential_map` on top of it.
 * `polyline_momentum`: batched discrete-energy minimization, the robust start for shooting.
 * `solve_boundary_value`: batched (quasi-)Newton shooting from one start per pair.
-* `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate.
+* `shortest_geodesics`: the shortest geodesic over several starts, with an error estimate;
+  `StartProvider`: its pluggable global start (a grid graph or roadmap by default).
 * `GeodesicSolver`: the solver options; `GeodesicSolution`, `BoundarySolution`: the per-pair
   reports; `GeodesicConvergenceError` and `raise_unconverged`: the failure;
   `SearchResolutionWarning`: minimality in $D \\ge 4$ searched at a roadmap's resolution only.
@@ -17,7 +18,7 @@ The API (what `finslerlib.manifolds` and users call):
 * `distance_with_gradient`, `logmap_with_gradient`: gradients attached to solved geodesics.
 
 The building blocks stay in their modules: `candidates` (`bent_polylines`, `graph_polylines`,
-`roadmap_polylines`), `search` (`discretization_error`, `adaptive_steps`, `path_length`),
+`roadmap_polylines`, `resample_polyline`), `search` (`discretization_error`, `adaptive_steps`, `path_length`),
 `integrate` (`simpson_weights`), `options` (`default_tolerances`, ...), `shooting`
 (`endpoint_jacobian`).
 """
@@ -30,6 +31,7 @@ from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.geodesics.search import (
     GeodesicSolution,
     SearchResolutionWarning,
+    StartProvider,
     exponential_map,
     raise_unconverged,
     shortest_geodesics,
@@ -39,6 +41,7 @@ from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, tr
 
 __all__ = [
     "SearchResolutionWarning",
+    "StartProvider",
     "GeodesicTransport",
     "geodesic_spray",
     "transport_along_geodesic",

@@ -28,7 +28,7 @@ import torch
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.math import randers as rmath
 
-__all__ = []
+__all__ = ["resample_polyline"]
 
 
 def _orthogonal_directions(chord: torch.Tensor, count: int) -> torch.Tensor:
@@ -113,10 +113,15 @@ def _grid_graph(coefficients: CoefficientFn, lo: torch.Tensor, hi: torch.Tensor,
     return nodes, matrix
 
 
-def _resample(path: torch.Tensor, segments: int, cum: torch.Tensor | None = None) -> torch.Tensor:
+def resample_polyline(path: torch.Tensor, segments: int, cum: torch.Tensor | None = None) -> torch.Tensor:
     """`segments + 1` nodes equally spaced along the polyline `path` `[P, D]`: in Euclidean arc
     length, or in the nondecreasing parameter `cum` `[P]` given at its nodes (for example the
-    metric length)."""
+    metric length).
+
+    Example:
+        >>> resample_polyline(torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), 4)[:, 1]
+        tensor([0.0000, 0.0000, 0.0000, 0.5000, 1.0000])
+    """
     if path.shape[0] == 1:
         return path.expand(segments + 1, -1).clone()
     if cum is None:
@@ -195,7 +200,7 @@ def graph_polylines(
             chain.append(pred[row, chain[-1]])
         path = nodes[chain[::-1]]
         path = torch.cat([xc[i : i + 1], path[1:-1], yc[i : i + 1]])  # the exact end points
-        out[i] = _resample(path, segments)
+        out[i] = resample_polyline(path, segments)
         found[i] = True
     return out.to(device=x.device), found.to(x.device)
 
@@ -365,7 +370,7 @@ def roadmap_polylines(
         local = hops[i][np.r_[True, hops[i][1:] != hops[i][:-1]]]
         path = flat_points[torch.as_tensor(local + i * m, device=x.device)]
         # equal metric length per segment: what the discrete-energy minimization converges to
-        out[i] = _resample(path, segments, torch.as_tensor(dist[local + i * m], device=x.device))
+        out[i] = resample_polyline(path, segments, torch.as_tensor(dist[local + i * m], device=x.device))
         found[i] = True
     lengths = (ref[src] - ref[dst]).norm(dim=-1).median().item()
     return out, found, lengths * scale

@@ -12,12 +12,15 @@ What the tolerances mean (for every returned pair that reports `converged`):
   carried to the distance by the first variation formula: `discretization_error`), plus the
   first-order effect of the residual, is at most `dist_atol + dist_rtol * d`. Steps are doubled
   (up to `max_steps`) until the discretization part is;
-* the distance is the shortest over the searched candidate geodesics (`candidates` bent starts,
-  by default both ways along every direction orthogonal to the chord, plus, when `graph` is on, a
-  graph shortest path: on a grid for `D <= 3`, on a probabilistic roadmap of `roadmap` nodes in
-  the ellipsoid of `reach` for `D >= 4`; `solve()` reports the search in `starts`, `search` and
-  `resolution`). A global minimum is certified only on that family, at the graph's resolution: a
-  shorter geodesic through a gap narrower than the graph's edges, or outside its region, can be missed.
+* the distance is the shortest over the searched candidate geodesics (the straight start, plus,
+  when `graph` is on, a global start: a grid-graph shortest path for `D <= 3`, or the minimal path
+  of an eikonal distance map with `RandersField.global_start = MapStart()`, a probabilistic roadmap
+  of `roadmap` nodes in the ellipsoid of `reach` for `D >= 4`; plus `candidates` bent starts, by
+  default only without a grid start; `solve()` reports the search in `starts`, `search` and
+  `resolution`). A global minimum is certified only on that family, at the grid's, map's or
+  roadmap's resolution: a shorter geodesic through a gap narrower than that, or outside its
+  region, can be missed. A refined start shorter than the kept geodesic beyond its error makes the
+  pair not converged.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class GeodesicSolver:
         jacobian: `"broyden"` or `"newton"` (see `solve_boundary_value`).
         segments: segments of the discrete paths that start the shooting.
         candidates: bent starting paths per pair besides the straight one (`0`: straight only;
-            `None`: $2(D - 1)$, the chord bent both ways along every direction orthogonal to it).
+            `None`: none where `graph` gives a grid or eikonal-map start (`D <= 3`, or a start
+            provider), else $2(D - 1)$, the chord bent both ways along every direction orthogonal to it).
         bend: size of the bend, as a fraction of $|y - x|$ at the middle of the path.
         graph: add a graph shortest path (Dijkstra) as a start: on a grid for `D <= 3`, on a
             probabilistic roadmap for `D >= 4` (`finslerlib.geodesics.candidates.roadmap_polylines`).

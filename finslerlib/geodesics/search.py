@@ -3,12 +3,15 @@ r"""The shortest geodesic over several candidates, with an estimated discretizat
 `shortest_geodesics(coefficients, x, y, solver)` is what `RandersField.dist`, `logmap` and
 `solve` run, for all pairs at once:
 
-1. starting paths per pair (`finslerlib.geodesics.candidates`): the straight line, `solver.candidates`
-   bent polylines (by default $2(D - 1)$: both ways along every direction orthogonal to the chord)
-   and, with `solver.graph`, a graph shortest path: on a grid for `D <= 3`, on a probabilistic
+1. starting paths per pair (`finslerlib.geodesics.candidates`): the straight line and, with
+   `solver.graph`, a global start: the paths of a `StartProvider` if one is given (`RandersField`
+   can pass the minimal paths of eikonal distance maps, `finslerlib.manifolds.map_start.MapStart`),
+   else a graph shortest path: on a grid for `D <= 3`, on a probabilistic
    roadmap for `D >= 4` (`solver.roadmap` quasi-random nodes in the ellipsoid
    $|z - x| + |z - y| \le$ `solver.reach` $|y - x|$, `solver.neighbours` nearest neighbours each),
-   so that a detour in any direction (diagonal ones too) wider than the graph's edges is among the starts;
+   so that a detour in any direction (diagonal ones too) wider than the graph's edges is among the
+   starts; plus `solver.candidates` bent polylines (by default none with a grid or map start,
+   $2(D - 1)$ otherwise: both ways along every direction orthogonal to the chord);
 2. each refined by discrete-energy minimization (`polyline_momentum`); refined paths that
    coincide with an earlier one, or whose discrete length exceeds the shortest by more than
    `solver.prune`, are dropped;
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -41,7 +45,7 @@ from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceE
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import format_values
 
-__all__ = ["GeodesicSolution", "shortest_geodesics", "exponential_map", "raise_unconverged"]
+__all__ = ["GeodesicSolution", "StartProvider", "shortest_geodesics", "exponential_map", "raise_unconverged"]
 
 
 @dataclass
@@ -60,9 +64,10 @@ class GeodesicSolution(BoundarySolution):
             kept one (`inf` when no other distinct geodesic was found).
         starts: starting paths refined per pair before pruning (straight, bent, graph).
         search: the searched family in words (which bends, which graph, its region).
-        resolution: Tensor `[B]`, the graph start's edge length: the grid step for `D <= 3`, the
-            median roadmap edge for `D >= 4` (`inf` without a graph). A detour through a gap much
-            narrower than this can be missed.
+        resolution: Tensor `[B]`, the global start's resolution: the grid step for `D <= 3`, the
+            median roadmap edge for `D >= 4`, a start provider's own (`MapStart`: its map's grid
+            step); `inf` without a global start. A detour through a gap much narrower than this
+            can be missed.
         upper_bound: Tensor `[B]`, the length of the shortest refined starting path (an accurate
             quadrature plus its error estimate): the distance is at most this. Where it is below
             `distance - error_tolerance`, a path shorter than the kept geodesic exists but no
@@ -128,11 +133,34 @@ def path_length(
     return torch.where(ok, fine_len, inf), torch.where(ok, (fine_len - coarse_len).abs(), inf)
 
 
-def bend_count(solver: GeodesicSolver, dim: int) -> int:
-    """Bent starts per pair: `solver.candidates`, or $2(D - 1)$ (both ways along every normal) if `None`."""
+def bend_count(solver: GeodesicSolver, dim: int, start: StartProvider | None = None) -> int:
+    """Bent starts per pair: `solver.candidates`, or if `None`: none where a global start certifies
+    minimality at a grid's resolution (`solver.graph` with a start provider, or the grid graph of
+    `D <= 3`), else $2(D - 1)$ (both ways along every normal)."""
     if dim < 2:
         return 0
-    return 2 * (dim - 1) if solver.candidates is None else int(solver.candidates)
+    if solver.candidates is None:
+        return 0 if (solver.graph and (start is not None or dim <= 3)) else 2 * (dim - 1)
+    return int(solver.candidates)
+
+
+class StartProvider(Protocol):
+    r"""The global start of `shortest_geodesics`: one starting polyline per pair, pluggable.
+
+    A callable `start(coefficients, x, y, *, segments, solver)` returning `(paths, found, resolution)`:
+    polylines `[B, K + 1, D]` from `x` to `y` (`K = segments`), a bool Tensor `[B]` (`False`:
+    no path found, the entry is ignored) and a Tensor `[B]`, the scale below which the provider
+    can miss a shorter path (its grid step; `inf` if it certifies nothing). An optional
+    attribute `description` (a string) says what it searched, for `GeodesicSolution.search`.
+    Without one, `shortest_geodesics` uses a grid graph (`D <= 3`) or a roadmap (`D >= 4`);
+    `RandersField` passes the shortest paths of an eikonal distance map
+    (`finslerlib.manifolds.map_start.MapStart`).
+    """
+
+    def __call__(
+        self, coefficients: CoefficientFn, x: torch.Tensor, y: torch.Tensor, *, segments: int,
+        solver: GeodesicSolver,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 class SearchResolutionWarning(UserWarning):
@@ -160,9 +188,9 @@ def _grid_points(solver: GeodesicSolver, dim: int) -> int:
     return solver.grid or (33 if dim <= 2 else 13)
 
 
-def search_description(solver: GeodesicSolver, dim: int) -> str:
+def search_description(solver: GeodesicSolver, dim: int, start: StartProvider | None = None) -> str:
     """The family of starting paths `shortest_geodesics` searches in dimension `dim`, in words."""
-    count = bend_count(solver, dim)
+    count = bend_count(solver, dim, start)
     normals = min(dim - 1, (count + 1) // 2) if dim > 1 else 0
     parts = ["the straight line"]
     if count:
@@ -170,7 +198,9 @@ def search_description(solver: GeodesicSolver, dim: int) -> str:
             f"{count} bent paths (bend {solver.bend:g} |y - x|, along {normals} of the {dim - 1} directions "
             "orthogonal to the chord)"
         )
-    if solver.graph and dim <= 3:
+    if solver.graph and start is not None:
+        parts.append(getattr(start, "description", "a global start path (a user start provider)"))
+    elif solver.graph and dim <= 3:
         points = _grid_points(solver, dim)
         parts.append(f"a grid-graph shortest path ({points}^{dim} nodes, box 2x the points' extent)")
     elif solver.graph:
@@ -182,7 +212,7 @@ def search_description(solver: GeodesicSolver, dim: int) -> str:
     return ", ".join(parts)
 
 
-def _starts(coefficients, x, y, solver: GeodesicSolver):
+def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | None = None):
     """Starting polylines `[C, B, K + 1, D]` and which of them exist `[C, B]`."""
     n, d = x.shape
     k = solver.segments
@@ -190,11 +220,16 @@ def _starts(coefficients, x, y, solver: GeodesicSolver):
     paths = [(x[:, None] + t * (y - x)[:, None]).unsqueeze(0)]
     present = [torch.ones(1, n, dtype=torch.bool, device=x.device)]
     nontrivial = ~(x == y).all(-1)
-    bent = bent_polylines(x, y, segments=k, count=bend_count(solver, d), bend=solver.bend)
+    bent = bent_polylines(x, y, segments=k, count=bend_count(solver, d, start), bend=solver.bend)
     paths.append(bent)
     present.append(nontrivial.expand(bent.shape[0], n))
     resolution = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
-    if solver.graph and d <= 3 and n:
+    if solver.graph and start is not None and n:
+        graph, found, resolution = start(coefficients, x, y, segments=k, solver=solver)
+        paths.append(graph.to(x).unsqueeze(0))
+        present.append((found & nontrivial).unsqueeze(0))
+        resolution = torch.where(nontrivial, resolution.to(x), torch.zeros_like(resolution, dtype=x.dtype))
+    elif solver.graph and d <= 3 and n:
         points = _grid_points(solver, d)
         graph, found = graph_polylines(coefficients, x, y, segments=k, points=points)
         paths.append(graph.unsqueeze(0))
@@ -228,11 +263,11 @@ def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
     )
 
 
-def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol):
+def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: StartProvider | None = None):
     """Shoot the surviving candidates; per pair keep the shortest converged one."""
     n, d = x.shape
     safe = guarded(coefficients)
-    starts, present, resolution = _starts(safe, x, y, solver)  # [C, B, K+1, D], [C, B], [B]
+    starts, present, resolution = _starts(safe, x, y, solver, start)  # [C, B, K+1, D], [C, B], [B]
     c = starts.shape[0]
     flat = present.reshape(-1).nonzero().squeeze(-1)  # candidate c of pair b at c * n + b
     pair = flat % n
@@ -393,7 +428,12 @@ def adaptive_steps(
 
 @torch.no_grad()
 def shortest_geodesics(
-    coefficients: CoefficientFn, x: torch.Tensor, y: torch.Tensor, solver: GeodesicSolver | None = None
+    coefficients: CoefficientFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    solver: GeodesicSolver | None = None,
+    *,
+    start: StartProvider | None = None,
 ) -> GeodesicSolution:
     r"""The shortest geodesic $x_i \to y_i$ found over several starts, with its estimated error, batched.
 
@@ -402,6 +442,9 @@ def shortest_geodesics(
         x: Tensor, shape `[B, D]`, start points.
         y: Tensor, shape `[B, D]`, targets.
         solver: the options (`GeodesicSolver()` by default).
+        start: the global start (`StartProvider`), used when `solver.graph`; `None`: a grid
+            graph for `D <= 3`, a roadmap for `D >= 4`. With a provider, `solver.candidates=None`
+            adds no bent starts.
 
     Returns:
         `GeodesicSolution`; inspect `converged` (nothing is raised here).
@@ -433,9 +476,10 @@ def shortest_geodesics(
             path_momentum=nodes.clone(), residual=empty, tolerance=empty, converged=empty.bool(),
             iterations=0, jacobian=x.new_zeros(0, d, d), distance=empty, error=empty,
             error_tolerance=empty, steps=solver.steps, candidates=count, candidates_converged=count,
-            gap=empty, starts=0, search=search_description(solver, d), resolution=empty, upper_bound=empty,
+            gap=empty, starts=0, search=search_description(solver, d, start), resolution=empty,
+            upper_bound=empty,
         )
-    sol, report = _search(coefficients, x, y, solver, atol, rtol)
+    sol, report = _search(coefficients, x, y, solver, atol, rtol, start)
     upper_bound = report["upper_bound"]
     steps = solver.steps
     while True:
@@ -462,7 +506,7 @@ def shortest_geodesics(
     fields["converged"] = sol.converged & (error <= error_tolerance) & ~beaten
     return GeodesicSolution(
         **fields, distance=distance, error=error, error_tolerance=error_tolerance, steps=steps,
-        search=search_description(solver, d), **report,
+        search=search_description(solver, d, start), **report,
     )
 
 

@@ -10,6 +10,7 @@ from finslerlib.manifolds.domains import Domain, EuclideanDomain, HyperboloidDom
 from finslerlib.manifolds.field import RandersField, renormalized_transport
 from finslerlib.manifolds.funk import FunkBall
 from finslerlib.manifolds.killing import KillingWind
+from finslerlib.manifolds.map_start import MapStart
 from finslerlib.manifolds.navigation import Navigation
 from finslerlib.manifolds.randers import Randers
 
@@ -20,6 +21,7 @@ __all__ = [
     "FunkBall",
     "HyperboloidDomain",
     "KillingWind",
+    "MapStart",
     "Navigation",
     "Randers",
     "RandersField",

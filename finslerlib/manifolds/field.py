@@ -20,6 +20,7 @@ import torch
 from finslerlib.geodesics import (
     GeodesicSolution,
     GeodesicSolver,
+    StartProvider,
     distance_with_gradient,
     exponential_map,
     guarded,
@@ -345,6 +346,16 @@ class RandersField(FinslerManifold):
     #: (0.53 against 0.36), so the parallel transport stays the default.
     vector_transport = None
 
+    #: The global start of `solve` / `dist` / `logmap` / `cdist` for `D = 2, 3` (a
+    #: `finslerlib.geodesics.StartProvider`, used when the solver's `graph` is on; other dimensions
+    #: get the search's roadmap). `None` (the default): the search's grid-graph shortest path
+    #: (Dijkstra). `MapStart()`: the minimal paths of eikonal distance maps, one map per distinct
+    #: start (or end) point (`field.global_start = MapStart()`): no metrication bias, minimal up to
+    #: the map's $O(h)$ error, but today about 50 times the graph's cost per map (a 9^3 map and its
+    #: backtracking cost about 85 ms of CPU, a 13^3 Dijkstra run 1.6 ms), which is why it is not
+    #: the default.
+    global_start: StartProvider | None = None
+
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""Vector transport to `retr(x, u)` (see `vector_transport`); by default the parallel
         transport along $t \mapsto \exp_x(t u)$ by one RK4 step."""
@@ -387,7 +398,8 @@ class RandersField(FinslerManifold):
         if self.validate:
             self.coefficients(xf)
             self.coefficients(yf)
-        return shortest_geodesics(self.raw_coefficients, xf, yf, solver)
+        start = self.global_start if 2 <= self.dim <= 3 else None  # eikonal maps: 2-D and 3-D grids
+        return shortest_geodesics(self.raw_coefficients, xf, yf, solver, start=start)
 
     def _solved(self, x, y, solver, options):
         xf, yf, batch = self._flat(x, y, ("x", "y"))
