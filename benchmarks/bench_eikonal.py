@@ -106,7 +106,7 @@ def main() -> None:
                         )
                     print(line, flush=True)
     print(f"load average {os.getloadavg()}")
-    if last is None:
+    if last is None or args.pairs < 1:
         return
     # the shooting solver on a few pairs from the same source, timed in the same run
     n, best, cpu, m = last

@@ -8,7 +8,9 @@ compiler and `ninja` needed; cached in torch's extension directory, `TORCH_EXTEN
   each node takes $\min(T, \text{update})$ (values only decrease, from $T = \infty$); second
   order: the update. A node is visited only when a value it reads has changed (by more than a
   hundredth of the tolerance) since its last update (locking, Bak, McLaughlin & Renzi 2010).
-  Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance.
+  Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance, or until
+  several rounds pass without lowering the largest change (stalled: the caller reports the map
+  as not converged).
 * `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet).
 
 The local solver is the one of `finslerlib.eikonal.scheme` (`_edge_min`, `_triangle`), term for
@@ -29,6 +31,9 @@ from finslerlib.eikonal.scheme import Stencil
 __all__ = ["CompiledSweeper", "compiled_available", "load_kernel"]
 
 _PAD = 2
+# rounds without a new lowest change after which the kernel's sweeps stop as stalled (a map of the
+# bench's drift settles in 8 to 12 rounds, each round lowering the change; a cycle does not)
+_PATIENCE = 6
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -55,6 +60,7 @@ struct Grid {
   int tris[8][3] = {};
   S sg[8][3] = {};
   S ev[8][3] = {};  // the offsets times the grid steps
+  S edist[12] = {}, tdist[8] = {};  // the Euclidean distances from the node to each facet
   const S *a = nullptr, *b = nullptr, *grad = nullptr, *base = nullptr, *spacing = nullptr;
   const bool* free_ = nullptr;
   bool factored = false;
@@ -193,12 +199,31 @@ inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, c
     be[k] = bk;
     if (v[k] < v[kmin]) kmin = k;
   }
-  // a facet's value is a convex combination of its vertices' values plus F(x, -e) > 0: a facet whose
-  // smallest vertex value is not below the best so far cannot win and is skipped; the facets at the
-  // smallest neighbour value first
+  // a facet's value is a convex combination of its vertices' values plus F(x, -y), y on the facet
+  // (scaled by the vertices' offsets scales, 2/3 or 1), and F(x, -y) >= lip |y| with
+  // lip = (1 - |b|_{a^-1}) / sqrt(tr a^-1) (|y|_a >= |y| / sqrt(tr a^-1), b . y >= -|b|_{a^-1} |y|_a):
+  // a facet whose smallest vertex value plus lip (smallest scale) (its distance) is not below the
+  // best so far cannot win and is skipped (the minimum is the same); the most promising facets first
+  S ai[9];
+  if (D == 3) {
+    inverse3<S>(A, ai);
+  } else {
+    const S det = A[0] * A[3] - A[1] * A[2];
+    ai[0] = A[3] / det;
+    ai[1] = -A[1] / det;
+    ai[2] = -A[2] / det;
+    ai[3] = A[0] / det;
+  }
+  S nb2 = 0, tr = 0;
+  for (int d = 0; d < D; ++d) {
+    tr += ai[D * d + d];
+    for (int j = 0; j < D; ++j) nb2 += B[d] * ai[D * d + j] * B[j];
+  }
+  // 0.99: a margin for the rounding of the bound itself
+  const S lip = (nb2 < 1 && tr > 0) ? S(0.99) * (1 - std::sqrt(nb2)) / std::sqrt(tr) : S(0);
   auto edge = [&](int e) {
     const int a = g.edges[e][0], c = g.edges[e][1];
-    if (!(std::min(v[a], v[c]) < out)) return;
+    if (!(std::min(v[a], v[c]) + lip * std::min(s[a], s[c]) * g.edist[e] < out)) return;
     for (int k : {a, c})
       if (!rooted[k]) {
         root[k] = std::sqrt(quad[k]);
@@ -209,28 +234,52 @@ inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, c
     out = std::min(out, edge_min<S>(v[a], v[c], s[a], s[c], quad[a], qac, quad[c], be[a], be[c], root[a],
                                     root[c]));
   };
+  auto triangle_at = [&](int m) {
+    S tv[3], ts[3];
+    for (int k = 0; k < 3; ++k) {
+      tv[k] = v[g.tris[m][k]];
+      ts[k] = s[g.tris[m][k]];
+    }
+    const S lo = std::min(std::min(tv[0], tv[1]), tv[2]);
+    if (!(lo + lip * std::min(std::min(ts[0], ts[1]), ts[2]) * g.tdist[m] < out)) return;
+    out = std::min(out, triangle<S>(g, B, ai, tv, ts, g.sg[m]));
+  };
+  // 3-D: first the octant of the smaller neighbour on each axis (the upwind one where T is smooth)
+  int first = -1;
+  if (!tris.empty()) {
+    int pick[3];
+    for (int d = 0; d < 3; ++d) pick[d] = v[2 * d] <= v[2 * d + 1] ? 2 * d : 2 * d + 1;
+    for (int m : tris)
+      if (g.tris[m][0] == pick[0] && g.tris[m][1] == pick[1] && g.tris[m][2] == pick[2]) first = m;
+    if (first >= 0) triangle_at(first);
+  }
   for (int e : edges)
     if (g.edges[e][0] == kmin || g.edges[e][1] == kmin) edge(e);
   for (int e : edges)
     if (g.edges[e][0] != kmin && g.edges[e][1] != kmin) edge(e);
-  if (!tris.empty()) {
-    S ai[9];
-    bool inverted = false;
-    for (int m : tris) {
-      S tv[3], ts[3];
-      for (int k = 0; k < 3; ++k) {
-        tv[k] = v[g.tris[m][k]];
-        ts[k] = s[g.tris[m][k]];
-      }
-      if (!(std::min(std::min(tv[0], tv[1]), tv[2]) < out)) continue;
-      if (!inverted) {
-        inverse3<S>(A, ai);
-        inverted = true;
-      }
-      out = std::min(out, triangle<S>(g, B, ai, tv, ts, g.sg[m]));
-    }
-  }
+  for (int m : tris)
+    if (m != first) triangle_at(m);
   return out;
+}
+
+// the Euclidean distance from the origin to the segment [p, q] (D components)
+template <typename S>
+S segment_distance(const S* p, const S* q, int D) {
+  S pq = 0, pp = 0, qq = 0;
+  for (int d = 0; d < D; ++d) {
+    pq += p[d] * q[d];
+    pp += p[d] * p[d];
+    qq += q[d] * q[d];
+  }
+  const S len2 = pp - 2 * pq + qq;
+  S lam = len2 > 0 ? (pp - pq) / len2 : S(0);
+  lam = std::min(std::max(lam, S(0)), S(1));
+  S r = 0;
+  for (int d = 0; d < D; ++d) {
+    const S x = (1 - lam) * p[d] + lam * q[d];
+    r += x * x;
+  }
+  return std::sqrt(r);
 }
 
 template <typename S>
@@ -287,6 +336,14 @@ Grid<S> make_grid(torch::Tensor a, torch::Tensor b, torch::Tensor grad, torch::T
   g.spacing = spacing.data_ptr<S>();
   for (int k = 0; k < g.K; ++k)
     for (int d = 0; d < g.dim; ++d) g.ev[k][d] = S(g.off[k][d]) * g.spacing[d];
+  for (int e = 0; e < g.E; ++e)
+    g.edist[e] = segment_distance<S>(g.ev[g.edges[e][0]], g.ev[g.edges[e][1]], g.dim);
+  for (int m = 0; m < g.NT; ++m) {
+    // an octant facet: the plane sum_d x_d / (sg_d h_d) = 1, its foot point inside the facet
+    S inv = 0;
+    for (int d = 0; d < 3; ++d) inv += S(1) / (g.spacing[d] * g.spacing[d]);
+    g.tdist[m] = S(1) / std::sqrt(inv);
+  }
   g.free_ = free_.data_ptr<bool>();
   return g;
 }
@@ -295,9 +352,9 @@ Grid<S> make_grid(torch::Tensor a, torch::Tensor b, torch::Tensor grad, torch::T
 // in the sweep's order) is in [lo, hi), active nodes only; the largest change (inf where a value
 // became finite) goes into change
 template <typename S>
-void sweep_plane(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sgn, int order, double act,
-                 const std::vector<int>& edges, const std::vector<int>& tris, int64_t a0, int64_t lo, int64_t hi,
-                 double& change, int64_t& updates) {
+void sweep_plane(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sgn, int order,
+                 double act, const std::vector<int>& edges, const std::vector<int>& tris, int64_t a0,
+                 int64_t lo, int64_t hi, double& change, int64_t& updates) {
   const int64_t n0 = g.n[0], n1 = g.n[1], n2 = g.dim == 3 ? g.n[2] : 1;
   const double inf = std::numeric_limits<double>::infinity();
   const auto relaxed = std::memory_order_relaxed;
@@ -351,7 +408,8 @@ double sweep(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sg
   const int64_t n0 = g.n[0], n1 = g.n[1];
   if (threads <= 1) {
     double change = 0;
-    for (int64_t a0 = 0; a0 < n0; ++a0) sweep_plane<S>(g, t, active, sgn, order, act, edges, tris, a0, 0, n1, change, updates);
+    for (int64_t a0 = 0; a0 < n0; ++a0)
+      sweep_plane<S>(g, t, active, sgn, order, act, edges, tris, a0, 0, n1, change, updates);
     return change;
   }
   std::vector<std::atomic<int64_t>> done(threads);
@@ -387,7 +445,8 @@ double sweep(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sg
 // more than act since its last update) until a round changes no value by more than tol
 template <typename S>
 std::tuple<int64_t, double, int64_t> rounds_impl(torch::Tensor t, const Grid<S>& g, int order, double tol,
-                                                 int64_t max_rounds, double act, int64_t threads) {
+                                                 int64_t max_rounds, double act, int64_t threads,
+                                                 int64_t patience) {
   S* tp = t.data_ptr<S>();
   const int64_t total = t.numel();
   std::vector<int> all_edges, all_tris;
@@ -398,18 +457,27 @@ std::tuple<int64_t, double, int64_t> rounds_impl(torch::Tensor t, const Grid<S>&
   const int nthreads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, g.n[1] / 8));
   std::unique_ptr<std::atomic<uint8_t>[]> active(new std::atomic<uint8_t>[total]);
   for (int64_t k = 0; k < total; ++k) active[k].store(1, std::memory_order_relaxed);
-  int64_t rounds = 0, updates = 0;
-  double change = std::numeric_limits<double>::infinity();
+  int64_t rounds = 0, updates = 0, flat = 0;
+  double change = std::numeric_limits<double>::infinity(), lowest = change;
   while (rounds < max_rounds) {
     change = 0;
     for (int c = 0; c < count; ++c) {
       int sgn[3] = {1, 1, 1};
       for (int d = 0; d < g.dim; ++d) sgn[d] = (c >> d) & 1 ? -1 : 1;
-      const double ch = sweep<S>(g, tp, active.get(), sgn, order, act, all_edges, all_tris, updates, nthreads);
+      const double ch =
+          sweep<S>(g, tp, active.get(), sgn, order, act, all_edges, all_tris, updates, nthreads);
       change = std::max(change, ch);
     }
     ++rounds;
     if (change <= tol) break;
+    // stalled: `patience` rounds (with finite changes) without a new lowest change, the sweeps
+    // cycle above tol (rounding where the update is ill-conditioned) and more will not settle
+    if (std::isfinite(change) && change >= lowest) {
+      if (++flat >= patience) break;
+    } else {
+      flat = 0;
+    }
+    lowest = std::min(lowest, change);
   }
   return std::make_tuple(rounds, change, updates);
 }
@@ -442,11 +510,11 @@ std::tuple<int64_t, double, int64_t> rounds(torch::Tensor t, torch::Tensor a, to
                                             torch::Tensor grad, torch::Tensor base, torch::Tensor spacing,
                                             torch::Tensor free_, torch::Tensor offsets, torch::Tensor edges,
                                             torch::Tensor tris, int64_t order, double tol, int64_t max_rounds,
-                                            double act, int64_t threads) {
+                                            double act, int64_t threads, int64_t patience) {
   std::tuple<int64_t, double, int64_t> res;
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "eikonal_rounds", [&] {
     auto g = make_grid<scalar_t>(a, b, grad, base, spacing, free_, offsets, edges, tris);
-    res = rounds_impl<scalar_t>(t, g, (int)order, tol, max_rounds, act, threads);
+    res = rounds_impl<scalar_t>(t, g, (int)order, tol, max_rounds, act, threads, patience);
   });
   return res;
 }
@@ -554,12 +622,20 @@ class CompiledSweeper:
 
     def rounds(self, flat: torch.Tensor, order: int, tol: float, max_rounds: int) -> tuple[int, float]:
         """Rounds of the $2^D$ sweeps in place on `flat` until a round changes no value by more than
-        `tol`; returns `(rounds, change)` (`change`: the largest change of the last round)."""
+        `tol`, or `_PATIENCE` rounds pass without a new lowest change (stalled); returns
+        `(rounds, change)` (`change`: the largest change of the last round)."""
         # a change below tol / 100 does not wake the nodes that read it: each input changes at most
         # once per sweep, so over a few dozen sweeps a skipped node lags by well under tol (the
         # scheme is 1-Lipschitz at first order, 5/3 at second); the solver's Jacobi check decides
         rounds, change, updates = self.module.rounds(
-            flat, *self.args, int(order), float(tol), int(max_rounds), float(tol) / 100, self.threads
+            flat,
+            *self.args,
+            int(order),
+            float(tol),
+            int(max_rounds),
+            float(tol) / 100,
+            self.threads,
+            _PATIENCE,
         )
         self.updates = int(updates)
         return int(rounds), float(change)
