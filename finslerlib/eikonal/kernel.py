@@ -638,6 +638,7 @@ class CompiledSweeper:
             _PATIENCE,
         )
         self.updates = int(updates)
+        self.stalled = rounds < max_rounds and change > tol
         return int(rounds), float(change)
 
     def step(self, t: torch.Tensor, order: int) -> torch.Tensor:

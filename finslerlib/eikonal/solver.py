@@ -306,11 +306,15 @@ def _sweep(
     tolerance starts from the source window's values). Returns `(T, sweeps, change, tol)`."""
     flat = sweeper.pad(t)
     rounds, change = sweeper.rounds(flat, order, tol, min(max_rounds, 12) if relative else max_rounds)
+    # the kernel stops its sweeps as stalled when they cycle above tol: more of them will not settle
+    stalled = getattr(sweeper, "stalled", False)
     if relative:
         tol = max(tol, _rounding_tol(flat, len(sweeper.shape), terms))
-        if change > tol and rounds < max_rounds:
+        if change > tol and rounds < max_rounds and not stalled:
             more, change = sweeper.rounds(flat, order, tol, max_rounds - rounds)
             rounds += more
+            stalled = getattr(sweeper, "stalled", False)
+    stalled = stalled and change > tol
     t = sweeper.unpad(flat)
     swept = rounds * sweeper.sweeps_per_round
     if not check:
@@ -321,8 +325,12 @@ def _sweep(
         for _ in range(4):
             new = step(t, order)
             swept += 1
-            change = _change(new, t)
+            jacobi = _change(new, t)
             t = new
+            if stalled:  # reported: the larger of the stalled sweeps' change and the Jacobi step's
+                change = max(change, jacobi)
+                break
+            change = jacobi
             if change <= tol or swept >= max_iter:
                 break
             flat = sweeper.pad(t)
