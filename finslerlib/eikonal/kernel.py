@@ -11,7 +11,10 @@ compiler and `ninja` needed; cached in torch's extension directory, `TORCH_EXTEN
   Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance, or until
   several rounds pass without lowering the largest change (stalled: the caller reports the map
   as not converged).
-* `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet).
+  The sweeps run on `torch.get_num_threads()` threads: axis 1 cut into one chunk per thread, the
+  threads going down axis 0 as a pipeline 3 planes apart (deterministic for a thread count).
+* `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet), planes on
+  torch's intra-op threads.
 
 The local solver is the one of `finslerlib.eikonal.scheme` (`_edge_min`, `_triangle`), term for
 term, so both backends iterate to the same fixed point (to rounding). Gradients do not go through
@@ -204,23 +207,20 @@ inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, c
   // lip = (1 - |b|_{a^-1}) / sqrt(tr a^-1) (|y|_a >= |y| / sqrt(tr a^-1), b . y >= -|b|_{a^-1} |y|_a):
   // a facet whose smallest vertex value plus lip (smallest scale) (its distance) is not below the
   // best so far cannot win and is skipped (the minimum is the same); the most promising facets first
+  // (3-D only, where a^-1 is needed by the octant facets anyway; in 2-D lip = 0, the facets whose
+  // smallest vertex value is not below the best so far)
   S ai[9];
+  S lip = 0;
   if (D == 3) {
     inverse3<S>(A, ai);
-  } else {
-    const S det = A[0] * A[3] - A[1] * A[2];
-    ai[0] = A[3] / det;
-    ai[1] = -A[1] / det;
-    ai[2] = -A[2] / det;
-    ai[3] = A[0] / det;
+    S nb2 = 0, tr = 0;
+    for (int d = 0; d < 3; ++d) {
+      tr += ai[3 * d + d];
+      for (int j = 0; j < 3; ++j) nb2 += B[d] * ai[3 * d + j] * B[j];
+    }
+    // 0.99: a margin for the rounding of the bound itself
+    if (nb2 < 1 && tr > 0) lip = S(0.99) * (1 - std::sqrt(nb2)) / std::sqrt(tr);
   }
-  S nb2 = 0, tr = 0;
-  for (int d = 0; d < D; ++d) {
-    tr += ai[D * d + d];
-    for (int j = 0; j < D; ++j) nb2 += B[d] * ai[D * d + j] * B[j];
-  }
-  // 0.99: a margin for the rounding of the bound itself
-  const S lip = (nb2 < 1 && tr > 0) ? S(0.99) * (1 - std::sqrt(nb2)) / std::sqrt(tr) : S(0);
   auto edge = [&](int e) {
     const int a = g.edges[e][0], c = g.edges[e][1];
     if (!(std::min(v[a], v[c]) + lip * std::min(s[a], s[c]) * g.edist[e] < out)) return;
