@@ -63,7 +63,6 @@ struct Grid {
   int tris[8][3] = {};
   S sg[8][3] = {};
   S ev[8][3] = {};  // the offsets times the grid steps
-  S edist[12] = {}, tdist[8] = {};  // the Euclidean distances from the node to each facet
   const S *a = nullptr, *b = nullptr, *grad = nullptr, *base = nullptr, *spacing = nullptr;
   const bool* free_ = nullptr;
   bool factored = false;
@@ -202,28 +201,12 @@ inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, c
     be[k] = bk;
     if (v[k] < v[kmin]) kmin = k;
   }
-  // a facet's value is a convex combination of its vertices' values plus F(x, -y), y on the facet
-  // (scaled by the vertices' offsets scales, 2/3 or 1), and F(x, -y) >= lip |y| with
-  // lip = (1 - |b|_{a^-1}) / sqrt(tr a^-1) (|y|_a >= |y| / sqrt(tr a^-1), b . y >= -|b|_{a^-1} |y|_a):
-  // a facet whose smallest vertex value plus lip (smallest scale) (its distance) is not below the
-  // best so far cannot win and is skipped (the minimum is the same); the most promising facets first
-  // (3-D only, where a^-1 is needed by the octant facets anyway; in 2-D lip = 0, the facets whose
-  // smallest vertex value is not below the best so far)
-  S ai[9];
-  S lip = 0;
-  if (D == 3) {
-    inverse3<S>(A, ai);
-    S nb2 = 0, tr = 0;
-    for (int d = 0; d < 3; ++d) {
-      tr += ai[3 * d + d];
-      for (int j = 0; j < 3; ++j) nb2 += B[d] * ai[3 * d + j] * B[j];
-    }
-    // 0.99: a margin for the rounding of the bound itself
-    if (nb2 < 1 && tr > 0) lip = S(0.99) * (1 - std::sqrt(nb2)) / std::sqrt(tr);
-  }
+  // a facet's value is a convex combination of its vertices' values plus F(x, -e) > 0: a facet whose
+  // smallest vertex value is not below the best so far cannot win and is skipped; the facets at the
+  // smallest neighbour value first
   auto edge = [&](int e) {
     const int a = g.edges[e][0], c = g.edges[e][1];
-    if (!(std::min(v[a], v[c]) + lip * std::min(s[a], s[c]) * g.edist[e] < out)) return;
+    if (!(std::min(v[a], v[c]) < out)) return;
     for (int k : {a, c})
       if (!rooted[k]) {
         root[k] = std::sqrt(quad[k]);
@@ -234,52 +217,28 @@ inline S update(const Grid<S>& g, const S* t, int64_t i, int64_t p, int order, c
     out = std::min(out, edge_min<S>(v[a], v[c], s[a], s[c], quad[a], qac, quad[c], be[a], be[c], root[a],
                                     root[c]));
   };
-  auto triangle_at = [&](int m) {
-    S tv[3], ts[3];
-    for (int k = 0; k < 3; ++k) {
-      tv[k] = v[g.tris[m][k]];
-      ts[k] = s[g.tris[m][k]];
-    }
-    const S lo = std::min(std::min(tv[0], tv[1]), tv[2]);
-    if (!(lo + lip * std::min(std::min(ts[0], ts[1]), ts[2]) * g.tdist[m] < out)) return;
-    out = std::min(out, triangle<S>(g, B, ai, tv, ts, g.sg[m]));
-  };
-  // 3-D: first the octant of the smaller neighbour on each axis (the upwind one where T is smooth)
-  int first = -1;
-  if (!tris.empty()) {
-    int pick[3];
-    for (int d = 0; d < 3; ++d) pick[d] = v[2 * d] <= v[2 * d + 1] ? 2 * d : 2 * d + 1;
-    for (int m : tris)
-      if (g.tris[m][0] == pick[0] && g.tris[m][1] == pick[1] && g.tris[m][2] == pick[2]) first = m;
-    if (first >= 0) triangle_at(first);
-  }
   for (int e : edges)
     if (g.edges[e][0] == kmin || g.edges[e][1] == kmin) edge(e);
   for (int e : edges)
     if (g.edges[e][0] != kmin && g.edges[e][1] != kmin) edge(e);
-  for (int m : tris)
-    if (m != first) triangle_at(m);
+  if (!tris.empty()) {
+    S ai[9];
+    bool inverted = false;
+    for (int m : tris) {
+      S tv[3], ts[3];
+      for (int k = 0; k < 3; ++k) {
+        tv[k] = v[g.tris[m][k]];
+        ts[k] = s[g.tris[m][k]];
+      }
+      if (!(std::min(std::min(tv[0], tv[1]), tv[2]) < out)) continue;
+      if (!inverted) {
+        inverse3<S>(A, ai);
+        inverted = true;
+      }
+      out = std::min(out, triangle<S>(g, B, ai, tv, ts, g.sg[m]));
+    }
+  }
   return out;
-}
-
-// the Euclidean distance from the origin to the segment [p, q] (D components)
-template <typename S>
-S segment_distance(const S* p, const S* q, int D) {
-  S pq = 0, pp = 0, qq = 0;
-  for (int d = 0; d < D; ++d) {
-    pq += p[d] * q[d];
-    pp += p[d] * p[d];
-    qq += q[d] * q[d];
-  }
-  const S len2 = pp - 2 * pq + qq;
-  S lam = len2 > 0 ? (pp - pq) / len2 : S(0);
-  lam = std::min(std::max(lam, S(0)), S(1));
-  S r = 0;
-  for (int d = 0; d < D; ++d) {
-    const S x = (1 - lam) * p[d] + lam * q[d];
-    r += x * x;
-  }
-  return std::sqrt(r);
 }
 
 template <typename S>
@@ -336,14 +295,6 @@ Grid<S> make_grid(torch::Tensor a, torch::Tensor b, torch::Tensor grad, torch::T
   g.spacing = spacing.data_ptr<S>();
   for (int k = 0; k < g.K; ++k)
     for (int d = 0; d < g.dim; ++d) g.ev[k][d] = S(g.off[k][d]) * g.spacing[d];
-  for (int e = 0; e < g.E; ++e)
-    g.edist[e] = segment_distance<S>(g.ev[g.edges[e][0]], g.ev[g.edges[e][1]], g.dim);
-  for (int m = 0; m < g.NT; ++m) {
-    // an octant facet: the plane sum_d x_d / (sg_d h_d) = 1, its foot point inside the facet
-    S inv = 0;
-    for (int d = 0; d < 3; ++d) inv += S(1) / (g.spacing[d] * g.spacing[d]);
-    g.tdist[m] = S(1) / std::sqrt(inv);
-  }
   g.free_ = free_.data_ptr<bool>();
   return g;
 }
