@@ -8,8 +8,13 @@ compiler and `ninja` needed; cached in torch's extension directory, `TORCH_EXTEN
   each node takes $\min(T, \text{update})$ (values only decrease, from $T = \infty$); second
   order: the update. A node is visited only when a value it reads has changed (by more than a
   hundredth of the tolerance) since its last update (locking, Bak, McLaughlin & Renzi 2010).
-  Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance.
-* `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet).
+  Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance, or until
+  several rounds pass without lowering the largest change (stalled: the caller reports the map
+  as not converged).
+  The sweeps run on `torch.get_num_threads()` threads: axis 1 cut into one chunk per thread, the
+  threads going down axis 0 as a pipeline 3 planes apart (deterministic for a thread count).
+* `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet), planes on
+  torch's intra-op threads.
 
 The local solver is the one of `finslerlib.eikonal.scheme` (`_edge_min`, `_triangle`), term for
 term, so both backends iterate to the same fixed point (to rounding). Gradients do not go through
@@ -19,6 +24,7 @@ theorem), whichever backend found it.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import torch
@@ -28,12 +34,19 @@ from finslerlib.eikonal.scheme import Stencil
 __all__ = ["CompiledSweeper", "compiled_available", "load_kernel"]
 
 _PAD = 2
+# rounds without a new lowest change after which the kernel's sweeps stop as stalled (a map of the
+# bench's drift settles in 8 to 12 rounds, each round lowering the change; a cycle does not)
+_PATIENCE = 6
 
 _SOURCE = r"""
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -286,49 +299,95 @@ Grid<S> make_grid(torch::Tensor a, torch::Tensor b, torch::Tensor grad, torch::T
   return g;
 }
 
-// one sweep in the lexicographic ordering with signs sgn (axis 0 outermost), active nodes only;
-// returns the largest change (inf where a value became finite)
+// the nodes of plane a0 (the a0-th along axis 0 in the sweep's order) whose a1 (position along axis 1
+// in the sweep's order) is in [lo, hi), active nodes only; the largest change (inf where a value
+// became finite) goes into change
 template <typename S>
-double sweep(const Grid<S>& g, S* t, uint8_t* active, const int* sgn, int order, double act,
-             const std::vector<int>& edges, const std::vector<int>& tris, int64_t& updates) {
+void sweep_plane(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sgn, int order,
+                 double act, const std::vector<int>& edges, const std::vector<int>& tris, int64_t a0,
+                 int64_t lo, int64_t hi, double& change, int64_t& updates) {
   const int64_t n0 = g.n[0], n1 = g.n[1], n2 = g.dim == 3 ? g.n[2] : 1;
   const double inf = std::numeric_limits<double>::infinity();
-  double change = 0;
-  for (int64_t a0 = 0; a0 < n0; ++a0) {
-    const int64_t i0 = sgn[0] > 0 ? a0 : n0 - 1 - a0;
-    for (int64_t a1 = 0; a1 < n1; ++a1) {
-      const int64_t i1 = sgn[1] > 0 ? a1 : n1 - 1 - a1;
-      for (int64_t a2 = 0; a2 < n2; ++a2) {
-        const int64_t i2 = (g.dim == 2 || sgn[2] > 0) ? a2 : n2 - 1 - a2;
-        int64_t i, p;
-        if (g.dim == 2) {
-          i = i0 * g.stride[0] + i1 * g.stride[1];
-          p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1];
-        } else {
-          i = i0 * g.stride[0] + i1 * g.stride[1] + i2 * g.stride[2];
-          p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (i2 + 2) * g.pstride[2];
-        }
-        if (!active[p] || !g.free_[i]) continue;
-        active[p] = 0;
-        ++updates;
-        const S old = t[p];
-        // 2-D first order keeps min(T, update) (a monotone scheme: the old value bounds the facets
-        // worth solving); with the octant facets (3-D), whose upwind test can drop a facet as its
-        // values decrease, and at second order, the node takes the update (the map's fixed point)
-        const bool keep = order == 1 && g.NT == 0;
-        const S nw = update<S>(g, t, i, p, order, edges, tris, keep ? old : S(INFINITY));
-        t[p] = nw;
-        const bool f0 = std::isfinite(old), f1 = std::isfinite(nw);
-        const double d = (f0 && f1) ? (double)std::abs(nw - old) : (f0 != f1 ? inf : 0.0);
-        if (d > act) {  // the nodes that read this one are due for an update
-          for (int k = 0; k < g.K; ++k) {
-            active[p + g.shift[k]] = 1;
-            if (order == 2) active[p + 2 * g.shift[k]] = 1;
-          }
-        }
-        change = std::max(change, d);
+  const auto relaxed = std::memory_order_relaxed;
+  const int64_t i0 = sgn[0] > 0 ? a0 : n0 - 1 - a0;
+  for (int64_t a1 = lo; a1 < hi; ++a1) {
+    const int64_t i1 = sgn[1] > 0 ? a1 : n1 - 1 - a1;
+    for (int64_t a2 = 0; a2 < n2; ++a2) {
+      const int64_t i2 = (g.dim == 2 || sgn[2] > 0) ? a2 : n2 - 1 - a2;
+      int64_t i, p;
+      if (g.dim == 2) {
+        i = i0 * g.stride[0] + i1 * g.stride[1];
+        p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1];
+      } else {
+        i = i0 * g.stride[0] + i1 * g.stride[1] + i2 * g.stride[2];
+        p = (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (i2 + 2) * g.pstride[2];
       }
+      if (!active[p].load(relaxed) || !g.free_[i]) continue;
+      active[p].store(0, relaxed);
+      ++updates;
+      const S old = t[p];
+      // 2-D first order keeps min(T, update) (a monotone scheme: the old value bounds the facets
+      // worth solving); with the octant facets (3-D), whose upwind test can drop a facet as its
+      // values decrease, and at second order, the node takes the update (the map's fixed point)
+      const bool keep = order == 1 && g.NT == 0;
+      const S nw = update<S>(g, t, i, p, order, edges, tris, keep ? old : S(INFINITY));
+      t[p] = nw;
+      const bool f0 = std::isfinite(old), f1 = std::isfinite(nw);
+      const double d = (f0 && f1) ? (double)std::abs(nw - old) : (f0 != f1 ? inf : 0.0);
+      if (d > act) {  // the nodes that read this one are due for an update
+        for (int k = 0; k < g.K; ++k) {
+          active[p + g.shift[k]].store(1, relaxed);
+          if (order == 2) active[p + 2 * g.shift[k]].store(1, relaxed);
+        }
+      }
+      change = std::max(change, d);
     }
+  }
+}
+
+// one sweep in the lexicographic ordering with signs sgn (axis 0 outermost), active nodes only;
+// returns the largest change. With several threads, axis 1 is cut into `threads` chunks of
+// consecutive positions (in the sweep's order), chunk c on thread c, and the threads go down axis 0
+// as a pipeline: thread c starts plane j once thread c - 1 has finished plane j + 2. A node reads
+// and wakes nodes at most 2 cells away, so no two threads ever touch the same plane of the same
+// chunk at once and every node reads the same values whatever the timing (the result depends on
+// the thread count, not on the scheduling): nodes of chunk c - 1 read chunk c's values of the
+// previous sweep up to 2 planes behind (the serial order would read this sweep's)
+template <typename S>
+double sweep(const Grid<S>& g, S* t, std::atomic<uint8_t>* active, const int* sgn, int order, double act,
+             const std::vector<int>& edges, const std::vector<int>& tris, int64_t& updates, int threads) {
+  const int64_t n0 = g.n[0], n1 = g.n[1];
+  if (threads <= 1) {
+    double change = 0;
+    for (int64_t a0 = 0; a0 < n0; ++a0)
+      sweep_plane<S>(g, t, active, sgn, order, act, edges, tris, a0, 0, n1, change, updates);
+    return change;
+  }
+  std::vector<std::atomic<int64_t>> done(threads);
+  for (auto& d : done) d.store(0);
+  std::vector<double> changes(threads, 0.0);
+  std::vector<int64_t> counts(threads, 0);
+  auto work = [&](int c) {
+    const int64_t lo = n1 * c / threads, hi = n1 * (c + 1) / threads;
+    for (int64_t a0 = 0; a0 < n0; ++a0) {
+      if (c > 0) {
+        const int64_t need = std::min(a0 + 3, n0);
+        int spins = 0;
+        while (done[c - 1].load(std::memory_order_acquire) < need)
+          if (++spins > 64) std::this_thread::yield();
+      }
+      sweep_plane<S>(g, t, active, sgn, order, act, edges, tris, a0, lo, hi, changes[c], counts[c]);
+      done[c].store(a0 + 1, std::memory_order_release);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int c = 1; c < threads; ++c) pool.emplace_back(work, c);
+  work(0);
+  for (auto& th : pool) th.join();
+  double change = 0;
+  for (int c = 0; c < threads; ++c) {
+    change = std::max(change, changes[c]);
+    updates += counts[c];
   }
   return change;
 }
@@ -337,26 +396,39 @@ double sweep(const Grid<S>& g, S* t, uint8_t* active, const int* sgn, int order,
 // more than act since its last update) until a round changes no value by more than tol
 template <typename S>
 std::tuple<int64_t, double, int64_t> rounds_impl(torch::Tensor t, const Grid<S>& g, int order, double tol,
-                                                 int64_t max_rounds, double act) {
+                                                 int64_t max_rounds, double act, int64_t threads,
+                                                 int64_t patience) {
   S* tp = t.data_ptr<S>();
   const int64_t total = t.numel();
   std::vector<int> all_edges, all_tris;
   for (int e = 0; e < g.E; ++e) all_edges.push_back(e);
   for (int m = 0; m < g.NT; ++m) all_tris.push_back(m);
   const int count = 1 << g.dim;
-  std::vector<uint8_t> active(total, 1);
-  int64_t rounds = 0, updates = 0;
-  double change = std::numeric_limits<double>::infinity();
+  // chunks of at least 8 positions along axis 1 (a node reaches 2 cells to each side)
+  const int nthreads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, g.n[1] / 8));
+  std::unique_ptr<std::atomic<uint8_t>[]> active(new std::atomic<uint8_t>[total]);
+  for (int64_t k = 0; k < total; ++k) active[k].store(1, std::memory_order_relaxed);
+  int64_t rounds = 0, updates = 0, flat = 0;
+  double change = std::numeric_limits<double>::infinity(), lowest = change;
   while (rounds < max_rounds) {
     change = 0;
     for (int c = 0; c < count; ++c) {
       int sgn[3] = {1, 1, 1};
       for (int d = 0; d < g.dim; ++d) sgn[d] = (c >> d) & 1 ? -1 : 1;
-      const double ch = sweep<S>(g, tp, active.data(), sgn, order, act, all_edges, all_tris, updates);
+      const double ch =
+          sweep<S>(g, tp, active.get(), sgn, order, act, all_edges, all_tris, updates, nthreads);
       change = std::max(change, ch);
     }
     ++rounds;
     if (change <= tol) break;
+    // stalled: `patience` rounds (with finite changes) without a new lowest change, the sweeps
+    // cycle above tol (rounding where the update is ill-conditioned) and more will not settle
+    if (std::isfinite(change) && change >= lowest) {
+      if (++flat >= patience) break;
+    } else {
+      flat = 0;
+    }
+    lowest = std::min(lowest, change);
   }
   return std::make_tuple(rounds, change, updates);
 }
@@ -369,15 +441,18 @@ void jacobi_impl(torch::Tensor t, torch::Tensor out, const Grid<S>& g, int order
   for (int e = 0; e < g.E; ++e) all_edges.push_back(e);
   for (int m = 0; m < g.NT; ++m) all_tris.push_back(m);
   const int64_t n2 = g.dim == 3 ? g.n[2] : 1;
-  for (int64_t i0 = 0; i0 < g.n[0]; ++i0)
-    for (int64_t i1 = 0; i1 < g.n[1]; ++i1)
-      for (int64_t i2 = 0; i2 < n2; ++i2) {
-        const bool d3 = g.dim == 3;
-        const int64_t i = i0 * g.stride[0] + i1 * g.stride[1] + (d3 ? i2 * g.stride[2] : 0);
-        const int64_t p =
-            (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (d3 ? (i2 + 2) * g.pstride[2] : 0);
-        if (g.free_[i]) op[p] = update<S>(g, tp, i, p, order, all_edges, all_tris, S(INFINITY));
-      }
+  // every node reads t and writes out: the planes are independent (torch's intra-op threads)
+  at::parallel_for(0, g.n[0], 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i0 = begin; i0 < end; ++i0)
+      for (int64_t i1 = 0; i1 < g.n[1]; ++i1)
+        for (int64_t i2 = 0; i2 < n2; ++i2) {
+          const bool d3 = g.dim == 3;
+          const int64_t i = i0 * g.stride[0] + i1 * g.stride[1] + (d3 ? i2 * g.stride[2] : 0);
+          const int64_t p =
+              (i0 + 2) * g.pstride[0] + (i1 + 2) * g.pstride[1] + (d3 ? (i2 + 2) * g.pstride[2] : 0);
+          if (g.free_[i]) op[p] = update<S>(g, tp, i, p, order, all_edges, all_tris, S(INFINITY));
+        }
+  });
 }
 
 }  // namespace
@@ -386,11 +461,11 @@ std::tuple<int64_t, double, int64_t> rounds(torch::Tensor t, torch::Tensor a, to
                                             torch::Tensor grad, torch::Tensor base, torch::Tensor spacing,
                                             torch::Tensor free_, torch::Tensor offsets, torch::Tensor edges,
                                             torch::Tensor tris, int64_t order, double tol, int64_t max_rounds,
-                                            double act) {
+                                            double act, int64_t threads, int64_t patience) {
   std::tuple<int64_t, double, int64_t> res;
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "eikonal_rounds", [&] {
     auto g = make_grid<scalar_t>(a, b, grad, base, spacing, free_, offsets, edges, tris);
-    res = rounds_impl<scalar_t>(t, g, (int)order, tol, max_rounds, act);
+    res = rounds_impl<scalar_t>(t, g, (int)order, tol, max_rounds, act, threads, patience);
   });
   return res;
 }
@@ -404,6 +479,10 @@ void jacobi(torch::Tensor t, torch::Tensor out, torch::Tensor a, torch::Tensor b
   });
 }
 """
+
+# named after the source's hash: trees with different sources never share (and clobber) a build in
+# torch's extension cache
+_MODULE_NAME = "finslerlib_eikonal_" + hashlib.sha1(_SOURCE.encode()).hexdigest()[:12]
 
 _STATE: dict[str, object] = {}
 
@@ -420,7 +499,7 @@ def load_kernel():
         from torch.utils.cpp_extension import load_inline
 
         module = load_inline(
-            name="finslerlib_eikonal_v9",
+            name=_MODULE_NAME,
             cpp_sources=_SOURCE,
             functions=["rounds", "jacobi"],
             extra_cflags=["-O3"],
@@ -481,6 +560,7 @@ class CompiledSweeper:
             torch.tensor(st.triangles, dtype=torch.long).reshape(-1, 3),
         )
         self.sweeps_per_round = 2 ** len(self.shape)
+        self.threads = torch.get_num_threads()
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
         """`t` (grid's shape) as the flat padded state (`inf` outside)."""
@@ -493,14 +573,23 @@ class CompiledSweeper:
 
     def rounds(self, flat: torch.Tensor, order: int, tol: float, max_rounds: int) -> tuple[int, float]:
         """Rounds of the $2^D$ sweeps in place on `flat` until a round changes no value by more than
-        `tol`; returns `(rounds, change)` (`change`: the largest change of the last round)."""
+        `tol`, or `_PATIENCE` rounds pass without a new lowest change (stalled); returns
+        `(rounds, change)` (`change`: the largest change of the last round)."""
         # a change below tol / 100 does not wake the nodes that read it: each input changes at most
         # once per sweep, so over a few dozen sweeps a skipped node lags by well under tol (the
         # scheme is 1-Lipschitz at first order, 5/3 at second); the solver's Jacobi check decides
         rounds, change, updates = self.module.rounds(
-            flat, *self.args, int(order), float(tol), int(max_rounds), float(tol) / 100
+            flat,
+            *self.args,
+            int(order),
+            float(tol),
+            int(max_rounds),
+            float(tol) / 100,
+            self.threads,
+            _PATIENCE,
         )
         self.updates = int(updates)
+        self.stalled = rounds < max_rounds and change > tol
         return int(rounds), float(change)
 
     def step(self, t: torch.Tensor, order: int) -> torch.Tensor:
