@@ -118,7 +118,11 @@ class MapStart:
         for g in groups:
             axes = tuple(corner[g, k] + 2.0 * half[g] * unit for k in range(d))
             dmap = eikonal_map(
-                coefficients, axes, centers[g : g + 1], reverse=reverse, order=self.order,
+                coefficients,
+                axes,
+                centers[g : g + 1],
+                reverse=reverse,
+                order=self.order,
                 tol=1e-3 * float(cost[g]),
             )
             maps.append(dmap.values)
@@ -221,7 +225,7 @@ class _Grids:
         out = 0
         for corner in range(2**self.dim):
             bits = [(corner >> k) & 1 for k in range(self.dim)]
-            idx = base + sum(b * s for b, s in zip(bits, self.strides))
+            idx = base + sum(b * s for b, s in zip(bits, self.strides, strict=True))
             w = torch.ones_like(f[:, 0])
             for k in range(self.dim):
                 w = w * (f[:, k] if bits[k] else 1 - f[:, k])
@@ -254,8 +258,14 @@ def _gradients(values: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
 
 
 def _backtrack(
-    grids: _Grids, fn, which: torch.Tensor, targets: torch.Tensor, source: torch.Tensor, *,
-    step: float = 0.5, radius: float = 1.5,
+    grids: _Grids,
+    fn,
+    which: torch.Tensor,
+    targets: torch.Tensor,
+    source: torch.Tensor,
+    *,
+    step: float = 0.5,
+    radius: float = 1.5,
 ):
     r"""Traced minimal paths `[B, P, D]` (target to source, then repeats of the last node) and
     `reached` `[B]`: `finslerlib.eikonal.geodesic_from_map` for many maps at once (path `b` on the map
