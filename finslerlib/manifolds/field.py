@@ -351,9 +351,9 @@ class RandersField(FinslerManifold):
     #: get the search's roadmap). `None` (the default): the search's grid-graph shortest path
     #: (Dijkstra). `MapStart()`: the minimal paths of eikonal distance maps, one map per distinct
     #: start (or end) point (`field.global_start = MapStart()`): no metrication bias, minimal up to
-    #: the map's $O(h)$ error, but today about 50 times the graph's cost per map (a 9^3 map and its
-    #: backtracking cost about 85 ms of CPU, a 13^3 Dijkstra run 1.6 ms), which is why it is not
-    #: the default.
+    #: the map's $O(h)$ error, but still 6 to 15 times the graph's cost per pair (a 9^3 map and its
+    #: share of the batched backtracking about 9 ms of CPU, 13^3 about 20 ms, a 13^3 Dijkstra run
+    #: 1.1 to 1.7 ms), which is why it is not the default.
     global_start: StartProvider | None = None
 
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
