@@ -11,8 +11,11 @@ resolution, not next to the straight line:
 * each map covers the cube around its point and the pair ends of its group, enlarged by `margin`
   times its largest side on every side (detours of that size are seen), with `points` nodes per
   axis;
-* all paths of a group are backtracked in one vectorized call (`geodesic_from_map`), their
-  end nodes set to the exact `x` and `y`, and resampled to the search's segments.
+* each first-order map stops at $10^{-3}$ of a cell's cost at its source (the start needs $dT$,
+  not the last digits), after two rounds of sweeps where that settles it;
+* the paths of all pairs are traced together, one vectorized backtracking over the stacked maps
+  (the algorithm of `finslerlib.eikonal.geodesic_from_map`), their end nodes set to the exact `x`
+  and `y`, and resampled to the search's segments.
 
 "Minimal at resolution $h$": the map's arrival times converge to the distance as the grid step
 $h$ goes to 0, and its backtracked path lies near a globally minimal one wherever the competing
