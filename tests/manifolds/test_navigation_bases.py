@@ -335,3 +335,37 @@ def test_callable_killing_wind_matches_the_exact_solver_through_either_polar_reg
     solved = torch.isfinite(dn)
     assert int(solved.sum()) >= 2, dn
     torch.testing.assert_close(dn[solved], d[idx][solved], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sphere_point_check_fast_path_keeps_the_exact_rule(dtype):
+    """The matmul fast path of `SphereDomain.check_point` accepts what the exact rule
+    ||x| - 1| <= atol + rtol accepts near the bound, and still names NaN and off-sphere points."""
+    dom = SphereDomain(2)
+    tol = 2 * default_tolerance(dtype)
+    x = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)
+    # |x| - 1 at 0.9 of the bound: ||x|^2 - 1| is above the bound (fast path fails), exact rule passes
+    near = (x * (1.0 + 0.9 * tol)).to(dtype)
+    assert dom.check_point(near)[0]
+    off = (x * (1.0 + 4.0 * tol)).to(dtype)
+    ok, reason = dom.check_point(off)
+    assert not ok and "not on the unit sphere" in reason
+    bad = x.to(dtype).clone()
+    bad[3, 1] = float("nan")
+    ok, reason = dom.check_point(bad)
+    assert not ok and "non-finite" in reason
+
+
+def test_killing_wind_check_skipped_only_where_the_whole_sphere_is_admissible():
+    """|A|_2 < 1: every point of S^2 has |W| < 1 (the per-point check is skipped); |A|_2 > 1: a
+    point where |A x| >= 1 is still reported."""
+    weak = Navigation(geoopt.Sphere(), KillingWind(0.9 * torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0],
+                                                                       [0.0, 0.0, 0.0]])))
+    assert weak._everywhere
+    strong = Navigation(geoopt.Sphere(), KillingWind(1.5 * torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0],
+                                                                         [0.0, 0.0, 0.0]])))
+    assert not strong._everywhere
+    x = torch.tensor([[0.0, 0.0, 1.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0]])  # |A y| = 1.5
+    with pytest.raises(ValueError, match="outside the domain"):
+        strong.dist(x, y)

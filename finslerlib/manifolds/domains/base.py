@@ -342,5 +342,10 @@ class Domain:
         of $h$ between two of its points stays in it; default `False` (paths are then checked)."""
         return False
 
+    def admissible_everywhere(self, A: torch.Tensor) -> bool:
+        r"""Whether $|A x|_h < 1$ at every point of the base that passes `check_point` (then the
+        wind check of each point can be skipped); default `False`."""
+        return False
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, ambient_dim={self.ambient_dim})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from finslerlib.manifolds.domains.base import Chart, Domain, default_tolerance
-from finslerlib.math.elementary import div_sin, dot, sin_div
+from finslerlib.math.elementary import div_sin, dot, rowsum, sin_div
 from finslerlib.math.pairwise import safe_sqrt
 
 __all__ = ["SphereDomain", "StereographicChart"]
@@ -137,19 +137,25 @@ class SphereDomain(Domain):
 
     def form_distance(self, q0, s_delta, ds):
         # sin(d/2) = sqrt(q/2), cos(d/2) = sqrt(1 - q/2) with q = q0 - s_delta
+        # d = 2 atan(tan(d/2)), tan^2(d/2) = h / (1 - h) (an atan is half the cost of an atan2);
+        # d' = -ds / sin d, sin d = 2 sqrt(h (1 - h))
         half = torch.sub(q0, s_delta).mul_(0.5).clamp_(0.0, 1.0)
-        sin_h, cos_h = torch.sqrt(half), half.neg_().add_(1.0).sqrt_()
-        d = torch.atan2(sin_h, cos_h).mul_(2.0)
-        slope = torch.div(ds, sin_h.mul_(cos_h).clamp_min_(torch.finfo(half.dtype).tiny)).mul_(-0.5)
+        rest = 1.0 - half
+        d = torch.div(half, rest).sqrt_().atan_().mul_(2.0)
+        slope = torch.div(ds, half.mul_(rest).sqrt_().clamp_min_(torch.finfo(half.dtype).tiny)).mul_(-0.5)
         return d, slope
 
     def check_point(self, x, *, atol=None, rtol=None):
-        ok, reason = super().check_point(x)
-        if not ok or not x.numel():
-            return ok, reason
         tol = default_tolerance(x.dtype)
         atol = tol if atol is None else atol
         rtol = tol if rtol is None else rtol
+        # fast path: ||x| - 1| <= ||x|^2 - 1| (a matmul row sum and one max; a NaN or infinity
+        # propagates to the max and fails the comparison: the checks below then name it)
+        if x.numel() and bool(rowsum(x * x).sub_(1.0).abs_().max() <= atol + rtol):
+            return True, None
+        ok, reason = super().check_point(x)
+        if not ok or not x.numel():
+            return ok, reason
         err = (x.norm(dim=-1) - 1).abs()
         if not bool((err <= atol + rtol).all()):
             i = int(err.reshape(-1).argmax())
@@ -183,3 +189,8 @@ class SphereDomain(Domain):
     def admissible_set_is_convex(self, A):
         # |A x| <= |A|_2 on the unit sphere: below 1 the whole sphere is admissible
         return bool(torch.linalg.matrix_norm(A.to(torch.float64), ord=2) < 1)
+
+    def admissible_everywhere(self, A):
+        # |A x| <= |A|_2 |x|, and a point passing check_point has |x| <= 1 + 1e-5 (the float32
+        # tolerance, the largest)
+        return bool(torch.linalg.matrix_norm(A.to(torch.float64), ord=2) * (1.0 + 2e-5) < 1)
