@@ -109,3 +109,59 @@ def test_identity_metric_fast_check_raises_like_the_full_check():
     with pytest.raises(ValueError, match="drift too large"):
         adam_steps(far, torch.tensor([[0.95, 0.0]], dtype=F64), 3, f=lambda x: -(x**2).sum())
     adam_steps(field, torch.tensor([[0.95, 0.0]], dtype=F64), 3)
+
+
+def test_nothing_is_remembered_outside_an_optimizer_step():
+    # regression: a direct egrad2rgrad under no_grad armed the memo, and a later norm at the same
+    # tensor returned the coefficients of before a change the versions do not show
+    net = nn.Linear(2, 2, dtype=F64)  # closed over, not registered on the field
+    field = RandersField(b=lambda p: 0.3 * torch.tanh(net(p)), dim=2)
+    x = torch.tensor([[0.7, -0.2]], dtype=F64)
+    u = torch.tensor([[0.3, 0.1]], dtype=F64)
+    with torch.no_grad():
+        field.egrad2rgrad(x, u)
+        net.weight.add_(1.0)  # another optimizer's update: the field cannot see this version
+        got = field.norm(x, u)
+        want = (u * u).sum(-1).sqrt() + (0.3 * torch.tanh(net(x)) * u).sum(-1)
+    torch.testing.assert_close(got, want)
+
+    # a registered parameter replaced by assignment: a new tensor with the old version number
+    drift = Drift(0.5)
+    field = RandersField(b=drift, dim=2)
+    with torch.no_grad():
+        field.egrad2rgrad(x, u)
+        drift.s = nn.Parameter(torch.tensor(-0.5, dtype=F64))
+        got = field.component_inner(x, u)
+        want = ((u * u).sum(-1, keepdim=True).sqrt() + (0.5 * torch.tanh(x) * u).sum(-1, keepdim=True)) ** 2
+    torch.testing.assert_close(got, want)  # F(x, -u)^2 with b = -0.5 tanh(x)
+
+
+def test_two_parameters_on_one_field_and_the_metric_trained_by_a_second_optimizer():
+    # per step: each point's own coefficients; the metric's update between steps is seen
+    drift = Drift(0.4)
+    field = RandersField(b=drift, dim=2)
+    field.vector_transport = renormalized_transport
+    plain_drift = Drift(0.4)
+
+    class Plain(RandersField):
+        def egrad2rgrad(self, x, u):
+            return super(RandersField, self).egrad2rgrad(x, u)
+
+    plain = Plain(b=plain_drift, dim=2)
+    plain.vector_transport = renormalized_transport
+
+    def run(field, drift):
+        p = geoopt.ManifoldParameter(torch.tensor([[0.2, -0.4]], dtype=F64), manifold=field)
+        q = geoopt.ManifoldParameter(torch.tensor([[-0.5, 0.3]], dtype=F64), manifold=field)
+        opt = geoopt.optim.RiemannianAdam([p, q], lr=0.05)
+        metric_opt = torch.optim.SGD(drift.parameters(), lr=0.1)
+        for _ in range(4):
+            opt.zero_grad()
+            metric_opt.zero_grad()
+            (((p - 0.3) ** 2).sum() + ((q + 0.1) ** 2).sum() + field.norm(p, q - p).sum()).backward()
+            opt.step()
+            metric_opt.step()
+        return p.detach(), q.detach(), drift.s.detach()
+
+    for got, want in zip(run(field, drift), run(plain, plain_drift), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
