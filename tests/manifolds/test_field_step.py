@@ -165,3 +165,39 @@ def test_two_parameters_on_one_field_and_the_metric_trained_by_a_second_optimize
 
     for got, want in zip(run(field, drift), run(plain, plain_drift), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_identity_metric_pointwise_quantities_match_the_explicit_identity(dtype):
+    # a = I by construction takes the a=None formulas; the oracle passes the matrix I explicitly
+    from finslerlib.math import randers as rmath
+
+    gen = torch.Generator().manual_seed(3)
+    field = RandersField(b=lambda p: 0.7 * torch.tanh(p), dim=3)
+    x = torch.randn(5, 3, generator=gen, dtype=F64).to(dtype)
+    v = torch.randn(5, 3, generator=gen, dtype=F64).to(dtype)
+    eye, b = torch.eye(3, dtype=dtype), 0.7 * torch.tanh(x)
+    tol = dict(rtol=50 * torch.finfo(dtype).eps, atol=50 * torch.finfo(dtype).eps)
+    torch.testing.assert_close(field.norm(x, v), rmath.norm(v, eye, b), **tol)
+    torch.testing.assert_close(field.dual_norm(x, v), rmath.dual_norm(v, eye, b), **tol)
+    torch.testing.assert_close(field.legendre(x, v), rmath.legendre(v, eye, b), **tol)
+    torch.testing.assert_close(field.inverse_legendre(x, v), rmath.inverse_legendre(v, eye, b), **tol)
+    torch.testing.assert_close(field.fundamental_tensor(x, v), rmath.fundamental_tensor(v, eye, b), **tol)
+    a, bb = field.coefficients(x)
+    torch.testing.assert_close(a.expand(5, 3, 3), eye.expand(5, 3, 3), rtol=0, atol=0)
+    # F(x, 0) has a zero (finite) gradient
+    zero = torch.zeros(2, 3, dtype=dtype, requires_grad=True)
+    field.norm(x[:2], zero).sum().backward()
+    torch.testing.assert_close(zero.grad, 0.7 * torch.tanh(x[:2]), **tol)
+
+
+def test_an_overridden_check_is_kept_for_the_identity_metric():
+    class Bounded(RandersField):
+        def check_coefficients(self, x, a, b):
+            if bool((x.abs() > 1).any()):
+                raise ValueError(f"x outside the box: {x.abs().max().item():.3g}")
+            super().check_coefficients(x, a, b)
+
+    field = Bounded(b=lambda p: 0.1 * p, dim=2)
+    with pytest.raises(ValueError, match="outside the box: 2"):
+        field.norm(torch.tensor([[2.0, 0.0]], dtype=F64), torch.ones(1, 2, dtype=F64))
