@@ -1,9 +1,11 @@
 """One `RiemannianAdam` step on a `RandersField`: the coefficients `egrad2rgrad` evaluated at the
 point serve the step's other evaluations there (two evaluations of the user's callables per step,
-not four), never when the point or a parameter changed in between, and validation still raises.
+not four), only inside one optimizer step and at the same unchanged tensor (never after direct
+calls, whatever changed in between), the identity metric takes the `a=None` formulas, and
+validation still raises.
 
-Oracles: a fresh field with the memo never armed (plain `norm` / `component_inner` calls), call
-counts, and `check_randers`' own messages.
+Oracles: a fresh field with the memo never armed (plain `norm` / `component_inner` calls), closed
+forms, the formulas with an explicit identity matrix, call counts, and `check_randers`' messages.
 """
 
 from __future__ import annotations
