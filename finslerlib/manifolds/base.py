@@ -283,7 +283,15 @@ class FinslerManifold(geoopt.Manifold):
         except RuntimeError:
             shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in zip(names, tensors, strict=True))
             raise ValueError(f"batch shapes do not broadcast: {shapes}") from None
-        check_finite(reason=self._nonfinite_reason, **dict(zip(names, tensors, strict=True)))
+        check_finite(
+            reason=self._nonfinite_reason,
+            **{name: t for name, t in zip(names, tensors, strict=True) if not self._known_finite(t)},
+        )
+
+    def _known_finite(self, t: torch.Tensor) -> bool:
+        """Whether `t` is a tensor this manifold has already checked and that has not changed since
+        (`validate_inputs` then skips its finiteness check); by default none is."""
+        return False
 
     def _check_shape(self, shape, name):
         n = self.ambient_dim
@@ -331,6 +339,12 @@ class FinslerManifold(geoopt.Manifold):
             return self.domain.restrict(x, a, b)
         return a, b
 
+    def _pointwise_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """What the pointwise methods evaluate: `tangent_coefficients(x)`; a subclass may give
+        `None` for an `a` that is the identity by construction (`finslerlib.math.randers`
+        reads `a=None` as the identity: no matrix products, no factorization)."""
+        return self.tangent_coefficients(x)
+
     def _covector(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         """Restrict an ambient covector to the tangent space (identity on open sets of R^D)."""
         return self.domain.restrict_covector(x, xi) if self.domain.embedded else xi
@@ -347,7 +361,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[...]`.
         """
         self.validate_inputs(x, u, names=("x", "u"))
-        return rmath.norm(u, *self.tangent_coefficients(x), keepdim=keepdim)
+        return rmath.norm(u, *self._pointwise_coefficients(x), keepdim=keepdim)
 
     def dual_norm(self, x: torch.Tensor, xi: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
         r"""Dual norm $F^*(x, \xi) = \sup_{F(x, v) = 1} \xi(v)$ of a covector (on the tangent space).
@@ -361,7 +375,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[...]`.
         """
         self.validate_inputs(x, xi, names=("x", "xi"))
-        return rmath.dual_norm(self._covector(x, xi), *self.tangent_coefficients(x), keepdim=keepdim)
+        return rmath.dual_norm(self._covector(x, xi), *self._pointwise_coefficients(x), keepdim=keepdim)
 
     def legendre(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Legendre map $\ell_x(u) = g_u(u, \cdot) = \tfrac12 \partial_u F^2(x, u)$.
@@ -374,7 +388,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[..., N]`: a covector (tangent on embedded domains).
         """
         self.validate_inputs(x, u, names=("x", "u"))
-        return rmath.legendre(u, *self.tangent_coefficients(x))
+        return rmath.legendre(u, *self._pointwise_coefficients(x))
 
     def inverse_legendre(self, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         r"""Inverse Legendre map $\ell_x^{-1}(\xi) = \tfrac12 \partial_\xi F^{*2}(x, \xi)$.
@@ -387,7 +401,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[..., N]`: a tangent vector.
         """
         self.validate_inputs(x, xi, names=("x", "xi"))
-        return rmath.inverse_legendre(self._covector(x, xi), *self.tangent_coefficients(x))
+        return rmath.inverse_legendre(self._covector(x, xi), *self._pointwise_coefficients(x))
 
     def fundamental_tensor(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Fundamental tensor $g_{ij}(x, u) = \tfrac12 \partial^2 F^2 / \partial u^i \partial u^j$.
@@ -403,7 +417,7 @@ class FinslerManifold(geoopt.Manifold):
             Tensor, shape `[..., N, N]`, positive definite.
         """
         self.validate_inputs(x, u, names=("x", "u"))
-        return rmath.fundamental_tensor(u, *self.tangent_coefficients(x))
+        return rmath.fundamental_tensor(u, *self._pointwise_coefficients(x))
 
     def inner(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *, keepdim=False

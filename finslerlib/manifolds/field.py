@@ -14,8 +14,11 @@ overridable per call (`field.dist(x, y, steps=32)`); it documents what `converge
 
 from __future__ import annotations
 
+import threading
+
 import geoopt
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from finslerlib.geodesics import (
     GeodesicSolution,
@@ -142,23 +145,21 @@ class RandersField(FinslerManifold):
             )
         if a.numel() == 0 or b.numel() == 0:
             return  # an empty batch has nothing to validate
-        if self._identity_a and b.dtype == a.dtype:
-            # a = I (no metric callable): strongly convex iff |b| < 1 (False for NaN / inf):
-            # one reduction and one synchronization; the full check words the error
-            with torch.no_grad():
-                bd = b.detach()
-                if bool(((bd * bd).sum(-1) < 1.0).all()):
-                    return
         check_randers(a, b, points=x, label=self.name, a_name="a(x)", b_name="b(x)")
 
     @property
     def _identity_a(self) -> bool:
-        """Whether `a(x)` is this class's identity (no metric callable, `a` not overridden)."""
+        """Whether `a(x)` is the identity by construction: no metric callable, and none of `a`,
+        `raw_coefficients`, `coefficients`, `tangent_coefficients`, `check_coefficients`
+        overridden (a structural test, never a comparison of values)."""
         cls = type(self)
         return (
             self.metric_fn is None
             and cls.a is RandersField.a
             and cls.raw_coefficients is RandersField.raw_coefficients
+            and cls.coefficients is RandersField.coefficients
+            and cls.tangent_coefficients is FinslerManifold.tangent_coefficients
+            and cls.check_coefficients is RandersField.check_coefficients
         )
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,41 +171,56 @@ class RandersField(FinslerManifold):
         Returns:
             `(a, b)` with shapes broadcastable to `[..., D, D]` and `[..., D]`.
         """
+        a, b = self._pointwise_coefficients(x)
+        if a is None:
+            a = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        return a, b
+
+    def _pointwise_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """`(a(x), b(x))` validated, with `a = None` when it is the identity by construction
+        (`_identity_a`: then only `b(x)` is evaluated, checked by $|b| < 1$ in one reduction).
+        Inside an optimizer step, the data `egrad2rgrad` evaluated at `x` (see below)."""
         memo = self._step_memo
-        if memo is not None and memo[0] is x and memo[3] > 0 and memo[1] == self._memo_state(x):
+        if memo is not None and memo[0] is x and memo[1] == (x._version, _STEP.token) and memo[3] > 0:
             memo[3] -= 1
             return memo[2]
-        a, b = self.raw_coefficients(x)
-        if self.validate:
-            self.check_coefficients(x, a, b)
+        if self._identity_a:
+            a, b = None, self.b(x)
+            if self.validate and not _in_unit_ball(b, x):
+                # the full check words the error (shapes, finiteness, the drift size at a point)
+                self.check_coefficients(x, torch.eye(self.dim, dtype=x.dtype, device=x.device), b)
+        else:
+            if type(self).coefficients is not RandersField.coefficients:
+                return super()._pointwise_coefficients(x)  # a subclass's own `coefficients`
+            a, b = self.raw_coefficients(x)
+            if self.validate:
+                self.check_coefficients(x, a, b)
         if self._record is x:
-            state = self._memo_state(x)
-            self._remember(None, None if state is None else [x, state, (a, b), 2])
+            object.__setattr__(self, "_step_memo", [x, (x._version, _STEP.token), (a, b), 2])
         return a, b
+
+    def _known_finite(self, t: torch.Tensor) -> bool:
+        # the point of this optimizer step's `egrad2rgrad`, checked there, unchanged since
+        memo = self._step_memo
+        return memo is not None and memo[0] is t and memo[1] == (t._version, _STEP.token)
 
     # ------------------------------------------------------------------ one optimizer step
     # geoopt's optimizers call `egrad2rgrad(x, ...)`, `component_inner(x, ...)` (Adam) and
-    # `retr_transp(x, ...)` at the same point in a row: the coefficients `egrad2rgrad` evaluated
-    # (and validated) at `x` serve the next two evaluations at that same tensor, under no_grad,
-    # while neither `x` nor a parameter or buffer of the field changed in place (their versions);
-    # `retr_transp` and the next `egrad2rgrad` drop them.
+    # `retr_transp(x, ...)` at the same point in a row, inside `Optimizer.step`: the coefficients
+    # `egrad2rgrad` evaluated (and validated) at `x` serve the next two evaluations at that same
+    # tensor, unchanged in place (its version), in the same optimizer step (`_STEP.token`, moved
+    # by torch.optim's global step hooks at the start and the end of every step). Only the
+    # optimizer's own arithmetic runs in between, so neither a parameter of the metric nor state
+    # the field cannot see (a closure, a global) changes under the memo. Outside an optimizer
+    # step, or under autograd, nothing is remembered; `retr_transp` drops the memo.
     _step_memo = None
     _record = None
 
-    def _memo_state(self, x):
-        """What must not change for remembered coefficients to hold (`None`: never remember)."""
-        if torch.is_grad_enabled():
-            return None
-        tensors = (*self.parameters(), *self.buffers())
-        return (x._version, *(t._version for t in tensors))
-
-    def _remember(self, record, memo) -> None:
-        # plain attributes (nn.Module.__setattr__ would register a ManifoldParameter `x`)
-        object.__setattr__(self, "_record", record)
-        object.__setattr__(self, "_step_memo", memo)
-
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._remember(x, None)
+        _StepScope.install()
+        arm = _STEP.active and not torch.is_grad_enabled()
+        object.__setattr__(self, "_step_memo", None)  # plain attributes: no module registration
+        object.__setattr__(self, "_record", x if arm else None)
         try:
             return super().egrad2rgrad(x, u)
         finally:
@@ -342,8 +358,9 @@ class RandersField(FinslerManifold):
     #: `geodesic_transport`), or a first-order one such as
     #: `renormalized_transport` (set the attribute: `field.vector_transport = renormalized_transport`).
     #: Measured on `bench_finsler_descent.py`'s field problem (300 `RiemannianAdam` steps, lr 0.01):
-    #: the first-order transport costs 1/25 of the parallel one per step but leaves a larger gap
-    #: (0.53 against 0.36), so the parallel transport stays the default.
+    #: the first-order transport costs about 1/75 of the parallel one per step (2 ms against
+    #: 140 ms of CPU) but leaves a larger gap (0.53 against 0.36), so the parallel transport stays
+    #: the default.
     vector_transport = None
 
     #: The global start of `solve` / `dist` / `logmap` / `cdist` for `D = 2, 3` (a
@@ -629,3 +646,43 @@ def renormalized_transport(manifold, x: torch.Tensor, u: torch.Tensor, v: torch.
     before = manifold.norm(x, v, keepdim=True)
     after = manifold.norm(y, v, keepdim=True)
     return v * torch.where(after > 0, before / torch.where(after > 0, after, torch.ones_like(after)), 1.0)
+
+
+class _StepScope(threading.local):
+    """Per thread: `token` moves at the start and at the end of every `torch.optim` optimizer
+    step, `active` says whether one is running (torch.optim's global step hooks, installed once,
+    by the first `RandersField.egrad2rgrad`)."""
+
+    token = 0
+    active = False
+    installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls.installed:
+            return
+        cls.installed = True
+        register_optimizer_step_pre_hook(_step_started)
+        register_optimizer_step_post_hook(_step_ended)
+
+
+_STEP = _StepScope()
+
+
+def _step_started(optimizer, args, kwargs) -> None:
+    _STEP.token += 1
+    _STEP.active = True
+
+
+def _step_ended(optimizer, args, kwargs) -> None:
+    _STEP.token += 1
+    _STEP.active = False
+
+
+def _in_unit_ball(b: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether `b` `[..., D]` (the last dimension and dtype of the points `x`) has $|b| < 1$
+    everywhere (False for NaN / inf): strong convexity for $a = I$, one reduction, one sync."""
+    if b.dim() < 1 or b.shape[-1] != x.shape[-1] or b.dtype != x.dtype or b.numel() == 0:
+        return False
+    bd = b.detach()
+    return (bd * bd).sum(-1).amax().item() < 1.0  # a NaN maximum compares False

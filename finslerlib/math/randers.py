@@ -101,7 +101,10 @@ def norm(
         >>> norm(torch.tensor([1.0, 0.0]), a, b), norm(torch.tensor([-1.0, 0.0]), a, b)
         (tensor(1.5000), tensor(0.5000))
     """
-    alpha = safe_sqrt(quadratic_form(a, v, keepdim=keepdim))
+    if a is None:  # the identity: one fused norm (zero gradient at v = 0 as well)
+        alpha = torch.linalg.vector_norm(v, dim=-1, keepdim=keepdim)
+    else:
+        alpha = safe_sqrt(quadratic_form(a, v, keepdim=keepdim))
     beta = (b * v).sum(-1, keepdim=keepdim)
     return alpha + beta
 
