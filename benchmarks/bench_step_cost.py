@@ -17,6 +17,7 @@ import time
 
 import geoopt
 import torch
+from _record import record
 from bench_finsler_descent import problems
 
 from finslerlib.manifolds import renormalized_transport
@@ -60,6 +61,10 @@ def main(argv=None) -> dict:
     print(f"RiemannianAdam step, {args.points} point(s) in R^2, thread CPU time, best of {args.repeats}")
     for name, t in best.items():
         print(f"  {name:<42}{t * 1e3:9.3f} ms   ratio {t / best['Euclidean']:7.1f}")
+    baseline = f"the same RiemannianAdam step on geoopt.Euclidean, {args.points} point(s), thread CPU time"
+    for name in ("parallel transport (default)", "renormalized_transport"):
+        record(f"RandersField RiemannianAdam step, {name}, validated", best[name] / best["Euclidean"],
+               script="benchmarks/bench_step_cost.py", baseline=baseline, bar_op="<=", bar=5.0)
     return best
 
 

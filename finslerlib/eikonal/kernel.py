@@ -11,8 +11,9 @@ compiler and `ninja` needed; cached in torch's extension directory, `TORCH_EXTEN
   Rounds of $2^D$ sweeps until a round changes no value by more than the tolerance, or until
   several rounds pass without lowering the largest change (stalled: the caller reports the map
   as not converged).
-  The sweeps run on `torch.get_num_threads()` threads: axis 1 cut into one chunk per thread, the
-  threads going down axis 0 as a pipeline 3 planes apart (deterministic for a thread count).
+  In 3-D the sweeps run on `torch.get_num_threads()` threads: axis 1 cut into one chunk per
+  thread, the threads going down axis 0 as a pipeline 3 planes apart (deterministic for a thread
+  count); 2-D maps sweep on one thread (measured faster there).
 * `jacobi`: one Jacobi step of the whole grid (the scheme's map $G$, every facet), planes on
   torch's intra-op threads.
 
@@ -560,7 +561,10 @@ class CompiledSweeper:
             torch.tensor(st.triangles, dtype=torch.long).reshape(-1, 3),
         )
         self.sweeps_per_round = 2 ** len(self.shape)
-        self.threads = torch.get_num_threads()
+        # threads for the 3-D sweeps only: measured on this project's 2-core CPU (bench_eikonal.py,
+        # quiet machine), two threads take 81^3 second order from 8.0 s to 5.8 s wall-clock, but
+        # 1001^2 second order from 2.7 s to 3.8 s (a 2-D plane is too little work per hand-off)
+        self.threads = torch.get_num_threads() if len(self.shape) >= 3 else 1
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
         """`t` (grid's shape) as the flat padded state (`inf` outside)."""

@@ -199,10 +199,11 @@ def test_second_order_3d_map_converges_next_to_a_nearly_degenerate_metric():
 
 
 @needs_kernel
-@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("dim", [3])
 def test_threaded_sweeps_reach_the_same_fixed_point(dim):
-    # the kernel's sweeps on two threads visit the nodes in another (deterministic) order: the
-    # same scheme, so the same fixed point within the iteration's tolerance
+    # the kernel's 3-D sweeps on two threads visit the nodes in another (deterministic) order:
+    # the same scheme, so the same fixed point within the iteration's tolerance (2-D maps always
+    # sweep on one thread)
     ax = torch.linspace(-1, 1, 41 if dim == 2 else 17, dtype=F64)
     coef = _drift() if dim == 2 else _field3
     src = torch.full((1, dim), 0.1, dtype=F64)
