@@ -28,8 +28,6 @@ import torch
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.math import randers as rmath
 
-__all__ = ["resample_polyline"]
-
 
 def _orthogonal_directions(chord: torch.Tensor, count: int) -> torch.Tensor:
     r"""`count` unit directions orthogonal to each chord `[B, D]`: $\pm n_1, \pm n_2, \dots$, `[count, B, D]`.
