@@ -43,7 +43,13 @@ import numpy as np
 import torch
 from _common import output_folder
 
-from finslerlib.embedding import DirectedGraphEmbedding, link_prediction_scores, roc_auc, split_edges
+from finslerlib.embedding import (
+    DirectedGraphEmbedding,
+    edge_order,
+    link_prediction_scores,
+    roc_auc,
+    split_edges,
+)
 from finslerlib.embedding import datasets as ds
 
 GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation", "navigation-poincare"]
@@ -65,8 +71,14 @@ GRAPHS = {
 }
 
 
-def build_graphs(smoke: bool, keys=None) -> dict[str, ds.DirectedGraph]:
-    """The graphs of the table (`keys`: a subset of `GRAPHS`' short names; all by default)."""
+#: the random DAG's edge probability in the table (300 nodes: 1332 edges, 4.4 per node)
+DAG_P = 0.03
+
+
+def build_graphs(smoke: bool, keys=None, dag_p: float = DAG_P) -> dict[str, ds.DirectedGraph]:
+    """The graphs of the table (`keys`: a subset of `GRAPHS`' short names; all by default).
+
+    `dag_p`: the random DAG's edge probability (the table's 0.03: 4.4 edges per node)."""
     graphs: dict[str, ds.DirectedGraph] = {}
     if smoke:
         graphs["growing network with copying"] = ds.growing_network_copying(60, seed=0)
@@ -77,7 +89,7 @@ def build_graphs(smoke: bool, keys=None) -> dict[str, ds.DirectedGraph]:
         return graphs
     makers = {
         "copying": lambda: ds.growing_network_copying(300, seed=0),
-        "dag": lambda: ds.random_dag(300, 0.03, seed=0),
+        "dag": lambda: ds.random_dag(300, dag_p, seed=0),
         "binary-tree": lambda: ds.binary_tree_digraph(7),
         "distributions": lambda: ds.distribution_graph(largest_component=True),
         "stdlib": ds.stdlib_import_graph,
@@ -88,7 +100,8 @@ def build_graphs(smoke: bool, keys=None) -> dict[str, ds.DirectedGraph]:
     for key in keys or GRAPHS:
         graph = makers[key]()
         if graph is not None:  # dpkg_graph: None without /var/lib/dpkg/status
-            graphs[GRAPHS[key]] = graph
+            name = GRAPHS[key] if key != "dag" or dag_p == DAG_P else f"{GRAPHS[key]} (p = {dag_p:g})"
+            graphs[name] = graph
     return graphs
 
 
@@ -112,6 +125,7 @@ def run(
     decoder: str = "fermi-dirac",
     rank_sources: int = 300,
     early_stopping: bool = False,
+    model_args: dict | None = None,
 ) -> dict:
     tree = graph.name in TREES
     try:
@@ -123,7 +137,13 @@ def run(
     batch = max(64, min(2048, len(split.train) // 4))
     kw = {} if epochs is None else dict(epochs=epochs)  # None: the estimator's default
     model = DirectedGraphEmbedding(
-        dim, geometry=geometry, decoder=decoder, batch_size=batch, random_state=seed, **kw
+        dim,
+        geometry=geometry,
+        decoder=decoder,
+        batch_size=batch,
+        random_state=seed,
+        **kw,
+        **(model_args or {}),
     )
     # early stopping on the split's validation edges (MagNet's 5%), when there are any
     model.fit(split.train, graph.n_nodes, validation=split if early_stopping and len(split.val) else None)
@@ -246,7 +266,7 @@ def plot_embedding(graph, out: Path, epochs: int, seed: int) -> Path:
     return path
 
 
-def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
+def dag_ceiling(seeds: int, epochs: int, out: Path, p: float = DAG_P, model_args: dict | None = None) -> str:
     """What the training edges of the random DAG say about the direction of the held-out ones.
 
     Per seed (the table's split): the fraction of held-out edges $u \\to v$ implied by a training
@@ -261,7 +281,7 @@ def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import shortest_path
 
-    graph = ds.random_dag(300, 0.03, seed=0)
+    graph = ds.random_dag(300, p, seed=0)
     n = graph.n_nodes
     stats: dict[str, list[tuple[float, float]]] = {}
 
@@ -277,24 +297,15 @@ def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
         hops = shortest_path(adj, unweighted=True, indices=np.unique(e[:, 0]))
         row = {u: i for i, u in enumerate(np.unique(e[:, 0]).tolist())}
         implied.append(float(np.mean([np.isfinite(hops[row[u], v]) for u, v in e.tolist()])))
-        gen = torch.Generator().manual_seed(seed)
-        z = (0.1 * torch.randn(n, generator=gen)).requires_grad_()
-        opt = torch.optim.Adam([z], lr=0.2)
-        tr = torch.as_tensor(split.train)
-        for _ in range(200):
-            loss = torch.nn.functional.softplus(z[tr[:, 1]] - z[tr[:, 0]]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        zz = z.detach().numpy()
+        zz = edge_order(split.train, n, seed=seed)
         record("1-D order fitted to the training edges", zz[e[:, 0]] - zz[e[:, 1]], zz[e[:, 1]] - zz[e[:, 0]])
         for weight in (0.0, 1.0):
             model = DirectedGraphEmbedding(
                 16,
                 epochs=epochs,
                 batch_size=len(split.train) // 4,
-                direction_weight=weight,
                 random_state=seed,
+                **{**(model_args or {}), "direction_weight": weight},
             ).fit(split.train, n)
             rev = e[:, ::-1].copy()
             record(
@@ -310,14 +321,15 @@ def dag_ceiling(seeds: int, epochs: int, out: Path) -> str:
                 record(
                     f"Randers D=16, direction_weight={weight:g}: log odds of u->v against v->u", cond, -cond
                 )
-            p = (model.embedding_ @ model.manifold_.b.detach()).numpy()
+            drift = (model.embedding_ @ model.manifold_.b.detach()).numpy()
             record(
                 f"Randers D=16, direction_weight={weight:g}: drift order b.x",
-                p[e[:, 0]] - p[e[:, 1]],
-                p[e[:, 1]] - p[e[:, 0]],
+                drift[e[:, 0]] - drift[e[:, 1]],
+                drift[e[:, 1]] - drift[e[:, 0]],
             )
     lines = [
-        f"Random DAG (300 nodes, p = 0.03), {seeds} seeds, {epochs} epochs; held-out edges implied by a "
+        f"Random DAG (300 nodes, p = {p:g}, {len(graph.edges)} edges), {seeds} seeds, {epochs} epochs; "
+        "held-out edges implied by a "
         f"training path: {np.mean(implied):.2f} ± {np.std(implied):.2f}.",
         "",
         "| score | paired | direction AUC |",
@@ -363,6 +375,15 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--dag-ceiling", action="store_true", help="only the random DAG's direction ceiling (dag_ceiling.md)"
     )
+    parser.add_argument(
+        "--dag-p", type=float, default=DAG_P, help=f"the random DAG's edge probability (default {DAG_P})"
+    )
+    parser.add_argument(
+        "--model-args",
+        type=json.loads,
+        default=None,
+        help='extra DirectedGraphEmbedding arguments as JSON, e.g. \'{"direction_pairs": "all"}\'',
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument(
         "--merge",
@@ -388,7 +409,7 @@ def main(argv=None) -> dict:
     out = output_folder("directed_links", smoke, args.out)
     seeds = args.seeds or (1 if smoke else 5)
     if args.dag_ceiling:
-        text = dag_ceiling(seeds, args.epochs or 20, out)
+        text = dag_ceiling(seeds, args.epochs or 20, out, args.dag_p, args.model_args)
         print(text)
         return dict(dag_ceiling=text)
     nav_seeds = args.navigation_seeds or seeds
@@ -399,7 +420,7 @@ def main(argv=None) -> dict:
         ["euclidean", "randers", "navigation", "navigation-poincare"] if smoke else GEOMETRIES
     )
     torch.set_num_threads(1)
-    graphs = build_graphs(smoke, None if smoke else args.graphs)
+    graphs = build_graphs(smoke, None if smoke else args.graphs, args.dag_p)
     rows: list[dict] = []
     t0 = time.time()
     for gname, graph in graphs.items():
@@ -409,7 +430,14 @@ def main(argv=None) -> dict:
                 n_seeds = nav_seeds if geo in NAVIGATION else seeds
                 for seed in range(n_seeds):
                     r = run(
-                        graph, geo, dim, seed, epochs, rank_sources=args.rank_sources, early_stopping=early
+                        graph,
+                        geo,
+                        dim,
+                        seed,
+                        epochs,
+                        rank_sources=args.rank_sources,
+                        early_stopping=early,
+                        model_args=args.model_args,
                     )
                     rows.append(
                         dict(
@@ -419,6 +447,7 @@ def main(argv=None) -> dict:
                             geometry=geo,
                             dim=dim,
                             seed=seed,
+                            model_args=args.model_args,
                             **r,
                         )
                     )

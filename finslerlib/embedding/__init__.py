@@ -17,7 +17,7 @@ Uses manifolds and geoopt; nothing in finslerlib imports it.
 from finslerlib.embedding import datasets
 from finslerlib.embedding.directed import DirectedGraphEmbedding
 from finslerlib.embedding.graph import graph_dissimilarities
-from finslerlib.embedding.links import EdgeSplit, link_prediction_scores, roc_auc, split_edges
+from finslerlib.embedding.links import EdgeSplit, edge_order, link_prediction_scores, roc_auc, split_edges
 from finslerlib.embedding.mds import FinslerMDS
 from finslerlib.embedding.metrics import (
     mean_average_precision,
@@ -45,6 +45,7 @@ __all__ = [
     "EdgeSplit",
     "FinslerMDS",
     "datasets",
+    "edge_order",
     "link_prediction_scores",
     "lorentz_boost_navigation",
     "lorentz_points",

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from finslerlib.embedding import link_prediction_scores, roc_auc, split_edges
-from finslerlib.embedding.datasets import binary_tree_digraph, growing_network_copying, scale_free_digraph
+from finslerlib.embedding import edge_order, link_prediction_scores, roc_auc, split_edges
+from finslerlib.embedding.datasets import (
+    binary_tree_digraph,
+    growing_network_copying,
+    random_dag,
+    scale_free_digraph,
+)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -131,3 +136,30 @@ def test_scores_accept_tensors_and_models():
     assert out["direction_auc"] == 1.0
     with pytest.raises(ValueError, match="part"):
         link_prediction_scores(Model(), s, part="train")
+
+
+def test_edge_order_orders_a_shuffled_chain():
+    # a directed path through the nodes in a random order: z must decrease along it
+    rng = np.random.default_rng(0)
+    path = rng.permutation(12)
+    z = edge_order(np.stack([path[:-1], path[1:]], 1))
+    assert np.all(np.diff(z[path]) < 0)
+    # centred, unit standard deviation
+    assert abs(z.mean()) < 1e-12 and z.std() == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_edge_order_puts_every_edge_of_a_dag_forward(seed):
+    # a DAG has a topological order, so the minimizer of the ranking loss has z_u > z_v on every edge
+    g = random_dag(30, 0.15, seed=seed)
+    z = edge_order(g.edges, g.n_nodes, steps=500, seed=seed)
+    assert np.all(z[g.edges[:, 0]] > z[g.edges[:, 1]])
+
+
+def test_edge_order_checks_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        edge_order([[0, 1]], steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        edge_order([[0, 1]], lr=-1.0)
+    with pytest.raises(ValueError):
+        edge_order([[0, 5]], n_nodes=3)
