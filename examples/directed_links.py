@@ -49,6 +49,7 @@ from finslerlib.embedding import (
     link_prediction_scores,
     roc_auc,
     split_edges,
+    transitive_pairs,
 )
 from finslerlib.embedding import datasets as ds
 
@@ -126,6 +127,7 @@ def run(
     rank_sources: int = 300,
     early_stopping: bool = False,
     model_args: dict | None = None,
+    closure: bool = False,
 ) -> dict:
     tree = graph.name in TREES
     try:
@@ -134,7 +136,9 @@ def run(
         # a graph built from this machine can be (nearly) a forest, e.g. the distributions of a
         # fresh virtual environment: every edge is then a bridge, held out as on the trees
         split = split_edges(graph.edges, graph.n_nodes, seed=seed, keep_connected=False)
-    batch = max(64, min(2048, len(split.train) // 4))
+    # closure: train on every pair joined by a path of training edges (transitive_pairs)
+    train = transitive_pairs(split.train, graph.n_nodes) if closure else split.train
+    batch = max(64, min(2048, len(train) // 4))
     kw = {} if epochs is None else dict(epochs=epochs)  # None: the estimator's default
     model = DirectedGraphEmbedding(
         dim,
@@ -146,7 +150,7 @@ def run(
         **(model_args or {}),
     )
     # early stopping on the split's validation edges (MagNet's 5%), when there are any
-    model.fit(split.train, graph.n_nodes, validation=split if early_stopping and len(split.val) else None)
+    model.fit(train, graph.n_nodes, validation=split if early_stopping and len(split.val) else None)
     scores = link_prediction_scores(model, split, rank_sources=rank_sources, seed=seed)
     scores["direction_auc_connected"] = direction_auc_connected(model, split)
     scores["fit_time"] = model.fit_time_
@@ -384,6 +388,11 @@ def main(argv=None) -> dict:
         default=None,
         help='extra DirectedGraphEmbedding arguments as JSON, e.g. \'{"direction_pairs": "all"}\'',
     )
+    parser.add_argument(
+        "--closure",
+        action="store_true",
+        help="train on the transitive closure of the training edges (transitive_pairs)",
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument(
         "--merge",
@@ -438,16 +447,18 @@ def main(argv=None) -> dict:
                         rank_sources=args.rank_sources,
                         early_stopping=early,
                         model_args=args.model_args,
+                        closure=args.closure,
                     )
                     rows.append(
                         dict(
-                            graph=gname,
+                            graph=gname + (", trained on the closure" if args.closure else ""),
                             n_nodes=graph.n_nodes,
                             n_edges=len(graph.edges),
                             geometry=geo,
                             dim=dim,
                             seed=seed,
                             model_args=args.model_args,
+                            closure=args.closure,
                             **r,
                         )
                     )

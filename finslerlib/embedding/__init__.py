@@ -17,7 +17,14 @@ Uses manifolds and geoopt; nothing in finslerlib imports it.
 from finslerlib.embedding import datasets
 from finslerlib.embedding.directed import DirectedGraphEmbedding
 from finslerlib.embedding.graph import graph_dissimilarities
-from finslerlib.embedding.links import EdgeSplit, edge_order, link_prediction_scores, roc_auc, split_edges
+from finslerlib.embedding.links import (
+    EdgeSplit,
+    edge_order,
+    link_prediction_scores,
+    roc_auc,
+    split_edges,
+    transitive_pairs,
+)
 from finslerlib.embedding.mds import FinslerMDS
 from finslerlib.embedding.metrics import (
     mean_average_precision,
@@ -54,6 +61,7 @@ __all__ = [
     "RotationWind",
     "roc_auc",
     "split_edges",
+    "transitive_pairs",
     "graph_dissimilarities",
     "mean_average_precision",
     "mean_rank",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from finslerlib.embedding import edge_order, link_prediction_scores, roc_auc, split_edges
+from finslerlib.embedding import edge_order, link_prediction_scores, roc_auc, split_edges, transitive_pairs
 from finslerlib.embedding.datasets import (
     binary_tree_digraph,
     growing_network_copying,
@@ -163,3 +163,27 @@ def test_edge_order_checks_arguments():
         edge_order([[0, 1]], lr=-1.0)
     with pytest.raises(ValueError):
         edge_order([[0, 5]], n_nodes=3)
+
+
+@pytest.mark.parametrize("max_hops", [None, 1, 2, 3])
+@pytest.mark.parametrize("graph", [random_dag(40, 0.08, seed=2), scale_free_digraph(40, seed=0)])
+def test_transitive_pairs_match_shortest_paths(graph, max_hops):
+    # oracle: scipy's unweighted shortest paths (hop counts) on the dense adjacency
+    csgraph = pytest.importorskip("scipy.sparse.csgraph")
+    n = graph.n_nodes
+    adj = np.zeros((n, n))
+    adj[graph.edges[:, 0], graph.edges[:, 1]] = 1.0
+    np.fill_diagonal(adj, 0.0)
+    hops = csgraph.shortest_path(adj, unweighted=True)
+    limit = np.inf if max_hops is None else max_hops
+    reach = np.isfinite(hops) & (hops <= limit)
+    want = {(u, v) for u, v in zip(*np.nonzero(reach), strict=True) if u != v}
+    got = transitive_pairs(graph.edges, n, max_hops=max_hops)
+    assert as_set(got) == want and len(got) == len(want)
+    assert got.dtype == np.int64 and np.all(np.diff(got[:, 0] * n + got[:, 1]) > 0)  # sorted, unique
+
+
+def test_transitive_pairs_checks_arguments():
+    assert transitive_pairs([[0, 1], [1, 0]]).tolist() == [[0, 1], [1, 0]]  # a cycle: no (u, u)
+    with pytest.raises(ValueError, match="max_hops"):
+        transitive_pairs([[0, 1]], max_hops=0)
