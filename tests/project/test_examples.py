@@ -316,6 +316,19 @@ def test_directed_links_symmetric_at_one_half_and_plot(smoke):
     assert_png(folder / "stdlib_embedding.png")
 
 
+def test_directed_links_density_and_closure_options(tmp_path):
+    # --dag-p builds the random DAG of that density, --closure trains on the training edges' closure
+    from finslerlib.embedding.datasets import random_dag
+
+    args = ["--out", str(tmp_path), "--graphs", "dag", "--dag-p", "0.05", "--closure"]
+    args += ["--geometries", "randers", "--dims", "2", "--seeds", "1", "--epochs", "1"]
+    args += ["--rank-sources", "20", "--no-plot", "--no-decoders"]
+    out = load(EXAMPLES / "directed_links.py").main(args)
+    (row,) = out["rows"]
+    assert row["n_edges"] == len(random_dag(300, 0.05, seed=0).edges)
+    assert row["closure"] and row["graph"] == "random DAG (p = 0.05), trained on the closure"
+
+
 def test_dependency_mds_default_is_no_worse_than_euclidean_smacof(smoke):
     out, folder = smoke("dependency_mds")
     assert (folder / "table.md").is_file()
