@@ -35,6 +35,7 @@ __all__ = [
     "HyperboloidRotation",
     "RotationWind",
     "ball_to_hyperboloid",
+    "hyperboloid_navigation_dist",
     "lorentz_boost_navigation",
     "lorentz_points",
     "poincare_points",
@@ -419,3 +420,143 @@ def poincare_rotation_navigation(dim: int, *, max_speed: float = 0.9, max_radius
     if not (math.isfinite(max_radius) and max_radius > 0):
         raise ValueError(f"max_radius must be positive and finite, got {max_radius}")
     return Navigation(geoopt.PoincareBall(), RotationWind(dim, max_speed / math.sinh(max_radius)))
+
+
+def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
+    r"""`(a, b, w2, rate, hyperbolic)` of $q(T) = q_0 + a E(T) + b S(T)$ for `hyperboloid_navigation_dist`.
+
+    Boost ($\hat c = c / |c|$, rate $|c|$, $E = 2\sinh^2(rT/2)$, $S = \sinh rT$):
+    $a = x_0 y_0 - (\hat c \cdot \bar x)(\hat c \cdot \bar y)$, $b = y_0\, \hat c \cdot \bar x - x_0\, \hat c \cdot \bar y$,
+    $|W(y)|_h^2 = r^2 (y_0^2 - (\hat c \cdot \bar y)^2)$. Rotation in the plane $p, q$ at rate
+    $\omega$ ($E = 2\sin^2(\omega T/2)$, $S = \sin \omega T$): $a = x_p y_p + x_q y_q$,
+    $b = x_q y_p - x_p y_q$, $|W(y)|_h^2 = \omega^2 (y_p^2 + y_q^2)$."""
+    xs, ys = x[..., 1:], y[..., 1:]
+    if isinstance(wind, BoostWind):
+        c = wind.c.to(dtype=x.dtype, device=x.device)
+        rate = c.norm()
+        chat = c / rate.clamp_min(torch.finfo(x.dtype).tiny)
+        cx, cy = xs @ chat, ys @ chat
+        x0, y0 = x[..., 0], y[..., 0]
+        a = x0 * y0 - cx * cy
+        b = y0 * cx - x0 * cy
+        w2 = rate.square() * (y0 * y0 - cy * cy)
+        return a, b, w2, rate, True
+    if isinstance(wind, HyperboloidRotation):
+        p, q, rate = (v.to(dtype=x.dtype, device=x.device) for v in wind.rotation.plane())
+        pq = torch.stack([p, q], -1)
+        xpq, ypq = xs @ pq, ys @ pq
+        xp, xq, yp, yq = xpq[..., 0], xpq[..., 1], ypq[..., 0], ypq[..., 1]
+        a = xp * yp + xq * yq
+        b = xq * yp - xp * yq
+        w2 = rate.square() * (yp * yp + yq * yq)
+        return a, b, w2, rate, False
+    raise TypeError(f"wind must be a BoostWind or a HyperboloidRotation, got {type(wind).__name__}")
+
+
+def _increment(a, b, rate, t, hyperbolic: bool):
+    r"""`(a E(T) + b S(T), a S(T) + b C(T))` (the second times the rate is $q'(T)$)."""
+    rt = rate * t
+    if hyperbolic:
+        e, s, c = 2.0 * torch.sinh(0.5 * rt).square(), torch.sinh(rt), torch.cosh(rt)
+    else:
+        e, s, c = 2.0 * torch.sin(0.5 * rt).square(), torch.sin(rt), torch.cos(rt)
+    return a * e + b * s, a * s + b * c
+
+
+# Newton steps between two convergence checks of `hyperboloid_navigation_dist`'s root find
+_CHECK_EVERY = 4
+
+
+def hyperboloid_navigation_dist(
+    x: torch.Tensor, y: torch.Tensor, wind: BoostWind | HyperboloidRotation, *, max_iter: int = 64
+) -> torch.Tensor:
+    r"""$d(x \to y)$ of Zermelo navigation on the hyperboloid ($k = 1$) in a boost or a rotation.
+
+    `Navigation(geoopt.Lorentz(), wind).dist(x, y)` as a scalar root find per pair, without the
+    checks (points on the hyperboloid, $|W|_h < 1$ along the path: `DirectedGraphEmbedding`'s
+    chart guarantees both) and without moving any point: with $z = e^{-TA} y$,
+    $\cosh d_h(x, z) - 1 = q(T) = q_0 + a E(T) + b S(T)$, $q_0 = |x - y|_L^2 / 2$, where $a, b$
+    are two numbers per pair (`_pair_coefficients`) and $E, S$ closed forms of $rT$. The arrival
+    time solves $g(T) = d_h(q(T)) - T = 0$, $g' \in [-(1 + w), -(1 - w)]$ ($w = |W(y)|_h$): Newton
+    steps from the first-order start $d_0 / (1 - g'(0) - 1)$, kept in the bracket
+    $[d_0 / (1 + w), d_0 / (1 - w)]$ and replaced by bisection when they leave it or stall,
+    until $|g| \le 64\,\varepsilon\,(1 + d_0/(1 - w))$ (checked every `_CHECK_EVERY` steps).
+
+    The coefficients are computed in the input dtype (their rounding is relative: $q_0$ loses at
+    most a factor $\cosh^2 R$ to cancellation within hyperbolic radius $R$); the root find runs in
+    float64 on the three numbers per pair (the residual is a difference of terms of order $T^2$,
+    which float32 would resolve to about $10^{-7} / T^2$ only). Gradients by the implicit function
+    theorem in closed form: $dT = dq / (\sinh T - q'(T))$ with $dq$ the differential of $q(T)$ at
+    the root in $q_0, a, b$ and the rate ($\sinh T - q'(T) \ge (1 - w) \sinh T > 0$ for $T > 0$;
+    zero at $x = y$).
+
+    Args:
+        x: Tensor, shape `[..., n + 1]`, points of the hyperboloid.
+        y: Tensor, shape `[..., n + 1]`.
+        wind: a `BoostWind` or a `HyperboloidRotation` (its parameters get gradients).
+        max_iter: iteration cap; `RuntimeError` if a pair has not converged by then.
+
+    Returns:
+        Tensor, shape `[...]`.
+
+    Example:
+        >>> from finslerlib.manifolds import Navigation
+        >>> wind = BoostWind(2, bound=0.5)
+        >>> x, y = lorentz_points(torch.tensor([[0.3, 0.0], [0.0, 0.4]], dtype=torch.float64), 1.0)
+        >>> d = hyperboloid_navigation_dist(x, y, wind.double())
+        >>> bool(torch.allclose(d, Navigation(geoopt.Lorentz(), wind).dist(x, y)))
+        True
+    """
+    diff = y - x
+    q0 = 0.5 * ((diff[..., 1:] * diff[..., 1:]).sum(-1) - diff[..., 0] * diff[..., 0])
+    a, b, w2, rate, hyperbolic = _pair_coefficients(wind, x, y)
+    with torch.no_grad():
+        f64 = torch.float64
+        eps = torch.finfo(f64).eps
+        qd, ad, bd, rd = q0.detach().to(f64).clamp_min(0.0), a.detach().to(f64), b.detach().to(f64), rate.detach().to(f64)
+        w = w2.detach().to(f64).clamp_min(0.0).sqrt().clamp(max=1.0 - eps)
+        d0 = 2.0 * torch.asinh(torch.sqrt(0.5 * qd))
+        opw, omw = 1.0 + w, 1.0 - w
+        lo, hi = d0 / opw, d0 / omw
+        tol = 64.0 * eps * (1.0 + hi)
+        # first order in the wind: T = d0 / (1 - g'(0) - 1), g'(0) + 1 = r b / sinh d0
+        sh0 = torch.sinh(d0)
+        s0 = torch.where(sh0 > 0, rd * bd / torch.where(sh0 > 0, sh0, torch.ones_like(sh0)), torch.zeros_like(sh0))
+        t = (d0 / (1.0 - s0).clamp(min=omw, max=opw)).clamp(min=lo, max=hi)
+        g_prev = torch.full_like(t, float("inf"))
+        it = 0
+        while True:
+            inc, dinc = _increment(ad, bd, rd, t, hyperbolic)
+            q = (qd + inc).clamp_min(0.0)
+            d = 2.0 * torch.asinh(torch.sqrt(0.5 * q))
+            sh = torch.sqrt(q * (q + 2.0)).clamp_min(torch.finfo(f64).tiny)
+            g = d - t
+            if it % _CHECK_EVERY == 0 or it >= max_iter:
+                done = (g.abs() <= tol) | (hi - lo <= tol)
+                if bool(done.all()):
+                    break
+                if it >= max_iter:
+                    i = int((~done).nonzero()[0, 0]) if done.dim() else 0
+                    raise RuntimeError(
+                        f"hyperboloid_navigation_dist: the arrival time did not converge for "
+                        f"{int((~done).sum())} pairs after {it} iterations (first: residual "
+                        f"{g.reshape(-1)[i].abs().item():.3g} > tolerance {tol.reshape(-1)[i].item():.3g})"
+                    )
+            # g is decreasing: the root is above t where g > 0
+            lo = torch.where(g > 0, t, lo)
+            hi = torch.where(g < 0, t, hi)
+            newton = t - g / (rd * dinc / sh - 1.0).clamp(min=-opw, max=-omw)
+            take = (newton > lo) & (newton < hi) & ~(g.abs() > 0.5 * g_prev.abs())
+            t = torch.where(take, newton, 0.5 * (lo + hi))
+            g_prev = g
+            it += 1
+        # the root's derivative: dT = dq / (sinh T - q'(T)), zero at T = 0
+        den = torch.sinh(t) - rd * dinc
+        inv = torch.where((t > 0) & (den > 0), 1.0 / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+    out = t.to(x.dtype)
+    if not torch.is_grad_enabled():
+        return out
+    tx = out.detach()
+    inc, _ = _increment(a, b, rate, tx, hyperbolic)
+    q = q0 + inc
+    return out + (q - q.detach()) * inv.to(x.dtype)
