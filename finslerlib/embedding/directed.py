@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from finslerlib.embedding.funk_steps import FusedFunkBall
 from finslerlib.embedding.links import EdgeSplit, check_edges, roc_auc
 from finslerlib.embedding.mds import _drift_only, _EstimatorBase
 from finslerlib.embedding.wind import (
@@ -381,6 +382,12 @@ class DirectedGraphEmbedding(_EstimatorBase):
             # step costs 4x an epoch at D = 16 and trains no better: benchmarks/bench_links.py)
             x0 = self._initial(manifold, n, gen, dtype, device)
             x = geoopt.ManifoldParameter(x0, manifold=geoopt.Euclidean(ndim=1))
+        elif chart is None and type(manifold) is FunkBall:
+            # the same Adam step with its maps fused (`FusedFunkBall`: one evaluation of the
+            # shared terms per step instead of four, the step's length known in closed form)
+            steps = FusedFunkBall(manifold.dim, radius=manifold.radius)
+            steps.descent = manifold.descent
+            x = geoopt.ManifoldParameter(self._initial(manifold, n, gen, dtype, device), manifold=steps)
         elif chart is None:
             x = geoopt.ManifoldParameter(self._initial(manifold, n, gen, dtype, device), manifold=manifold)
         else:
