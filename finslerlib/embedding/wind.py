@@ -572,6 +572,12 @@ def hyperboloid_navigation_dist(
     # q(T) at the root, linear in q0, a, b and (through rT) the rate: its differential
     dt = x.dtype
     lin = q0 + a * e.to(dt) + b * s.to(dt) + rate * (t * dq).to(dt)
+    if hyperbolic and r == 0.0:
+        # no wind: the rate |c| has no derivative at c = 0, but q(T) = q0 + T (y_0 c . x - x_0 c . y)
+        # + O(|c|^2), whose first-order term carries the gradient to c
+        c = wind.c.to(dtype=dt, device=x.device)
+        first = y[..., 0] * (x[..., 1:] @ c) - x[..., 0] * (y[..., 1:] @ c)
+        lin = lin + first * out.detach()
     return out + (lin - lin.detach()) * inv.to(dt)
 
 

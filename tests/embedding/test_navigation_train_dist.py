@@ -162,3 +162,18 @@ def test_safeguarded_iteration_takes_over_unconverged_pairs(kind, monkeypatch):
     assert torch.all((got - want).abs() <= root_bound(want))
     with pytest.raises(RuntimeError, match="did not converge"):
         hyperboloid_navigation_dist(x, y, wind, max_iter=2)
+
+
+def test_gradient_reaches_a_zero_boost():
+    # at c = 0 the rate |c| has no derivative; the distance's first order in c still has one
+    wind = BoostWind(3, 0.5).double()
+    with torch.no_grad():
+        wind.raw.zero_()
+    x, y = points(30, 3, seed=7)
+    hyperboloid_navigation_dist(x, y, wind).sum().backward()
+    got = wind.raw.grad.clone()
+    wind.zero_grad()
+    Navigation(geoopt.Lorentz(), wind).dist(x, y).sum().backward()
+    want = wind.raw.grad
+    assert want.abs().max() > 0.1
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
