@@ -48,7 +48,7 @@ class FusedFunkBall(FunkBall):
         True
     """
 
-    _step: tuple[torch.Tensor, torch.Tensor] | None = None
+    _step: tuple | None = None
 
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         if self.descent != "forward":
@@ -57,13 +57,22 @@ class FusedFunkBall(FunkBall):
         size = safe_sqrt(_dot(u, u))
         dual = r * size + _dot(u, x)
         out = dual * (r * safe_div(u, size) + x)
-        self._step = (out, dual)
+        self._step = (out, dual, x, out._version, x._version)
         return out
 
     def component_inner(self, x: torch.Tensor, u: torch.Tensor, v=None) -> torch.Tensor:
         step = self._step
         self._step = None
-        if v is None and self.descent == "forward" and step is not None and step[0] is u:
+        # the length kept by `egrad2rgrad` serves only that same step at that same point, neither
+        # changed in place since (their version counters)
+        if (
+            v is None
+            and self.descent == "forward"
+            and step is not None
+            and step[0] is u
+            and step[2] is x
+            and (u._version, x._version) == step[3:]
+        ):
             return step[1] * step[1]
         return super().component_inner(x, u, v)
 

@@ -84,3 +84,11 @@ def test_adam_trajectory_is_funkballs(dtype):
         opt_b.step()
     # ten steps of rounding, each of a few eps relative
     assert torch.all((xa - xb).abs() <= tolerance(dtype, xa, 1024))
+
+
+def test_kept_length_is_not_used_after_an_in_place_change():
+    ball, x, g, _, _ = sample(torch.float64)
+    fused = FusedFunkBall(ball.dim, radius=ball.radius)
+    rg = fused.egrad2rgrad(x, g)
+    rg.mul_(2.0)
+    assert torch.allclose(fused.component_inner(x, rg), ball.component_inner(x, rg), rtol=1e-12, atol=0)
