@@ -360,3 +360,19 @@ def test_validation_must_be_a_split_of_the_same_graph():
         DirectedGraphEmbedding(2, epochs=1).fit(s.train, g.n_nodes + 1, validation=s)
     with pytest.raises(ValueError, match="patience"):
         DirectedGraphEmbedding(2, epochs=1, patience=0).fit(s.train, g.n_nodes, validation=s)
+
+
+def test_funk_training_skips_checks_only_where_points_stay_inside():
+    # the Funk step and training distance run without the data checks: the points must still
+    # be strictly inside the ball after training, and the scores (certified `FunkBall.dist`) agree
+    tree = binary_tree_digraph(3)
+    model = DirectedGraphEmbedding(2, geometry="funk", epochs=30, batch_size=8, lr=0.2, random_state=0).fit(
+        tree.edges
+    )
+    x = model.embedding_
+    assert bool(((x * x).sum(-1) < 1).all())
+    assert all(np.isfinite(model.loss_history_))
+    assert direction_auc_on(model, tree.edges) > 0.7
+    pairs = torch.as_tensor(tree.edges)
+    got = model._train_dist(model.manifold_, x, pairs, False)
+    assert torch.equal(got, model.distance(pairs))
