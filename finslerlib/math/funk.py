@@ -475,13 +475,20 @@ class _FunkParts:
         self.x_in, self.y_in, self.wide = x, y, wide
         self.radius, self.sign, self.tau = radius, sign, tau
         r2 = radius * radius
-        # Q = R^2 - |x|^2 in float64 (the wall's cancellation), without float64 copies of the points
-        self.qx = r2 - torch.linalg.vector_norm(x, dim=1, dtype=wide).square_()
-        self.qy = r2 - torch.linalg.vector_norm(y, dim=1, dtype=wide).square_()
+        kernel = use_epilogue(x, x.shape[0] * y.shape[0]) if wide == torch.float64 else None
+        self.xa_kernel = None
+        if kernel is not None:
+            # one compiled pass per point set: Q in float64, the matmul operands below
+            self.xa_kernel, self.qx = kernel.funk_points(x, r2, True)
+            self.ya, self.qy = kernel.funk_points(y, r2, False)
+        else:
+            # Q = R^2 - |x|^2 in float64 (the wall's cancellation), without float64 copies of the points
+            self.qx = r2 - torch.linalg.vector_norm(x, dim=1, dtype=wide).square_()
+            self.qy = r2 - torch.linalg.vector_norm(y, dim=1, dtype=wide).square_()
+            # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
+            self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
         self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
-        # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
-        self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
@@ -495,7 +502,9 @@ class _FunkParts:
 
     def xa_in(self, dtype, chunk=4096):
         """[x_i rx_i, R^2 rx_i] rounded once to `dtype`: the products formed in the wide dtype in
-        chunks of rows (small scratch instead of a wide copy of all points)."""
+        chunks of rows (small scratch instead of a wide copy of all points), or the compiled pass's."""
+        if self.xa_kernel is not None and dtype == self.xa_kernel.dtype:
+            return self.xa_kernel
         x = self.x_in
         out = torch.empty(x.shape[0], x.shape[1] + 1, dtype=dtype, device=x.device)
         for k in range(0, x.shape[0], chunk):
