@@ -7,7 +7,8 @@ step is a dozen passes over the whole batch (about 300 small operations per call
 runs the same iteration on 32 pairs at a time in lockstep (the lane loops vectorize; compiled
 for AVX-512, AVX2 and plain x86-64 with `target_clones`), parallel over blocks
 (`at::parallel_for`), float32 and float64; the few pairs the Newton phase leaves unconverged go
-through the safeguarded iteration one by one.
+through the safeguarded iteration one by one. The per-pair data (the chord $|x - y|^2/2$, the
+coefficients $c_i$) are formed in the same pass from the points.
 
 Each evaluation is the torch path's formulas (`_Increment.at` of a rotation, `SphereDomain.form_distance`)
 with branch-free elementary functions: $\sin$ and $\cos$ of $bT/2$ from fdlibm's kernels after a
@@ -217,7 +218,7 @@ void run_block(Lanes<float>& L, const float* w, const float* b, int64_t m, int64
 }
 
 template <typename T>
-void solve(const T* gx, const T* y, const T* q0, const T* w, const T* left, const T* right, const T* b,
+void solve(const T* gx, const T* y, const T* w, const T* left, const T* right, const T* b,
            int64_t n, int64_t m, int64_t batch, int64_t max_iter, int64_t steps, T* t_out, T* g_out,
            T* tol_out, bool* done_out, int64_t* it_out, int64_t j_lo, int64_t j_hi) {
   Lanes<T> L;
@@ -240,7 +241,13 @@ void solve(const T* gx, const T* y, const T* q0, const T* w, const T* left, cons
         L.cr[i * W + l] = xr * yr - xi * yi;
         L.ci[i * W + l] = xr * yi + xi * yr;
       }
-      L.q0[l] = q0[j];
+      // the chord term q0 = |x - y|^2 / 2 (the sphere's form_chord)
+      T sq = 0;
+      for (int64_t c = 0; c < n; ++c) {
+        const T diff = xj[c] - yj[c];
+        sq += diff * diff;
+      }
+      L.q0[l] = T(0.5) * sq;
       wl[l] = w[j];
     }
     run_block(L, wl, b, m, steps);
@@ -285,7 +292,7 @@ void solve(const T* gx, const T* y, const T* q0, const T* w, const T* left, cons
 }  // namespace
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> arrival(
-    torch::Tensor gx, torch::Tensor y, torch::Tensor q0, torch::Tensor w, torch::Tensor left,
+    torch::Tensor gx, torch::Tensor y, torch::Tensor w, torch::Tensor left,
     torch::Tensor right, torch::Tensor b, int64_t max_iter, int64_t steps) {
   TORCH_CHECK(gx.dim() == 2 && y.sizes() == gx.sizes(), "gx, y: [B, N]");
   TORCH_CHECK(gx.device().is_cpu(), "CPU tensors");
@@ -295,9 +302,9 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> 
   TORCH_CHECK(m >= 1 && m <= MAXM, "1 to 16 eigenvalue terms");
   TORCH_CHECK(left.dim() == 2 && left.size(0) == n && left.size(1) == 2 * m && right.sizes() == left.sizes(),
               "left, right: [N, 2m]");
-  TORCH_CHECK(q0.numel() == batch && w.numel() == batch, "q0, w: [B]");
+  TORCH_CHECK(w.numel() == batch, "w: [B]");
   auto c = [&](const torch::Tensor& v) { return v.to(dtype).contiguous(); };
-  auto gx_ = c(gx), y_ = c(y), q0_ = c(q0), w_ = c(w), l_ = c(left), r_ = c(right), b_ = c(b);
+  auto gx_ = c(gx), y_ = c(y), w_ = c(w), l_ = c(left), r_ = c(right), b_ = c(b);
   auto t = torch::empty({batch}, gx_.options());
   auto g = torch::empty({batch}, gx_.options());
   auto tol = torch::empty({batch}, gx_.options());
@@ -306,7 +313,6 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> 
   AT_DISPATCH_FLOATING_TYPES(dtype, "arrival", [&] {
     const scalar_t* pg = gx_.data_ptr<scalar_t>();
     const scalar_t* py = y_.data_ptr<scalar_t>();
-    const scalar_t* pq = q0_.data_ptr<scalar_t>();
     const scalar_t* pw = w_.data_ptr<scalar_t>();
     const scalar_t* pl = l_.data_ptr<scalar_t>();
     const scalar_t* pr = r_.data_ptr<scalar_t>();
@@ -318,7 +324,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> 
     int64_t* pi = its.data_ptr<int64_t>();
     at::parallel_for(0, (batch + W - 1) / W, 64, [&](int64_t lo, int64_t hi) {
       const int64_t j_hi = hi * W < batch ? hi * W : batch;
-      solve<scalar_t>(pg, py, pq, pw, pl, pr, pb, n, m, batch, max_iter, steps, pt, pgo, ptol, pd, pi,
+      solve<scalar_t>(pg, py, pw, pl, pr, pb, n, m, batch, max_iter, steps, pt, pgo, ptol, pd, pi,
                       lo * W, j_hi);
     });
   });

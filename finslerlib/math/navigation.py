@@ -284,7 +284,7 @@ def _scalar_arrival(base, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime
     if kernel is not None:
         # the same iteration, pairs in lockstep in compiled code (see `finslerlib.math.arrival`)
         t, g, tol, done, it = kernel.arrival(
-            base.form_covector(x), y, base.form_chord(x, y).reshape(-1), w.reshape(-1),
+            base.form_covector(x), y, w.reshape(-1),
             spec.left.to(x.dtype), spec.right.to(x.dtype), spec.lam_b.to(x.dtype), max_iter,
             max(0, min(_NEWTON_STEPS, max_iter - 1)),
         )
