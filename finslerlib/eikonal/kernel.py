@@ -25,9 +25,9 @@ gradient $p$ ($F^*(x, p) = 1$, so $F(x, -y) \ge -p \cdot y$), a facet whose vert
 $v_k - p \cdot y_k \ge T$ cannot go below $T$ and is skipped, and an octant whose triangle holds
 needs none of its edges. Nodes where the metric is ill conditioned (next to the domain's edge,
 $|b|_{a^{-1}} > 0.95$) are solved in `long double` (the inverse of $a$ and the triangle's quadratic
-cancel like $\mathrm{cond}(a)^2$ there; in double the sweeps cycled above the tolerance). Gradients do not go through
-the kernel: the solver differentiates one torch step of $G$ at the fixed point (implicit function
-theorem), whichever backend found it.
+cancel like $\mathrm{cond}(a)^2$ there; in double the sweeps cycled above the tolerance).
+Gradients do not go through the kernel: the solver differentiates one torch step of $G$ at the
+fixed point (implicit function theorem), whichever backend found it.
 """
 
 from __future__ import annotations
