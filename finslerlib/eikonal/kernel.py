@@ -65,7 +65,7 @@ namespace {
 // cond(a)^2 (next to the domain's edge, |W| -> 1, cond(a) ~ 1 / (1 - |W|^2)), and a triangle's
 // value inherits it: in the values' own type the sweeps of a 3-D map with |W| = 0.999 cycled at
 // 7 times the tolerance (5.6e-11). Where the metric is ill conditioned the local solves run in it
-// too (`update3`), elsewhere in double (float maps too: the same cost on a CPU)
+// too (`update3`), elsewhere in the values' type
 template <typename S>
 struct Wide {
   using T = double;
@@ -264,7 +264,7 @@ inline S update3r(const Grid<S>& g, const S* v, const S* s, const S* A, const S*
   return S(out);
 }
 
-// the 3-D update: the local solves in double, or in the wide type where the metric is ill
+// the 3-D update: the local solves in the values' type, or in the wide type where the metric is ill
 // conditioned (|b|_{a^{-1}} within 5% of 1, the edge of the domain, or tr(a) tr(a^{-1}) > 1e4): there
 // the solves difference terms up to 1 / (1 - |b|^2_{a^{-1}}) times T, and in double the 3-D sweeps of
 // a map with |W| = 0.999 cycled at 6 times the tolerance (5.6e-11 against 8.6e-12) and missed the
@@ -286,7 +286,7 @@ inline S update3(const Grid<S>& g, const S* v, const S* s, const S* A, const S* 
     inverse3w<W>(aw, iw);
     return update3r<S, W, W>(g, v, s, A, B, iw, start);
   }
-  return update3r<S, double, double>(g, v, s, A, B, ai, start);
+  return update3r<S, S, double>(g, v, s, A, B, ai, start);
 }
 
 // the update of node i (padded index p) from the facets listed; the metric's stencil quantities
