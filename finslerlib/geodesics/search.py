@@ -283,7 +283,7 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: Start
         lengths = lengths.view(c, n)
         # the refined paths bound the distance from above: the shortest (plus its quadrature error)
         upper = torch.full((c * n,), float("inf"), dtype=x.dtype, device=x.device)
-        accurate, quadrature = path_length(safe, nodes)
+        accurate, quadrature = path_length(safe, nodes, sub=2)
         upper[flat] = accurate + quadrature
         upper_bound = upper.view(c, n).amin(0)
         keep = present & torch.isfinite(lengths)
