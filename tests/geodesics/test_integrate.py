@@ -1,4 +1,5 @@
-"""`flow_with_coarse`: the fine flow and the comparison flow of the step-halving estimate in one batch."""
+"""`flow_with_coarse` (the fine flow and the step-halving comparison flow in one batch) and the ball-limited
+Dijkstra of the grid-graph start, against independent runs."""
 
 import pytest
 import torch
@@ -41,3 +42,27 @@ def test_discretization_error_with_given_coarse_end_is_the_same():
     tol = 1e3 * torch.finfo(torch.float64).eps
     torch.testing.assert_close(given[0], computed[0], rtol=0, atol=tol)  # a difference of end points
     torch.testing.assert_close(given[1], computed[1], rtol=0, atol=0)
+
+
+def test_limited_dijkstra_gives_the_unlimited_distances_and_chains():
+    """The ball-limited Dijkstra of the grid-graph start against scipy's unlimited runs."""
+    import numpy as np
+    from scipy.sparse.csgraph import dijkstra
+
+    from finslerlib.geodesics.candidates import _grid_graph, _limited_dijkstra
+
+    lo = torch.full((3,), -2.0, dtype=torch.float64)
+    nodes, matrix = _grid_graph(_swirl, lo, -lo, 9)
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 9**3, 40), rng.integers(0, 9**3, 40)
+    dst[:3] = src[:3]  # trivial pairs
+    dist, pred, rows = _limited_dijkstra(dijkstra, _swirl, matrix, nodes, src, dst)
+    full, full_pred = dijkstra(matrix, directed=True, indices=src, return_predecessors=True)
+    idx = np.arange(src.size)
+    np.testing.assert_array_equal(dist[rows, dst], full[idx, dst])
+    for i in range(src.size):
+        a, b = [dst[i]], [dst[i]]
+        while a[-1] != src[i]:
+            a.append(pred[rows[i], a[-1]])
+            b.append(full_pred[i, b[-1]])
+        assert a == b
