@@ -218,9 +218,38 @@ def test_default_distance_is_within_its_tolerance_of_the_oracle():
     ok = report.converged
     assert ok.sum() >= 12
     assert bool((err[ok] <= report.error_tolerance[ok]).all()), err[ok].max()
-    # the estimate tracks the true error (same order of magnitude, not an arbitrary small number)
-    assert bool((err[ok] <= 3 * report.error[ok] + 1e-12).all())
+    # the estimate bounds the true error pair by pair (the oracle's own error is about 1e-13)
+    assert bool((err[ok] <= report.error[ok] + 1e-12).all()), (err[ok] / report.error[ok]).max()
     torch.testing.assert_close(field.dist(x[ok], y[ok]), want[ok], rtol=0, atol=2e-6)
+
+
+def _sine_field(**options):
+    """The 3-D field of `benchmarks/bench_field_dist.py`: sqrt(s(x))|v| + b(x).v, both oscillating."""
+
+    def a(x):
+        s = 1.0 + 0.5 * torch.sin(1.5 * x).pow(2).sum(-1)
+        return s[..., None, None] * torch.eye(3, dtype=x.dtype)
+
+    return RandersField(a, lambda x: 0.35 * torch.sin(1.5 * x[..., [1, 2, 0]]), dim=3, **options)
+
+
+def test_error_estimate_bounds_the_measured_error_of_every_pair():
+    # Regression: the plain step-halving estimate |p.(x_N - x_N/2)| / (15 d) fell short of the
+    # measured error on 6 of 128 pairs of this field (by up to 1.2x) at these tolerances; an
+    # estimate that is reported as the pair's error must bound it, not only the worst pair's.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, generator=gen, dtype=F64) * 2 - 1
+    y = torch.rand(64, 3, generator=gen, dtype=F64) * 2 - 1
+    reference = _sine_field(
+        max_steps=512, atol=1e-13, rtol=1e-12, dist_atol=1e-13, dist_rtol=1e-10
+    ).solve(x, y)
+    assert bool(reference.converged.all())
+    report = _sine_field(dist_atol=1e-7, dist_rtol=1e-4, atol=1e-8, rtol=1e-5).solve(x, y)
+    ok = report.converged
+    assert bool(ok.all())
+    err = (report.distance - reference.distance).abs()
+    # the reference's own error is within its estimate, far below the coarse solve's
+    assert bool((err <= report.error + reference.error).all()), (err / report.error).max()
 
 
 def test_tight_distance_tolerance_is_met_or_reported():
