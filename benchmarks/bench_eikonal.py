@@ -12,16 +12,21 @@ published CPU figure for 1001^2 (3.05 s; other sizes scaled by the node count) a
 issue's goal of 30 s for 201^3 (scaled likewise), and the shooting
 solver (`RandersField.dist`) on `--pairs` source-target pairs timed in the same run (its time per
 pair, the ratio of one map to one shot pair, and the two distances). Also `uptime`'s load average.
+With `--baseline REV` (a git revision, e.g. `main`) the compiled kernel of that revision's
+`finslerlib/eikonal/kernel.py` is built (or loaded from torch's cache) and each map is timed with it
+too, alternately in the same run (the same solver around it: a before/after of the kernel alone).
 Run: `python benchmarks/bench_eikonal.py [--sizes 201 1001 --sizes3 101 201 --orders 1 2
---backends cpp torch --repeats 1 --dtype float64 --threads 2]`.
+--backends cpp torch --repeats 1 --dtype float64 --threads 2 --baseline main]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import pathlib
+import subprocess
 import sys
 import time
 
@@ -29,6 +34,7 @@ import torch
 
 from finslerlib import RandersField
 from finslerlib.eikonal import eikonal_map, interpolate
+from finslerlib.eikonal import kernel as kernel_module
 from finslerlib.math.randers import navigation_to_randers
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -48,6 +54,29 @@ def coefficients(x: torch.Tensor):
     d = x.shape[-1]
     eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], d, d)
     return navigation_to_randers(eye, wind(x))
+
+
+def baseline_kernel(rev: str):
+    """The compiled kernel of `finslerlib/eikonal/kernel.py` at git revision `rev`."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    text = subprocess.run(
+        ["git", "show", f"{rev}:finslerlib/eikonal/kernel.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout
+    start = text.index('_SOURCE = r"""') + len('_SOURCE = r"""')
+    source = text[start : text.index('"""', start)]
+    from torch.utils.cpp_extension import load_inline
+
+    return load_inline(
+        name="finslerlib_eikonal_" + hashlib.sha1(source.encode()).hexdigest()[:12],
+        cpp_sources=source,
+        functions=["rounds", "jacobi"],
+        extra_cflags=["-O3"],
+        verbose=False,
+    )
 
 
 def time_map(n: int, dim: int, order: int, backend: str, dtype, device, repeats: int):
@@ -76,6 +105,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--baseline", default=None, help="a git revision whose kernel is timed too")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,14 +114,22 @@ def main() -> None:
     print(f"load average {os.getloadavg()}, threads {torch.get_num_threads()}, {args.dtype}, {device}")
     for backend in args.backends:  # warm-up: builds / loads the kernel, first-call imports
         time_map(21, 2, 2, backend, dtype, device, 1)
+    kernels = [("", kernel_module.load_kernel())]
+    if args.baseline:
+        kernels.append((f" (kernel of {args.baseline})", baseline_kernel(args.baseline)))
     last = None
     for dim, sizes in ((2, args.sizes), (3, args.sizes3)):
         for n in sizes:
             for order in args.orders:
-                for backend in args.backends:
+                for backend, (tag, module) in [(b, k) for b in args.backends for k in kernels]:
+                    if tag and backend == "torch":
+                        continue
+                    # the module the solver's kernel loader returns (the baseline's, or this tree's)
+                    kernel_module._STATE["module"] = module
                     best, cpu, m = time_map(n, dim, order, backend, dtype, device, args.repeats)
+                    kernel_module._STATE["module"] = kernels[0][1]
                     line = (
-                        f"{n}^{dim} order {order} {backend}: {best:.2f} s (CPU time {cpu:.2f} s), "
+                        f"{n}^{dim} order {order} {backend}{tag}: {best:.2f} s (CPU time {cpu:.2f} s), "
                         f"{m.iterations} sweeps, converged {m.converged} (last change {m.change:.2g}, "
                         f"tolerance {m.tolerance:.2g})"
                     )
@@ -102,7 +140,7 @@ def main() -> None:
                             f"{best / hfm:.2f}x wall-clock, {cpu / hfm:.2f}x CPU time"
                         )
                         last = (n, best, cpu, m)
-                        if n == 1001 and args.dtype == "float64" and device.type == "cpu":
+                        if n == 1001 and args.dtype == "float64" and device.type == "cpu" and not tag:
                             record(
                                 f"Eikonal map 1001^2, order {order}, strong drift, float64 ({backend})",
                                 best / hfm,

@@ -1,9 +1,10 @@
 """Build (or load from torch's extension cache) finslerlib's compiled CPU kernels.
 
-`make install` runs this once, so that the first distance map or float32 cdist of a session (and
-the test suite) does not wait for the C++ compiler. Each kernel is also built on first use where
-this was not run; where a kernel cannot be built (no compiler, no ninja) the library warns once
-and uses its pure-torch path, so a failure here is reported but is not an error.
+`make install` runs this once, so that the first distance map, float32 cdist or Killing distance of
+a session (and the test suite) does not wait for the C++ compiler. Each kernel is also built on
+first use where this was not run; where a kernel cannot be built (no compiler, no ninja) the
+library warns once and uses its pure-torch path, so a failure here is reported but is not an
+error.
 
     python scripts/build_kernels.py
 """
@@ -14,11 +15,17 @@ import time
 import warnings
 
 from finslerlib.eikonal.kernel import load_kernel
+from finslerlib.math.arrival import load_arrival
 from finslerlib.math.epilogue import load_epilogue
 
 
 def main() -> None:
-    for name, load in (("eikonal sweeps", load_kernel), ("cdist epilogue", load_epilogue)):
+    kernels = (
+        ("eikonal sweeps", load_kernel),
+        ("cdist epilogue", load_epilogue),
+        ("Killing arrival time", load_arrival),
+    )
+    for name, load in kernels:
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -111,6 +111,21 @@ def _grid_graph(coefficients: CoefficientFn, lo: torch.Tensor, hi: torch.Tensor,
     return nodes, matrix
 
 
+def _resample_paths(paths: torch.Tensor, segments: int) -> torch.Tensor:
+    """`resample_polyline` (Euclidean arc length) of the polylines `paths` `[B, P, D]`, all at once."""
+    seg = (paths[:, 1:] - paths[:, :-1]).norm(dim=-1)
+    cum = torch.cat([seg.new_zeros(seg.shape[0], 1), seg.cumsum(-1)], -1)  # [B, P]
+    total = cum[:, -1:]
+    s = torch.linspace(0.0, 1.0, segments + 1, dtype=paths.dtype, device=paths.device) * total
+    k = torch.searchsorted(cum.contiguous(), s.contiguous(), right=True).clamp(1, paths.shape[1] - 1)
+    c0, c1 = cum.gather(1, k - 1), cum.gather(1, k)
+    w = ((s - c0) / (c1 - c0).clamp_min(torch.finfo(paths.dtype).tiny)).clamp(0, 1)[..., None]
+    index = k[..., None].expand(-1, -1, paths.shape[-1])
+    p0, p1 = paths.gather(1, index - 1), paths.gather(1, index)
+    out = p0 + w * (p1 - p0)
+    return torch.where(total[..., None] > 0, out, paths[:, :1].expand_as(out))
+
+
 def resample_polyline(path: torch.Tensor, segments: int, cum: torch.Tensor | None = None) -> torch.Tensor:
     """`segments + 1` nodes equally spaced along the polyline `path` `[P, D]`: in Euclidean arc
     length, or in the nondecreasing parameter `cum` `[P]` given at its nodes (for example the
@@ -132,6 +147,47 @@ def resample_polyline(path: torch.Tensor, segments: int, cum: torch.Tensor | Non
     j = torch.searchsorted(cum, s, right=True).clamp(1, path.shape[0] - 1)
     w = ((s - cum[j - 1]) / (cum[j] - cum[j - 1]).clamp_min(1e-300)).clamp(0, 1)[:, None]
     return path[j - 1] + w * (path[j] - path[j - 1])
+
+
+def _limited_dijkstra(dijkstra, coefficients, matrix, nodes, src, dst, groups: int = 4):
+    """Dijkstra from the sources `src` `[B]` (node indices) far enough to reach the targets `dst`.
+
+    The pairs are sorted by the metric length of the segment between their nodes and cut into
+    `groups` groups; each group's sources run with `limit` 1.2 times its longest segment plus a
+    median edge (a grid path is up to about 8% longer than the segment; scipy stops there: a
+    search ball instead of the whole grid). Distances and
+    predecessors within the limit are exact; a target not reached is searched again without one,
+    so the paths are those of unlimited runs.
+
+    Returns:
+        `(dist, pred, rows)`: scipy's arrays `[R, N]` and the row of each pair `[B]`.
+    """
+    ends = nodes[torch.as_tensor(np.stack([src, dst], 1))]  # [B, 2, D]
+    with torch.no_grad():
+        a, b = guarded(coefficients)(ends.mean(1))
+        chord = rmath.norm(ends[:, 1] - ends[:, 0], a, b).double().numpy()
+    edge = float(np.median(matrix.data)) if matrix.nnz else 0.0
+    need = np.where(np.isfinite(chord), 1.2 * chord + edge, np.inf)
+    order = np.argsort(need, kind="stable")
+    dists, preds, rows = [], [], np.zeros(src.shape[0], dtype=np.int64)
+    count = 0
+    for part in np.array_split(order, min(groups, max(1, src.shape[0]))):
+        if part.size == 0:
+            continue
+        sources, inverse = np.unique(src[part], return_inverse=True)
+        limit = float(need[part].max())
+        dist, pred = dijkstra(matrix, directed=True, indices=sources, return_predecessors=True, limit=limit)
+        missed = ~np.isfinite(dist[inverse, dst[part]])
+        if missed.any():
+            again = np.unique(inverse[missed])
+            dist[again], pred[again] = dijkstra(
+                matrix, directed=True, indices=sources[again], return_predecessors=True
+            )
+        dists.append(dist)
+        preds.append(pred)
+        rows[part] = count + inverse
+        count += sources.size
+    return np.concatenate(dists), np.concatenate(preds), rows
 
 
 def graph_polylines(
@@ -185,21 +241,29 @@ def graph_polylines(
         return flat
 
     src, dst = nearest(xc), nearest(yc)
-    sources, inverse = torch.unique(src, return_inverse=True)
-    dist, pred = dijkstra(matrix, directed=True, indices=sources.numpy(), return_predecessors=True)
-    out = straight.detach().cpu().clone()
-    found = torch.zeros(n, dtype=torch.bool)
-    for i in range(n):
-        row, target = inverse[i].item(), dst[i].item()
-        if not np.isfinite(dist[row, target]):
-            continue
-        chain = [target]
-        while chain[-1] != sources[row].item():
-            chain.append(pred[row, chain[-1]])
-        path = nodes[chain[::-1]]
-        path = torch.cat([xc[i : i + 1], path[1:-1], yc[i : i + 1]])  # the exact end points
-        out[i] = resample_polyline(path, segments)
-        found[i] = True
+    dist, pred, rows = _limited_dijkstra(dijkstra, coefficients, matrix, nodes, src.numpy(), dst.numpy())
+    # all pairs' chains walked back together: one gather per node of the longest chain
+    source = src.numpy()
+    current = dst.numpy().copy()
+    found_np = np.isfinite(dist[rows, current])
+    chain = [current.copy()]
+    moving = found_np & (current != source)
+    while moving.any():
+        current = np.where(moving, pred[rows, np.where(moving, current, 0)], current)
+        chain.append(current.copy())
+        moving = moving & (current != source)
+    # [B, L] node indices from target to source, the last repeated; interior nodes are those that
+    # are neither the target (column 0) nor the source
+    chain = torch.as_tensor(np.stack(chain, 1))
+    interior = (chain != torch.as_tensor(source)[:, None]) & (torch.arange(chain.shape[1]) > 0)
+    interior = interior.flip(1)  # source side first
+    points_ = nodes[chain.flip(1)]  # [B, L, D], source to target
+    # non-interior columns become x (before the path) or y (after it): zero-length segments
+    before = interior.long().cumsum(1) == 0
+    path = torch.where(interior[..., None], points_, torch.where(before[..., None], xc[:, None], yc[:, None]))
+    path = torch.cat([xc[:, None], path, yc[:, None]], 1)  # the exact end points
+    found = torch.as_tensor(found_np)
+    out = torch.where(found[:, None, None], _resample_paths(path, segments), straight.detach().cpu())
     return out.to(device=x.device), found.to(x.device)
 
 

@@ -39,6 +39,14 @@ def _energy(coefficients: CoefficientFn, nodes: torch.Tensor):
     return torch.where(torch.isfinite(energy), energy, torch.full_like(energy, float("inf"))), delta, a, b
 
 
+def _per_pair(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """`new` for the pairs in `mask` `[B]`, `old` for the others (data without a pair dimension,
+    such as a constant `a`, are the same for both)."""
+    if new.dim() == 0 or new.shape[0] != mask.shape[0] or new.shape != old.shape:
+        return new
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
 def _block_tridiagonal_solve(g: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     r"""Solve $H z = r$ for the frozen-metric energy Hessian (up to the factor $2K$), batched.
 
@@ -49,20 +57,22 @@ def _block_tridiagonal_solve(g: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor
     """
     interior = rhs.shape[1]
     diag = g[:, :-1] + g[:, 1:]
-    schur, carry = [diag[:, 0]], [rhs[:, 0].unsqueeze(-1)]
-    coupling = []  # S_{j-1}^{-1} (-g_{j}) for the back substitution
+    schur, carry = diag[:, 0], rhs[:, 0].unsqueeze(-1)
+    coupling, solved = [], []  # S_{j-1}^{-1} (-g_{j}) and S_{j-1}^{-1} y_{j-1} for the back substitution
     for j in range(1, interior):
         off = -g[:, j]
-        sol = torch.linalg.solve(schur[-1], torch.cat([off, carry[-1]], -1))
+        sol = torch.linalg.solve(schur, torch.cat([off, carry], -1))
         x_off, x_rhs = sol[..., :-1], sol[..., -1:]
         coupling.append(x_off)
-        schur.append(diag[:, j] - off @ x_off)
-        carry.append(rhs[:, j].unsqueeze(-1) - off @ x_rhs)
-    z = torch.linalg.solve(schur[-1], carry[-1])
+        solved.append(x_rhs)
+        schur = diag[:, j] - off @ x_off
+        carry = rhs[:, j].unsqueeze(-1) - off @ x_rhs
+    z = torch.linalg.solve(schur, carry)
     out = [z]
     for j in range(interior - 2, -1, -1):
-        # z_j = S_j^{-1} (y_j - B z_{j+1}) = S_j^{-1} y_j - (S_j^{-1} B) z_{j+1}
-        z = torch.linalg.solve(schur[j], carry[j]) - coupling[j] @ z
+        # z_j = S_j^{-1} (y_j - B z_{j+1}) = S_j^{-1} y_j - (S_j^{-1} B) z_{j+1}, S_j^{-1} y_j kept
+        # from the elimination
+        z = solved[j] - coupling[j] @ z
         out.append(z)
     return torch.stack(out[::-1], 1).squeeze(-1)
 
@@ -134,8 +144,15 @@ def polyline_momentum(
             # Line search in two rounds: the full step for every pair, then all halvings at once
             # only for the pairs whose full step did not decrease the energy (usually few).
             base, current = interior.detach(), energy.detach()
-            best = base + step
-            e_best = _energy(coefficients, torch.cat([x[:, None], best, y[:, None]], 1))[0]  # [B]
+        with torch.enable_grad():
+            # the full step with its gradient: where it is accepted (most pairs), the next
+            # iteration needs no second evaluation
+            best = (base + step).requires_grad_(True)
+            trial = _energy(coefficients, torch.cat([x[:, None], best, y[:, None]], 1))
+            trial_grad = torch.autograd.grad(trial[0].sum(), best)[0]
+        with torch.no_grad():
+            best = best.detach()
+            e_best = trial[0].detach()  # [B]
             ok = e_best < current
             retry = (active & ~ok).nonzero().squeeze(-1)
             if retry.numel() and max_backtracks:
@@ -151,10 +168,22 @@ def polyline_momentum(
                 best[retry] = torch.where(found[:, None, None], trials[pick, cols], best[retry])
                 e_best[retry] = torch.where(found, e_trials[pick, cols], e_best[retry])
                 ok[retry] = found
+                halved = found.any()
+            else:
+                halved = False
             accept = ok & active
             new_interior = torch.where(accept[:, None, None], best, base)
             decrease = torch.where(accept, current - e_best, 0.0)
             active = accept & (decrease > rtol * current)
+            if not halved:
+                # every accepted step is the full one: its energy, data and gradient are the trial's
+                energy = _per_pair(accept, trial[0].detach(), energy.detach())
+                delta = _per_pair(accept, trial[1].detach(), delta.detach())
+                a = _per_pair(accept, trial[2].detach(), a.detach())
+                b = _per_pair(accept, trial[3].detach(), b.detach())
+                grad = _per_pair(accept, trial_grad, grad)
+                interior = new_interior
+                continue
         with torch.enable_grad():
             interior = new_interior.requires_grad_(True)
             energy, delta, a, b = _energy(coefficients, torch.cat([x[:, None], interior, y[:, None]], 1))

@@ -36,7 +36,7 @@ import torch
 from torch.func import jvp, vmap
 
 from finslerlib.geodesics.hamilton import CoefficientFn, guarded
-from finslerlib.geodesics.integrate import geodesic_flow
+from finslerlib.geodesics.integrate import flow_with_coarse, geodesic_flow
 from finslerlib.geodesics.options import default_tolerances
 from finslerlib.geodesics.polyline import polyline_momentum
 from finslerlib.math import randers as rmath
@@ -74,6 +74,9 @@ class BoundarySolution:
         iterations: number of (quasi-)Newton iterations used.
         jacobian: Tensor `[B, D, D]`, the last (differenced or Broyden-updated) approximation of
             $\partial x(1) / \partial p_0$, a warm start for a solve at more steps.
+        coarse_end: Tensor `[B, D]` (with `solve_boundary_value(..., coarse_end=True)`, else
+            `None`): the end point of the flow from `momentum` at the comparison step count of
+            `finslerlib.geodesics.search.discretization_error` (`steps // 2`, odd: `steps + 1`).
     """
 
     momentum: torch.Tensor
@@ -86,6 +89,7 @@ class BoundarySolution:
     converged: torch.Tensor
     iterations: int
     jacobian: torch.Tensor | None = None
+    coarse_end: torch.Tensor | None = None
 
 
 def endpoint_jacobian(
@@ -125,7 +129,8 @@ def endpoint_jacobian(
 
 
 def _difference_jacobian(
-    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, *, steps: int, with_center: bool = False
+    coefficients: CoefficientFn, x: torch.Tensor, p: torch.Tensor, *, steps: int, with_center: bool = False,
+    coarse: bool = False,
 ):
     r"""$\partial x(1) / \partial p_0$ by central differences: one flow of `2 D` copies of the batch.
 
@@ -135,7 +140,8 @@ def _difference_jacobian(
 
     With `with_center=True` the unperturbed trajectory rides along in the same flow (one more
     copy of the batch instead of a separate flow, whose cost is mostly per operation) and
-    `(jac, (x1, p1, xs, ps))` is returned, as `geodesic_flow(..., return_path=True)` would.
+    `(jac, (x1, p1, xs, ps))` is returned, as `geodesic_flow(..., return_path=True)` would; with
+    `coarse=True` too, `(jac, (x1, p1, xs, ps), coarse_end)` (`flow_with_coarse` of the center).
     """
     n, d = p.shape
     h = torch.finfo(p.dtype).eps ** (1.0 / 3.0) * p.norm(dim=-1).clamp_min(1e-3)  # [B]
@@ -145,17 +151,22 @@ def _difference_jacobian(
     copies = 2 * d
     if with_center:
         q, copies = torch.cat([q, p]), copies + 1
-    flow = geodesic_flow(
-        coefficients, x.repeat(copies, 1), q, steps=steps, guard=True, return_path=with_center,
-        differentiable=False,
-    )
+    if with_center and coarse:
+        rows = torch.arange(2 * d * n, copies * n, device=p.device)
+        flow = flow_with_coarse(coefficients, x.repeat(copies, 1), q, steps=steps, rows=rows)
+    else:
+        flow = geodesic_flow(
+            coefficients, x.repeat(copies, 1), q, steps=steps, guard=True, return_path=with_center,
+            differentiable=False,
+        )
     ends = flow[0][: 2 * d * n].view(2, d, n, d)
     jac = ((ends[0] - ends[1]) / (2.0 * h[None, :, None])).permute(1, 2, 0)
     if not with_center:
         return jac
-    x1, p1, xs, ps = flow
+    x1, p1, xs, ps = flow[:4]
     center = slice(2 * d * n, None)
-    return jac, (x1[center], p1[center], xs[:, center], ps[:, center])
+    out = (x1[center], p1[center], xs[:, center], ps[:, center])
+    return (jac, out, flow[4]) if coarse else (jac, out)
 
 
 def _norm(r: torch.Tensor) -> torch.Tensor:
@@ -178,6 +189,7 @@ def solve_boundary_value(
     start: str | torch.Tensor = "polyline",
     segments: int = 16,
     initial_jacobian: str | torch.Tensor = "exact",
+    coarse_end: bool = False,
 ) -> BoundarySolution:
     r"""Solve the geodesic boundary-value problems $x_i \to y_i$ by shooting, batched.
 
@@ -199,6 +211,9 @@ def solve_boundary_value(
         initial_jacobian: a Tensor `[B, D, D]` (e.g. a previous solve's `jacobian`), `"exact"`
             (default; central differences through the integrator) or
             `"chord"` (the short-time approximation $g_{v_0}^{-1}$, refined by Broyden updates).
+        coarse_end: also return `BoundarySolution.coarse_end`, the end points at the step
+            count that `discretization_error` compares with, integrated in the same flows
+            (`flow_with_coarse`: no flow of their own for even `steps`).
 
     Returns:
         `BoundarySolution`; inspect `converged` (nothing is raised here).
@@ -244,13 +259,26 @@ def solve_boundary_value(
     else:
         p = rmath.legendre(chord, a0, b0)
     fresh = torch.zeros(n, dtype=torch.bool, device=x.device)
+
+    def flow(x0, p0):
+        if coarse_end:
+            return flow_with_coarse(coefficients, x0, p0, steps=steps)
+        out = geodesic_flow(
+            coefficients, x0, p0, steps=steps, return_path=True, guard=True, differentiable=False
+        )
+        return (*out, None)
+
+    xc = None
     if given_jac:
         jac = initial_jacobian.detach().to(x.dtype).clone()
-        x1, p1, xs, ps = geodesic_flow(
-            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
-        )
+        x1, p1, xs, ps, xc = flow(x, p)
     elif initial_jacobian == "exact" and n:
-        jac, (x1, p1, xs, ps) = _difference_jacobian(coefficients, x, p, steps=steps, with_center=True)
+        if coarse_end:
+            jac, (x1, p1, xs, ps), xc = _difference_jacobian(
+                coefficients, x, p, steps=steps, with_center=True, coarse=True
+            )
+        else:
+            jac, (x1, p1, xs, ps) = _difference_jacobian(coefficients, x, p, steps=steps, with_center=True)
         jac = torch.where(trivial[:, None, None], torch.eye(d, dtype=x.dtype, device=x.device), jac)
         fresh[:] = True
     else:
@@ -258,9 +286,7 @@ def solve_boundary_value(
         v0 = rmath.inverse_legendre(p, a0, b0)
         v0 = torch.where(trivial.unsqueeze(-1), torch.ones_like(chord), v0)
         jac = torch.linalg.inv(rmath.fundamental_tensor(v0, a0, b0).expand(n, d, d))
-        x1, p1, xs, ps = geodesic_flow(
-            coefficients, x, p, steps=steps, return_path=True, guard=True, differentiable=False
-        )
+        x1, p1, xs, ps, xc = flow(x, p)
     res_vec = x1 - y
     res = _norm(res_vec)
     converged = res <= tolerance
@@ -291,10 +317,7 @@ def solve_boundary_value(
             factors = torch.tensor(scales, dtype=x.dtype, device=x.device).view(-1, 1, 1)
             s_all = factors * step[pending]  # [S, m, D]
             p_all = p[sub] + s_all
-            x1_t, p1_t, xs_t, ps_t = geodesic_flow(
-                coefficients, x[sub].repeat(len(scales), 1), p_all.reshape(-1, d), steps=steps,
-                return_path=True, guard=True, differentiable=False,
-            )
+            x1_t, p1_t, xs_t, ps_t, xc_t = flow(x[sub].repeat(len(scales), 1), p_all.reshape(-1, d))
             rv_all = (x1_t - y[sub].repeat(len(scales), 1)).view(len(scales), m, d)
             r_all = _norm(rv_all)
             ok_all = r_all < res[sub]
@@ -318,6 +341,8 @@ def solve_boundary_value(
                 p[good] = p_all.reshape(-1, d)[flat]
                 res_vec[good], res[good] = rv_t, r_t
                 x1[good], p1[good] = x1_t[flat], p1_t[flat]
+                if xc is not None:
+                    xc[good] = xc_t[flat]
                 xs[:, good], ps[:, good] = xs_t[:, flat], ps_t[:, flat]
                 pos = pending.nonzero().squeeze(-1)[ok]
                 accepted[pos] = True
@@ -343,4 +368,5 @@ def solve_boundary_value(
         converged=converged,
         iterations=iterations,
         jacobian=jac,
+        coarse_end=xc,
     )

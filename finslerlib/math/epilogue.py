@@ -8,7 +8,10 @@ while the row is in cache, parallel over rows (`at::parallel_for`):
 * `randers`: $F_{ij} = \sqrt{q_{ij}} + (b^y_j - b^x_i)$ in place, with the row minima of $q$ and $F$;
 * `funk`: with $z$ the matmul's entries, $r = \sqrt{z^2 - Q_{y_j}}$ and
   $d = \log(z + r) + l^x_i + l^y_j$ in place (and $r$ kept for the backward), with the row
-  extremes of $z$ and the row minima of $d$.
+  extremes of $z$ and the row minima of $d$;
+* `funk_points`: the per-point data of `funk` in one pass over the points, $Q = R^2 - |x|^2$ in
+  float64 and the matmul operand rows $[x\,Q^{-1/2}, R^2 Q^{-1/2}]$ (products in float64,
+  rounded once) or $[-y, 1]$.
 
 The logarithm is Cephes' `logf` (a degree-9 polynomial on $[\sqrt{1/2}, \sqrt 2)$, at most about
 one unit in the last place, the same as torch's), written so that the compiler vectorizes it; the
@@ -39,6 +42,7 @@ _SOURCE = r"""
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <tuple>
 
 namespace {
 
@@ -263,6 +267,38 @@ void funk(torch::Tensor out, torch::Tensor root, torch::Tensor mqy, torch::Tenso
   });
 }
 
+std::tuple<torch::Tensor, torch::Tensor> funk_points(torch::Tensor x, double r2, bool source) {
+  // per point Q = R^2 - |x|^2 in float64 and the matmul operand row: sources [x rx, R^2 rx] with
+  // rx = Q^-1/2 (products in float64, rounded once), targets [-x, 1]
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(), "float32 CPU [N, D]");
+  auto xc = x.contiguous();
+  const int64_t n = xc.size(0), d = xc.size(1);
+  auto out = torch::empty({n, d + 1}, xc.options());
+  auto q = torch::empty({n}, xc.options().dtype(at::kDouble));
+  const float* px = xc.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  double* pq = q.data_ptr<double>();
+  at::parallel_for(0, n, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* row = px + i * d;
+      float* o = po + i * (d + 1);
+      double sq = 0.0;
+      for (int64_t j = 0; j < d; ++j) sq += static_cast<double>(row[j]) * row[j];
+      const double qi = r2 - sq;
+      pq[i] = qi;
+      if (source) {
+        const double rx = 1.0 / std::sqrt(qi);
+        for (int64_t j = 0; j < d; ++j) o[j] = static_cast<float>(row[j] * rx);
+        o[d] = static_cast<float>(r2 * rx);
+      } else {
+        for (int64_t j = 0; j < d; ++j) o[j] = -row[j];
+        o[d] = 1.0f;
+      }
+    }
+  });
+  return std::make_tuple(out, q);
+}
+
 torch::Tensor log_f32(torch::Tensor x) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "float32 CPU tensor");
   auto in = x.contiguous();
@@ -282,7 +318,7 @@ def load_epilogue():
     The first failure warns once (`RuntimeWarning`, with the reason) and is remembered.
 
     Returns:
-        The module (functions `randers`, `funk`, `log_f32`) or `None`.
+        The module (functions `randers`, `funk`, `funk_points`, `log_f32`) or `None`.
 
     Example:
         >>> module = load_epilogue()  # doctest: +SKIP
@@ -299,7 +335,7 @@ def load_epilogue():
         module = load_inline(
             name=_NAME,
             cpp_sources=_SOURCE,
-            functions=["randers", "funk", "log_f32"],
+            functions=["randers", "funk", "funk_points", "log_f32"],
             extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
             verbose=False,
         )

@@ -475,13 +475,20 @@ class _FunkParts:
         self.x_in, self.y_in, self.wide = x, y, wide
         self.radius, self.sign, self.tau = radius, sign, tau
         r2 = radius * radius
-        # Q = R^2 - |x|^2 in float64 (the wall's cancellation), without float64 copies of the points
-        self.qx = r2 - torch.linalg.vector_norm(x, dim=1, dtype=wide).square_()
-        self.qy = r2 - torch.linalg.vector_norm(y, dim=1, dtype=wide).square_()
+        kernel = use_epilogue(x, x.shape[0] * y.shape[0]) if wide == torch.float64 else None
+        self.xa_kernel = None
+        if kernel is not None:
+            # one compiled pass per point set: Q in float64, the matmul operands below
+            self.xa_kernel, self.qx = kernel.funk_points(x, r2, True)
+            self.ya, self.qy = kernel.funk_points(y, r2, False)
+        else:
+            # Q = R^2 - |x|^2 in float64 (the wall's cancellation), without float64 copies of the points
+            self.qx = r2 - torch.linalg.vector_norm(x, dim=1, dtype=wide).square_()
+            self.qy = r2 - torch.linalg.vector_norm(y, dim=1, dtype=wide).square_()
+            # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
+            self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
         self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
-        # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
-        self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
@@ -495,7 +502,9 @@ class _FunkParts:
 
     def xa_in(self, dtype, chunk=4096):
         """[x_i rx_i, R^2 rx_i] rounded once to `dtype`: the products formed in the wide dtype in
-        chunks of rows (small scratch instead of a wide copy of all points)."""
+        chunks of rows (small scratch instead of a wide copy of all points), or the compiled pass's."""
+        if self.xa_kernel is not None and dtype == self.xa_kernel.dtype:
+            return self.xa_kernel
         x = self.x_in
         out = torch.empty(x.shape[0], x.shape[1] + 1, dtype=dtype, device=x.device)
         for k in range(0, x.shape[0], chunk):
@@ -528,24 +537,31 @@ class _FunkParts:
         need = err_z / room.clamp_min(0.0).sqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
         return (z_lo > 0) & (room > 0) & (d_min * self.tau >= need)
 
-    def cutoff(self, z_min, z_max, d_min, grow, u, steps=12):
-        """Per row, a z above which the error model clears every entry (bisection; inf if none).
+    def cutoff(self, z_min, z_max, d_min, grow, u, points=64, levels=2):
+        """Per row, a z above which the error model clears every entry (inf if none).
 
         For the entries with z >= c, d >= log(c + sqrt(c^2 - max Q_y)) + sign l_x - max (1 + sign) l_y
-        (the nearest pairs, coincident points included, are below the cutoff)."""
+        (the nearest pairs, coincident points included, are below the cutoff). The smallest of
+        `points` equally spaced candidates the model clears, then the same between it and the one
+        below (`levels` times: the bracket shrinks to points^-levels of z's range, as 12 steps of
+        bisection for 64 and 2, in a few operations on `[rows, points]` instead of a dozen rounds)."""
         lo, hi = z_min.to(self.rx.dtype), z_max.to(self.rx.dtype)
-        d_min = d_min.to(self.rx.dtype).nan_to_num(-math.inf)
-        shift = self.sign * self.lx[grow] - ((1.0 + self.sign) * self.ly).max()
+        d_min = d_min.to(self.rx.dtype).nan_to_num(-math.inf).unsqueeze(1)
+        shift = (self.sign * self.lx[grow] - ((1.0 + self.sign) * self.ly).max()).unsqueeze(1)
+        rows, top = grow.unsqueeze(1), z_max.to(self.rx.dtype).unsqueeze(1)
 
         def ok_above(c):
             d_lo = torch.log(c + (c * c - self.qy_max).clamp_min(0.0).sqrt()) + shift
-            return self.rows_ok(c, z_max, torch.maximum(d_min, d_lo), grow, u)
+            return self.rows_ok(c, top, torch.maximum(d_min, d_lo), rows, u)
 
-        fine = ok_above(hi)
-        for _ in range(steps):
-            mid = 0.5 * (lo + hi)
-            ok = ok_above(mid)
-            hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+        fine = ok_above(hi.unsqueeze(1)).squeeze(1)
+        frac = torch.arange(1, points + 1, dtype=lo.dtype, device=lo.device) / points
+        for _ in range(levels):
+            c = torch.lerp(lo.unsqueeze(1), hi.unsqueeze(1), frac)
+            c[:, -1] = hi  # the top candidate is the bracket's end (cleared) exactly
+            first = ok_above(c).to(torch.int8).argmax(1, keepdim=True)  # the first cleared one
+            below = torch.where(first > 0, c.gather(1, (first - 1).clamp_min(0)), lo.unsqueeze(1))
+            lo, hi = below.squeeze(1), c.gather(1, first).squeeze(1)
         return torch.where(fine, hi, torch.full_like(hi, math.inf))
 
     def direct(self, rows, cols):

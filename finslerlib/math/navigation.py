@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import torch
 
+from finslerlib.math.arrival import use_arrival
 from finslerlib.math.elementary import rowsum
 from finslerlib.math.pairwise import safe_div, safe_sqrt
 
@@ -278,6 +279,16 @@ def _scalar_arrival(base, x, y, w, spec: Spectrum, max_iter: int) -> ArrivalTime
     with no host synchronization, one check, then the safeguarded iteration (`_step`) on the
     pairs not converged yet.
     """
+    sphere = float(getattr(base, "form_curvature", 0.0)) == 1.0
+    kernel = use_arrival(x, spec.lam_b.shape[0]) if sphere and spec.rotation else None
+    if kernel is not None:
+        # the same iteration, pairs in lockstep in compiled code (see `finslerlib.math.arrival`)
+        t, g, tol, done, it = kernel.arrival(
+            base.form_covector(x), y, w.reshape(-1),
+            spec.left.to(x.dtype), spec.right.to(x.dtype), spec.lam_b.to(x.dtype), max_iter,
+            max(0, min(_NEWTON_STEPS, max_iter - 1)),
+        )
+        return ArrivalTime(t, g, tol, done, it)
     eps = torch.finfo(x.dtype).eps
     w = w.unsqueeze(-1)
     gx = base.form_covector(x)

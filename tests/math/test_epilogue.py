@@ -100,3 +100,27 @@ def test_build_failure_warns_once_and_cdist_falls_back(monkeypatch):
         x = FunkBall(3).random(6, 3)
         d = FunkBall(3).cdist(x, x)
     assert torch.equal(d.diagonal(), torch.zeros(6))
+
+
+def test_funk_points_against_float64(module):
+    """Q = R^2 - |x|^2 in float64 and the operand rows [x Q^-1/2, R^2 Q^-1/2] rounded once to
+    float32 (within one float32 ulp of the float64 products), targets [-y, 1] exactly."""
+    g = torch.Generator().manual_seed(1)
+    radius = 1.5
+    x = torch.randn(300, 37, generator=g, dtype=torch.float64)
+    scale = radius * torch.rand(300, 1, generator=g, dtype=torch.float64)
+    x = (x / x.norm(dim=1, keepdim=True) * scale).float()
+    x[0] = 0.0
+    x[1] = x[1] / x[1].norm() * radius * (1 - 1e-3)  # near the wall
+    r2 = radius * radius
+    xa, q = module.funk_points(x, r2, True)
+    want_q = r2 - (x.double() ** 2).sum(1)
+    assert q.dtype == torch.float64
+    # float64 summation of 37 squares: about 37 eps64 |x|^2
+    assert bool(((q - want_q).abs() <= 64 * torch.finfo(torch.float64).eps * r2).all())
+    rx = want_q.rsqrt()
+    want = torch.cat([x.double() * rx[:, None], (r2 * rx)[:, None]], 1)
+    assert bool(((xa.double() - want).abs() <= EPS * want.abs()).all())
+    ya, qy = module.funk_points(x, r2, False)
+    assert torch.equal(ya[:, :-1], -x) and bool((ya[:, -1] == 1).all())
+    assert torch.equal(qy, q)

@@ -246,6 +246,11 @@ class Domain:
     """Whether the base is a quadric $\\langle x, x\\rangle_G = c$ whose distance is a function of
     $\\langle x, y\\rangle_G$ (sphere, hyperboloid): then the Killing root find is scalar per pair."""
 
+    form_curvature = 0.0
+    """The quadric's sectional curvature: 1 for the unit sphere, $-1/k$ for the hyperboloid
+    $\\langle x, x\\rangle_L = -k$ (0 for other bases); the compiled Killing root find
+    (`finslerlib.math.arrival`) picks its distance formula by its sign."""
+
     def form_covector(self, x: torch.Tensor) -> torch.Tensor:
         """$G x$ for the quadric's form $G$ (quadric bases only)."""
         raise NotImplementedError(f"{self.name} is not a quadric")

@@ -94,6 +94,7 @@ class HyperboloidDomain(Domain):
         if not float(k) > 0:
             raise ValueError(f"k must be positive, got {k}")
         self.k = float(k)
+        self.form_curvature = -1.0 / self.k
         self._atlas = (PoincareChart(self.k),)
 
     @property

@@ -72,6 +72,7 @@ class SphereDomain(Domain):
 
     embedded = True
     has_form = True
+    form_curvature = 1.0
 
     def __init__(self, dim: int):
         super().__init__(dim, int(dim) + 1)
