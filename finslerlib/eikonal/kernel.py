@@ -32,12 +32,10 @@ fixed point (implicit function theorem), whichever backend found it.
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-
 import torch
 
 from finslerlib.eikonal.scheme import Stencil
+from finslerlib.math.compiled import load_compiled, module_name
 
 __all__ = ["CompiledSweeper", "compiled_available", "load_kernel"]
 
@@ -628,9 +626,7 @@ void jacobi(torch::Tensor t, torch::Tensor out, torch::Tensor a, torch::Tensor b
 }
 """
 
-# named after the source's hash: trees with different sources never share (and clobber) a build in
-# torch's extension cache
-_MODULE_NAME = "finslerlib_eikonal_" + hashlib.sha1(_SOURCE.encode()).hexdigest()[:12]
+_MODULE_NAME = module_name("finslerlib_eikonal_", _SOURCE)
 
 _STATE: dict[str, object] = {}
 
@@ -638,32 +634,17 @@ _STATE: dict[str, object] = {}
 def load_kernel():
     """The compiled module (built on first use, then cached), or `None` where it cannot be built.
 
-    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered.
+    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered
+    (`finslerlib.math.compiled.load_compiled`).
     """
-    if "module" in _STATE:
-        return _STATE["module"]
-    module = None
-    try:
-        from torch.utils.cpp_extension import load_inline
-
-        module = load_inline(
-            name=_MODULE_NAME,
-            cpp_sources=_SOURCE,
-            functions=["rounds", "jacobi"],
-            extra_cflags=["-O3"],
-            verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any build failure falls back to the torch sweeps
-        warnings.warn(
-            f"finslerlib.eikonal: the compiled sweep kernel could not be built ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); using the torch sweeps (slower). "
-            "Pass backend='torch' to silence this.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        module = None
-    _STATE["module"] = module
-    return module
+    return load_compiled(
+        _STATE,
+        name=_MODULE_NAME,
+        source=_SOURCE,
+        functions=["rounds", "jacobi"],
+        what="finslerlib.eikonal: the compiled sweep kernel",
+        fallback="the torch sweeps (slower). Pass backend='torch' to silence this",
+    )
 
 
 def compiled_available() -> bool:

@@ -24,11 +24,9 @@ Where it cannot be built, one `RuntimeWarning` says why and the caller runs its 
 
 from __future__ import annotations
 
-import hashlib
-import platform
-import warnings
-
 import torch
+
+from finslerlib.math.compiled import load_compiled, module_name
 
 __all__ = ["MAX_TERMS", "load_arrival", "use_arrival"]
 
@@ -333,14 +331,16 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> 
 }
 """
 
-_NAME = "finslerlib_arrival_" + hashlib.sha256(_SOURCE.encode()).hexdigest()[:12]
+_NAME = module_name("finslerlib_arrival_", _SOURCE)
+_MACHINES = ("x86_64", "amd64", "aarch64", "arm64")  # the vectorized loops' targets
 _STATE: dict[str, object] = {}
 
 
 def load_arrival():
     """The compiled module (built on first use, then cached), or `None` where it cannot be built.
 
-    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered.
+    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered
+    (`finslerlib.math.compiled.load_compiled`).
 
     Returns:
         The module (function `arrival`) or `None`.
@@ -348,33 +348,16 @@ def load_arrival():
     Example:
         >>> module = load_arrival()  # doctest: +SKIP
     """
-    if "module" in _STATE:
-        return _STATE["module"]
-    module = None
-    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
-        _STATE["module"] = None
-        return None
-    try:
-        from torch.utils.cpp_extension import load_inline
-
-        module = load_inline(
-            name=_NAME,
-            cpp_sources=_SOURCE,
-            functions=["arrival"],
-            extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
-            verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any build failure falls back to the torch iteration
-        warnings.warn(
-            f"finslerlib.math: the compiled Killing arrival-time kernel could not be built "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); using the torch "
-            f"iteration (slower).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        module = None
-    _STATE["module"] = module
-    return module
+    return load_compiled(
+        _STATE,
+        name=_NAME,
+        source=_SOURCE,
+        functions=["arrival"],
+        what="finslerlib.math: the compiled Killing arrival-time kernel",
+        fallback="the torch iteration (slower)",
+        extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
+        machines=_MACHINES,
+    )
 
 
 def use_arrival(x: torch.Tensor, terms: int):

@@ -27,11 +27,9 @@ that builds of different versions never overwrite each other. Where it cannot be
 
 from __future__ import annotations
 
-import hashlib
-import platform
-import warnings
-
 import torch
+
+from finslerlib.math.compiled import load_compiled, module_name
 
 __all__ = ["MIN_ENTRIES", "load_epilogue", "use_epilogue"]
 
@@ -308,14 +306,16 @@ torch::Tensor log_f32(torch::Tensor x) {
 }
 """
 
-_NAME = "finslerlib_cdist_" + hashlib.sha256(_SOURCE.encode()).hexdigest()[:12]
+_NAME = module_name("finslerlib_cdist_", _SOURCE)
+_MACHINES = ("x86_64", "amd64", "aarch64", "arm64")  # the vectorized loops' targets
 _STATE: dict[str, object] = {}
 
 
 def load_epilogue():
     """The compiled module (built on first use, then cached), or `None` where it cannot be built.
 
-    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered.
+    The first failure warns once (`RuntimeWarning`, with the reason) and is remembered
+    (`finslerlib.math.compiled.load_compiled`).
 
     Returns:
         The module (functions `randers`, `funk`, `funk_points`, `log_f32`) or `None`.
@@ -323,32 +323,16 @@ def load_epilogue():
     Example:
         >>> module = load_epilogue()  # doctest: +SKIP
     """
-    if "module" in _STATE:
-        return _STATE["module"]
-    module = None
-    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
-        _STATE["module"] = None
-        return None
-    try:
-        from torch.utils.cpp_extension import load_inline
-
-        module = load_inline(
-            name=_NAME,
-            cpp_sources=_SOURCE,
-            functions=["randers", "funk", "funk_points", "log_f32"],
-            extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
-            verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any build failure falls back to the torch epilogue
-        warnings.warn(
-            f"finslerlib.math: the compiled cdist epilogue could not be built ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); using the torch epilogue (slower).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        module = None
-    _STATE["module"] = module
-    return module
+    return load_compiled(
+        _STATE,
+        name=_NAME,
+        source=_SOURCE,
+        functions=["randers", "funk", "funk_points", "log_f32"],
+        what="finslerlib.math: the compiled cdist epilogue",
+        fallback="the torch epilogue (slower)",
+        extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
+        machines=_MACHINES,
+    )
 
 
 MIN_ENTRIES = 1 << 16
