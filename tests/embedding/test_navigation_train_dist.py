@@ -177,3 +177,21 @@ def test_gradient_reaches_a_zero_boost():
     want = wind.raw.grad
     assert want.abs().max() > 0.1
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1e-10, 1e-14, 1e-17])
+def test_gradient_is_continuous_at_a_small_boost(size):
+    # sinh(rT/2) from exp(h) - exp(-h) loses its relative accuracy as rT -> 0, and the gradient
+    # to the wind divides by the rate: a small nonzero boost must give Navigation's gradient
+    wind = BoostWind(3, 0.5).double()
+    direction = torch.tensor([0.48, -0.6, 0.64], dtype=torch.float64)
+    with torch.no_grad():
+        wind.raw.copy_(size * direction)
+    x, y = points(30, 3, seed=7)
+    hyperboloid_navigation_dist(x, y, wind).sum().backward()
+    got = wind.raw.grad.clone()
+    wind.zero_grad()
+    Navigation(geoopt.Lorentz(), wind).dist(x, y).sum().backward()
+    want = wind.raw.grad
+    assert want.abs().max() > 0.1
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
