@@ -518,12 +518,12 @@ def hyperboloid_navigation_dist(
 
     Args:
         x: Tensor, shape `[..., n + 1]`, points of the hyperboloid.
-        y: Tensor, shape `[..., n + 1]`.
+        y: Tensor, shape `[..., n + 1]` (broadcast with `x`).
         wind: a `BoostWind` or a `HyperboloidRotation` (its parameters get gradients).
         max_iter: iteration cap; `RuntimeError` if a pair has not converged by then.
 
     Returns:
-        Tensor, shape `[...]`.
+        Tensor, shape `[...]` (the broadcast batch shape).
 
     Raises:
         RuntimeError: a pair did not converge within `max_iter` iterations.
@@ -536,6 +536,10 @@ def hyperboloid_navigation_dist(
         >>> bool(torch.allclose(d, Navigation(geoopt.Lorentz(), wind).dist(x, y)))
         True
     """
+    x, y = torch.broadcast_tensors(x, y)
+    shape = x.shape[:-1]
+    # one batch dimension inside (the fallback indexes the unconverged pairs)
+    x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
     diff = y - x
     sign = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
     sign[0] = -1.0
@@ -569,7 +573,7 @@ def hyperboloid_navigation_dist(
         inv = torch.where((t > 0) & (den > 0), den.reciprocal(), torch.zeros_like(den))
     out = t.to(x.dtype)
     if not torch.is_grad_enabled():
-        return out
+        return out.reshape(shape)
     # q(T) at the root, linear in q0, a, b and (through rT) the rate: its differential
     dt = x.dtype
     lin = q0 + a * e.to(dt) + b * s.to(dt) + rate * (t * dq).to(dt)
@@ -579,7 +583,7 @@ def hyperboloid_navigation_dist(
         c = wind.c.to(dtype=dt, device=x.device)
         first = y[..., 0] * (x[..., 1:] @ c) - x[..., 0] * (y[..., 1:] @ c)
         lin = lin + first * out.detach()
-    return out + (lin - lin.detach()) * inv.to(dt)
+    return (out + (lin - lin.detach()) * inv.to(dt)).reshape(shape)
 
 
 def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter):

@@ -195,3 +195,22 @@ def test_gradient_is_continuous_at_a_small_boost(size):
     want = wind.raw.grad
     assert want.abs().max() > 0.1
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["boost", "rotation"])
+def test_batch_of_several_dimensions_in_the_fallback(kind, monkeypatch):
+    import finslerlib.embedding.wind as wind_module
+
+    wind = strong_wind(kind, 3)
+    x, y = points(13, 3, seed=5)
+    x, y = x[:4], y[:9]
+    nav = Navigation(geoopt.Lorentz(), wind).dist
+    want = torch.stack([nav(xi.expand(9, 4), y) for xi in x])
+    # one Newton step leaves pairs unconverged: the safeguarded iteration runs on a [4, 9] batch
+    monkeypatch.setattr(wind_module, "_NEWTON_STEPS", 1)
+    got = hyperboloid_navigation_dist(x[:, None], y[None], wind)
+    flat = hyperboloid_navigation_dist(x.repeat_interleave(9, 0), y.repeat(4, 1), wind)
+    assert got.shape == (4, 9)
+    assert torch.all((got - want).abs() <= root_bound(want))
+    assert torch.equal(got.reshape(-1), flat)
+
