@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from finslerlib.manifolds import KillingWind, Navigation
+from finslerlib.manifolds.domains import default_tolerance
 from finslerlib.math.navigation import Spectrum
 
 __all__ = [
@@ -430,7 +431,8 @@ def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
     $b = y_0\, \hat c \cdot \bar x - x_0\, \hat c \cdot \bar y$,
     $|W(y)|_h^2 = r^2 (y_0^2 - (\hat c \cdot \bar y)^2)$. Rotation in the plane $p, q$ at rate
     $\omega$ ($E = 1 - \cos \omega T$, $S = \sin \omega T$): $a = x_p y_p + x_q y_q$,
-    $b = x_q y_p - x_p y_q$, $|W(y)|_h^2 = \omega^2 (y_p^2 + y_q^2)$. Each is the projection
+    $b = x_q y_p - x_p y_q$, $|W(y)|_h^2 = \omega^2 (y_p^2 + y_q^2)$. `w2` is `[2, B]`: $|W|_h^2$
+    at $x$ and at $y$. Each is the projection
     of the points on two directions (one matrix product: no slices of the points, whose
     backward would fill a zero copy of them)."""
     zero = x.new_zeros(1)
@@ -442,13 +444,15 @@ def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
         proj = torch.stack([torch.cat([zero + 1.0, e0]), torch.cat([zero, chat])], -1)
         x0, cx = (x @ proj).unbind(-1)
         y0, cy = (y @ proj).unbind(-1)
-        return x0 * y0 - cx * cy, y0 * cx - x0 * cy, rate.square() * (y0 * y0 - cy * cy), rate, True
+        w2 = rate.square() * torch.stack([x0 * x0 - cx * cx, y0 * y0 - cy * cy])
+        return x0 * y0 - cx * cy, y0 * cx - x0 * cy, w2, rate, True
     if isinstance(wind, HyperboloidRotation):
         p, q, rate = (v.to(dtype=x.dtype, device=x.device) for v in wind.rotation.plane())
         proj = torch.stack([torch.cat([zero, p]), torch.cat([zero, q])], -1)
         xp, xq = (x @ proj).unbind(-1)
         yp, yq = (y @ proj).unbind(-1)
-        return xp * yp + xq * yq, xq * yp - xp * yq, rate.square() * (yp * yp + yq * yq), rate, False
+        w2 = rate.square() * torch.stack([xp * xp + xq * xq, yp * yp + yq * yq])
+        return xp * yp + xq * yq, xq * yp - xp * yq, w2, rate, False
     raise TypeError(f"wind must be a BoostWind or a HyperboloidRotation, got {type(wind).__name__}")
 
 
@@ -497,9 +501,8 @@ def hyperboloid_navigation_dist(
 ) -> torch.Tensor:
     r"""$d(x \to y)$ of Zermelo navigation on the hyperboloid ($k = 1$) in a boost or a rotation.
 
-    `Navigation(geoopt.Lorentz(), wind).dist(x, y)` as a scalar root find per pair, without the
-    checks (points on the hyperboloid, $|W|_h < 1$ along the path: `DirectedGraphEmbedding`'s
-    chart guarantees both) and without moving any point: with $z = e^{-TA} y$,
+    `Navigation(geoopt.Lorentz(), wind).dist(x, y)` as a scalar root find per pair, without
+    moving any point: with $z = e^{-TA} y$,
     $\cosh d_h(x, z) - 1 = q(T) = q_0 + a E(T) + b S(T)$, $q_0 = |y - x|_L^2 / 2$, where $a, b$
     are two numbers per pair (`_pair_coefficients`) and $E, S$ closed forms of $rT$. The arrival
     time solves $g(T) = d_h(q(T)) - T = 0$, $g' \in [-(1 + w), -(1 - w)]$ ($w = |W(y)|_h$):
@@ -516,6 +519,11 @@ def hyperboloid_navigation_dist(
     $q(T)$ at the root in $q_0, a, b$ and the rate ($\sinh T - q'(T) \ge (1 - w) \sinh T > 0$ for
     $T > 0$; zero at $x = y$).
 
+    The inputs are checked in the iteration's one host synchronization: finite, on the upper
+    sheet ($x_0 > 0$, $|\langle x, x\rangle_L + 1| \le \tau (1 + x_0^2)$, $\tau$ =
+    `default_tolerance(dtype)` as `Navigation`'s point check), and within the wind's domain
+    ($|W|_h < 1$ at $x$ and $y$; a Killing wind's flow keeps $|W|_h$, so along the path).
+
     Args:
         x: Tensor, shape `[..., n + 1]`, points of the hyperboloid.
         y: Tensor, shape `[..., n + 1]` (broadcast with `x`).
@@ -526,6 +534,7 @@ def hyperboloid_navigation_dist(
         Tensor, shape `[...]` (the broadcast batch shape).
 
     Raises:
+        ValueError: a point is not finite, off the hyperboloid, or where $|W|_h \ge 1$.
         RuntimeError: a pair did not converge within `max_iter` iterations.
 
     Example:
@@ -548,9 +557,17 @@ def hyperboloid_navigation_dist(
     with torch.no_grad():
         f64 = torch.float64
         eps = torch.finfo(f64).eps
+        w2 = w2.detach()
+        # every bad point fails a comparison (NaN compares False): on the sheet, in the domain
+        pts = torch.stack([x.detach(), y.detach()])
+        sq = pts * pts
+        # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2)
+        bound = sq[..., 0].add(1.0).mul_(default_tolerance(x.dtype))
+        onsheet = ((sq @ sign).add_(1.0).abs_() <= bound) & (pts[..., 0] > 0)
+        bad = ~(onsheet & (w2 < 1.0))
         qd, ad, bd = q0.detach().to(f64).clamp_min(0.0), a.detach().to(f64), b.detach().to(f64)
         r = float(rate.detach())
-        w = w2.detach().to(f64).clamp_min_(0.0).sqrt_().clamp_(max=1.0 - eps)
+        w = w2[1].to(f64).clamp_min(0.0).sqrt_().clamp_(max=1.0 - eps)
         opw, omw = 1.0 + w, 1.0 - w
         smin, smax = -opw, -omw
         sq0 = torch.sqrt(qd * (qd + 2.0))
@@ -565,7 +582,10 @@ def hyperboloid_navigation_dist(
             t = t.sub_(g.div_(slope.sub_(1.0).clamp_(min=smin, max=smax))).clamp_(min=lo, max=hi)
         g, slope, sq, e, s, dq = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)
         done = (g.abs() <= tol) | (hi - lo <= tol)
-        if not bool(done.all()):
+        unfinished, invalid = torch.stack([~done.all(), bad.any()]).tolist()
+        if invalid:
+            _raise_invalid(pts, w2, onsheet)
+        if unfinished:
             t = _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter)
             g, slope, sq, e, s, dq = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)
         # the root's derivative: dT = dq / (sinh T - q'(T)), zero at T = 0
@@ -584,6 +604,34 @@ def hyperboloid_navigation_dist(
         first = y[..., 0] * (x[..., 1:] @ c) - x[..., 0] * (y[..., 1:] @ c)
         lin = lin + first * out.detach()
     return (out + (lin - lin.detach()) * inv.to(dt)).reshape(shape)
+
+
+def _raise_invalid(pts: torch.Tensor, w2: torch.Tensor, onsheet: torch.Tensor):
+    """`ValueError` naming the first bad argument of `hyperboloid_navigation_dist` and its value."""
+    for k, name in enumerate("xy"):
+        p = pts[k]
+        finite = torch.isfinite(p).all(-1)
+        if not bool(finite.all()):
+            i = int((~finite).nonzero()[0, 0])
+            raise ValueError(f"hyperboloid_navigation_dist: {name} is not finite (row {i}: {p[i].tolist()})")
+        if not bool(onsheet[k].all()):
+            i = int((~onsheet[k]).nonzero()[0, 0])
+            sq = p[i] * p[i]
+            form = float(sq[1:].sum() - sq[0])
+            raise ValueError(
+                f"hyperboloid_navigation_dist: {name} is not a point of the hyperboloid (row {i}: "
+                f"<x, x>_L = {form:.6g}, x_0 = {float(p[i, 0]):.6g}; need <x, x>_L = -1, x_0 > 0)"
+            )
+    for k, name in enumerate("xy"):
+        if not bool((w2[k] < 1.0).all()):
+            size = w2[k].clamp_min(0.0).sqrt()
+            i = int((~(w2[k] < 1.0)).nonzero()[0, 0])
+            most = float(size.nan_to_num(nan=float("inf")).max())
+            raise ValueError(
+                f"hyperboloid_navigation_dist: {name} is outside the wind's domain: |W({name})|_h up to "
+                f"{most:.4g} (row {i}: {float(size[i]):.4g}; need < 1)"
+            )
+    raise ValueError("hyperboloid_navigation_dist: invalid input")
 
 
 def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter):

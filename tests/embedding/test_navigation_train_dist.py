@@ -214,3 +214,35 @@ def test_batch_of_several_dimensions_in_the_fallback(kind, monkeypatch):
     assert torch.all((got - want).abs() <= root_bound(want))
     assert torch.equal(got.reshape(-1), flat)
 
+
+def test_rejects_points_outside_the_winds_domain():
+    # a boost along e1 of size |c|: |W(p)|_h = |c| sqrt(p_0^2 - p_1^2) grows across e1
+    wind = BoostWind(3, 0.9 / torch.cosh(torch.tensor(1.0)).item()).double()
+    with torch.no_grad():
+        wind.raw.copy_(torch.tensor([30.0, 0.0, 0.0]))
+    inside = lorentz_points(torch.tensor([[0.0, 0.3, 0.0]], dtype=torch.float64), 10.0)
+    outside = lorentz_points(torch.tensor([[0.0, 0.0, 1.5]], dtype=torch.float64), 10.0)
+    size = wind.c.norm().item() * torch.cosh(torch.tensor(1.5)).item()
+    assert size > 1
+    with pytest.raises(ValueError, match=rf"y is outside the wind's domain: \|W\(y\)\|_h up to {size:.4g}"):
+        hyperboloid_navigation_dist(inside, outside, wind)
+    with pytest.raises(ValueError, match=r"x is outside the wind's domain"):
+        hyperboloid_navigation_dist(outside, inside, wind)
+    with pytest.raises(ValueError, match=r"outside the domain.*1\.372"):
+        Navigation(geoopt.Lorentz(), wind).dist(inside, outside)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rejects_points_off_the_hyperboloid_or_not_finite(dtype):
+    wind = strong_wind("rotation", 3).to(dtype)
+    x, y = points(6, 3, seed=8, dtype=dtype)
+    hyperboloid_navigation_dist(x, y, wind)  # on the sheet within rounding
+    with pytest.raises(ValueError, match=r"x is not a point of the hyperboloid \(row 0: <x, x>_L = -4"):
+        hyperboloid_navigation_dist(2 * x, y, wind)
+    with pytest.raises(ValueError, match=r"y is not a point of the hyperboloid .* x_0 = -"):
+        hyperboloid_navigation_dist(x, -y, wind)
+    for bad in (float("nan"), float("inf")):
+        z = y.clone()
+        z[2, 1] = bad
+        with pytest.raises(ValueError, match=r"y is not finite \(row 2"):
+            hyperboloid_navigation_dist(x, z, wind)
