@@ -456,16 +456,23 @@ def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
     raise TypeError(f"wind must be a BoostWind or a HyperboloidRotation, got {type(wind).__name__}")
 
 
-def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool):
+def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool, exact: bool = True):
     r"""`(E, S, C)` at `t`: $\cosh rT - 1, \sinh rT, \cosh rT$ (boost) or $1 - \cos, \sin, \cos$.
 
     From $h = rT/2$: $E = 2 \sinh^2 h$, $S = 2 \sinh h \cosh h$ (or $\sin, \cos$), so $E$ has
-    no cancellation at small $T$. The boost's $\sinh h, \cosh h$ come from one `expm1`
-    (cheaper than float64 `sinh` and `cosh` on the CPU): $\sinh h = \tfrac12 (e^h - 1)(1 + e^{-h})$
-    has a relative error of a few $\varepsilon$ at every $h$ (no cancellation as $h \to 0$, where
-    the gradient to the rate divides by $h$), $\cosh h = \tfrac12 (e^h + e^{-h})$."""
+    no cancellation at small $T$. The boost's $\sinh h, \cosh h$ come from one `expm1` or `exp`
+    (cheaper than float64 `sinh` and `cosh` on the CPU). `exact`: $\sinh h = \tfrac12 (e^h - 1)
+    (1 + e^{-h})$, a relative error of a few $\varepsilon$ at every $h$ (the root's gradient to
+    the rate divides $S$ by $h$); otherwise (the Newton steps, half the cost) $\tfrac12 (e^h -
+    e^{-h})$, an absolute error of $\varepsilon$, which moves $q$ by $\varepsilon$ times
+    $|b| = O(d_0)$, so $d_h$ by $O(\varepsilon)$; $\cosh h = \tfrac12 (e^h + e^{-h})$."""
     h = t * half_rate
-    if hyperbolic:
+    if hyperbolic and not exact:
+        ex = torch.exp(h)
+        inv = ex.reciprocal()
+        sh = (ex - inv).mul_(0.5)
+        ch = ex.add_(inv).mul_(0.5)
+    elif hyperbolic:
         em = torch.expm1(h)
         ex = em + 1.0
         inv = ex.reciprocal()
@@ -479,11 +486,11 @@ def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool):
     return e, s, (e + 1.0) if hyperbolic else (1.0 - e)
 
 
-def _residual(qd, ad, bd, rate: float, half_rate: float, t, hyperbolic: bool):
+def _residual(qd, ad, bd, rate: float, half_rate: float, t, hyperbolic: bool, exact: bool = True):
     r"""`(g, slope, sq, E, S, dq)` at `t`: $g = d_h(q(T)) - T$, $g' + 1$, $\sinh d_h$, $E$, $S$,
     $q'(T) / r$ (float64, `[B]`). $d_h = \mathrm{acosh}(1 + q) = \log(1 + q + \sqrt{q (q + 2)})$
     (`log` rather than `log1p`: a sixth of the cost, an absolute error of $\varepsilon$)."""
-    e, s, c = _terms(half_rate, t, hyperbolic)
+    e, s, c = _terms(half_rate, t, hyperbolic, exact)
     q = torch.addcmul(qd, ad, e).addcmul_(bd, s).clamp_min_(0.0)
     dq = torch.addcmul(ad * s, bd, c)
     sq = torch.sqrt(q * (q + 2.0)).clamp_min_(torch.finfo(q.dtype).tiny)
@@ -559,11 +566,12 @@ def hyperboloid_navigation_dist(
         eps = torch.finfo(f64).eps
         w2 = w2.detach()
         # every bad point fails a comparison (NaN compares False): on the sheet, in the domain
-        pts = torch.stack([x.detach(), y.detach()])
-        sq = pts * pts
-        # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2)
-        bound = sq[..., 0].add(1.0).mul_(default_tolerance(x.dtype))
-        onsheet = ((sq @ sign).add_(1.0).abs_() <= bound) & (pts[..., 0] > 0)
+        pts = (x.detach(), y.detach())
+        # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2), x_0 > 0
+        tau = default_tolerance(x.dtype)
+        onsheet = torch.stack(
+            [((p * p) @ sign).add_(1.0).abs_() <= p[:, 0].square().mul_(tau).add_(tau) for p in pts]
+        ) & torch.stack([p[:, 0] > 0 for p in pts])
         bad = ~(onsheet & (w2 < 1.0))
         qd, ad, bd = q0.detach().to(f64).clamp_min(0.0), a.detach().to(f64), b.detach().to(f64)
         r = float(rate.detach())
@@ -578,7 +586,7 @@ def hyperboloid_navigation_dist(
         s0 = bd.mul(r).div_(sq0.clamp_min(torch.finfo(f64).tiny))
         t = torch.div(d0, s0.neg_().add_(1.0).clamp_(min=omw, max=opw)).clamp_(min=lo, max=hi)
         for _ in range(_NEWTON_STEPS):
-            g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)[:2]
+            g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic, exact=False)[:2]
             t = t.sub_(g.div_(slope.sub_(1.0).clamp_(min=smin, max=smax))).clamp_(min=lo, max=hi)
         g, slope, sq, e, s, dq = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)
         done = (g.abs() <= tol) | (hi - lo <= tol)
@@ -606,7 +614,7 @@ def hyperboloid_navigation_dist(
     return (out + (lin - lin.detach()) * inv.to(dt)).reshape(shape)
 
 
-def _raise_invalid(pts: torch.Tensor, w2: torch.Tensor, onsheet: torch.Tensor):
+def _raise_invalid(pts: tuple[torch.Tensor, torch.Tensor], w2: torch.Tensor, onsheet: torch.Tensor):
     """`ValueError` naming the first bad argument of `hyperboloid_navigation_dist` and its value."""
     for k, name in enumerate("xy"):
         p = pts[k]
@@ -650,7 +658,7 @@ def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol
         take = (newton > lo) & (newton < hi) & ~(g.abs() > 0.5 * g_prev.abs())
         t = torch.where(sub_done, t, torch.where(take, newton, 0.5 * (lo + hi)))
         g_prev = g
-        g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)[:2]
+        g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic, exact=False)[:2]
         sub_done = sub_done | (g.abs() <= tol) | (hi - lo <= tol)
         if bool(sub_done.all()):
             return full.index_put_((idx,), t)
