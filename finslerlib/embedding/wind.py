@@ -30,6 +30,7 @@ from torch import nn
 from finslerlib.manifolds import KillingWind, Navigation
 from finslerlib.manifolds.domains import default_tolerance
 from finslerlib.math.navigation import Spectrum
+from finslerlib.math.validation import value_checks_enabled
 
 __all__ = [
     "BoostWind",
@@ -526,10 +527,11 @@ def hyperboloid_navigation_dist(
     $q(T)$ at the root in $q_0, a, b$ and the rate ($\sinh T - q'(T) \ge (1 - w) \sinh T > 0$ for
     $T > 0$; zero at $x = y$).
 
-    The inputs are checked in the iteration's one host synchronization: finite, on the upper
+    The inputs are checked in the iteration's one host synchronization: finite, within the
+    wind's domain, and (unless `finslerlib.math.validation.value_checks(False)`) on the upper
     sheet ($x_0 > 0$, $|\langle x, x\rangle_L + 1| \le \tau (1 + x_0^2)$, $\tau$ =
-    `default_tolerance(dtype)` as `Navigation`'s point check), and within the wind's domain
-    ($|W|_h < 1$ at $x$ and $y$; a Killing wind's flow keeps $|W|_h$, so along the path).
+    `default_tolerance(dtype)` as `Navigation`'s point check); the domain is $|W|_h < 1$ at $x$
+    and $y$ (a Killing wind's flow keeps $|W|_h$, so along the path).
 
     Args:
         x: Tensor, shape `[..., n + 1]`, points of the hyperboloid.
@@ -567,13 +569,18 @@ def hyperboloid_navigation_dist(
         w2 = w2.detach()
         # every bad point fails a comparison (NaN compares False): on the sheet, in the domain
         pts = (x.detach(), y.detach())
-        # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2), x_0 > 0
-        tau = default_tolerance(x.dtype)
-        onsheet = torch.stack(
-            [((p * p) @ sign).add_(1.0).abs_() <= p[:, 0].square().mul_(tau).add_(tau) for p in pts]
-        ) & torch.stack([p[:, 0] > 0 for p in pts])
-        bad = ~(onsheet & (w2 < 1.0))
         qd, ad, bd = q0.detach().to(f64).clamp_min(0.0), a.detach().to(f64), b.detach().to(f64)
+        # a non-finite coordinate makes q0 non-finite; |W|_h >= 1 (or NaN) fails the comparison
+        bad = ~((w2 < 1.0) & torch.isfinite(qd))
+        if value_checks_enabled():
+            # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2), x_0 > 0
+            tau = default_tolerance(x.dtype)
+            onsheet = torch.stack(
+                [((p * p) @ sign).add_(1.0).abs_() <= p[:, 0].square().mul_(tau).add_(tau) for p in pts]
+            ) & torch.stack([p[:, 0] > 0 for p in pts])
+            bad |= ~onsheet
+        else:
+            onsheet = torch.ones_like(bad)
         r = float(rate.detach())
         w = w2[1].to(f64).clamp_min(0.0).sqrt_().clamp_(max=1.0 - eps)
         opw, omw = 1.0 + w, 1.0 - w
@@ -639,7 +646,7 @@ def _raise_invalid(pts: tuple[torch.Tensor, torch.Tensor], w2: torch.Tensor, ons
                 f"hyperboloid_navigation_dist: {name} is outside the wind's domain: |W({name})|_h up to "
                 f"{most:.4g} (row {i}: {float(size[i]):.4g}; need < 1)"
             )
-    raise ValueError("hyperboloid_navigation_dist: invalid input")
+    raise ValueError("hyperboloid_navigation_dist: |y - x|_L is not finite (points too large)")
 
 
 def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter):

@@ -246,3 +246,18 @@ def test_rejects_points_off_the_hyperboloid_or_not_finite(dtype):
         z[2, 1] = bad
         with pytest.raises(ValueError, match=r"y is not finite \(row 2"):
             hyperboloid_navigation_dist(x, z, wind)
+
+
+def test_without_value_checks_still_rejects_non_finite_points_and_the_winds_outside():
+    from finslerlib.math.validation import value_checks
+
+    wind = strong_wind("boost", 3)
+    x, y = points(6, 3, seed=8)
+    z = y.clone()
+    z[2, 1] = float("nan")
+    with value_checks(False):
+        with pytest.raises(ValueError, match=r"y is not finite \(row 2"):
+            hyperboloid_navigation_dist(x, z, wind)
+        far = lorentz_points(torch.full((1, 3), 5.0, dtype=torch.float64), 5.0)
+        with pytest.raises(ValueError, match="outside the wind's domain"):
+            hyperboloid_navigation_dist(x, far, wind)
