@@ -11,16 +11,23 @@ $|u|^2$. Here the same formulas (`finslerlib.math.funk`) share those pieces and 
 
 * `egrad2rgrad(x, df)` $= -\ell_x^{-1}(-df) = (R|df| + df \cdot x)\,(R\,df/|df| + x)$;
 * the step $-$`egrad2rgrad` $= \ell_x^{-1}(-df)$ has length $F(x, \ell_x^{-1}(-df)) = F^*(x, -df)
-  = R|df| + df \cdot x$, kept for `component_inner` of that same tensor;
+  = R|df| + df \cdot x$, kept for `component_inner` of that same tensor (the step and the point
+  held by weak references, so the manifold keeps neither);
 * `retr_transp(x, u, v)`: $\exp_x u = x + \frac{1 - e^{-F}}{F} u$ (clamped as `expmap`) and
   $U = e^{-F/2} v + \frac{g_u(u, v)}{F^2} (e^{-F} - e^{-F/2})\, u$, $F = F(x, u)$,
   $g_u(u, v) = \frac{F}{s}(u \cdot v + F\, x \cdot v)$, $s = \sqrt{Q|u|^2 + (x \cdot u)^2}$.
 
 For training only (`DirectedGraphEmbedding(geometry="funk")`); tests compare each map with
-`FunkBall`'s.
+`FunkBall`'s. Limitation: the kept length is reused when `component_inner` gets the same step
+tensor at the same point, neither changed in place since by their version counters; a change
+through `.data` (or numpy, or another tensor over the same memory) bumps no version counter and
+goes unseen: `component_inner` then returns the length of the step as `egrad2rgrad` made it.
+`RiemannianAdam` calls the two maps back to back on the same tensors.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -50,6 +57,11 @@ class FusedFunkBall(FunkBall):
 
     _step: tuple | None = None
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_step", None)  # weak references: not picklable, and only the next call's
+        return state
+
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         if self.descent != "forward":
             return super().egrad2rgrad(x, u)
@@ -57,7 +69,7 @@ class FusedFunkBall(FunkBall):
         size = safe_sqrt(_dot(u, u))
         dual = r * size + _dot(u, x)
         out = dual * (r * safe_div(u, size) + x)
-        self._step = (out, dual, x, out._version, x._version)
+        self._step = (weakref.ref(out), dual, weakref.ref(x), out._version, x._version)
         return out
 
     def component_inner(self, x: torch.Tensor, u: torch.Tensor, v=None) -> torch.Tensor:
@@ -69,8 +81,8 @@ class FusedFunkBall(FunkBall):
             v is None
             and self.descent == "forward"
             and step is not None
-            and step[0] is u
-            and step[2] is x
+            and step[0]() is u
+            and step[2]() is x
             and (u._version, x._version) == step[3:]
         ):
             return step[1] * step[1]

@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from finslerlib.manifolds import KillingWind, Navigation
+from finslerlib.manifolds.domains import default_tolerance
 from finslerlib.math.navigation import Spectrum
+from finslerlib.math.validation import value_checks_enabled
 
 __all__ = [
     "BoostWind",
@@ -430,7 +432,8 @@ def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
     $b = y_0\, \hat c \cdot \bar x - x_0\, \hat c \cdot \bar y$,
     $|W(y)|_h^2 = r^2 (y_0^2 - (\hat c \cdot \bar y)^2)$. Rotation in the plane $p, q$ at rate
     $\omega$ ($E = 1 - \cos \omega T$, $S = \sin \omega T$): $a = x_p y_p + x_q y_q$,
-    $b = x_q y_p - x_p y_q$, $|W(y)|_h^2 = \omega^2 (y_p^2 + y_q^2)$. Each is the projection
+    $b = x_q y_p - x_p y_q$, $|W(y)|_h^2 = \omega^2 (y_p^2 + y_q^2)$. `w2` is `[2, B]`: $|W|_h^2$
+    at $x$ and at $y$. Each is the projection
     of the points on two directions (one matrix product: no slices of the points, whose
     backward would fill a zero copy of them)."""
     zero = x.new_zeros(1)
@@ -442,29 +445,39 @@ def _pair_coefficients(wind, x: torch.Tensor, y: torch.Tensor):
         proj = torch.stack([torch.cat([zero + 1.0, e0]), torch.cat([zero, chat])], -1)
         x0, cx = (x @ proj).unbind(-1)
         y0, cy = (y @ proj).unbind(-1)
-        return x0 * y0 - cx * cy, y0 * cx - x0 * cy, rate.square() * (y0 * y0 - cy * cy), rate, True
+        w2 = rate.square() * torch.stack([x0 * x0 - cx * cx, y0 * y0 - cy * cy])
+        return x0 * y0 - cx * cy, y0 * cx - x0 * cy, w2, rate, True
     if isinstance(wind, HyperboloidRotation):
         p, q, rate = (v.to(dtype=x.dtype, device=x.device) for v in wind.rotation.plane())
         proj = torch.stack([torch.cat([zero, p]), torch.cat([zero, q])], -1)
         xp, xq = (x @ proj).unbind(-1)
         yp, yq = (y @ proj).unbind(-1)
-        return xp * yp + xq * yq, xq * yp - xp * yq, rate.square() * (yp * yp + yq * yq), rate, False
+        w2 = rate.square() * torch.stack([xp * xp + xq * xq, yp * yp + yq * yq])
+        return xp * yp + xq * yq, xq * yp - xp * yq, w2, rate, False
     raise TypeError(f"wind must be a BoostWind or a HyperboloidRotation, got {type(wind).__name__}")
 
 
-def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool):
+def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool, exact: bool = True):
     r"""`(E, S, C)` at `t`: $\cosh rT - 1, \sinh rT, \cosh rT$ (boost) or $1 - \cos, \sin, \cos$.
 
     From $h = rT/2$: $E = 2 \sinh^2 h$, $S = 2 \sinh h \cosh h$ (or $\sin, \cos$), so $E$ has
-    no cancellation at small $T$. The boost's $\sinh h, \cosh h$ come from one `exp` (a
-    tenth of float64 `sinh`'s cost on the CPU): their error is $\varepsilon$ absolute, which
-    moves $q$ by $\varepsilon$ times $|b| = O(d_0)$ and $|a| h^2$, so $d_h$ by
-    $O(\varepsilon)$, within the root find's tolerance."""
+    no cancellation at small $T$. The boost's $\sinh h, \cosh h$ come from one `expm1` or `exp`
+    (cheaper than float64 `sinh` and `cosh` on the CPU). `exact`: $\sinh h = \tfrac12 (e^h - 1)
+    (1 + e^{-h})$, a relative error of a few $\varepsilon$ at every $h$ (the root's gradient to
+    the rate divides $S$ by $h$); otherwise (the Newton steps, half the cost) $\tfrac12 (e^h -
+    e^{-h})$, an absolute error of $\varepsilon$, which moves $q$ by $\varepsilon$ times
+    $|b| = O(d_0)$, so $d_h$ by $O(\varepsilon)$; $\cosh h = \tfrac12 (e^h + e^{-h})$."""
     h = t * half_rate
-    if hyperbolic:
+    if hyperbolic and not exact:
         ex = torch.exp(h)
         inv = ex.reciprocal()
         sh = (ex - inv).mul_(0.5)
+        ch = ex.add_(inv).mul_(0.5)
+    elif hyperbolic:
+        em = torch.expm1(h)
+        ex = em + 1.0
+        inv = ex.reciprocal()
+        sh = em.mul_(inv + 1.0).mul_(0.5)
         ch = ex.add_(inv).mul_(0.5)
     else:
         sh, ch = torch.sin(h), torch.cos(h)
@@ -474,11 +487,11 @@ def _terms(half_rate: float, t: torch.Tensor, hyperbolic: bool):
     return e, s, (e + 1.0) if hyperbolic else (1.0 - e)
 
 
-def _residual(qd, ad, bd, rate: float, half_rate: float, t, hyperbolic: bool):
+def _residual(qd, ad, bd, rate: float, half_rate: float, t, hyperbolic: bool, exact: bool = True):
     r"""`(g, slope, sq, E, S, dq)` at `t`: $g = d_h(q(T)) - T$, $g' + 1$, $\sinh d_h$, $E$, $S$,
     $q'(T) / r$ (float64, `[B]`). $d_h = \mathrm{acosh}(1 + q) = \log(1 + q + \sqrt{q (q + 2)})$
     (`log` rather than `log1p`: a sixth of the cost, an absolute error of $\varepsilon$)."""
-    e, s, c = _terms(half_rate, t, hyperbolic)
+    e, s, c = _terms(half_rate, t, hyperbolic, exact)
     q = torch.addcmul(qd, ad, e).addcmul_(bd, s).clamp_min_(0.0)
     dq = torch.addcmul(ad * s, bd, c)
     sq = torch.sqrt(q * (q + 2.0)).clamp_min_(torch.finfo(q.dtype).tiny)
@@ -496,9 +509,8 @@ def hyperboloid_navigation_dist(
 ) -> torch.Tensor:
     r"""$d(x \to y)$ of Zermelo navigation on the hyperboloid ($k = 1$) in a boost or a rotation.
 
-    `Navigation(geoopt.Lorentz(), wind).dist(x, y)` as a scalar root find per pair, without the
-    checks (points on the hyperboloid, $|W|_h < 1$ along the path: `DirectedGraphEmbedding`'s
-    chart guarantees both) and without moving any point: with $z = e^{-TA} y$,
+    `Navigation(geoopt.Lorentz(), wind).dist(x, y)` as a scalar root find per pair, without
+    moving any point: with $z = e^{-TA} y$,
     $\cosh d_h(x, z) - 1 = q(T) = q_0 + a E(T) + b S(T)$, $q_0 = |y - x|_L^2 / 2$, where $a, b$
     are two numbers per pair (`_pair_coefficients`) and $E, S$ closed forms of $rT$. The arrival
     time solves $g(T) = d_h(q(T)) - T = 0$, $g' \in [-(1 + w), -(1 - w)]$ ($w = |W(y)|_h$):
@@ -515,16 +527,23 @@ def hyperboloid_navigation_dist(
     $q(T)$ at the root in $q_0, a, b$ and the rate ($\sinh T - q'(T) \ge (1 - w) \sinh T > 0$ for
     $T > 0$; zero at $x = y$).
 
+    The inputs are checked in the iteration's one host synchronization: finite, within the
+    wind's domain, and (unless `finslerlib.math.validation.value_checks(False)`) on the upper
+    sheet ($x_0 > 0$, $|\langle x, x\rangle_L + 1| \le \tau (1 + x_0^2)$, $\tau$ =
+    `default_tolerance(dtype)` as `Navigation`'s point check); the domain is $|W|_h < 1$ at $x$
+    and $y$ (a Killing wind's flow keeps $|W|_h$, so along the path).
+
     Args:
         x: Tensor, shape `[..., n + 1]`, points of the hyperboloid.
-        y: Tensor, shape `[..., n + 1]`.
+        y: Tensor, shape `[..., n + 1]` (broadcast with `x`).
         wind: a `BoostWind` or a `HyperboloidRotation` (its parameters get gradients).
         max_iter: iteration cap; `RuntimeError` if a pair has not converged by then.
 
     Returns:
-        Tensor, shape `[...]`.
+        Tensor, shape `[...]` (the broadcast batch shape).
 
     Raises:
+        ValueError: a point is not finite, off the hyperboloid, or where $|W|_h \ge 1$.
         RuntimeError: a pair did not converge within `max_iter` iterations.
 
     Example:
@@ -535,6 +554,10 @@ def hyperboloid_navigation_dist(
         >>> bool(torch.allclose(d, Navigation(geoopt.Lorentz(), wind).dist(x, y)))
         True
     """
+    x, y = torch.broadcast_tensors(x, y)
+    shape = x.shape[:-1]
+    # one batch dimension inside (the fallback indexes the unconverged pairs)
+    x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
     diff = y - x
     sign = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
     sign[0] = -1.0
@@ -543,9 +566,23 @@ def hyperboloid_navigation_dist(
     with torch.no_grad():
         f64 = torch.float64
         eps = torch.finfo(f64).eps
+        w2 = w2.detach()
+        # every bad point fails a comparison (NaN compares False): on the sheet, in the domain
+        pts = (x.detach(), y.detach())
         qd, ad, bd = q0.detach().to(f64).clamp_min(0.0), a.detach().to(f64), b.detach().to(f64)
+        # a non-finite coordinate makes q0 non-finite; |W|_h >= 1 (or NaN) fails the comparison
+        bad = ~((w2 < 1.0) & torch.isfinite(qd))
+        if value_checks_enabled():
+            # `Navigation`'s point check: |<x, x>_L + 1| <= tol (1 + x_0^2), x_0 > 0
+            tau = default_tolerance(x.dtype)
+            onsheet = torch.stack(
+                [((p * p) @ sign).add_(1.0).abs_() <= p[:, 0].square().mul_(tau).add_(tau) for p in pts]
+            ) & torch.stack([p[:, 0] > 0 for p in pts])
+            bad |= ~onsheet
+        else:
+            onsheet = torch.ones_like(bad)
         r = float(rate.detach())
-        w = w2.detach().to(f64).clamp_min_(0.0).sqrt_().clamp_(max=1.0 - eps)
+        w = w2[1].to(f64).clamp_min(0.0).sqrt_().clamp_(max=1.0 - eps)
         opw, omw = 1.0 + w, 1.0 - w
         smin, smax = -opw, -omw
         sq0 = torch.sqrt(qd * (qd + 2.0))
@@ -556,11 +593,14 @@ def hyperboloid_navigation_dist(
         s0 = bd.mul(r).div_(sq0.clamp_min(torch.finfo(f64).tiny))
         t = torch.div(d0, s0.neg_().add_(1.0).clamp_(min=omw, max=opw)).clamp_(min=lo, max=hi)
         for _ in range(_NEWTON_STEPS):
-            g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)[:2]
+            g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic, exact=False)[:2]
             t = t.sub_(g.div_(slope.sub_(1.0).clamp_(min=smin, max=smax))).clamp_(min=lo, max=hi)
         g, slope, sq, e, s, dq = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)
         done = (g.abs() <= tol) | (hi - lo <= tol)
-        if not bool(done.all()):
+        unfinished, invalid = torch.stack([~done.all(), bad.any()]).tolist()
+        if invalid:
+            _raise_invalid(pts, w2, onsheet)
+        if unfinished:
             t = _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter)
             g, slope, sq, e, s, dq = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)
         # the root's derivative: dT = dq / (sinh T - q'(T)), zero at T = 0
@@ -568,7 +608,7 @@ def hyperboloid_navigation_dist(
         inv = torch.where((t > 0) & (den > 0), den.reciprocal(), torch.zeros_like(den))
     out = t.to(x.dtype)
     if not torch.is_grad_enabled():
-        return out
+        return out.reshape(shape)
     # q(T) at the root, linear in q0, a, b and (through rT) the rate: its differential
     dt = x.dtype
     lin = q0 + a * e.to(dt) + b * s.to(dt) + rate * (t * dq).to(dt)
@@ -578,7 +618,35 @@ def hyperboloid_navigation_dist(
         c = wind.c.to(dtype=dt, device=x.device)
         first = y[..., 0] * (x[..., 1:] @ c) - x[..., 0] * (y[..., 1:] @ c)
         lin = lin + first * out.detach()
-    return out + (lin - lin.detach()) * inv.to(dt)
+    return (out + (lin - lin.detach()) * inv.to(dt)).reshape(shape)
+
+
+def _raise_invalid(pts: tuple[torch.Tensor, torch.Tensor], w2: torch.Tensor, onsheet: torch.Tensor):
+    """`ValueError` naming the first bad argument of `hyperboloid_navigation_dist` and its value."""
+    for k, name in enumerate("xy"):
+        p = pts[k]
+        finite = torch.isfinite(p).all(-1)
+        if not bool(finite.all()):
+            i = int((~finite).nonzero()[0, 0])
+            raise ValueError(f"hyperboloid_navigation_dist: {name} is not finite (row {i}: {p[i].tolist()})")
+        if not bool(onsheet[k].all()):
+            i = int((~onsheet[k]).nonzero()[0, 0])
+            sq = p[i] * p[i]
+            form = float(sq[1:].sum() - sq[0])
+            raise ValueError(
+                f"hyperboloid_navigation_dist: {name} is not a point of the hyperboloid (row {i}: "
+                f"<x, x>_L = {form:.6g}, x_0 = {float(p[i, 0]):.6g}; need <x, x>_L = -1, x_0 > 0)"
+            )
+    for k, name in enumerate("xy"):
+        if not bool((w2[k] < 1.0).all()):
+            size = w2[k].clamp_min(0.0).sqrt()
+            i = int((~(w2[k] < 1.0)).nonzero()[0, 0])
+            most = float(size.nan_to_num(nan=float("inf")).max())
+            raise ValueError(
+                f"hyperboloid_navigation_dist: {name} is outside the wind's domain: |W({name})|_h up to "
+                f"{most:.4g} (row {i}: {float(size[i]):.4g}; need < 1)"
+            )
+    raise ValueError("hyperboloid_navigation_dist: |y - x|_L is not finite (points too large)")
 
 
 def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol, done, max_iter):
@@ -597,7 +665,7 @@ def _safeguarded(qd, ad, bd, r, hyperbolic, t, g, slope, lo, hi, smin, smax, tol
         take = (newton > lo) & (newton < hi) & ~(g.abs() > 0.5 * g_prev.abs())
         t = torch.where(sub_done, t, torch.where(take, newton, 0.5 * (lo + hi)))
         g_prev = g
-        g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic)[:2]
+        g, slope = _residual(qd, ad, bd, r, 0.5 * r, t, hyperbolic, exact=False)[:2]
         sub_done = sub_done | (g.abs() <= tol) | (hi - lo <= tol)
         if bool(sub_done.all()):
             return full.index_put_((idx,), t)

@@ -92,3 +92,24 @@ def test_kept_length_is_not_used_after_an_in_place_change():
     rg = fused.egrad2rgrad(x, g)
     rg.mul_(2.0)
     assert torch.allclose(fused.component_inner(x, rg), ball.component_inner(x, rg), rtol=1e-12, atol=0)
+
+
+def test_keeps_neither_the_step_nor_the_point():
+    import copy
+    import gc
+    import pickle
+    import weakref
+
+    fused = FusedFunkBall(4)
+    fresh = len(pickle.dumps(FusedFunkBall(4)))
+    start = 0.1 * torch.randn(1000, 4, generator=torch.Generator().manual_seed(0))
+    x = geoopt.ManifoldParameter(start, manifold=fused)
+    x.sum().backward()
+    geoopt.optim.RiemannianSGD([x], lr=0.1).step()  # egrad2rgrad without component_inner
+    assert len(pickle.dumps(fused)) == fresh
+    assert len(pickle.dumps(copy.deepcopy(fused))) == fresh
+    step = fused.egrad2rgrad(x.detach(), torch.ones(1000, 4))
+    gone = weakref.ref(step)
+    del x, step
+    gc.collect()
+    assert gone() is None

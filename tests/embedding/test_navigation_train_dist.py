@@ -177,3 +177,87 @@ def test_gradient_reaches_a_zero_boost():
     want = wind.raw.grad
     assert want.abs().max() > 0.1
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1e-10, 1e-14, 1e-17])
+def test_gradient_is_continuous_at_a_small_boost(size):
+    # sinh(rT/2) from exp(h) - exp(-h) loses its relative accuracy as rT -> 0, and the gradient
+    # to the wind divides by the rate: a small nonzero boost must give Navigation's gradient
+    wind = BoostWind(3, 0.5).double()
+    direction = torch.tensor([0.48, -0.6, 0.64], dtype=torch.float64)
+    with torch.no_grad():
+        wind.raw.copy_(size * direction)
+    x, y = points(30, 3, seed=7)
+    hyperboloid_navigation_dist(x, y, wind).sum().backward()
+    got = wind.raw.grad.clone()
+    wind.zero_grad()
+    Navigation(geoopt.Lorentz(), wind).dist(x, y).sum().backward()
+    want = wind.raw.grad
+    assert want.abs().max() > 0.1
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["boost", "rotation"])
+def test_batch_of_several_dimensions_in_the_fallback(kind, monkeypatch):
+    import finslerlib.embedding.wind as wind_module
+
+    wind = strong_wind(kind, 3)
+    x, y = points(13, 3, seed=5)
+    x, y = x[:4], y[:9]
+    nav = Navigation(geoopt.Lorentz(), wind).dist
+    want = torch.stack([nav(xi.expand(9, 4), y) for xi in x])
+    # one Newton step leaves pairs unconverged: the safeguarded iteration runs on a [4, 9] batch
+    monkeypatch.setattr(wind_module, "_NEWTON_STEPS", 1)
+    got = hyperboloid_navigation_dist(x[:, None], y[None], wind)
+    flat = hyperboloid_navigation_dist(x.repeat_interleave(9, 0), y.repeat(4, 1), wind)
+    assert got.shape == (4, 9)
+    assert torch.all((got - want).abs() <= root_bound(want))
+    assert torch.equal(got.reshape(-1), flat)
+
+
+def test_rejects_points_outside_the_winds_domain():
+    # a boost along e1 of size |c|: |W(p)|_h = |c| sqrt(p_0^2 - p_1^2) grows across e1
+    wind = BoostWind(3, 0.9 / torch.cosh(torch.tensor(1.0)).item()).double()
+    with torch.no_grad():
+        wind.raw.copy_(torch.tensor([30.0, 0.0, 0.0]))
+    inside = lorentz_points(torch.tensor([[0.0, 0.3, 0.0]], dtype=torch.float64), 10.0)
+    outside = lorentz_points(torch.tensor([[0.0, 0.0, 1.5]], dtype=torch.float64), 10.0)
+    size = wind.c.norm().item() * torch.cosh(torch.tensor(1.5)).item()
+    assert size > 1
+    with pytest.raises(ValueError, match=rf"y is outside the wind's domain: \|W\(y\)\|_h up to {size:.4g}"):
+        hyperboloid_navigation_dist(inside, outside, wind)
+    with pytest.raises(ValueError, match=r"x is outside the wind's domain"):
+        hyperboloid_navigation_dist(outside, inside, wind)
+    with pytest.raises(ValueError, match=r"outside the domain.*1\.372"):
+        Navigation(geoopt.Lorentz(), wind).dist(inside, outside)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rejects_points_off_the_hyperboloid_or_not_finite(dtype):
+    wind = strong_wind("rotation", 3).to(dtype)
+    x, y = points(6, 3, seed=8, dtype=dtype)
+    hyperboloid_navigation_dist(x, y, wind)  # on the sheet within rounding
+    with pytest.raises(ValueError, match=r"x is not a point of the hyperboloid \(row 0: <x, x>_L = -4"):
+        hyperboloid_navigation_dist(2 * x, y, wind)
+    with pytest.raises(ValueError, match=r"y is not a point of the hyperboloid .* x_0 = -"):
+        hyperboloid_navigation_dist(x, -y, wind)
+    for bad in (float("nan"), float("inf")):
+        z = y.clone()
+        z[2, 1] = bad
+        with pytest.raises(ValueError, match=r"y is not finite \(row 2"):
+            hyperboloid_navigation_dist(x, z, wind)
+
+
+def test_without_value_checks_still_rejects_non_finite_points_and_the_winds_outside():
+    from finslerlib.math.validation import value_checks
+
+    wind = strong_wind("boost", 3)
+    x, y = points(6, 3, seed=8)
+    z = y.clone()
+    z[2, 1] = float("nan")
+    with value_checks(False):
+        with pytest.raises(ValueError, match=r"y is not finite \(row 2"):
+            hyperboloid_navigation_dist(x, z, wind)
+        far = lorentz_points(torch.full((1, 3), 5.0, dtype=torch.float64), 5.0)
+        with pytest.raises(ValueError, match="outside the wind's domain"):
+            hyperboloid_navigation_dist(x, far, wind)
