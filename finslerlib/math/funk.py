@@ -401,7 +401,8 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are extra columns,
     the per-point terms prepared in float64), the rest runs in place on row blocks (one compiled
     pass per block for float32 CPU results, see `finslerlib.math.epilogue`), and the
-    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ from the forward). Batched inputs run
+    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ and $d$ from the forward; the entries
+    the error model flags are differentiated through `dist` in float64). Batched inputs run
     the same kernel one batch entry at a time.
 
     Accuracy: every entry is within `finslerlib.math.pairwise.target_accuracy` (1e-6 relative in
@@ -493,6 +494,7 @@ class _FunkParts:
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
         self.root_d = math.sqrt(x.shape[1])
+        self.flagged: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, cols) below the cutoffs
         self.qy_max, self.ry_max, self.ly_abs = self.qy.max(), self.ry.max(), self.ly.abs().max()
 
     @functools.cached_property
@@ -615,6 +617,9 @@ class _FunkParts:
         limit = self.cutoff(z_min[bad], z_max[bad], d_min[bad], bad + i, u)
         # the Gram values of these rows again (a matmul of their size): entries below the cutoff
         below = (xa[bad] @ ya.mT).to(limit.dtype) < limit.unsqueeze(1)
+        # the backward recomputes the gradients of these entries from differences (see `grads`)
+        r, cols = below.nonzero(as_tuple=True)
+        self.flagged.append((bad[r] + i, cols))
         if self.wide != blk.dtype:
             # rows with many flags: whole rows in float64 (cheaper than entry by entry)
             many = below.sum(1) * 32 > blk.shape[1]
@@ -675,12 +680,14 @@ class _FunkCdist(torch.autograd.Function):
                 # it does not clear are recomputed (rows it cannot clear at all: in float64)
                 parts.refine(blk, root, extremes, i, u, xa, ya)
         ctx.radius, ctx.sign = radius, sign
-        ctx.save_for_backward(x, y, sh)
+        flagged = parts.flagged or [(_empty_index(device), _empty_index(device))]
+        rows, cols = (torch.cat(t) for t in zip(*flagged, strict=True))
+        ctx.save_for_backward(x, y, sh, out if keep else None, rows, cols)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, y, sh = ctx.saved_tensors
+        x, y, sh, d, flag_rows, flag_cols = ctx.saved_tensors
         radius, sign = ctx.radius, ctx.sign
         if torch.is_grad_enabled():
             # double backward: differentiate the composite formula (only on this rare path)
@@ -690,40 +697,70 @@ class _FunkCdist(torch.autograd.Function):
             grad_x = next(grads) if x.requires_grad else None
             grad_y = next(grads) if y.requires_grad else None
             return grad_x, grad_y, None, None
-        # with s = sqrt(Q_x Q_y) sinh and A = grad / s (0 where s = 0), d/dx_i sums
-        # A_ij (w_ij x_i / Q_x_i - y_j) - sign grad_ij x_i / Q_x_i, and symmetrically for y; the
-        # saved sh is sinh / ry_j, so grad / sh = A ry_j rx_i^-1 ... : [y, 1] carries no ry
-        r2 = radius * radius
-        qx, qy = gap(x, radius=radius), gap(y, radius=radius)
-        rx = qx.rsqrt()
-        xa = torch.cat([x * rx.unsqueeze(1), rx.unsqueeze(1)], 1)
-        ya = torch.cat([y, torch.ones_like(qy).unsqueeze(1)], 1)
+        # With s = sqrt(w^2 - Q_x Q_y) and A = grad / s, the gradients are
+        #   d/dx_i = sum_j A_ij (x_i t_ij - y_j),  d/dy_j = sum_i A_ij (y_j / t_ij - x_i),
+        # t = exp(-sign d) (= Q_y / (w + s) forward, (w + s) / Q_x reverse): no 1/Q terms that
+        # cancel near the wall. The saved sh is s rx_i, so A = rx_i grad / sh. Entries the error
+        # model flagged in the forward (nearly equal points: x t - y cancels) are left out here
+        # and differentiated through `dist` in float64 (the difference form) below.
+        wide = torch.float64 if x.device.type != "mps" else x.dtype
+        rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
+        rx_in = rx.to(x.dtype)
+        xr = x * rx_in.unsqueeze(1)
         n, m = grad.shape
-        ay = torch.empty(n, ya.shape[1], dtype=xa.dtype, device=xa.device)
-        ax = torch.zeros(m, xa.shape[1], dtype=xa.dtype, device=xa.device)
-        rows = torch.empty(n, dtype=xa.dtype, device=xa.device)
-        cols = torch.zeros(m, dtype=xa.dtype, device=xa.device)
+        ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
+        ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device)
+        rows = torch.empty(n, dtype=x.dtype, device=x.device)
+        cols = torch.zeros(m, dtype=x.dtype, device=x.device)
         step = block_rows(n, m, grad.device)
-        scratch = torch.empty(min(step, n), m, dtype=xa.dtype, device=xa.device)
+        scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
         for i in range(0, n, step):
-            g_blk, s_blk = grad[i : i + step], sh[i : i + step]
+            g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
+            k = g_blk.shape[0]
             # grad / 0 (coincident points) gives inf or nan: 0 there
-            a = torch.div(g_blk, s_blk, out=scratch[: g_blk.shape[0]]).nan_to_num_(0.0, 0.0, 0.0)
-            torch.mm(a, ya, out=ay[i : i + step])
-            ax.addmm_(a.mT, xa[i : i + step])
-            torch.sum(g_blk, 1, out=rows[i : i + step])
-            cols.add_(g_blk.sum(0))
-        ay.mul_(rx.unsqueeze(1))  # [A y, row sums of A]
-        # ax = [A^T x, column sums of A] already (the ry_j is in grad / sh)
-        ay_, ax_ = ay[:, :-1], ax[:, :-1]
+            a = torch.div(g_blk, s_blk, out=scratch[0, :k]).nan_to_num_(0.0, 0.0, 0.0)
+            if flag_rows.numel():
+                inside = (flag_rows >= i) & (flag_rows < i + k)
+                a[flag_rows[inside] - i, flag_cols[inside]] = 0.0
+            torch.mm(a, y, out=ay[i : i + k])
+            ax.addmm_(a.mT, xr[i : i + k])
+            # e^d (one pass); t = e^-d forward, e^d reverse
+            e = torch.exp(d_blk, out=scratch[1, :k])
+            over, times = (torch.div, torch.mul) if sign > 0 else (torch.mul, torch.div)
+            cols.addmv_(times(a, e, out=scratch[2, :k]).mT, rx_in[i : i + k])  # sum_i A_ij / t_ij
+            torch.sum(over(a, e, out=e), 1, out=rows[i : i + k])  # (rx_i times) sum_j A_ij t_ij
+        ay.mul_(rx_in.unsqueeze(1))  # [sum_j A_ij y_j]
+        rows.mul_(rx_in)  # sum_j A_ij t_ij
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
-            coef = (r2 * ay[:, -1] - (x * ay_).sum(1) - sign * rows) / qx
-            grad_x = x * coef.unsqueeze(1) - ay_
+            grad_x = x * rows.unsqueeze(1) - ay
         if ctx.needs_input_grad[1]:
-            coef = (r2 * ax[:, -1] - (y * ax_).sum(1) + sign * cols) / qy
-            grad_y = y * coef.unsqueeze(1) - ax_
+            grad_y = y * cols.unsqueeze(1) - ax
+        if flag_rows.numel():
+            fx, fy = _flagged_grads(x, y, grad, flag_rows, flag_cols, radius, sign, wide)
+            grad_x = None if grad_x is None else grad_x.index_add_(0, flag_rows, fx.to(x.dtype))
+            grad_y = None if grad_y is None else grad_y.index_add_(0, flag_cols, fy.to(y.dtype))
         return grad_x, grad_y, None, None
+
+
+def _empty_index(device):
+    """An empty index tensor."""
+    return torch.zeros(0, dtype=torch.long, device=device)
+
+
+def _flagged_grads(x, y, grad, rows, cols, radius, sign, wide, chunk=1 << 15):
+    """Per-pair gradients of the entries `(rows, cols)` through `dist` in `wide` (difference form)."""
+    fx = torch.empty(rows.numel(), x.shape[1], dtype=wide, device=x.device)
+    fy = torch.empty_like(fx)
+    with torch.enable_grad():
+        for k in range(0, rows.numel(), chunk):
+            r, c = rows[k : k + chunk], cols[k : k + chunk]
+            xs = x[r].to(wide).requires_grad_()
+            ys = y[c].to(wide).requires_grad_()
+            val = dist(xs, ys, radius=radius) if sign > 0 else dist(ys, xs, radius=radius)
+            gx, gy = torch.autograd.grad(val, (xs, ys), grad[r, c].to(wide))
+            fx[k : k + chunk], fy[k : k + chunk] = gx, gy
+    return fx, fy
 
 
 def hilbert_dist(
