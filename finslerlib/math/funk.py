@@ -369,7 +369,8 @@ def dist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, keepdim: bool
     r"""Forward distance $d(x \to y) = \operatorname{log1p}\big((Q_x F(x, u) + |u|^2)/Q_y\big)$, $u = y - x$.
 
     Equal to $-\log(1 - F(x, y - x))$ and to $\log(|x - a| / |y - a|)$ with $a$ the exit point of
-    the ray from $x$ through $y$. Accurate for nearby points and near the boundary; finite
+    the ray from $x$ through $y$. Accurate for nearby points and near the boundary (up to the
+    rounding of $Q = R^2 - |x|^2$: about eps $R^2 / Q$ absolute, see `cdist`); finite
     gradients at $x = y$.
 
     Args:
@@ -411,7 +412,10 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     with $H = \operatorname{arccosh} v$, flags the entries it may miss (nearly equal points,
     points near the wall, a cancelling $\log$ term) from the row minima of the result; those are
     recomputed by `dist` in float64 (rows with many flags through a float64 matmul first).
-    Coincident points give exactly 0 with a finite gradient.
+    Coincident points give exactly 0 with a finite gradient. For float64 inputs that bound is
+    relative to `dist` of the same inputs: both round $Q = R^2 - |x|^2$ (up to $(D + 1)$ eps $R^2$),
+    which near the wall adds up to $2 (D + 1)\,\text{eps}\,R^2 / \min Q$ absolute against the exact
+    distance (measured 1.4e-11 at $|x| = 1 - 10^{-6}$, where eps $/ Q$ = 1.1e-10).
 
     Args:
         x: Tensor, shape `[..., N, D]`.

@@ -8,11 +8,14 @@ F(v) = v^T (a - b b^T) v / (alpha - beta) where beta < 0, alpha + beta elsewhere
 On main the 2-D kernel was off by up to 280x relative (close pairs never flagged) and the batched
 path by 2e-2."""
 
+import decimal
+
 import pytest
 import torch
 
 from finslerlib import FunkBall, Randers
 from finslerlib.math import randers as rmath
+from finslerlib.math.pairwise import target_accuracy
 
 # every test with the torch and the compiled epilogue (finslerlib.math.epilogue)
 pytestmark = pytest.mark.usefixtures("cdist_epilogue")
@@ -167,3 +170,43 @@ def test_funk_cdist_gradients_where_entries_are_recomputed():
     ball = FunkBall(3)
     assert torch.autograd.gradcheck(ball.cdist, (x, y))
     assert torch.autograd.gradcheck(ball.reverse().cdist, (x, y))
+
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def _funk_exact(x, y, digits=50):
+    """d(x_i -> y_j) = log((w + sqrt(w^2 - Q_x Q_y)) / Q_y) in 50-digit decimals on the float64 inputs
+    (`Decimal(float)` is exact; radius 1)."""
+    ctx = decimal.Context(prec=digits)
+    xs = [[decimal.Decimal(v) for v in row] for row in x.tolist()]
+    ys = [[decimal.Decimal(v) for v in row] for row in y.tolist()]
+
+    def dot(a, b):
+        return sum((ctx.multiply(p, q) for p, q in zip(a, b, strict=True)), decimal.Decimal(0))
+
+    one = decimal.Decimal(1)
+    qx, qy = [ctx.subtract(one, dot(a, a)) for a in xs], [ctx.subtract(one, dot(b, b)) for b in ys]
+    out = torch.empty(len(xs), len(ys), dtype=torch.float64)
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            w = ctx.subtract(one, dot(a, b))
+            disc = max(ctx.subtract(ctx.multiply(w, w), ctx.multiply(qx[i], qy[j])), decimal.Decimal(0))
+            out[i, j] = float(ctx.ln(ctx.divide(ctx.add(w, ctx.sqrt(disc)), qy[j])))
+    return out
+
+
+@pytest.mark.parametrize("dim", [2, 16])
+def test_funk_cdist_float64_near_the_wall_within_the_documented_bound(dim):
+    """Fifth audit: at |x| = 1 - 1e-6 float64 cdist (and dist) are 1.1-1.4e-11 from the exact value,
+    not 1e-12: the rounding of Q = R^2 - |x|^2. The documented bound: target_accuracy relative plus
+    2 (D + 1) eps / min Q absolute (the rounding of both Q's)."""
+    g = torch.Generator().manual_seed(3)
+    x, y = (torch.randn(n, dim, dtype=torch.float64, generator=g) for n in (10, 9))
+    x, y = (t / t.norm(dim=1, keepdim=True) * (1 - 1e-6) for t in (x, y))
+    y[2] = x[4] * (1 - 1e-9)  # a near-duplicate pair
+    want = _funk_exact(x, y)
+    q_min = torch.cat([1 - (x * x).sum(1), 1 - (y * y).sum(1)]).min().item()
+    bound = target_accuracy(torch.float64) * want.abs().clamp_min(1.0) + 2 * (dim + 1) * EPS64 / q_min
+    for got in (FunkBall(dim).cdist(x, y), FunkBall(dim).dist(x[:, None], y[None])):
+        assert ((got - want).abs() <= bound).all(), (got - want).abs().max()
