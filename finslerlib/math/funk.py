@@ -683,9 +683,11 @@ class _FunkCdist(torch.autograd.Function):
                 # the error model per row from three row reductions; the nearest pairs of the rows
                 # it does not clear are recomputed (rows it cannot clear at all: in float64)
                 parts.refine(blk, root, extremes, i, u, xa, ya)
-        ctx.radius, ctx.sign = radius, sign
+        ctx.radius, ctx.sign, ctx.refined = radius, sign, refine
         flagged = parts.flagged or [(_empty_index(device), _empty_index(device))]
         rows, cols = (torch.cat(t) for t in zip(*flagged, strict=True))
+        rows, order = rows.sort(stable=True)  # by row (the backward's blocks)
+        cols = cols[order]
         ctx.save_for_backward(x, y, sh, out if keep else None, rows, cols)
         return out
 
@@ -717,15 +719,21 @@ class _FunkCdist(torch.autograd.Function):
         rows = torch.empty(n, dtype=x.dtype, device=x.device)
         cols = torch.zeros(m, dtype=x.dtype, device=x.device)
         step = block_rows(n, m, grad.device)
+        if grad.device.type == "cpu":
+            # blocks of about 2^20 entries: the elementwise passes below run on cache-resident scratch
+            step = min(step, max(16, (1 << 20) // max(m, 1)))
         scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
         for i in range(0, n, step):
             g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
             k = g_blk.shape[0]
-            # grad / 0 (coincident points) gives inf or nan: 0 there
-            a = torch.div(g_blk, s_blk, out=scratch[0, :k]).nan_to_num_(0.0, 0.0, 0.0)
+            a = torch.div(g_blk, s_blk, out=scratch[0, :k])
+            if not ctx.refined:
+                a.nan_to_num_(0.0, 0.0, 0.0)  # grad / 0 (coincident points) gives inf or nan: 0 there
+            # the error model clears an entry only where sqrt(z^2 - Q_y) > 0 with a wide margin:
+            # grad / 0 and grad / NaN can only be at the flagged entries, which are set to 0
             if flag_rows.numel():
-                inside = (flag_rows >= i) & (flag_rows < i + k)
-                a[flag_rows[inside] - i, flag_cols[inside]] = 0.0
+                lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+                a[flag_rows[lo:hi] - i, flag_cols[lo:hi]] = 0.0
             torch.mm(a, y, out=ay[i : i + k])
             ax.addmm_(a.mT, xr[i : i + k])
             # e^d (one pass); t = e^-d forward, e^d reverse
