@@ -7,7 +7,8 @@ value changes by more than the tolerance, then by Jacobi steps of the whole grid
 no value by more than it: first order from $T = \infty$ (values only decrease), then, for
 `order=2`, second-order sweeps from the first-order map.
 Sources anywhere in the grid's box: the nodes within `source_radius` cells of a source are fixed at
-$F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ otherwise).
+$F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ otherwise), where no
+other source's frozen distance $T_0$ is smaller (else the sweeps solve them).
 
 Gradients: the map is the fixed point $T = G(T, \theta)$ of the last sweep; its derivative with
 respect to anything $G$ depends on (the metric's parameters, the sources) follows from the implicit
@@ -176,9 +177,9 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
             f"sources[{i}] = {sources[i].tolist()} lies where the metric is not a Randers metric"
         )
     base = torch.full(x.shape[:-1], float("inf"), dtype=x.dtype, device=x.device)
+    second = torch.full_like(base, float("inf"))  # the second smallest T0 over the sources
+    nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
     grad = torch.zeros_like(x)
-    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
-    fixed_val = torch.full_like(base, float("inf"))
     for s in range(sources.shape[0]):
         v = x - sources[s]
         av = v @ a_s[s]
@@ -187,9 +188,16 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         g = av / safe_alpha.unsqueeze(-1) + b_s[s]
         closer = t0 < base
+        second = torch.where(closer, base, torch.minimum(second, t0))
         base = torch.where(closer, t0, base)
+        nearest = torch.where(closer, torch.full_like(nearest, s), nearest)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
-        # the nodes of the window around the source: exact local values, fixed
+    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    fixed_val = torch.full_like(base, float("inf"))
+    for s in range(sources.shape[0]):
+        # the nodes of the window around the source: exact local values, fixed where no other
+        # source reaches the node sooner (else left to the sweeps: a node fixed at one source's
+        # value while another reaches it sooner would never take the smaller value)
         near = ((x - sources[s]) / spacing).abs().amax(-1) <= radius
         if not bool(near.any()):  # pragma: no cover - radius >= 1 always holds a node
             raise ValueError(f"no node within source_radius of sources[{s}] = {sources[s].tolist()}")
@@ -197,9 +205,11 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         xn = x[idx]
         a_m, b_m = fn(0.5 * (xn + sources[s]))
         val = rmath.norm(xn - sources[s], a_m, b_m)
+        others = torch.where(nearest[idx] == s, second[idx], base[idx]).detach()
+        first = val.detach() <= others
         local = torch.full_like(base, float("inf"))
-        local = local.index_put(idx, val)
-        fixed = fixed | near
+        local = local.index_put(idx, torch.where(first, val, torch.full_like(val, float("inf"))))
+        fixed = fixed | torch.isfinite(local)
         fixed_val = torch.minimum(fixed_val, local)
     fixed = fixed & valid & torch.isfinite(fixed_val)
     return fixed, fixed_val, base, grad
