@@ -290,16 +290,16 @@ def _step_cost(fn, st: Stencil, sources: torch.Tensor, spacing: torch.Tensor) ->
     return float((quad.sqrt() + (b_s.detach() @ off.T).abs()).max())
 
 
-def _rounding_tol(t: torch.Tensor, dim: int, terms: float = 0.0) -> float:
+def _rounding_tol(t: torch.Tensor, dim: int, terms: float = 0.0, dtype: torch.dtype | None = None) -> float:
     r"""`8 D eps max(1, max |T|, terms)`: an update is a minimum over facets, each value a sum of
     terms of size $T$ or `terms` (`_term_scale`) with $D$-term dot products inside, so each is
     within a few $D arepsilon$ times that size of exact; where two facets nearly tie the choice can
     flip between sweeps, and the sweeps cannot settle below that (measured: 3-D strong-drift maps
     cycle at 13 eps T, 2-D ones settle exactly; second-order ones at 19 eps `terms` where the
-    metric is nearly degenerate)."""
+    metric is nearly degenerate). `dtype`: the map's (eps), where `t` is held wider."""
     finite = t[torch.isfinite(t)]
     top = float(finite.abs().max()) if finite.numel() else 1.0
-    return 8 * dim * torch.finfo(t.dtype).eps * max(1.0, top, terms)
+    return 8 * dim * torch.finfo(dtype or t.dtype).eps * max(1.0, top, terms)
 
 
 def _sweep(
@@ -313,6 +313,7 @@ def _sweep(
     check=True,
     relative=False,
     terms: float = 0.0,
+    dtype: torch.dtype | None = None,
 ):
     """Rounds of fast sweeps until no value changes by more than `tol`, then (`check`) Jacobi steps
     until one changes no value by more than `tol` (the stopping test of the Jacobi map itself).
@@ -323,7 +324,7 @@ def _sweep(
     # the kernel stops its sweeps as stalled when they cycle above tol: more of them will not settle
     stalled = getattr(sweeper, "stalled", False)
     if relative:
-        tol = max(tol, _rounding_tol(flat, len(sweeper.shape), terms))
+        tol = max(tol, _rounding_tol(flat, len(sweeper.shape), terms, dtype))
         if change > tol and rounds < max_rounds and not stalled:
             more, change = sweeper.rounds(flat, order, tol, max_rounds - rounds)
             rounds += more
@@ -360,6 +361,27 @@ def _sweep(
 
 
 _BACKENDS = ("auto", "cpp", "torch")
+
+
+def _ill_conditioned(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> bool:
+    r"""Whether some valid node's local solve is ill conditioned, by the compiled kernel's test:
+    $|b|^2_{a^{-1}} > 0.95$ (next to the domain's edge) or $\mathrm{tr}(a) \mathrm{tr}(a^{-1}) > 10^4$.
+
+    There the solves difference terms up to $\mathrm{cond}(a)$ (and $1 / (1 - |b|^2_{a^{-1}})$)
+    times $T$; the kernel solves such nodes in a wider type, the torch sweeps of a float32 map run
+    in float64 (measured: float32, constant Randers with cond(a) = 1e5, $|b|_{a^{-1}} = 0.95$, 3^3
+    nodes: float32 sweeps settled 3.4e-2 from the closed form, 19 times the tolerance).
+    """
+    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    ainv = torch.linalg.inv(a64)
+    beta = torch.einsum("...i,...ij,...j->...", b64, ainv, b64)
+    spread = a64.diagonal(dim1=-2, dim2=-1).sum(-1) * ainv.diagonal(dim1=-2, dim2=-1).sum(-1)
+    bad = (beta > 0.95) | (spread > 1e4) | ~(beta >= 0)
+    return bool((bad & valid).any())
+
+
+def _uses_kernel(backend: str, device: torch.device) -> bool:
+    return backend != "torch" and device.type == "cpu" and load_kernel() is not None
 
 
 def _sweeper(backend: str, st, a, b, spacing, free, base, grad, build_problem):
@@ -433,7 +455,9 @@ def eikonal_map(
             `"torch"` the vectorized torch sweeps (any device), `"auto"` (default) the kernel on CPU
             tensors where it can be built (else the torch sweeps, with one warning). Both iterate
             the same scheme to the same fixed point (to rounding); gradients are the same torch step
-            either way.
+            either way. Where the metric is ill conditioned ($|b|^2_{a^{-1}} > 0.95$ or
+            $\mathrm{tr}(a)\,\mathrm{tr}(a^{-1}) > 10^4$ at some node) the kernel solves those
+            nodes in a wider type, and the torch sweeps of a float32 map run in float64.
 
     Returns:
         `DistanceMap`; differentiable in the metric's parameters and the sources.
@@ -484,7 +508,28 @@ def eikonal_map(
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         terms = _term_scale(st, a.detach(), b.detach(), spacing, valid)
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
-        sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
+        wide = dtype == torch.float32 and not _uses_kernel(backend, device) and _ill_conditioned(a, b, valid)
+        if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
+            w = torch.float64
+            st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
+            st_base = None if base is None else base.detach().to(w)
+            st_grad = None if grad is None else grad.detach().to(w)
+            st_fv = fixed_val.detach().to(w)
+
+            def build_wide() -> _Problem:
+                slope = None
+                if st_base is not None:
+                    off = torch.tensor(st.offsets, dtype=w, device=device) * st_sp
+                    slope = torch.einsum("...i,ki->k...", st_grad, off)
+                pre = precompute(st, st_a, st_b, st_sp)
+                return _Problem(st, pre, order, fixed, st_fv, valid, st_base, slope)
+
+            t = t.to(w)
+            sweeper, step = _sweeper(
+                "torch", st, st_a, st_b, st_sp, valid & ~fixed, st_base, st_grad, build_wide
+            )
+        else:
+            sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
         auto = tol is None
         if order == 2:
@@ -497,14 +542,25 @@ def eikonal_map(
             t, sweeps, _, _ = _sweep(sweeper, step, t, 1, guess_tol, rounds, max_iter, check=False)
         else:
             t, sweeps, change, tol_ = _sweep(
-                sweeper, step, t, 1, tol_, rounds, max_iter, check=True, relative=auto, terms=terms
+                sweeper,
+                step,
+                t,
+                1,
+                tol_,
+                rounds,
+                max_iter,
+                check=True,
+                relative=auto,
+                terms=terms,
+                dtype=dtype,
             )
         if order == 2:
-            tol2 = _rounding_tol(t, d, terms) if auto else tol_
+            tol2 = _rounding_tol(t, d, terms, dtype) if auto else tol_
             t, more, change, tol_ = _sweep(
-                sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto, terms=terms
+                sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto, terms=terms, dtype=dtype
             )
             sweeps += more
+        t = t.to(dtype)
     converged = change <= tol_
     values = t
     inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
