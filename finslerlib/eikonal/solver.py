@@ -7,7 +7,8 @@ value changes by more than the tolerance, then by Jacobi steps of the whole grid
 no value by more than it: first order from $T = \infty$ (values only decrease), then, for
 `order=2`, second-order sweeps from the first-order map.
 Sources anywhere in the grid's box: the nodes within `source_radius` cells of a source are fixed at
-$F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ otherwise).
+$F(m, x - s)$, $m = (x + s)/2$ (exact for constant metrics, $O(|x - s|^3)$ otherwise), where no
+other source's frozen distance $T_0$ is smaller (else the sweeps solve them).
 
 Gradients: the map is the fixed point $T = G(T, \theta)$ of the last sweep; its derivative with
 respect to anything $G$ depends on (the metric's parameters, the sources) follows from the implicit
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
@@ -176,9 +178,9 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
             f"sources[{i}] = {sources[i].tolist()} lies where the metric is not a Randers metric"
         )
     base = torch.full(x.shape[:-1], float("inf"), dtype=x.dtype, device=x.device)
+    second = torch.full_like(base, float("inf"))  # the second smallest T0 over the sources
+    nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
     grad = torch.zeros_like(x)
-    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
-    fixed_val = torch.full_like(base, float("inf"))
     for s in range(sources.shape[0]):
         v = x - sources[s]
         av = v @ a_s[s]
@@ -187,9 +189,16 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         g = av / safe_alpha.unsqueeze(-1) + b_s[s]
         closer = t0 < base
+        second = torch.where(closer, base, torch.minimum(second, t0))
         base = torch.where(closer, t0, base)
+        nearest = torch.where(closer, torch.full_like(nearest, s), nearest)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
-        # the nodes of the window around the source: exact local values, fixed
+    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    fixed_val = torch.full_like(base, float("inf"))
+    for s in range(sources.shape[0]):
+        # the nodes of the window around the source: exact local values, fixed where no other
+        # source reaches the node sooner (else left to the sweeps: a node fixed at one source's
+        # value while another reaches it sooner would never take the smaller value)
         near = ((x - sources[s]) / spacing).abs().amax(-1) <= radius
         if not bool(near.any()):  # pragma: no cover - radius >= 1 always holds a node
             raise ValueError(f"no node within source_radius of sources[{s}] = {sources[s].tolist()}")
@@ -197,9 +206,11 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         xn = x[idx]
         a_m, b_m = fn(0.5 * (xn + sources[s]))
         val = rmath.norm(xn - sources[s], a_m, b_m)
+        others = torch.where(nearest[idx] == s, second[idx], base[idx]).detach()
+        first = val.detach() <= others
         local = torch.full_like(base, float("inf"))
-        local = local.index_put(idx, val)
-        fixed = fixed | near
+        local = local.index_put(idx, torch.where(first, val, torch.full_like(val, float("inf"))))
+        fixed = fixed | torch.isfinite(local)
         fixed_val = torch.minimum(fixed_val, local)
     fixed = fixed & valid & torch.isfinite(fixed_val)
     return fixed, fixed_val, base, grad
@@ -280,16 +291,16 @@ def _step_cost(fn, st: Stencil, sources: torch.Tensor, spacing: torch.Tensor) ->
     return float((quad.sqrt() + (b_s.detach() @ off.T).abs()).max())
 
 
-def _rounding_tol(t: torch.Tensor, dim: int, terms: float = 0.0) -> float:
+def _rounding_tol(t: torch.Tensor, dim: int, terms: float = 0.0, dtype: torch.dtype | None = None) -> float:
     r"""`8 D eps max(1, max |T|, terms)`: an update is a minimum over facets, each value a sum of
     terms of size $T$ or `terms` (`_term_scale`) with $D$-term dot products inside, so each is
     within a few $D arepsilon$ times that size of exact; where two facets nearly tie the choice can
     flip between sweeps, and the sweeps cannot settle below that (measured: 3-D strong-drift maps
     cycle at 13 eps T, 2-D ones settle exactly; second-order ones at 19 eps `terms` where the
-    metric is nearly degenerate)."""
+    metric is nearly degenerate). `dtype`: the map's (eps), where `t` is held wider."""
     finite = t[torch.isfinite(t)]
     top = float(finite.abs().max()) if finite.numel() else 1.0
-    return 8 * dim * torch.finfo(t.dtype).eps * max(1.0, top, terms)
+    return 8 * dim * torch.finfo(dtype or t.dtype).eps * max(1.0, top, terms)
 
 
 def _sweep(
@@ -303,6 +314,7 @@ def _sweep(
     check=True,
     relative=False,
     terms: float = 0.0,
+    dtype: torch.dtype | None = None,
 ):
     """Rounds of fast sweeps until no value changes by more than `tol`, then (`check`) Jacobi steps
     until one changes no value by more than `tol` (the stopping test of the Jacobi map itself).
@@ -313,7 +325,7 @@ def _sweep(
     # the kernel stops its sweeps as stalled when they cycle above tol: more of them will not settle
     stalled = getattr(sweeper, "stalled", False)
     if relative:
-        tol = max(tol, _rounding_tol(flat, len(sweeper.shape), terms))
+        tol = max(tol, _rounding_tol(flat, len(sweeper.shape), terms, dtype))
         if change > tol and rounds < max_rounds and not stalled:
             more, change = sweeper.rounds(flat, order, tol, max_rounds - rounds)
             rounds += more
@@ -350,6 +362,54 @@ def _sweep(
 
 
 _BACKENDS = ("auto", "cpp", "torch")
+
+
+def _conditioning(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per node: $\mathrm{tr}(a) \mathrm{tr}(a^{-1})$ (between $\mathrm{cond}(a)$ and $D^2$ times
+    it) and whether the compiled kernel solves the node in its wide type (`update3`)."""
+    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    ainv = torch.linalg.inv(a64)
+    beta = torch.einsum("...i,...ij,...j->...", b64, ainv, b64)
+    spread = a64.diagonal(dim1=-2, dim2=-1).sum(-1) * ainv.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return spread, (beta > 0.95) | (spread > 1e4) | ~(beta >= 0)
+
+
+def _solve_conditioning(
+    spread: torch.Tensor, bad: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype, kernel: bool, wide: bool
+) -> float:
+    r"""The factor the 3-D local solves' rounding carries over a sum of their terms: the octant
+    facet's quadratic is formed with $a^{-1}$, whose products are exact to relative
+    $\varepsilon \, \mathrm{cond}(a)$ only (a solve's forward error bound), so an update's rounding
+    is $\mathrm{cond}(a)$ times that of its terms. Nodes solved in a wider type (the kernel's
+    `long double`/`double` nodes, the float64 torch sweeps of a float32 map) count with
+    $\mathrm{cond}(a) \, \varepsilon_{wide} / \varepsilon$. Measured: 3-D float64 maps with
+    cond(a) = 1e3 stalled at 3 to 11 times the tolerance without it, within 3e-12 of the closed form."""
+    eps = torch.finfo(dtype).eps
+    if dtype == torch.float32:
+        ratio = torch.finfo(torch.float64).eps / eps
+    else:
+        ratio = float(np.finfo(np.longdouble).eps) / eps
+    factor = torch.where(bad, spread * ratio, spread) if kernel else spread
+    if wide:
+        factor = spread * ratio
+    factor = torch.where(valid & torch.isfinite(factor), factor, torch.ones_like(factor))
+    return max(1.0, float(factor.max()))
+
+
+def _ill_conditioned(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> bool:
+    r"""Whether some valid node's local solve is ill conditioned, by the compiled kernel's test:
+    $|b|^2_{a^{-1}} > 0.95$ (next to the domain's edge) or $\mathrm{tr}(a) \mathrm{tr}(a^{-1}) > 10^4$.
+
+    There the solves difference terms up to $\mathrm{cond}(a)$ (and $1 / (1 - |b|^2_{a^{-1}})$)
+    times $T$; the kernel solves such nodes in a wider type, the torch sweeps of a float32 map run
+    in float64 (measured: float32, constant Randers with cond(a) = 1e5, $|b|_{a^{-1}} = 0.95$, 3^3
+    nodes: float32 sweeps settled 3.4e-2 from the closed form, 19 times the tolerance).
+    """
+    return bool((_conditioning(a, b)[1] & valid).any())
+
+
+def _uses_kernel(backend: str, device: torch.device) -> bool:
+    return backend != "torch" and device.type == "cpu" and load_kernel() is not None
 
 
 def _sweeper(backend: str, st, a, b, spacing, free, base, grad, build_problem):
@@ -408,14 +468,19 @@ def eikonal_map(
         axes: `D` (2 or 3) increasing, uniformly spaced 1-D tensors; the grid is their product.
         sources: Tensor `[S, D]`, anywhere in the grid's box.
         reverse: `True` for $T(x) = \min_s d(x \to s)$ (the map of the reversed metric $b \to -b$).
-        order: 1 or 2 (second-order differences where upwind).
+        order: 1 or 2 (second-order differences where upwind). Measured max-norm error rates of
+            `order=2` on a smooth closed drift: 2.0 in 2-D, but only about 1.16 in 3-D (see
+            docs/concepts/eikonal.md, "Order, and where the error concentrates").
         factor: solve for $T - T_0$, $T_0$ the frozen-metric distance to the nearest source
             (removes the source singularity's first-order error).
         source_radius: nodes within this many cells (max norm) of a source are fixed at the
             local value $F(m, x - s)$.
         tol: stopping tolerance on the largest change per sweep (default
             `8 D eps max(1, max T, max |b . e| + |e|_a)`, `e` the stencil's offsets: an update's
-            rounding, a few `D eps` times the size of its terms).
+            rounding, a few `D eps` times the size of its terms). In 3-D the sweeps run to it, and
+            `converged` accepts a last change up to `cond` times it, `cond` the largest
+            `tr(a) tr(a^-1)` (about cond(a)) over the nodes solved in the map's dtype: the octant
+            facets' solves with `a^-1` round relative to it.
         max_iter: sweeps per order, fast sweeps and Jacobi steps together (default 20 times the
             grid's largest side).
         backend: how the forward iteration runs: `"cpp"` the compiled CPU kernel
@@ -423,7 +488,9 @@ def eikonal_map(
             `"torch"` the vectorized torch sweeps (any device), `"auto"` (default) the kernel on CPU
             tensors where it can be built (else the torch sweeps, with one warning). Both iterate
             the same scheme to the same fixed point (to rounding); gradients are the same torch step
-            either way.
+            either way. Where the metric is ill conditioned ($|b|^2_{a^{-1}} > 0.95$ or
+            $\mathrm{tr}(a)\,\mathrm{tr}(a^{-1}) > 10^4$ at some node) the kernel solves those
+            nodes in a wider type, and the torch sweeps of a float32 map run in float64.
 
     Returns:
         `DistanceMap`; differentiable in the metric's parameters and the sources.
@@ -473,8 +540,32 @@ def eikonal_map(
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         terms = _term_scale(st, a.detach(), b.detach(), spacing, valid)
+        kernel = _uses_kernel(backend, device)
+        spread, bad = _conditioning(a, b)
+        wide = dtype == torch.float32 and not kernel and bool((bad & valid).any())
+        cond = _solve_conditioning(spread, bad, valid, dtype, kernel, wide) if st.triangles else 1.0
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
-        sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
+        if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
+            w = torch.float64
+            st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
+            st_base = None if base is None else base.detach().to(w)
+            st_grad = None if grad is None else grad.detach().to(w)
+            st_fv = fixed_val.detach().to(w)
+
+            def build_wide() -> _Problem:
+                slope = None
+                if st_base is not None:
+                    off = torch.tensor(st.offsets, dtype=w, device=device) * st_sp
+                    slope = torch.einsum("...i,ki->k...", st_grad, off)
+                pre = precompute(st, st_a, st_b, st_sp)
+                return _Problem(st, pre, order, fixed, st_fv, valid, st_base, slope)
+
+            t = t.to(w)
+            sweeper, step = _sweeper(
+                "torch", st, st_a, st_b, st_sp, valid & ~fixed, st_base, st_grad, build_wide
+            )
+        else:
+            sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
         auto = tol is None
         if order == 2:
@@ -487,14 +578,38 @@ def eikonal_map(
             t, sweeps, _, _ = _sweep(sweeper, step, t, 1, guess_tol, rounds, max_iter, check=False)
         else:
             t, sweeps, change, tol_ = _sweep(
-                sweeper, step, t, 1, tol_, rounds, max_iter, check=True, relative=auto, terms=terms
+                sweeper,
+                step,
+                t,
+                1,
+                tol_,
+                rounds,
+                max_iter,
+                check=True,
+                relative=auto,
+                terms=terms,
+                dtype=dtype,
             )
         if order == 2:
-            tol2 = _rounding_tol(t, d, terms) if auto else tol_
+            tol2 = _rounding_tol(t, d, terms, dtype) if auto else tol_
             t, more, change, tol_ = _sweep(
-                sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto, terms=terms
+                sweeper,
+                step,
+                t,
+                2,
+                tol2,
+                rounds,
+                max_iter,
+                relative=auto,
+                terms=terms,
+                dtype=dtype,
             )
             sweeps += more
+        t = t.to(dtype)
+    if auto:
+        # the sweeps ran to the rounding of their terms (above); the 3-D local solves' rounding is
+        # cond times that (`_solve_conditioning`): a last change within it is accepted
+        tol_ = tol_ * cond
     converged = change <= tol_
     values = t
     inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
