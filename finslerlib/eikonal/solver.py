@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
@@ -364,38 +363,6 @@ def _sweep(
 _BACKENDS = ("auto", "cpp", "torch")
 
 
-def _conditioning(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Per node: $\mathrm{tr}(a) \mathrm{tr}(a^{-1})$ (between $\mathrm{cond}(a)$ and $D^2$ times
-    it) and whether the compiled kernel solves the node in its wide type (`update3`)."""
-    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
-    ainv = torch.linalg.inv(a64)
-    beta = torch.einsum("...i,...ij,...j->...", b64, ainv, b64)
-    spread = a64.diagonal(dim1=-2, dim2=-1).sum(-1) * ainv.diagonal(dim1=-2, dim2=-1).sum(-1)
-    return spread, (beta > 0.95) | (spread > 1e4) | ~(beta >= 0)
-
-
-def _solve_conditioning(
-    spread: torch.Tensor, bad: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype, kernel: bool, wide: bool
-) -> float:
-    r"""The factor the 3-D local solves' rounding carries over a sum of their terms: the octant
-    facet's quadratic is formed with $a^{-1}$, whose products are exact to relative
-    $\varepsilon \, \mathrm{cond}(a)$ only (a solve's forward error bound), so an update's rounding
-    is $\mathrm{cond}(a)$ times that of its terms. Nodes solved in a wider type (the kernel's
-    `long double`/`double` nodes, the float64 torch sweeps of a float32 map) count with
-    $\mathrm{cond}(a) \, \varepsilon_{wide} / \varepsilon$. Measured: 3-D float64 maps with
-    cond(a) = 1e3 stalled at 3 to 11 times the tolerance without it, within 3e-12 of the closed form."""
-    eps = torch.finfo(dtype).eps
-    if dtype == torch.float32:
-        ratio = torch.finfo(torch.float64).eps / eps
-    else:
-        ratio = float(np.finfo(np.longdouble).eps) / eps
-    factor = torch.where(bad, spread * ratio, spread) if kernel else spread
-    if wide:
-        factor = spread * ratio
-    factor = torch.where(valid & torch.isfinite(factor), factor, torch.ones_like(factor))
-    return max(1.0, float(factor.max()))
-
-
 def _ill_conditioned(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> bool:
     r"""Whether some valid node's local solve is ill conditioned, by the compiled kernel's test:
     $|b|^2_{a^{-1}} > 0.95$ (next to the domain's edge) or $\mathrm{tr}(a) \mathrm{tr}(a^{-1}) > 10^4$.
@@ -405,7 +372,12 @@ def _ill_conditioned(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> b
     in float64 (measured: float32, constant Randers with cond(a) = 1e5, $|b|_{a^{-1}} = 0.95$, 3^3
     nodes: float32 sweeps settled 3.4e-2 from the closed form, 19 times the tolerance).
     """
-    return bool((_conditioning(a, b)[1] & valid).any())
+    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    ainv = torch.linalg.inv(a64)
+    beta = torch.einsum("...i,...ij,...j->...", b64, ainv, b64)
+    spread = a64.diagonal(dim1=-2, dim2=-1).sum(-1) * ainv.diagonal(dim1=-2, dim2=-1).sum(-1)
+    bad = (beta > 0.95) | (spread > 1e4) | ~(beta >= 0)
+    return bool((bad & valid).any())
 
 
 def _uses_kernel(backend: str, device: torch.device) -> bool:
@@ -477,10 +449,7 @@ def eikonal_map(
             local value $F(m, x - s)$.
         tol: stopping tolerance on the largest change per sweep (default
             `8 D eps max(1, max T, max |b . e| + |e|_a)`, `e` the stencil's offsets: an update's
-            rounding, a few `D eps` times the size of its terms). In 3-D the sweeps run to it, and
-            `converged` accepts a last change up to `cond` times it, `cond` the largest
-            `tr(a) tr(a^-1)` (about cond(a)) over the nodes solved in the map's dtype: the octant
-            facets' solves with `a^-1` round relative to it.
+            rounding, a few `D eps` times the size of its terms).
         max_iter: sweeps per order, fast sweeps and Jacobi steps together (default 20 times the
             grid's largest side).
         backend: how the forward iteration runs: `"cpp"` the compiled CPU kernel
@@ -540,11 +509,8 @@ def eikonal_map(
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         terms = _term_scale(st, a.detach(), b.detach(), spacing, valid)
-        kernel = _uses_kernel(backend, device)
-        spread, bad = _conditioning(a, b)
-        wide = dtype == torch.float32 and not kernel and bool((bad & valid).any())
-        cond = _solve_conditioning(spread, bad, valid, dtype, kernel, wide) if st.triangles else 1.0
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
+        wide = dtype == torch.float32 and not _uses_kernel(backend, device) and _ill_conditioned(a, b, valid)
         if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
             w = torch.float64
             st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
@@ -593,23 +559,10 @@ def eikonal_map(
         if order == 2:
             tol2 = _rounding_tol(t, d, terms, dtype) if auto else tol_
             t, more, change, tol_ = _sweep(
-                sweeper,
-                step,
-                t,
-                2,
-                tol2,
-                rounds,
-                max_iter,
-                relative=auto,
-                terms=terms,
-                dtype=dtype,
+                sweeper, step, t, 2, tol2, rounds, max_iter, relative=auto, terms=terms, dtype=dtype
             )
             sweeps += more
         t = t.to(dtype)
-    if auto:
-        # the sweeps ran to the rounding of their terms (above); the 3-D local solves' rounding is
-        # cond times that (`_solve_conditioning`): a last change within it is accepted
-        tol_ = tol_ * cond
     converged = change <= tol_
     values = t
     inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
