@@ -196,10 +196,13 @@ def edge_order(
     Minimizes $\frac{1}{E} \sum_{u \to v} \log(1 + e^{-(z_u - z_v)})$ (the pairwise ranking of
     each edge above its reversal, with no geometry) by full-batch Adam from small random values,
     and returns $z$ centred and scaled to unit standard deviation. On a DAG the loss's infimum
-    orders every edge forward (a topological order). Fitted to training edges, it is what they
-    alone say about the direction of a held-out edge (the ceiling measured in
-    docs/how-to/link-prediction.md).
-    A node with no edge keeps its small random start.
+    orders every edge forward (a topological order), but `steps` Adam steps reach it only on
+    shallow graphs: measured on a shuffled chain, the default 200 steps order every edge of a
+    100-node chain and 87% of a 200-node one, 2000 steps a 500-node one (raise `steps` for deep
+    DAGs; nothing checks it). Fitted to training edges, it is what they alone say about the
+    direction of a held-out edge (the ceiling measured in docs/how-to/link-prediction.md).
+    A node with no edge keeps its random start (scaled with the rest), and edges that fix no
+    order (a cycle, self-loops only) leave values that are noise, also scaled to unit deviation.
 
     Args:
         edges: integer array or tensor `[E, 2]`, `(u, v)` meaning $u \to v$.
