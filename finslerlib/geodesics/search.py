@@ -164,7 +164,10 @@ class StartProvider(Protocol):
 
 
 class SearchResolutionWarning(UserWarning):
-    """Minimality of a geodesic in $D \\ge 4$ is certified only at the roadmap's resolution.
+    """Minimality of a geodesic is certified only at the search's resolution, and it is coarse.
+
+    In $D \\le 3$ it is shown when a pair is shorter than the step of the grid its batch was
+    searched on (after such pairs got a grid of their own box, where that is finer).
 
     The search for the shortest geodesic starts from a probabilistic roadmap whose edges (the
     report's `resolution`, about a sixth of $|y - x|$ at the default size in $D = 7, 8$) bound
@@ -186,6 +189,16 @@ def roadmap_size(solver: GeodesicSolver, dim: int) -> int:
 
 def _grid_points(solver: GeodesicSolver, dim: int) -> int:
     return solver.grid or (33 if dim <= 2 else 13)
+
+
+_OWN_GRIDS = 16  # pairs that get a grid each when their batch's grid is coarser than they are
+
+
+def _grid_step(x: torch.Tensor, y: torch.Tensor, points: int) -> float:
+    """The step of `graph_polylines`' grid for these points: its box is twice their largest extent."""
+    both = torch.cat([x, y])
+    extent = (both.amax(0) - both.amin(0)).max().clamp_min(1e-6)
+    return 2.0 * extent.item() / (points - 1)
 
 
 def search_description(solver: GeodesicSolver, dim: int, start: StartProvider | None = None) -> str:
@@ -232,11 +245,36 @@ def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | N
     elif solver.graph and d <= 3 and n:
         points = _grid_points(solver, d)
         graph, found = graph_polylines(coefficients, x, y, segments=k, points=points)
+        resolution = resolution.fill_(_grid_step(x, y, points))
+        # The grid covers the whole batch: a pair shorter than its cells (next to a far pair in the
+        # same call) would get no detour search at all. Such pairs get a grid of their own box: one
+        # for all of them where that is finer, else one each (at most _OWN_GRIDS of them).
+        chord = (y - x).abs().amax(-1)
+        own = torch.full_like(nontrivial, n == 1)  # pairs searched on a grid of their own box
+        coarse = nontrivial & (resolution > chord) & ~own
+        if bool(coarse.any()):
+            sub = coarse.nonzero().squeeze(-1)
+            step = _grid_step(x[sub], y[sub], points)
+            groups = [sub] if step < 0.5 * resolution[sub].min().item() else (
+                [sub[i : i + 1] for i in range(len(sub))] if len(sub) <= _OWN_GRIDS else []
+            )
+            for g in groups:
+                graph[g], found[g] = graph_polylines(coefficients, x[g], y[g], segments=k, points=points)
+                resolution[g] = _grid_step(x[g], y[g], points)
+                own[g] = len(g) == 1
+            coarse = nontrivial & (resolution > chord) & ~own
+        if bool(coarse.any()):
+            i = int(torch.argmax(torch.where(coarse, resolution / chord, torch.zeros_like(chord))))
+            warnings.warn(
+                f"geodesics: for {int(coarse.sum())} of {n} pairs the grid step of the minimality "
+                f"search ({resolution[i].item():.3g}) exceeds the pair's own extent (down to "
+                f"{chord[i].item():.3g}): a detour at that scale is not searched. Solve such pairs in a "
+                "separate call, or use GeodesicSolver(grid=...).",
+                SearchResolutionWarning,
+                stacklevel=2,
+            )
         paths.append(graph.unsqueeze(0))
         present.append((found & nontrivial).unsqueeze(0))
-        # the grid's box: twice the points' largest extent (see `graph_polylines`)
-        extent = (torch.cat([x, y]).amax(0) - torch.cat([x, y]).amin(0)).max().clamp_min(1e-6)
-        resolution = resolution.fill_(2.0 * extent.item() / (points - 1))
     elif solver.graph and n:
         warnings.warn(
             f"geodesics in D = {d}: minimality is searched on a probabilistic roadmap of "

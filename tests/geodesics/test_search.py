@@ -13,7 +13,12 @@ import torch
 from scipy.optimize import brentq, minimize
 
 from finslerlib import FunkBall, Randers, RandersField
-from finslerlib.geodesics import GeodesicConvergenceError, GeodesicSolver, shortest_geodesics
+from finslerlib.geodesics import (
+    GeodesicConvergenceError,
+    GeodesicSolver,
+    SearchResolutionWarning,
+    shortest_geodesics,
+)
 
 F64 = torch.float64
 
@@ -380,3 +385,40 @@ def test_solver_options_are_held_and_overridden():
     # the functional form gives the same answer as the manifold
     sol = shortest_geodesics(field.raw_coefficients, x, y, field.solver)
     torch.testing.assert_close(sol.distance, field.dist(x, y))
+
+
+def _narrow_bump_field():
+    def a(x):
+        scale = (1 + 3 * torch.exp(-(x * x).sum(-1) / 0.15)) ** 2
+        return scale[..., None, None] * torch.eye(2, dtype=x.dtype)
+
+    return RandersField(a=a, dim=2)
+
+
+def test_a_far_pair_in_the_batch_does_not_coarsen_a_pairs_search():
+    # Regression (audit 6): the grid start's box spans the whole batch, so a far pair made its
+    # cells wider than the bump and the straight line over it came back converged (4.059, not 2.701).
+    field = _narrow_bump_field()
+    x, y = torch.tensor([[-1.0, 0.0]], dtype=F64), torch.tensor([[1.0, 0.0]], dtype=F64)
+    alone = field.solve(x, y)
+    far_x = torch.cat([x, torch.tensor([[100.0, 100.0]], dtype=F64)])
+    far_y = torch.cat([y, torch.tensor([[100.1, 100.0]], dtype=F64)])
+    both = field.solve(far_x, far_y)
+    assert bool(alone.converged.all()) and bool(both.converged.all())
+    assert abs(both.distance[0].item() - alone.distance[0].item()) <= 2 * alone.error_tolerance[0].item()
+    assert bool((both.resolution <= (far_y - far_x).abs().amax(-1)).all())
+    # the straight line over the bump is much longer: the detour was found
+    straight = field.solve(x, y).distance  # same as alone; the line's length by quadrature:
+    t = torch.linspace(0, 1, 2001, dtype=F64)[:, None]
+    line = (torch.sqrt(field.coefficients(x + t * (y - x))[0][..., 0, 0]) * 2.0).mean()
+    assert straight[0].item() < line.item() - 0.5
+
+
+def test_pairs_shorter_than_their_grid_warn_when_they_cannot_get_their_own():
+    field = RandersField(a=lambda x: torch.eye(2, dtype=x.dtype).expand(*x.shape[:-1], 2, 2), dim=2)
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.rand(20, 2, generator=gen, dtype=F64) * 2 - 1) * 10
+    y = x + 0.01
+    with pytest.warns(SearchResolutionWarning, match="20 of 20 pairs"):
+        report = field.solve(x, y)
+    torch.testing.assert_close(report.distance, torch.full((20,), 0.01 * math.sqrt(2), dtype=F64))
