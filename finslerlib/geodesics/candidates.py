@@ -111,7 +111,7 @@ def _grid_graph(coefficients: CoefficientFn, lo: torch.Tensor, hi: torch.Tensor,
     return nodes, matrix
 
 
-def _resample_paths(paths: torch.Tensor, segments: int) -> torch.Tensor:
+def resample_polylines(paths: torch.Tensor, segments: int) -> torch.Tensor:
     """`resample_polyline` (Euclidean arc length) of the polylines `paths` `[B, P, D]`, all at once."""
     seg = (paths[:, 1:] - paths[:, :-1]).norm(dim=-1)
     cum = torch.cat([seg.new_zeros(seg.shape[0], 1), seg.cumsum(-1)], -1)  # [B, P]
@@ -263,7 +263,7 @@ def graph_polylines(
     path = torch.where(interior[..., None], points_, torch.where(before[..., None], xc[:, None], yc[:, None]))
     path = torch.cat([xc[:, None], path, yc[:, None]], 1)  # the exact end points
     found = torch.as_tensor(found_np)
-    out = torch.where(found[:, None, None], _resample_paths(path, segments), straight.detach().cpu())
+    out = torch.where(found[:, None, None], resample_polylines(path, segments), straight.detach().cpu())
     return out.to(device=x.device), found.to(x.device)
 
 

@@ -32,6 +32,7 @@ import torch
 
 from finslerlib.eikonal import eikonal_map
 from finslerlib.geodesics import GeodesicSolver
+from finslerlib.geodesics.candidates import resample_polylines
 from finslerlib.math import randers as rmath
 
 __all__ = ["MapStart"]
@@ -342,7 +343,7 @@ def _cell_cost(coefficients, points: torch.Tensor, step: torch.Tensor) -> torch.
 def _resample(paths: torch.Tensor, x: torch.Tensor, y: torch.Tensor, segments: int) -> torch.Tensor:
     """`segments + 1` nodes equally spaced in Euclidean arc length along each path `[B, P, D]` (its
     repeated last nodes dropped), its end nodes set to the exact `x` and `y` `[B, D]`
-    (`finslerlib.geodesics.candidates.resample_polyline`, all paths at once)."""
+    (`finslerlib.geodesics.candidates.resample_polylines`)."""
     count = paths.shape[1]
     moved = (paths[:, 1:] != paths[:, :-1]).any(-1)  # [B, P - 1]
     pos = torch.arange(1, count, device=paths.device).expand_as(moved)
@@ -350,14 +351,4 @@ def _resample(paths: torch.Tensor, x: torch.Tensor, y: torch.Tensor, segments: i
     j = torch.arange(count, device=paths.device)[None, :, None]
     paths = torch.where(j >= last[:, None, None], y[:, None], paths)  # y, then zero-length repeats
     paths[:, 0] = torch.where(last[:, None] > 0, x, y)
-    seg = (paths[:, 1:] - paths[:, :-1]).norm(dim=-1)
-    cum = torch.cat([seg.new_zeros(seg.shape[0], 1), seg.cumsum(-1)], -1)  # [B, P]
-    total = cum[:, -1:]
-    s = torch.linspace(0.0, 1.0, segments + 1, dtype=paths.dtype, device=paths.device) * total
-    k = torch.searchsorted(cum.contiguous(), s.contiguous(), right=True).clamp(1, count - 1)
-    c0, c1 = cum.gather(1, k - 1), cum.gather(1, k)
-    w = ((s - c0) / (c1 - c0).clamp_min(torch.finfo(paths.dtype).tiny)).clamp(0, 1)[..., None]
-    index = k[..., None].expand(-1, -1, paths.shape[-1])
-    p0, p1 = paths.gather(1, index - 1), paths.gather(1, index)
-    out = p0 + w * (p1 - p0)
-    return torch.where(total[..., None] > 0, out, paths[:, :1].expand_as(out))
+    return resample_polylines(paths, segments)
