@@ -65,8 +65,12 @@ def check_edges(edges, n_nodes: int | None = None, *, name: str = "edges") -> tu
     if int(n_nodes) != n_nodes or n_nodes < 2:
         raise ValueError(f"n_nodes must be an integer >= 2, got {n_nodes}")
     n_nodes = int(n_nodes)
-    if e.size and (e.min() < 0 or e.max() >= n_nodes):
-        raise ValueError(f"{name} must index nodes 0..{n_nodes - 1}, got values in [{e.min()}, {e.max()}]")
+    if e.size and e.min() < 0:
+        raise ValueError(f"{name} must hold node ids >= 0, got a minimum of {e.min()}")
+    if e.size and e.max() >= n_nodes:
+        raise ValueError(
+            f"{name} must index nodes 0..{n_nodes - 1} (n_nodes={n_nodes}), got a largest id of {e.max()}"
+        )
     return e, n_nodes
 
 

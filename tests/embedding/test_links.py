@@ -83,8 +83,10 @@ def test_split_is_seeded_and_checks_arguments():
         split_edges(np.zeros((3, 3), dtype=int))
     with pytest.raises(TypeError, match="integer"):
         split_edges(np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="index nodes"):
+    with pytest.raises(ValueError, match=r"index nodes 0\.\.2 \(n_nodes=3\), got a largest id of 5"):
         split_edges([[0, 5]], n_nodes=3)
+    with pytest.raises(ValueError, match="ids >= 0, got a minimum of -1"):
+        split_edges([[0, -1], [1, 2]], n_nodes=3)
 
 
 @pytest.mark.parametrize("ties", [True, False])
