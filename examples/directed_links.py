@@ -52,6 +52,7 @@ from finslerlib.embedding import (
     transitive_pairs,
 )
 from finslerlib.embedding import datasets as ds
+from finslerlib.manifolds import Randers
 
 GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation", "navigation-poincare"]
 SYMMETRIC = {"euclidean", "poincare"}
@@ -117,6 +118,36 @@ def direction_auc_connected(model, split) -> float:
     return roc_auc(model.decision_function(e), model.decision_function(e[:, ::-1].copy()))
 
 
+def drift_figures(model, split) -> dict:
+    r"""A Randers fit's drift: its norm, the spread of the points along and across it, its order's AUC.
+
+    In the coordinates $y = L^\top x$ ($a = L L^\top$) the distance is $|y_v - y_u| + w \cdot
+    (y_v - y_u)$ with $|w| = \|b\|_{a^{-1}}$: "along" is the standard deviation of $y \cdot
+    w / |w|$, "across" the root-mean-square norm of the rest, and the drift order's direction
+    AUC scores $u \to v$ by $w \cdot (y_u - y_v)$ (the antisymmetric part of the distance alone).
+    Empty for other geometries.
+    """
+    if not isinstance(model.manifold_, Randers):
+        return {}
+    with torch.no_grad():
+        chol, w = model.manifold_.factor()
+        y = (model.embedding_ @ chol.to(model.embedding_)).double().numpy()
+    w = w.detach().double().numpy()
+    u = w / max(np.linalg.norm(w), np.finfo(float).tiny)
+    along = y @ u
+    across = y - np.outer(along, u)
+    e = split.test_direction
+    order = along  # d(u -> v) is smallest when v lies against the drift from u: along_v < along_u
+    return dict(
+        drift_norm=float(np.linalg.norm(w)),
+        spread_along_drift=float(along.std()),
+        spread_across_drift=float(np.sqrt((across**2).sum(1).mean())),
+        drift_order_direction_auc=roc_auc(order[e[:, 0]] - order[e[:, 1]], order[e[:, 1]] - order[e[:, 0]])
+        if len(e)
+        else float("nan"),
+    )
+
+
 def run(
     graph,
     geometry: str,
@@ -147,6 +178,7 @@ def run(
     model.fit(train, graph.n_nodes, validation=split if early_stopping and len(split.val) else None)
     scores = link_prediction_scores(model, split, rank_sources=rank_sources, seed=seed)
     scores["direction_auc_connected"] = direction_auc_connected(model, split)
+    scores.update(drift_figures(model, split))
     scores["fit_time"] = model.fit_time_
     scores["epochs_run"] = len(model.loss_history_)
     scores["best_epoch"] = model.best_epoch_
@@ -543,7 +575,15 @@ def main(argv=None) -> dict:
                 print(
                     f"{gname:<30} {geo:<10} dim {dim:>2}: existence {ex}"
                     f"  direction {mean_std(r['direction_auc'] for r in sel)}  "
-                    f"({np.mean([r['fit_time'] for r in sel]):.1f} s/fit)",
+                    f"({np.mean([r['fit_time'] for r in sel]):.1f} s/fit)"
+                    + (
+                        f"  drift {mean_std(r['drift_norm'] for r in sel)}, order "
+                        f"{mean_std(r['drift_order_direction_auc'] for r in sel)}, spread along / across "
+                        f"{np.mean([r['spread_along_drift'] for r in sel]):.2f} / "
+                        f"{np.mean([r['spread_across_drift'] for r in sel]):.2f}"
+                        if "drift_norm" in r
+                        else ""
+                    ),
                     flush=True,
                 )
         write_table(

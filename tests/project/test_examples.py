@@ -374,3 +374,28 @@ def test_directed_links_dag_ceiling_rows(tmp_path):
     assert "Bayes: P(u before v)" in text and "canonical Randers distance on the 1-D order, D=16" in text
     aucs = [float(v) for v in re.findall(r"\| (\d\.\d+) \|\n", text)]  # one seed: no ± column
     assert len(aucs) >= 7 and all(0.0 <= a <= 1.0 for a in aucs)
+
+
+def test_directed_links_drift_order_is_the_distance_asymmetry():
+    # the drift order's AUC equals that of d(v -> u) - d(u -> v) = 2 b . (x_u - x_v), computed by the
+    # fitted manifold's own distance; the drift stays below max_drift
+    from finslerlib.embedding import DirectedGraphEmbedding, roc_auc, split_edges
+    from finslerlib.embedding.datasets import random_dag
+
+    mod = load(EXAMPLES / "directed_links.py")
+    g = random_dag(60, 0.15, seed=0)
+    split = split_edges(g.edges, g.n_nodes, seed=0)
+    for geometry in ("randers", "learnable"):
+        model = DirectedGraphEmbedding(4, geometry=geometry, epochs=3, max_drift=0.8, random_state=0)
+        model.fit(split.train, g.n_nodes)
+        fig = mod.drift_figures(model, split)
+        e = split.test_direction
+        asym = model.distance(e[:, ::-1].copy()) - model.distance(e)
+        # float32 rounding of either computation can swap only near-tied pairs: a few of len(e)**2
+        assert abs(fig["drift_order_direction_auc"] - roc_auc(asym, -asym)) <= 1 / len(e)
+        assert (
+            0 < fig["drift_norm"] < 0.8 and fig["spread_along_drift"] > 0 and fig["spread_across_drift"] > 0
+        )
+    assert (
+        mod.drift_figures(DirectedGraphEmbedding(2, geometry="euclidean", epochs=1).fit(g.edges), split) == {}
+    )
