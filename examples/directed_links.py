@@ -52,6 +52,7 @@ from finslerlib.embedding import (
     transitive_pairs,
 )
 from finslerlib.embedding import datasets as ds
+from finslerlib.manifolds import Randers
 
 GEOMETRIES = ["euclidean", "poincare", "randers", "learnable", "funk", "navigation", "navigation-poincare"]
 SYMMETRIC = {"euclidean", "poincare"}
@@ -117,6 +118,36 @@ def direction_auc_connected(model, split) -> float:
     return roc_auc(model.decision_function(e), model.decision_function(e[:, ::-1].copy()))
 
 
+def drift_figures(model, split) -> dict:
+    r"""A Randers fit's drift: its norm, the spread of the points along and across it, its order's AUC.
+
+    In the coordinates $y = L^\top x$ ($a = L L^\top$) the distance is $|y_v - y_u| + w \cdot
+    (y_v - y_u)$ with $|w| = \|b\|_{a^{-1}}$: "along" is the standard deviation of $y \cdot
+    w / |w|$, "across" the root-mean-square norm of the rest, and the drift order's direction
+    AUC scores $u \to v$ by $w \cdot (y_u - y_v)$ (the antisymmetric part of the distance alone).
+    Empty for other geometries.
+    """
+    if not isinstance(model.manifold_, Randers):
+        return {}
+    with torch.no_grad():
+        chol, w = model.manifold_.factor()
+        y = (model.embedding_ @ chol.to(model.embedding_)).double().numpy()
+    w = w.detach().double().numpy()
+    u = w / max(np.linalg.norm(w), np.finfo(float).tiny)
+    along = y @ u
+    across = y - np.outer(along, u)
+    e = split.test_direction
+    order = along  # d(u -> v) is smallest when v lies against the drift from u: along_v < along_u
+    return dict(
+        drift_norm=float(np.linalg.norm(w)),
+        spread_along_drift=float(along.std()),
+        spread_across_drift=float(np.sqrt((across**2).sum(1).mean())),
+        drift_order_direction_auc=roc_auc(order[e[:, 0]] - order[e[:, 1]], order[e[:, 1]] - order[e[:, 0]])
+        if len(e)
+        else float("nan"),
+    )
+
+
 def run(
     graph,
     geometry: str,
@@ -139,20 +170,15 @@ def run(
     # closure: train on every pair joined by a path of training edges (transitive_pairs)
     train = transitive_pairs(split.train, graph.n_nodes) if closure else split.train
     batch = max(64, min(2048, len(train) // 4))
-    kw = {} if epochs is None else dict(epochs=epochs)  # None: the estimator's default
-    model = DirectedGraphEmbedding(
-        dim,
-        geometry=geometry,
-        decoder=decoder,
-        batch_size=batch,
-        random_state=seed,
-        **kw,
-        **(model_args or {}),
-    )
+    kw = dict(geometry=geometry, decoder=decoder, batch_size=batch, random_state=seed)
+    if epochs is not None:  # None: the estimator's default
+        kw["epochs"] = epochs
+    model = DirectedGraphEmbedding(dim, **{**kw, **(model_args or {})})  # model_args win
     # early stopping on the split's validation edges (MagNet's 5%), when there are any
     model.fit(train, graph.n_nodes, validation=split if early_stopping and len(split.val) else None)
     scores = link_prediction_scores(model, split, rank_sources=rank_sources, seed=seed)
     scores["direction_auc_connected"] = direction_auc_connected(model, split)
+    scores.update(drift_figures(model, split))
     scores["fit_time"] = model.fit_time_
     scores["epochs_run"] = len(model.loss_history_)
     scores["best_epoch"] = model.best_epoch_
@@ -270,12 +296,86 @@ def plot_embedding(graph, out: Path, epochs: int, seed: int) -> Path:
     return path
 
 
-def dag_ceiling(seeds: int, epochs: int, out: Path, p: float = DAG_P, model_args: dict | None = None) -> str:
+def linear_extension_before(
+    edges: np.ndarray, n: int, pairs: np.ndarray, sweeps: int, seed: int
+) -> np.ndarray:
+    """P(u before v) for each pair `(u, v)` when the order is a uniformly random linear extension of a DAG.
+
+    On the random DAG (a hidden uniform order, every forward pair an edge with the same
+    probability) the likelihood of the training edges is the same for every order that puts
+    each of them forward, so given the training edges the hidden order is a uniformly random
+    linear extension of them, and ranking held-out pairs by this probability is the Bayes
+    rule for the direction AUC. Estimated by a Gibbs sampler: each step takes a node out of
+    the current order and puts it back at a uniformly random place between its last
+    predecessor and its first successor (the exact conditional), `sweeps` passes over the
+    nodes after `sweeps // 4` of burn-in, started from a topological order.
+    """
+    from graphlib import TopologicalSorter
+
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for u, v in np.asarray(edges).tolist():
+        preds[v].append(u)
+        succs[u].append(v)
+    order = np.array(list(TopologicalSorter({v: preds[v] for v in range(n)}).static_order()))
+    pa = [np.array(x, dtype=np.int64) for x in preds]
+    sa = [np.array(x, dtype=np.int64) for x in succs]
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    rng = np.random.default_rng(seed)
+    before = np.zeros(len(pairs))
+    burn = sweeps // 4
+    for sweep in range(burn + sweeps):
+        for v in rng.permutation(n):
+            order = np.delete(order, pos[v])
+            pos[order] = np.arange(n - 1)
+            lo = pos[pa[v]].max() + 1 if len(pa[v]) else 0
+            hi = pos[sa[v]].min() if len(sa[v]) else n - 1
+            k = int(rng.integers(lo, hi + 1))
+            order = np.insert(order, k, v)
+            pos[order[k:]] = np.arange(k, n)
+        if sweep >= burn:
+            before += pos[pairs[:, 0]] < pos[pairs[:, 1]]
+    return before / sweeps
+
+
+def randers_on_order(
+    z: np.ndarray, split, dim: int, drift: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Scores -d(u -> v) of test edges and reversals in a canonical Randers space built on a 1-D order.
+
+    Node u sits at $(z_u, s\, y_u)$ with $y_u \sim N(0, I_{D-1})$ and the drift $-$`drift`
+    along the first axis, so $d(u \to v) = \sqrt{g^2 + s^2 |y_v - y_u|^2} - \text{drift}\, g$
+    with $g = z_u - z_v$: what a decoder of a Randers distance can make of the order $z$. The
+    spread $s$ is the one of a grid with the best direction AUC on the validation edges.
+    """
+    y = np.random.default_rng(seed).standard_normal((len(z), dim - 1))
+
+    def score(e: np.ndarray, s: float) -> np.ndarray:
+        g = z[e[:, 0]] - z[e[:, 1]]
+        h = np.linalg.norm(y[e[:, 0]] - y[e[:, 1]], axis=1)
+        return drift * g - np.sqrt(g * g + (s * h) ** 2)
+
+    def auc(e: np.ndarray, s: float) -> float:
+        return roc_auc(score(e, s), score(e[:, ::-1], s))
+
+    grid = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+    s = max(grid, key=lambda s: auc(split.val_direction, s))
+    e = split.test_direction
+    return score(e, s), score(e[:, ::-1], s)
+
+
+def dag_ceiling(
+    seeds: int, epochs: int, out: Path, p: float = DAG_P, model_args: dict | None = None, sweeps: int = 300
+) -> str:
     """What the training edges of the random DAG say about the direction of the held-out ones.
 
     Per seed (the table's split): the fraction of held-out edges $u \\to v$ implied by a training
     path from $u$ to $v$; a 1-D order $z$ fitted to the training edges alone (Adam on
-    $\\log(1 + e^{-(z_u - z_v)})$, the direction loss with no geometry) scored by $z_u - z_v$; and
+    $\\log(1 + e^{-(z_u - z_v)})$, the direction loss with no geometry) scored by $z_u - z_v$; the
+    Bayes rule, P(u before v) over the linear extensions of the training edges
+    (`linear_extension_before`, `sweeps` Gibbs sweeps); a canonical Randers distance built on
+    $z$ (`randers_on_order`: what a decoder of $d(u \\to v)$ can make of the order); and
     the Randers embedding (dimension 16) scored by its decoder $s$, by the model's log odds of
     $u \\to v$ against $v \\to u$ given one edge between them ($\\log \\sigma(s(u \\to v)) - \\log
     \\sigma(s(v \\to u))$, antisymmetric), and by its drift's order $b \\cdot x$. "paired": the
@@ -303,13 +403,18 @@ def dag_ceiling(seeds: int, epochs: int, out: Path, p: float = DAG_P, model_args
         implied.append(float(np.mean([np.isfinite(hops[row[u], v]) for u, v in e.tolist()])))
         zz = edge_order(split.train, n, seed=seed)
         record("1-D order fitted to the training edges", zz[e[:, 0]] - zz[e[:, 1]], zz[e[:, 1]] - zz[e[:, 0]])
+        before = linear_extension_before(split.train, n, e, sweeps, seed)
+        record("Bayes: P(u before v) over random linear extensions of the training edges", before, 1 - before)
+        for dim in (8, 16):
+            for drift in (0.9, 0.99):
+                record(
+                    f"canonical Randers distance on the 1-D order, D={dim}, drift {drift:g}",
+                    *randers_on_order(zz, split, dim, drift, seed),
+                )
         for weight in (0.0, 1.0):
+            kw = dict(epochs=epochs, batch_size=len(split.train) // 4, random_state=seed)
             model = DirectedGraphEmbedding(
-                16,
-                epochs=epochs,
-                batch_size=len(split.train) // 4,
-                random_state=seed,
-                **{**(model_args or {}), "direction_weight": weight},
+                16, **{**kw, **(model_args or {}), "direction_weight": weight}
             ).fit(split.train, n)
             rev = e[:, ::-1].copy()
             record(
@@ -383,6 +488,9 @@ def main(argv=None) -> dict:
         "--dag-p", type=float, default=DAG_P, help=f"the random DAG's edge probability (default {DAG_P})"
     )
     parser.add_argument(
+        "--sweeps", type=int, default=300, help="--dag-ceiling: Gibbs sweeps over the linear extensions"
+    )
+    parser.add_argument(
         "--model-args",
         type=json.loads,
         default=None,
@@ -418,7 +526,7 @@ def main(argv=None) -> dict:
     out = output_folder("directed_links", smoke, args.out)
     seeds = args.seeds or (1 if smoke else 5)
     if args.dag_ceiling:
-        text = dag_ceiling(seeds, args.epochs or 20, out, args.dag_p, args.model_args)
+        text = dag_ceiling(seeds, args.epochs or 20, out, args.dag_p, args.model_args, args.sweeps)
         print(text)
         return dict(dag_ceiling=text)
     nav_seeds = args.navigation_seeds or seeds
@@ -467,7 +575,15 @@ def main(argv=None) -> dict:
                 print(
                     f"{gname:<30} {geo:<10} dim {dim:>2}: existence {ex}"
                     f"  direction {mean_std(r['direction_auc'] for r in sel)}  "
-                    f"({np.mean([r['fit_time'] for r in sel]):.1f} s/fit)",
+                    f"({np.mean([r['fit_time'] for r in sel]):.1f} s/fit)"
+                    + (
+                        f"  drift {mean_std(r['drift_norm'] for r in sel)}, order "
+                        f"{mean_std(r['drift_order_direction_auc'] for r in sel)}, spread along / across "
+                        f"{np.mean([r['spread_along_drift'] for r in sel]):.2f} / "
+                        f"{np.mean([r['spread_across_drift'] for r in sel]):.2f}"
+                        if "drift_norm" in r
+                        else ""
+                    ),
                     flush=True,
                 )
         write_table(

@@ -337,3 +337,65 @@ def test_dependency_mds_default_is_no_worse_than_euclidean_smacof(smoke):
         euclid = next(r for r in rows if "alpha=0 " in r["method"])
         auto = next(r for r in rows if "auto" in r["method"])
         assert auto["stress"] <= euclid["stress"] * (1 + 1e-9)  # the grid contains alpha = 0
+
+
+def test_directed_links_linear_extension_sampler_matches_enumeration():
+    # P(u before v) over the uniformly random linear extensions of a small DAG, against the exact
+    # fraction over all its linear extensions (enumerated from the permutations)
+    import itertools
+
+    import numpy as np
+
+    mod = load(EXAMPLES / "directed_links.py")
+    edges = np.array([[0, 2], [1, 2], [2, 4], [1, 3], [5, 4]])
+    n = 6
+    pairs = np.array([(u, v) for u in range(n) for v in range(n) if u != v])
+    exts = [p for p in itertools.permutations(range(n)) if all(p.index(u) < p.index(v) for u, v in edges)]
+    pos = np.array([[p.index(k) for k in range(n)] for p in exts])
+    exact = (pos[:, pairs[:, 0]] < pos[:, pairs[:, 1]]).mean(0)
+    sweeps = 4000
+    est = mod.linear_extension_before(edges, n, pairs, sweeps, seed=0)
+    # consecutive sweeps are correlated: allow 5 binomial standard errors of 400 independent draws
+    tol = 5 * np.sqrt(exact * (1 - exact) / 400) + 1e-12
+    assert np.all(np.abs(est - exact) <= tol), np.abs(est - exact).max()
+    forced = (exact == 0) | (exact == 1)  # pairs ordered by a path: the sampler never breaks them
+    assert forced.any() and np.array_equal(est[forced], exact[forced])
+
+
+def test_directed_links_dag_ceiling_rows(tmp_path):
+    # --dag-ceiling: the Bayes rule and the Randers distance built on the 1-D order are among its rows
+    import re
+
+    mod = load(EXAMPLES / "directed_links.py")
+    out = mod.main(
+        ["--dag-ceiling", "--seeds", "1", "--epochs", "1", "--sweeps", "4", "--out", str(tmp_path)]
+    )
+    text = out["dag_ceiling"]
+    assert "Bayes: P(u before v)" in text and "canonical Randers distance on the 1-D order, D=16" in text
+    aucs = [float(v) for v in re.findall(r"\| (\d\.\d+) \|\n", text)]  # one seed: no ± column
+    assert len(aucs) >= 7 and all(0.0 <= a <= 1.0 for a in aucs)
+
+
+def test_directed_links_drift_order_is_the_distance_asymmetry():
+    # the drift order's AUC equals that of d(v -> u) - d(u -> v) = 2 b . (x_u - x_v), computed by the
+    # fitted manifold's own distance; the drift stays below max_drift
+    from finslerlib.embedding import DirectedGraphEmbedding, roc_auc, split_edges
+    from finslerlib.embedding.datasets import random_dag
+
+    mod = load(EXAMPLES / "directed_links.py")
+    g = random_dag(60, 0.15, seed=0)
+    split = split_edges(g.edges, g.n_nodes, seed=0)
+    for geometry in ("randers", "learnable"):
+        model = DirectedGraphEmbedding(4, geometry=geometry, epochs=3, max_drift=0.8, random_state=0)
+        model.fit(split.train, g.n_nodes)
+        fig = mod.drift_figures(model, split)
+        e = split.test_direction
+        asym = model.distance(e[:, ::-1].copy()) - model.distance(e)
+        # float32 rounding of either computation can swap only near-tied pairs: a few of len(e)**2
+        assert abs(fig["drift_order_direction_auc"] - roc_auc(asym, -asym)) <= 1 / len(e)
+        assert (
+            0 < fig["drift_norm"] < 0.8 and fig["spread_along_drift"] > 0 and fig["spread_across_drift"] > 0
+        )
+    assert (
+        mod.drift_figures(DirectedGraphEmbedding(2, geometry="euclidean", epochs=1).fit(g.edges), split) == {}
+    )
