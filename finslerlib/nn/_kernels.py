@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as nnf
 
 from finslerlib.math.pairwise import pairwise_sqdist, safe_sqrt
+from finslerlib.nn._head_compiled import use_compiled
 
 __all__ = ["DIRECTION_SIGNS", "factor_head_logits", "unit_randers_logits"]
 
@@ -116,8 +117,52 @@ class _UnitRandersLogits(torch.autograd.Function):
         return (*_logits_backward(saved, sign, margin, grad, needs[:4]), None, None, None)
 
 
+def _block_view(buf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A contiguous `[rows, cols]` view at the start of the flat buffer `buf`."""
+    return buf[: rows * cols].view(rows, cols)
+
+
 def _logits_forward(s, m, w, scale, sign, labels, margin):
     """The kernel's forward: `(d, saved)`, `saved` the tensors `_logits_backward` reads."""
+    batch, classes = s.shape[0], m.shape[0]
+    lib = use_compiled(s, batch * classes) if classes else None
+    if lib is not None:
+        d, saved = _logits_forward_compiled(lib, s, m, w, scale, sign, labels)
+    else:
+        d, saved = _logits_forward_torch(s, m, w, scale, sign, labels)
+    if labels is not None and margin:
+        # the target class is `margin` further away: scale * margin more on B entries
+        shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
+        d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
+    return d, saved
+
+
+def _logits_forward_compiled(lib, s, m, w, scale, sign, labels):
+    """`_logits_forward_torch` with the fused passes of `finslerlib.nn._head_compiled`."""
+    batch, classes = s.shape[0], m.shape[0]
+    s, m, w = s.contiguous(), m.contiguous(), w.contiguous()
+    c, y2 = lib.centre(m)
+    left, col, v = lib.prep(s, c, w)  # [s - c; -w/2], |s_c|^2 + 2 s_c . c, s w
+    blocks = _blocks(s, classes)
+    buf = s.new_empty((batch + 1) * blocks[0][1])
+    d = s.new_empty(batch, classes)
+    if len(blocks) == 1:  # alpha and u stay in the product's buffer
+        gram = _block_view(buf, batch + 1, classes)
+        alpha, u = gram[:batch], gram[batch]
+    else:
+        alpha, u = torch.empty_like(d), s.new_empty(classes)
+    factor = 1.0 if scale is None else float(scale)
+    for j0, j1 in blocks:
+        gram = _block_view(buf, batch + 1, j1 - j0)
+        torch.mm(left, m[j0:j1].mT, out=gram)
+        lib.forward(
+            gram, col, y2[j0:j1], v, alpha[:, j0:j1], u[j0:j1], d[:, j0:j1], factor, sign * factor, sign == 0
+        )
+    return d, (s, m, w, scale, left, col.unsqueeze(1), y2, alpha, u, v, labels)
+
+
+def _logits_forward_torch(s, m, w, scale, sign, labels):
+    """The forward from torch operations (any device and dtype): `(d, saved)`, no margin."""
     batch, classes = s.shape[0], m.shape[0]
     # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
     # taken from the batch would make one row's logits depend on the other rows, and be
@@ -164,11 +209,32 @@ def _logits_forward(s, m, w, scale, sign, labels, margin):
             # scale * (alpha + sign (u_j - v_i)): the drift's outer difference written first
             # (no read of [B, C]), then one accumulating pass
             torch.sub(k * uj, k * vcol, out=dj).addcmul_(a, scale)
-    if labels is not None and margin:
-        # the target class is `margin` further away: scale * margin more on B entries
-        shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
-        d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
     return d, (s, m, w, scale, left, col, y2, alpha, u, v, labels)
+
+
+def _backward_block_torch(tmp, gj, alpha, u, v, sign, need_abs):
+    """One column block of the backward from torch operations: `g = grad / alpha` into `tmp[:B]`
+    (0 where alpha is 0: there 0/0 or x/0; a NaN or an infinity in grad itself still reaches every
+    result through the row and column sums), the signed column sums into `tmp[B]`; returns
+    `(g's column sums, row sums, g's row sums, sum grad |t| or None)` (times sign(t) for "max")."""
+    batch = gj.shape[0]
+    g = torch.div(gj, alpha, out=tmp[:batch])
+    g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    cj = tmp[batch]
+    abs_part = None
+    if sign == 0:
+        diff = u - v.unsqueeze(1)
+        t = torch.sign(diff).mul_(gj)
+        rows = t.sum(1)
+        torch.sum(t, 0, out=cj)
+        if need_abs:
+            abs_part = torch.linalg.vecdot(t.view(-1), diff.view(-1))
+    else:
+        rows = gj.sum(1)
+        torch.sum(gj, 0, out=cj)
+        if sign == -1:
+            cj.neg_()
+    return g.sum(0), rows, g.sum(1), abs_part
 
 
 def _logits_backward(saved, sign, margin, grad, needs):
@@ -190,33 +256,29 @@ def _logits_backward(saved, sign, margin, grad, needs):
     # abs_part = sum grad |t| ("max")
     rows = g_rows = gm = abs_part = None
     blocks = _blocks(s, classes)
-    block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+    lib = use_compiled(s, batch * classes) if classes else None
+    if lib is not None:
+        grad = grad if grad.stride(-1) == 1 else grad.contiguous()
+        rows, g_rows, abs_part = s.new_empty(batch), s.new_empty(batch), 0.0
+    buf = s.new_empty((batch + 1) * blocks[0][1])
     g_cols = cols = None
     if len(blocks) > 1:
         g_cols, cols = torch.empty_like(u), torch.empty_like(u)
         grad_m = torch.empty_like(m) if need_m else None
     for j0, j1 in blocks:
         whole = j1 - j0 == classes
-        gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
-        # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
-        # grad itself still reaches every result through the row and column sums below)
-        g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
-        g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        gj = grad if whole else grad[:, j0:j1]
+        aj, uj = (alpha, u) if whole else (alpha[:, j0:j1], u[j0:j1])
+        tmp = _block_view(buf, batch + 1, j1 - j0)
         cj = tmp[batch]
-        if sign == 0:
-            diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
-            t = torch.sign(diff).mul_(gj)
-            rows = _acc(rows, t.sum(1))
-            torch.sum(t, 0, out=cj)
-            if needs[3]:
-                abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
+        if lib is not None:
+            # g = grad / alpha into tmp[:B], the signed column sums into tmp[B], row sums added
+            gc = s.new_empty(j1 - j0)
+            abs_part += lib.backward(gj, aj, tmp, uj, v, rows, g_rows, gc, sign == 0, sign == -1, j0 == 0)
         else:
-            rows = _acc(rows, gj.sum(1))
-            torch.sum(gj, 0, out=cj)
-            if sign == -1:
-                cj.neg_()
-        g_rows = _acc(g_rows, g.sum(1))
-        gc = g.sum(0)
+            gc, row_sums, g_row_sums, abs_sum = _backward_block_torch(tmp, gj, aj, uj, v, sign, needs[3])
+            rows, g_rows = _acc(rows, row_sums), _acc(g_rows, g_row_sums)
+            abs_part = abs_part if abs_sum is None else _acc(abs_part, abs_sum)
         mj = m if whole else m[j0:j1]
         if need_m:
             # sum_i g_ij (m_j - s_i) + cols_j w, times k

@@ -1,0 +1,417 @@
+r"""Fused CPU passes of the head's logits kernel (`finslerlib.nn._kernels`), compiled on first use.
+
+The logits kernel works in the metric's factor coordinates, $d_{ij} = |m_j - s_i| + \sigma\,
+(u_j - v_i)$ with $u = m w$, $v = s w$, from one Gram product per column block. Around that
+product the torch path makes about five elementwise passes over the `[B, C]` block forward and
+six backward, and some forty small torch calls per step; these C++ loops do the same work in one
+pass each, row by row while the row is in cache, parallel over rows (`at::parallel_for`):
+
+* `centre`: the prototypes' mean $c$ (accumulated in float64) and $|m_j - c|^2$ (differences, no
+  cancellation), reading $m$ twice and writing nothing of its size;
+* `prep`: the Gram product's left operand $[s - c;\, -w/2]$, $|s_i - c|^2 + 2 (s_i - c) \cdot c$
+  and $v_i = s_i \cdot w$, one pass over the batch;
+* `forward`: from the product $G = [s - c; -w/2]\, m^\top$, in place
+  $\alpha_{ij} = \sqrt{\max(0, \text{col}_i + |m_j - c|^2 - 2 G_{ij})}$ and $u_j = -2 G_{Bj}$,
+  and $d_{ij} = \text{scale}\, \alpha_{ij} + k\,(u_j - v_i)$ ($k = \sigma \cdot \text{scale}$),
+  or $\text{scale}\,(\alpha_{ij} + |u_j - v_i|)$ for `"max"`;
+* `backward`: $g = \text{grad} / \alpha$ (0 where that is not finite, as `nan_to_num`), its row
+  and column sums, the row and column sums of grad (times $\operatorname{sign}(u_j - v_i)$ for
+  `"max"`, with $\sum \text{grad}\, |u_j - v_i|$), in one pass; column sums are formed per
+  block of 64 rows and added in a fixed order (the same result for any thread count).
+
+float32 and float64, CPU; the loops are compiled for AVX-512, AVX2 and plain x86-64
+(`target_clones`, picked at load time). Built with `torch.utils.cpp_extension.load_inline`
+(`finslerlib.math.compiled.load_compiled`): where it cannot be built, one `RuntimeWarning` says
+why and the kernel runs its torch path, which computes the same values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from finslerlib.math.compiled import load_compiled, module_name
+
+__all__ = ["MIN_ENTRIES", "use_compiled"]
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FL_CLONES
+#endif
+#define FL_INLINE inline __attribute__((always_inline))
+
+constexpr int64_t W = 16;      // lanes of the row reductions (kept apart so that the loops vectorize)
+constexpr int64_t ROWS = 64;   // rows per partial column sum in `backward` (fixed: deterministic sums)
+
+template <typename T>
+FL_INLINE T lanes_sum(const T* a) {
+  T s = 0;
+  for (int64_t k = 0; k < W; ++k) s += a[k];
+  return s;
+}
+
+// ---------------------------------------------------------------- forward epilogue, one row
+template <typename T, int Mode>  // Mode 1: scale a + k t; Mode 0: scale (a + |t|)
+FL_INLINE void fwd_impl(const T* g, T* alpha, T* d, const T* __restrict y2, const T* __restrict u, T col,
+                        T v, T sc, T k, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    T q = (col + y2[j]) + T(-2) * g[j];
+    q = q < T(0) ? T(0) : q;  // NaN stays NaN (as clamp_min)
+    const T a = std::sqrt(q);
+    const T t = u[j] - v;
+    alpha[j] = a;
+    if constexpr (Mode == 0)
+      d[j] = sc * (a + std::abs(t));
+    else
+      d[j] = sc * a + k * t;
+  }
+}
+
+FL_CLONES void fwd_row(const float* g, float* alpha, float* d, const float* y2, const float* u, float col,
+                       float v, float sc, float k, int64_t n, bool max_mode) {
+  if (max_mode) fwd_impl<float, 0>(g, alpha, d, y2, u, col, v, sc, k, n);
+  else fwd_impl<float, 1>(g, alpha, d, y2, u, col, v, sc, k, n);
+}
+
+FL_CLONES void fwd_row(const double* g, double* alpha, double* d, const double* y2, const double* u,
+                       double col, double v, double sc, double k, int64_t n, bool max_mode) {
+  if (max_mode) fwd_impl<double, 0>(g, alpha, d, y2, u, col, v, sc, k, n);
+  else fwd_impl<double, 1>(g, alpha, d, y2, u, col, v, sc, k, n);
+}
+
+// ---------------------------------------------------------------- backward pass, one row
+template <typename T, bool Max>
+FL_INLINE void bwd_impl(const T* __restrict gr, const T* __restrict al, T* __restrict go,
+                        const T* __restrict u, T v, int64_t n, T* __restrict colp, T* __restrict gcolp,
+                        T* rows, T* grows, T* absp) {
+  T ra[W], ga[W], aa[W];
+  for (int64_t k = 0; k < W; ++k) ra[k] = ga[k] = aa[k] = 0;
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+    for (int64_t k = 0; k < W; ++k) {
+      T x = gr[j + k];
+      T q = x / al[j + k];
+      q = (q - q == T(0)) ? q : T(0);  // 0 where not finite (nan_to_num)
+      go[j + k] = q;
+      if constexpr (Max) {
+        const T t = u[j + k] - v;
+        x = (t > T(0) ? x : T(0)) - (t < T(0) ? x : T(0));  // sign(t) x, sign(NaN) = 0 (as torch)
+        aa[k] += x * t;
+      }
+      ra[k] += x;
+      ga[k] += q;
+      colp[j + k] += x;
+      gcolp[j + k] += q;
+    }
+  }
+  for (; j < n; ++j) {
+    T x = gr[j];
+    T q = x / al[j];
+    q = (q - q == T(0)) ? q : T(0);
+    go[j] = q;
+    if constexpr (Max) {
+      const T t = u[j] - v;
+      x = (t > T(0) ? x : T(0)) - (t < T(0) ? x : T(0));
+      aa[0] += x * t;
+    }
+    ra[0] += x;
+    ga[0] += q;
+    colp[j] += x;
+    gcolp[j] += q;
+  }
+  *rows += lanes_sum(ra);
+  *grows += lanes_sum(ga);
+  if constexpr (Max) *absp += lanes_sum(aa);
+}
+
+FL_CLONES void bwd_row(const float* gr, const float* al, float* go, const float* u, float v, int64_t n,
+                       float* colp, float* gcolp, float* rows, float* grows, float* absp, bool max_mode) {
+  if (max_mode) bwd_impl<float, true>(gr, al, go, u, v, n, colp, gcolp, rows, grows, absp);
+  else bwd_impl<float, false>(gr, al, go, u, v, n, colp, gcolp, rows, grows, absp);
+}
+
+FL_CLONES void bwd_row(const double* gr, const double* al, double* go, const double* u, double v,
+                       int64_t n, double* colp, double* gcolp, double* rows, double* grows, double* absp,
+                       bool max_mode) {
+  if (max_mode) bwd_impl<double, true>(gr, al, go, u, v, n, colp, gcolp, rows, grows, absp);
+  else bwd_impl<double, false>(gr, al, go, u, v, n, colp, gcolp, rows, grows, absp);
+}
+
+void check_rows(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.device().is_cpu() && (t.stride(1) == 1 || t.size(0) == 0 || t.size(1) <= 1),
+              name, ": CPU [rows, cols] with contiguous rows");
+}
+
+void check_vec(const torch::Tensor& v, int64_t n, at::ScalarType dtype, const char* name) {
+  TORCH_CHECK(v.dim() == 1 && v.numel() == n && v.scalar_type() == dtype && (n == 0 || v.stride(0) == 1),
+              name, ": contiguous vector of length ", n);
+}
+
+template <typename T>
+void forward_t(torch::Tensor& gram, torch::Tensor& col, torch::Tensor& y2, torch::Tensor& v,
+               torch::Tensor& alpha, torch::Tensor& u, torch::Tensor& d, double scale, double k,
+               bool max_mode) {
+  const int64_t b = alpha.size(0), n = alpha.size(1);
+  const T* pg = gram.data_ptr<T>();
+  const int64_t lg = gram.stride(0);
+  T* pu = u.data_ptr<T>();
+  const T* urow = pg + b * lg;
+  for (int64_t j = 0; j < n; ++j) pu[j] = T(-2) * urow[j];  // may be in place (u is gram's last row)
+  const T* py2 = y2.data_ptr<T>();
+  const T* pc = col.data_ptr<T>();
+  const T* pv = v.data_ptr<T>();
+  T* pa = alpha.data_ptr<T>();
+  T* pd = d.data_ptr<T>();
+  const int64_t la = alpha.stride(0), ld = d.stride(0);
+  at::parallel_for(0, b, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      fwd_row(pg + i * lg, pa + i * la, pd + i * ld, py2, pu, pc[i], pv[i], T(scale), T(k), n, max_mode);
+  });
+}
+
+template <typename T>
+double backward_t(torch::Tensor& grad, torch::Tensor& alpha, torch::Tensor& out, torch::Tensor& u,
+                  torch::Tensor& v, torch::Tensor& rows, torch::Tensor& grows, torch::Tensor& gcols,
+                  bool max_mode, bool negate_cols, bool first) {
+  const int64_t b = alpha.size(0), n = alpha.size(1);
+  const int64_t chunks = (b + ROWS - 1) / ROWS;
+  // per chunk: partial column sums of the two kinds, and the chunk's |t| part
+  std::vector<T> colp(static_cast<size_t>(2 * chunks * n), T(0)), absp(static_cast<size_t>(chunks), T(0));
+  const T* pgr = grad.data_ptr<T>();
+  const T* pal = alpha.data_ptr<T>();
+  T* po = out.data_ptr<T>();
+  const T* pu = u.data_ptr<T>();
+  const T* pv = v.data_ptr<T>();
+  T* pr = rows.data_ptr<T>();
+  T* pgrw = grows.data_ptr<T>();
+  const int64_t lgr = grad.stride(0), lal = alpha.stride(0), lo_ = out.stride(0);
+  if (first) {
+    for (int64_t i = 0; i < b; ++i) pr[i] = pgrw[i] = T(0);
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      T* cp = colp.data() + 2 * c * n;
+      for (int64_t i = c * ROWS; i < std::min(b, (c + 1) * ROWS); ++i)
+        bwd_row(pgr + i * lgr, pal + i * lal, po + i * lo_, pu, max_mode ? pv[i] : T(0), n, cp, cp + n,
+                pr + i, pgrw + i, &absp[c], max_mode);
+    }
+  });
+  T* pcols = po + b * lo_;  // the block's last row
+  T* pgc = gcols.data_ptr<T>();
+  const T sgn = negate_cols ? T(-1) : T(1);
+  for (int64_t j = 0; j < n; ++j) {
+    T s = 0, gs = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      s += colp[2 * c * n + j];
+      gs += colp[(2 * c + 1) * n + j];
+    }
+    pcols[j] = sgn * s;
+    pgc[j] = gs;
+  }
+  double total = 0;
+  for (int64_t c = 0; c < chunks; ++c) total += absp[c];
+  return total;
+}
+
+template <typename T>
+std::tuple<torch::Tensor, torch::Tensor> centre_t(const torch::Tensor& m) {
+  const int64_t count = m.size(0), dim = m.size(1);
+  auto c = torch::zeros({dim}, m.options());
+  auto y2 = torch::empty({count}, m.options());
+  if (count == 0) return std::make_tuple(c, y2);
+  const T* pm = m.data_ptr<T>();
+  const int64_t chunk = 256, chunks = (count + chunk - 1) / chunk;
+  std::vector<double> part(static_cast<size_t>(chunks * dim), 0.0);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t q = c0; q < c1; ++q) {
+      double* acc = part.data() + q * dim;
+      for (int64_t i = q * chunk; i < std::min(count, (q + 1) * chunk); ++i) {
+        const T* row = pm + i * dim;
+        for (int64_t j = 0; j < dim; ++j) acc[j] += static_cast<double>(row[j]);
+      }
+    }
+  });
+  T* pc = c.data_ptr<T>();
+  for (int64_t j = 0; j < dim; ++j) {
+    double s = 0.0;
+    for (int64_t q = 0; q < chunks; ++q) s += part[q * dim + j];
+    pc[j] = static_cast<T>(s / static_cast<double>(count));
+  }
+  T* py = y2.data_ptr<T>();
+  at::parallel_for(0, count, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T* row = pm + i * dim;
+      T acc[W];
+      for (int64_t k = 0; k < W; ++k) acc[k] = 0;
+      int64_t j = 0;
+      for (; j + W <= dim; j += W)
+        for (int64_t k = 0; k < W; ++k) {
+          const T e = row[j + k] - pc[j + k];
+          acc[k] += e * e;
+        }
+      for (; j < dim; ++j) {
+        const T e = row[j] - pc[j];
+        acc[0] += e * e;
+      }
+      py[i] = lanes_sum(acc);
+    }
+  });
+  return std::make_tuple(c, y2);
+}
+
+template <typename T>
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prep_t(const torch::Tensor& s, const torch::Tensor& c,
+                                                               const torch::Tensor& w) {
+  const int64_t b = s.size(0), dim = s.size(1);
+  auto left = torch::empty({b + 1, dim}, s.options());
+  auto col = torch::empty({b}, s.options());
+  auto v = torch::empty({b}, s.options());
+  const T* ps = s.data_ptr<T>();
+  const T* pc = c.data_ptr<T>();
+  const T* pw = w.data_ptr<T>();
+  T* pl = left.data_ptr<T>();
+  T* pcol = col.data_ptr<T>();
+  T* pv = v.data_ptr<T>();
+  at::parallel_for(0, b, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T* row = ps + i * dim;
+      T* out = pl + i * dim;
+      T sq[W], cr[W], vw[W];
+      for (int64_t k = 0; k < W; ++k) sq[k] = cr[k] = vw[k] = 0;
+      int64_t j = 0;
+      for (; j + W <= dim; j += W)
+        for (int64_t k = 0; k < W; ++k) {
+          const T x = row[j + k], e = x - pc[j + k];
+          out[j + k] = e;
+          sq[k] += e * e;
+          cr[k] += e * pc[j + k];
+          vw[k] += x * pw[j + k];
+        }
+      for (; j < dim; ++j) {
+        const T x = row[j], e = x - pc[j];
+        out[j] = e;
+        sq[0] += e * e;
+        cr[0] += e * pc[j];
+        vw[0] += x * pw[j];
+      }
+      pcol[i] = lanes_sum(sq) + T(2) * lanes_sum(cr);
+      pv[i] = lanes_sum(vw);
+    }
+  });
+  T* last = pl + b * dim;
+  for (int64_t j = 0; j < dim; ++j) last[j] = T(-0.5) * pw[j];
+  return std::make_tuple(left, col, v);
+}
+
+}  // namespace
+
+void forward(torch::Tensor gram, torch::Tensor col, torch::Tensor y2, torch::Tensor v, torch::Tensor alpha,
+             torch::Tensor u, torch::Tensor d, double scale, double k, bool max_mode) {
+  // gram [B + 1, n] (rows < B: (s_i - c) . m_j, row B: -w/2 . m_j); writes alpha [B, n] (may be gram's
+  // first B rows), u [n] (may be gram's last row) and d [B, n]
+  check_rows(gram, "gram"); check_rows(alpha, "alpha"); check_rows(d, "d");
+  const int64_t b = alpha.size(0), n = alpha.size(1);
+  const auto dt = gram.scalar_type();
+  TORCH_CHECK(gram.size(0) == b + 1 && gram.size(1) == n && d.size(0) == b && d.size(1) == n, "shapes");
+  TORCH_CHECK(alpha.scalar_type() == dt && d.scalar_type() == dt, "one dtype");
+  check_vec(col, b, dt, "col"); check_vec(v, b, dt, "v");
+  check_vec(y2, n, dt, "y2"); check_vec(u, n, dt, "u");
+  if (dt == at::kFloat) forward_t<float>(gram, col, y2, v, alpha, u, d, scale, k, max_mode);
+  else if (dt == at::kDouble) forward_t<double>(gram, col, y2, v, alpha, u, d, scale, k, max_mode);
+  else TORCH_CHECK(false, "float32 or float64");
+}
+
+double backward(torch::Tensor grad, torch::Tensor alpha, torch::Tensor out, torch::Tensor u, torch::Tensor v,
+                torch::Tensor rows, torch::Tensor grows, torch::Tensor gcols, bool max_mode, bool negate_cols,
+                bool first) {
+  // out [B + 1, n]: rows < B get g = grad / alpha, row B the column sums of grad (signed); rows, grows
+  // [B] get (or, first = false, add) the row sums; gcols [n] the column sums of g; returns sum grad |t|
+  check_rows(grad, "grad"); check_rows(alpha, "alpha"); check_rows(out, "out");
+  const int64_t b = alpha.size(0), n = alpha.size(1);
+  const auto dt = alpha.scalar_type();
+  TORCH_CHECK(grad.size(0) == b && grad.size(1) == n && out.size(0) == b + 1 && out.size(1) == n, "shapes");
+  TORCH_CHECK(grad.scalar_type() == dt && out.scalar_type() == dt, "one dtype");
+  check_vec(u, n, dt, "u"); check_vec(v, b, dt, "v"); check_vec(rows, b, dt, "rows");
+  check_vec(grows, b, dt, "grows"); check_vec(gcols, n, dt, "gcols");
+  if (dt == at::kFloat)
+    return backward_t<float>(grad, alpha, out, u, v, rows, grows, gcols, max_mode, negate_cols, first);
+  TORCH_CHECK(dt == at::kDouble, "float32 or float64");
+  return backward_t<double>(grad, alpha, out, u, v, rows, grows, gcols, max_mode, negate_cols, first);
+}
+
+std::tuple<torch::Tensor, torch::Tensor> centre(torch::Tensor m) {
+  TORCH_CHECK(m.dim() == 2 && m.device().is_cpu(), "m: CPU [C, R]");
+  auto mc = m.contiguous();
+  if (mc.scalar_type() == at::kFloat) return centre_t<float>(mc);
+  TORCH_CHECK(mc.scalar_type() == at::kDouble, "float32 or float64");
+  return centre_t<double>(mc);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prep(torch::Tensor s, torch::Tensor c,
+                                                             torch::Tensor w) {
+  TORCH_CHECK(s.dim() == 2 && s.device().is_cpu(), "s: CPU [B, R]");
+  auto sc = s.contiguous();
+  const auto dt = sc.scalar_type();
+  auto cc = c.contiguous();
+  auto wc = w.contiguous();
+  check_vec(cc, sc.size(1), dt, "c"); check_vec(wc, sc.size(1), dt, "w");
+  if (dt == at::kFloat) return prep_t<float>(sc, cc, wc);
+  TORCH_CHECK(dt == at::kDouble, "float32 or float64");
+  return prep_t<double>(sc, cc, wc);
+}
+"""
+
+_NAME = module_name("finslerlib_head_", _SOURCE)
+_MACHINES = ("x86_64", "amd64", "aarch64", "arm64")  # the vectorized loops' targets
+_STATE: dict[str, object] = {}
+
+MIN_ENTRIES = 1 << 14
+"""Logits with fewer `[B, C]` entries keep the torch path (small workloads never wait for the
+first build)."""
+
+
+def _load():
+    return load_compiled(
+        _STATE,
+        name=_NAME,
+        source=_SOURCE,
+        functions=["forward", "backward", "centre", "prep"],
+        what="finslerlib.nn: the compiled head kernel",
+        fallback="the torch head kernel (slower)",
+        extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
+        machines=_MACHINES,
+    )
+
+
+def use_compiled(s: torch.Tensor, entries: int):
+    """The compiled module where it applies, else `None`.
+
+    It applies to float32 and float64 CPU tensors with at least `MIN_ENTRIES` logits, outside
+    traced code (`torch.compile`, `torch.export`).
+
+    Args:
+        s: Tensor, the features (their dtype and device decide).
+        entries: number of logits, `B * C`.
+
+    Returns:
+        The module (functions `centre`, `prep`, `forward`, `backward`) or `None`.
+
+    Example:
+        >>> use_compiled(torch.zeros(2, 2, dtype=torch.float16), 1 << 20) is None
+        True
+    """
+    if s.device.type != "cpu" or s.dtype not in (torch.float32, torch.float64) or entries < MIN_ENTRIES:
+        return None
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return None
+    return _load()
