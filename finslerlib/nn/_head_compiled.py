@@ -369,6 +369,248 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prep(torch::Tensor s, to
   TORCH_CHECK(dt == at::kDouble, "float32 or float64");
   return prep_t<double>(sc, cc, wc);
 }
+// ---------------------------------------------------------------- whole kernels (ATen calls from C++)
+namespace {
+
+using torch::Tensor;
+using Opt = c10::optional<Tensor>;
+
+Tensor block_view(const Tensor& buf, int64_t rows, int64_t cols) {
+  return buf.narrow(0, 0, rows * cols).view({rows, cols});
+}
+
+std::vector<std::pair<int64_t, int64_t>> column_blocks(int64_t classes, int64_t chunk) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t j0 = 0; j0 < std::max<int64_t>(classes, 1); j0 += chunk)
+    out.emplace_back(j0, std::min(j0 + chunk, classes));
+  return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> tri_splits(int64_t dim, int64_t count) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t k = 0; k < count; ++k) out.emplace_back(dim * k / count, dim * (k + 1) / count);
+  return out;
+}
+
+Tensor times_lower(const Tensor& z, const Tensor& chol, int64_t count) {  // z @ chol, chol lower
+  if (count <= 1) return at::mm(z, chol);
+  auto out = at::empty({z.size(0), chol.size(1)}, z.options());
+  for (auto [j0, j1] : tri_splits(chol.size(0), count)) {
+    auto o = out.narrow(1, j0, j1 - j0);
+    auto rows = chol.narrow(0, j0, chol.size(0) - j0).narrow(1, j0, j1 - j0);
+    at::mm_out(o, z.narrow(1, j0, z.size(1) - j0), rows);
+  }
+  return out;
+}
+
+Tensor times_upper(const Tensor& g, const Tensor& chol, int64_t count) {  // g @ chol^T
+  if (count <= 1) return at::mm(g, chol.t());
+  auto out = at::empty({g.size(0), chol.size(0)}, g.options());
+  for (auto [i0, i1] : tri_splits(chol.size(0), count)) {
+    auto o = out.narrow(1, i0, i1 - i0);
+    at::mm_out(o, g.narrow(1, 0, i1), chol.narrow(0, i0, i1 - i0).narrow(1, 0, i1).t());
+  }
+  return out;
+}
+
+Tensor lower_outer(const Tensor& z, const Tensor& g, int64_t count) {  // tril(z^T g)
+  if (count <= 1) return at::mm(z.t(), g).tril_();
+  auto out = at::empty({z.size(1), g.size(1)}, z.options());
+  for (auto [i0, i1] : tri_splits(z.size(1), count)) {
+    auto o = out.narrow(0, i0, i1 - i0).narrow(1, 0, i1);
+    at::mm_out(o, z.narrow(1, i0, i1 - i0).t(), g.narrow(1, 0, i1));
+  }
+  return out.tril_();
+}
+
+// d and the saved [left, col (B x 1), y2, alpha, u, v]
+std::vector<Tensor> logits_fwd(const Tensor& s_in, const Tensor& m_in, const Tensor& w, double factor,
+                               int64_t sign, const Opt& labels, double margin, int64_t chunk) {
+  auto s = s_in.contiguous();
+  auto m = m_in.contiguous();
+  auto [c, y2] = centre(m);
+  auto [left, col, v] = prep(s, c, w);
+  const int64_t b = s.size(0), classes = m.size(0);
+  auto blocks = column_blocks(classes, chunk);
+  auto buf = at::empty({(b + 1) * (blocks[0].second - blocks[0].first)}, s.options());
+  auto d = at::empty({b, classes}, s.options());
+  Tensor alpha, u;
+  if (blocks.size() == 1) {
+    auto gram = block_view(buf, b + 1, classes);
+    alpha = gram.narrow(0, 0, b);
+    u = gram.select(0, b);
+  } else {
+    alpha = at::empty({b, classes}, s.options());
+    u = at::empty({classes}, s.options());
+  }
+  for (auto [j0, j1] : blocks) {
+    const int64_t n = j1 - j0;
+    auto gram = block_view(buf, b + 1, n);
+    at::mm_out(gram, left, m.narrow(0, j0, n).t());
+    forward(gram, col, y2.narrow(0, j0, n), v, alpha.narrow(1, j0, n), u.narrow(0, j0, n), d.narrow(1, j0, n),
+            factor, sign * factor, sign == 0);
+  }
+  if (labels.has_value() && margin != 0.0 && b > 0)
+    d.scatter_add_(1, labels->unsqueeze(1), at::full({b, 1}, margin * factor, d.options()));
+  return {d, left, col.unsqueeze(1), y2, alpha, u, v};
+}
+
+// [grad_s, grad_m, grad_w, grad_scale] (undefined where not needed)
+std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Tensor& m, const Tensor& w,
+                               const Opt& scale, const Tensor& left, const Tensor& col, const Tensor& y2,
+                               const Tensor& alpha, const Tensor& u, const Tensor& v, const Opt& labels,
+                               int64_t sign, double margin, bool need_s, bool need_m, bool need_w,
+                               bool need_scale, int64_t chunk) {
+  const int64_t b = alpha.size(0), classes = alpha.size(1);
+  const double k = scale.has_value() ? scale->item<double>() : 1.0;
+  auto grad = (grad_in.stride(1) == 1 || grad_in.numel() == 0) ? grad_in : grad_in.contiguous();
+  Tensor right;
+  if (need_m) {
+    right = at::empty({b + 1, s.size(1)}, s.options());
+    auto top = right.narrow(0, 0, b);
+    auto last = right.select(0, b);
+    at::mul_out(top, s, at::scalar_tensor(-k, s.options()));
+    at::mul_out(last, w, at::scalar_tensor(k, s.options()));
+  }
+  auto rows = at::empty({b}, s.options());
+  auto g_rows = at::empty({b}, s.options());
+  double abs_part = 0.0;
+  auto blocks = column_blocks(classes, chunk);
+  auto buf = at::empty({(b + 1) * (blocks[0].second - blocks[0].first)}, s.options());
+  Tensor g_cols, cols, grad_m, gm;
+  const bool multi = blocks.size() > 1;
+  if (multi) {
+    g_cols = at::empty({classes}, s.options());
+    cols = at::empty({classes}, s.options());
+    if (need_m) grad_m = at::empty_like(m);
+  }
+  for (auto [j0, j1] : blocks) {
+    const int64_t n = j1 - j0;
+    auto tmp = block_view(buf, b + 1, n);
+    auto gc = multi ? g_cols.narrow(0, j0, n) : at::empty({n}, s.options());
+    abs_part += backward(grad.narrow(1, j0, n), alpha.narrow(1, j0, n), tmp, u.narrow(0, j0, n), v, rows,
+                         g_rows, gc, sign == 0, sign == -1, j0 == 0);
+    auto mj = m.narrow(0, j0, n);
+    if (need_m) {
+      Tensor gmj;
+      if (multi) {
+        gmj = grad_m.narrow(0, j0, n);
+        at::mm_out(gmj, tmp.t(), right);
+      } else {
+        gmj = at::mm(tmp.t(), right);
+        grad_m = gmj;
+      }
+      gmj.addcmul_(mj, (gc * k).unsqueeze(1));
+    }
+    if (gm.defined()) {
+      gm.addmm_(tmp, mj);
+    } else if (!multi && right.defined()) {
+      gm = right;  // free now: one block's [g m; cols^T m] into its memory
+      at::mm_out(gm, tmp, mj);
+    } else {
+      gm = at::mm(tmp, mj);
+    }
+    if (multi) {
+      cols.narrow(0, j0, n).copy_(tmp.select(0, b));
+    } else {
+      g_cols = gc;
+      cols = tmp.select(0, b);
+    }
+  }
+  if (sign == -1) rows.neg_();
+  Tensor grad_s, grad_w, grad_scale;
+  if (need_w) grad_w = at::addmv(gm.select(0, b), s.t(), rows, 1, -1).mul_(k);
+  if (need_scale) {
+    // sum grad * alpha from the small results (no pass over [B, C])
+    auto cross = at::dot(left.narrow(0, 0, b).reshape(-1), gm.narrow(0, 0, b).reshape(-1));
+    auto total = at::dot(col.squeeze(1), g_rows) + at::dot(y2, g_cols) - 2.0 * cross;
+    total = sign == 0 ? total + abs_part : total + (at::dot(cols, u) - at::dot(rows, v));
+    if (labels.has_value() && margin != 0.0)
+      total = total + margin * grad.gather(1, labels->unsqueeze(1)).sum();
+    grad_scale = total.reshape(scale->sizes());
+  }
+  if (need_s)
+    grad_s = gm.narrow(0, 0, b).addcmul_(s, g_rows.unsqueeze(1), -1.0).addr_(rows, w).mul_(-k);
+  return {grad_s, grad_m, grad_w, grad_scale};
+}
+
+}  // namespace
+
+std::vector<Tensor> logits_forward(Tensor s, Tensor m, Tensor w, Opt scale, int64_t sign, Opt labels,
+                                   double margin, int64_t chunk) {
+  return logits_fwd(s, m, w, scale.has_value() ? scale->item<double>() : 1.0, sign, labels, margin, chunk);
+}
+
+std::vector<Tensor> logits_backward(Tensor grad, Tensor s, Tensor m, Tensor w, Opt scale, Tensor left,
+                                    Tensor col, Tensor y2, Tensor alpha, Tensor u, Tensor v, Opt labels,
+                                    int64_t sign, double margin, std::vector<bool> needs, int64_t chunk) {
+  return logits_bwd(grad, s, m, w, scale, left, col, y2, alpha, u, v, labels, sign, margin, needs[0],
+                    needs[1], needs[2], needs[3], chunk);
+}
+
+// d, then the saved [z, chol, f, slope, s, w, scale, left, col, y2, alpha, u, v] (scale undefined without
+// log_scale)
+std::vector<Tensor> head_forward(Tensor x, Opt proj, Tensor raw, Tensor drift, Tensor m, Opt log_scale,
+                                 double eps, double max_drift, double scale_sign, int64_t sign, Opt labels,
+                                 double margin, int64_t chunk, int64_t tri) {
+  auto z = proj.has_value() ? at::mm(x, proj->t()) : x;
+  auto chol = raw.clone(at::MemoryFormat::Contiguous).tril_(-1);
+  chol.diagonal().copy_(at::softplus(raw.diagonal()).add_(eps));
+  auto s = times_lower(z, chol, tri);
+  // the bounded drift w = max_drift f(r) u, f(r) = tanh(r) / r, and f'(r) / r (Taylor below 1e-4)
+  const double r = at::linalg_vector_norm(drift).item<double>();
+  double f, slope;
+  if (r < 1e-4) {
+    f = 1.0 - r * r / 3.0;
+    slope = -2.0 / 3.0;
+  } else {
+    const double th = std::tanh(r);
+    f = th / r;
+    slope = (r * (1.0 - th * th) - th) / (r * r * r);
+  }
+  auto f_t = at::scalar_tensor(f, drift.options());
+  auto slope_t = at::scalar_tensor(slope, drift.options());
+  auto w = drift * (f * max_drift);
+  Tensor scale;
+  double factor = 1.0;
+  if (log_scale.has_value()) {
+    scale = log_scale->exp().mul_(scale_sign);
+    factor = scale.item<double>();
+  }
+  auto out = logits_fwd(s, m, w, factor, sign, labels, margin, chunk);
+  return {out[0], z, chol, f_t, slope_t, s, w, scale, out[1], out[2], out[3], out[4], out[5], out[6]};
+}
+
+// [grad_x, grad_proj, grad_raw, grad_drift, grad_m, grad_log_scale]
+std::vector<Tensor> head_backward(Tensor grad, Tensor x, Opt proj, Tensor raw, Tensor drift, Tensor z,
+                                  Tensor chol, Tensor f, Tensor slope, Tensor s, Tensor m, Tensor w,
+                                  Opt scale, Tensor left, Tensor col, Tensor y2, Tensor alpha, Tensor u,
+                                  Tensor v, Opt labels, double max_drift, int64_t sign, double margin,
+                                  std::vector<bool> needs, int64_t chunk, int64_t tri) {
+  const bool need_x = needs[0], need_proj = needs[1], need_raw = needs[2], need_drift = needs[3];
+  const bool need_m = needs[4], need_scale = needs[5];
+  auto g = logits_bwd(grad, s, m, w, scale, left, col, y2, alpha, u, v, labels, sign, margin,
+                      need_x || need_proj || need_raw, need_m, need_drift, need_scale, chunk);
+  Tensor grad_x, grad_proj, grad_raw, grad_drift, grad_ls;
+  if (need_scale) grad_ls = g[3].mul_(*scale);  // d scale / d log_scale = scale
+  if (need_drift)  // grad_u = max_drift (f grad_w + f'(r)/r (u . grad_w) u)
+    grad_drift = at::addcmul(g[2] * f, drift, at::dot(drift, g[2]) * slope).mul_(max_drift);
+  if (need_raw) {
+    grad_raw = lower_outer(z, g[0], tri);
+    auto d = raw.diagonal();
+    grad_raw.diagonal().mul_(at::where(d > 20.0, at::ones_like(d), at::sigmoid(d)));
+  }
+  if (need_x || need_proj) {
+    auto grad_z = times_upper(g[0], chol, tri);
+    if (!proj.has_value()) {
+      grad_x = grad_z;
+    } else {
+      if (need_x) grad_x = at::mm(grad_z, *proj);
+      if (need_proj) grad_proj = at::mm(grad_z.t(), x);
+    }
+  }
+  return {grad_x, grad_proj, grad_raw, grad_drift, g[1], grad_ls};
+}
 """
 
 _NAME = module_name("finslerlib_head_", _SOURCE)
@@ -385,7 +627,10 @@ def _load():
         _STATE,
         name=_NAME,
         source=_SOURCE,
-        functions=["forward", "backward", "centre", "prep"],
+        functions=[
+            "forward", "backward", "centre", "prep",
+            "logits_forward", "logits_backward", "head_forward", "head_backward",
+        ],
         what="finslerlib.nn: the compiled head kernel",
         fallback="the torch head kernel (slower)",
         extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],

@@ -122,43 +122,26 @@ def _block_view(buf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return buf[: rows * cols].view(rows, cols)
 
 
+def _compiled_for(x: torch.Tensor, classes: int, *tensors: torch.Tensor | None):
+    """The compiled module for these operands (one dtype, contiguous-row-friendly CPU), or `None`."""
+    if not classes or any(t is not None and t.dtype != x.dtype for t in tensors):
+        return None
+    return use_compiled(x, x.shape[0] * classes)
+
+
 def _logits_forward(s, m, w, scale, sign, labels, margin):
     """The kernel's forward: `(d, saved)`, `saved` the tensors `_logits_backward` reads."""
     batch, classes = s.shape[0], m.shape[0]
-    lib = use_compiled(s, batch * classes) if classes else None
-    if lib is not None:
-        d, saved = _logits_forward_compiled(lib, s, m, w, scale, sign, labels)
-    else:
-        d, saved = _logits_forward_torch(s, m, w, scale, sign, labels)
+    lib = _compiled_for(s, classes, m, w, scale)
+    if lib is not None:  # the same passes in C++ (finslerlib.nn._head_compiled)
+        d, *rest = lib.logits_forward(s, m, w, scale, sign, labels, margin, _column_chunk(s, classes))
+        return d, (s, m, w, scale, *rest, labels)
+    d, saved = _logits_forward_torch(s, m, w, scale, sign, labels)
     if labels is not None and margin:
         # the target class is `margin` further away: scale * margin more on B entries
         shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
         d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
     return d, saved
-
-
-def _logits_forward_compiled(lib, s, m, w, scale, sign, labels):
-    """`_logits_forward_torch` with the fused passes of `finslerlib.nn._head_compiled`."""
-    batch, classes = s.shape[0], m.shape[0]
-    s, m, w = s.contiguous(), m.contiguous(), w.contiguous()
-    c, y2 = lib.centre(m)
-    left, col, v = lib.prep(s, c, w)  # [s - c; -w/2], |s_c|^2 + 2 s_c . c, s w
-    blocks = _blocks(s, classes)
-    buf = s.new_empty((batch + 1) * blocks[0][1])
-    d = s.new_empty(batch, classes)
-    if len(blocks) == 1:  # alpha and u stay in the product's buffer
-        gram = _block_view(buf, batch + 1, classes)
-        alpha, u = gram[:batch], gram[batch]
-    else:
-        alpha, u = torch.empty_like(d), s.new_empty(classes)
-    factor = 1.0 if scale is None else float(scale)
-    for j0, j1 in blocks:
-        gram = _block_view(buf, batch + 1, j1 - j0)
-        torch.mm(left, m[j0:j1].mT, out=gram)
-        lib.forward(
-            gram, col, y2[j0:j1], v, alpha[:, j0:j1], u[j0:j1], d[:, j0:j1], factor, sign * factor, sign == 0
-        )
-    return d, (s, m, w, scale, left, col.unsqueeze(1), y2, alpha, u, v, labels)
 
 
 def _logits_forward_torch(s, m, w, scale, sign, labels):
@@ -241,6 +224,10 @@ def _logits_backward(saved, sign, margin, grad, needs):
     """The kernel's backward: `(grad_s, grad_m, grad_w, grad_scale)` for the four `needs`."""
     s, m, w, scale, left, col, y2, alpha, u, v, labels = saved
     batch, classes = alpha.shape
+    lib = _compiled_for(s, classes, m, w, scale, grad)
+    if lib is not None:  # the same steps in C++ (finslerlib.nn._head_compiled)
+        chunk = _column_chunk(s, classes)
+        return tuple(lib.logits_backward(grad, *saved[:-1], labels, sign, margin, list(needs), chunk))
     k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
     need_m = needs[1]
     # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
@@ -256,10 +243,6 @@ def _logits_backward(saved, sign, margin, grad, needs):
     # abs_part = sum grad |t| ("max")
     rows = g_rows = gm = abs_part = None
     blocks = _blocks(s, classes)
-    lib = use_compiled(s, batch * classes) if classes else None
-    if lib is not None:
-        grad = grad if grad.stride(-1) == 1 else grad.contiguous()
-        rows, g_rows, abs_part = s.new_empty(batch), s.new_empty(batch), 0.0
     buf = s.new_empty((batch + 1) * blocks[0][1])
     g_cols = cols = None
     if len(blocks) > 1:
@@ -271,14 +254,9 @@ def _logits_backward(saved, sign, margin, grad, needs):
         aj, uj = (alpha, u) if whole else (alpha[:, j0:j1], u[j0:j1])
         tmp = _block_view(buf, batch + 1, j1 - j0)
         cj = tmp[batch]
-        if lib is not None:
-            # g = grad / alpha into tmp[:B], the signed column sums into tmp[B], row sums added
-            gc = s.new_empty(j1 - j0)
-            abs_part += lib.backward(gj, aj, tmp, uj, v, rows, g_rows, gc, sign == 0, sign == -1, j0 == 0)
-        else:
-            gc, row_sums, g_row_sums, abs_sum = _backward_block_torch(tmp, gj, aj, uj, v, sign, needs[3])
-            rows, g_rows = _acc(rows, row_sums), _acc(g_rows, g_row_sums)
-            abs_part = abs_part if abs_sum is None else _acc(abs_part, abs_sum)
+        gc, row_sums, g_row_sums, abs_sum = _backward_block_torch(tmp, gj, aj, uj, v, sign, needs[3])
+        rows, g_rows = _acc(rows, row_sums), _acc(g_rows, g_row_sums)
+        abs_part = abs_part if abs_sum is None else _acc(abs_part, abs_sum)
         mj = m if whole else m[j0:j1]
         if need_m:
             # sum_i g_ij (m_j - s_i) + cols_j w, times k
@@ -397,6 +375,52 @@ def _lower(raw: torch.Tensor, eps: float) -> torch.Tensor:
     return chol
 
 
+# on CPU, products with the triangular factor L (R x R) skip its zero blocks: L's columns in blocks
+# of at least this many, up to _TRI_BLOCKS blocks (4 blocks: 10 of the 16 block products, at
+# matmul speed); GPUs take one dense product
+_TRI_WIDTH = 128
+_TRI_BLOCKS = 4
+
+
+def _tri_splits(x: torch.Tensor, dim: int) -> list[tuple[int, int]]:
+    count = 1 if x.device.type != "cpu" else max(1, min(_TRI_BLOCKS, dim // _TRI_WIDTH))
+    edges = [dim * k // count for k in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _times_lower(z: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """`z @ chol` for a lower-triangular `chol`: column block j of the result reads rows >= j."""
+    splits = _tri_splits(z, chol.shape[0])
+    if len(splits) == 1:
+        return z @ chol
+    out = z.new_empty(z.shape[0], chol.shape[1])
+    for j0, j1 in splits:
+        torch.mm(z[:, j0:], chol[j0:, j0:j1], out=out[:, j0:j1])
+    return out
+
+
+def _times_upper(g: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """`g @ chol.mT` for a lower-triangular `chol`: column block i of the result reads columns < i1."""
+    splits = _tri_splits(g, chol.shape[0])
+    if len(splits) == 1:
+        return g @ chol.mT
+    out = g.new_empty(g.shape[0], chol.shape[0])
+    for i0, i1 in splits:
+        torch.mm(g[:, :i1], chol[i0:i1, :i1].mT, out=out[:, i0:i1])
+    return out
+
+
+def _lower_outer(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """`tril(z.mT @ g)`: row block i computed up to its last column only."""
+    splits = _tri_splits(z, z.shape[1])
+    if len(splits) == 1:
+        return torch.mm(z.mT, g).tril_()
+    out = z.new_empty(z.shape[1], g.shape[1])
+    for i0, i1 in splits:
+        torch.mm(z[:, i0:i1].mT, g[:, :i1], out=out[i0:i1, :i1])
+    return out.tril_()  # also zeroes the blocks never written
+
+
 def _head_composite(x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
     """`_FactorHeadLogits` from differentiable torch ops (double backward, traced graphs, tests)."""
     z = x if proj is None else x @ proj.mT
@@ -417,14 +441,25 @@ class _FactorHeadLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
+        ctx.consts = (eps, max_drift, scale_sign, sign, margin)
+        lib = _compiled_for(x, m.shape[0], proj, raw, drift, m, log_scale)
+        ctx.compiled, ctx.lib = lib is not None, lib
+        if lib is not None:  # the same steps in C++ (finslerlib.nn._head_compiled)
+            ctx.sizes = (_column_chunk(x, m.shape[0]), len(_tri_splits(x, raw.shape[0])))
+            d, z, chol, f, slope, s, w, scale, *rest = lib.head_forward(
+                x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin,
+                *ctx.sizes,
+            )
+            saved = (s, m, w, scale, *rest, labels)
+            ctx.save_for_backward(x, proj, raw, drift, log_scale, z, chol, f, slope, *saved)
+            return d
         z = x if proj is None else x @ proj.mT
         chol = _lower(raw, eps)
-        s = z @ chol
+        s = _times_lower(z, chol)
         f, slope = _squash_factors(drift)
         w = (f * max_drift) * drift
         scale = None if log_scale is None else log_scale.exp().mul_(scale_sign)
         d, saved = _logits_forward(s, m, w, scale, sign, labels, margin)
-        ctx.consts = (eps, max_drift, scale_sign, sign, margin)
         ctx.save_for_backward(x, proj, raw, drift, log_scale, z, chol, f, slope, *saved)
         return d
 
@@ -441,6 +476,12 @@ class _FactorHeadLogits(torch.autograd.Function):
                 out = _head_composite(*inputs, eps, max_drift, scale_sign, sign, saved[-1], margin)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
             return (*(next(grads) if need else None for need in needs[:6]), *(None,) * 6)
+        if ctx.compiled:
+            grads = ctx.lib.head_backward(
+                grad, x, proj, raw, drift, z, chol, f, slope, *saved[:-1], saved[-1], max_drift, sign, margin,
+                list(needs[:6]), *ctx.sizes,
+            )
+            return (*grads, *(None,) * 6)
         need_x, need_proj, need_raw, need_drift, need_m, need_scale = needs[:6]
         need_s = need_x or need_proj or need_raw
         grad_s, grad_m, grad_w, grad_scale = _logits_backward(
@@ -453,12 +494,12 @@ class _FactorHeadLogits(torch.autograd.Function):
             # w = max_drift f(r) u: grad_u = max_drift (f grad_w + f'(r)/r (u . grad_w) u)
             grad_drift = torch.addcmul(grad_w * f, drift, (drift @ grad_w) * slope).mul_(max_drift)
         if need_raw:
-            grad_raw = torch.mm(z.mT, grad_s).tril_()
+            grad_raw = _lower_outer(z, grad_s)
             d = raw.diagonal()
             dslope = torch.where(d > _SOFTPLUS_THRESHOLD, torch.ones_like(d), torch.sigmoid(d))
             grad_raw.diagonal().mul_(dslope)
         if need_x or need_proj:
-            grad_z = grad_s @ chol.mT
+            grad_z = _times_upper(grad_s, chol)
             if proj is None:
                 grad_x = grad_z
             else:
