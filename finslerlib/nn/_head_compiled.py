@@ -313,6 +313,38 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prep_t(const torch::Tens
   return std::make_tuple(left, col, v);
 }
 
+template <typename T>
+FL_INLINE void gradm_impl(T* __restrict o, const T* __restrict mr, const T* __restrict w, T a, T bc, T cm,
+                          int64_t dim) {
+  for (int64_t r = 0; r < dim; ++r) o[r] = a * o[r] + bc * w[r] + cm * mr[r];
+}
+
+FL_CLONES void gradm_row(float* o, const float* mr, const float* w, float a, float bc, float cm,
+                         int64_t dim) {
+  gradm_impl<float>(o, mr, w, a, bc, cm, dim);
+}
+
+FL_CLONES void gradm_row(double* o, const double* mr, const double* w, double a, double bc, double cm,
+                         int64_t dim) {
+  gradm_impl<double>(o, mr, w, a, bc, cm, dim);
+}
+
+template <typename T>
+void gradm_t(torch::Tensor& out, const torch::Tensor& m, const T* cols, const torch::Tensor& gc,
+             const torch::Tensor& w, double k) {
+  // out_j <- -k out_j + k cols_j w + k gc_j m_j, row by row
+  const int64_t n = out.size(0), dim = out.size(1), lo = out.stride(0), lm = m.stride(0);
+  T* po = out.data_ptr<T>();
+  const T* pm = m.data_ptr<T>();
+  const T* pg = gc.data_ptr<T>();
+  const T* pw = w.data_ptr<T>();
+  const T a = T(-k);
+  at::parallel_for(0, n, 16, [&](int64_t lo_, int64_t hi) {
+    for (int64_t j = lo_; j < hi; ++j)
+      gradm_row(po + j * lo, pm + j * lm, pw, a, T(k) * cols[j], T(k) * pg[j], dim);
+  });
+}
+
 }  // namespace
 
 void forward(torch::Tensor gram, torch::Tensor col, torch::Tensor y2, torch::Tensor v, torch::Tensor alpha,
@@ -456,7 +488,7 @@ std::vector<Tensor> logits_fwd(const Tensor& s_in, const Tensor& m_in, const Ten
 }
 
 // [grad_s, grad_m, grad_w, grad_scale] (undefined where not needed)
-std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Tensor& m, const Tensor& w,
+std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Tensor& m_in, const Tensor& w_in,
                                const Opt& scale, const Tensor& left, const Tensor& col, const Tensor& y2,
                                const Tensor& alpha, const Tensor& u, const Tensor& v, const Opt& labels,
                                int64_t sign, double margin, bool need_s, bool need_m, bool need_w,
@@ -464,14 +496,8 @@ std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Ten
   const int64_t b = alpha.size(0), classes = alpha.size(1);
   const double k = scale.has_value() ? scale->item<double>() : 1.0;
   auto grad = (grad_in.stride(1) == 1 || grad_in.numel() == 0) ? grad_in : grad_in.contiguous();
-  Tensor right;
-  if (need_m) {
-    right = at::empty({b + 1, s.size(1)}, s.options());
-    auto top = right.narrow(0, 0, b);
-    auto last = right.select(0, b);
-    at::mul_out(top, s, at::scalar_tensor(-k, s.options()));
-    at::mul_out(last, w, at::scalar_tensor(k, s.options()));
-  }
+  auto m = m_in.contiguous();
+  auto w = w_in.contiguous();
   auto rows = at::empty({b}, s.options());
   auto g_rows = at::empty({b}, s.options());
   double abs_part = 0.0;
@@ -492,24 +518,19 @@ std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Ten
                          g_rows, gc, sign == 0, sign == -1, j0 == 0);
     auto mj = m.narrow(0, j0, n);
     if (need_m) {
-      Tensor gmj;
-      if (multi) {
-        gmj = grad_m.narrow(0, j0, n);
-        at::mm_out(gmj, tmp.t(), right);
-      } else {
-        gmj = at::mm(tmp.t(), right);
-        grad_m = gmj;
-      }
-      gmj.addcmul_(mj, (gc * k).unsqueeze(1));
+      // sum_i g_ij (m_j - s_i) + cols_j w, times k: one product, then one pass over the rows
+      auto gmj = multi ? grad_m.narrow(0, j0, n) : at::empty({n, s.size(1)}, s.options());
+      at::mm_out(gmj, tmp.narrow(0, 0, b).t(), s);
+      if (s.scalar_type() == at::kFloat)
+        gradm_t<float>(gmj, mj, tmp.select(0, b).data_ptr<float>(), gc, w, k);
+      else
+        gradm_t<double>(gmj, mj, tmp.select(0, b).data_ptr<double>(), gc, w, k);
+      if (!multi) grad_m = gmj;
     }
-    if (gm.defined()) {
+    if (gm.defined())
       gm.addmm_(tmp, mj);
-    } else if (!multi && right.defined()) {
-      gm = right;  // free now: one block's [g m; cols^T m] into its memory
-      at::mm_out(gm, tmp, mj);
-    } else {
+    else
       gm = at::mm(tmp, mj);
-    }
     if (multi) {
       cols.narrow(0, j0, n).copy_(tmp.select(0, b));
     } else {

@@ -159,3 +159,28 @@ def test_factor_head_logits_compiled_equals_torch_path(monkeypatch):
         results.append((out, *torch.autograd.grad((out * weights).sum(), leaves)))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("projected", [False, True])
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+def test_triangular_factor_blocks_match_the_composite(path, projected, monkeypatch):
+    # the products with L in column blocks (what R >= 256 gets on CPU) against autograd through
+    # the composite, which multiplies by the dense L
+    if path == "compiled" and compiled._load() is None:
+        pytest.skip("the compiled head kernel cannot be built here")
+    monkeypatch.setattr(compiled, "MIN_ENTRIES", 0 if path == "compiled" else 1 << 62)
+    monkeypatch.setattr(kernels, "_TRI_WIDTH", 2)  # R = 9: 4 blocks of 2 or 3 columns
+    assert len(kernels._tri_splits(torch.zeros(1), 9)) == 4
+    inputs = head_tests._inputs(6, projected, batch=7, dim=11 if projected else 9, rank=9, classes=5)
+    weights = torch.randn(7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1])
+    consts = (1e-4, 0.9, -1.0, 1, labels, 0.2)
+    leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
+    out = factor_head_logits(*leaves, eps=1e-4, max_drift=0.9, labels=labels, margin=0.2)
+    ref_leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
+    ref = kernels._head_composite(*ref_leaves, *consts)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((out * weights).sum(), [t for t in leaves if t is not None])
+    want = torch.autograd.grad((ref * weights).sum(), [t for t in ref_leaves if t is not None])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
