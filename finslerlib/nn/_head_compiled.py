@@ -223,48 +223,96 @@ double backward_t(torch::Tensor& grad, torch::Tensor& alpha, torch::Tensor& out,
   return total;
 }
 
+// ---------------------------------------------------------------- per-point passes, one row
+template <typename T>
+FL_INLINE void acc_impl(T* __restrict acc, const T* __restrict row, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += row[j];
+}
+
+template <typename T>
+FL_INLINE T sqdiff_impl(const T* __restrict row, const T* __restrict c, int64_t n) {
+  T acc[W];
+  for (int64_t k = 0; k < W; ++k) acc[k] = 0;
+  int64_t j = 0;
+  for (; j + W <= n; j += W)
+    for (int64_t k = 0; k < W; ++k) {
+      const T e = row[j + k] - c[j + k];
+      acc[k] += e * e;
+    }
+  for (; j < n; ++j) {
+    const T e = row[j] - c[j];
+    acc[0] += e * e;
+  }
+  return lanes_sum(acc);
+}
+
+template <typename T>
+FL_INLINE void prep_impl(const T* __restrict row, const T* __restrict c, const T* __restrict w,
+                         T* __restrict out, int64_t n, T* col, T* v) {
+  T sq[W], cr[W], vw[W];
+  for (int64_t k = 0; k < W; ++k) sq[k] = cr[k] = vw[k] = 0;
+  int64_t j = 0;
+  for (; j + W <= n; j += W)
+    for (int64_t k = 0; k < W; ++k) {
+      const T x = row[j + k], e = x - c[j + k];
+      out[j + k] = e;
+      sq[k] += e * e;
+      cr[k] += e * c[j + k];
+      vw[k] += x * w[j + k];
+    }
+  for (; j < n; ++j) {
+    const T x = row[j], e = x - c[j];
+    out[j] = e;
+    sq[0] += e * e;
+    cr[0] += e * c[j];
+    vw[0] += x * w[j];
+  }
+  *col = lanes_sum(sq) + T(2) * lanes_sum(cr);
+  *v = lanes_sum(vw);
+}
+
+FL_CLONES void acc_row(float* acc, const float* row, int64_t n) { acc_impl<float>(acc, row, n); }
+FL_CLONES void acc_row(double* acc, const double* row, int64_t n) { acc_impl<double>(acc, row, n); }
+FL_CLONES float sqdiff_row(const float* row, const float* c, int64_t n) {
+  return sqdiff_impl<float>(row, c, n);
+}
+FL_CLONES double sqdiff_row(const double* row, const double* c, int64_t n) {
+  return sqdiff_impl<double>(row, c, n);
+}
+FL_CLONES void prep_row(const float* row, const float* c, const float* w, float* out, int64_t n, float* col,
+                        float* v) {
+  prep_impl<float>(row, c, w, out, n, col, v);
+}
+FL_CLONES void prep_row(const double* row, const double* c, const double* w, double* out, int64_t n,
+                        double* col, double* v) {
+  prep_impl<double>(row, c, w, out, n, col, v);
+}
+
 template <typename T>
 std::tuple<torch::Tensor, torch::Tensor> centre_t(const torch::Tensor& m) {
+  // c: the mean (sums of 256 rows in T, added in float64; c only needs to be near the points: the
+  // same rounded c enters every term), then |m_j - c|^2
   const int64_t count = m.size(0), dim = m.size(1);
   auto c = torch::zeros({dim}, m.options());
   auto y2 = torch::empty({count}, m.options());
   if (count == 0) return std::make_tuple(c, y2);
   const T* pm = m.data_ptr<T>();
   const int64_t chunk = 256, chunks = (count + chunk - 1) / chunk;
-  std::vector<double> part(static_cast<size_t>(chunks * dim), 0.0);
+  std::vector<T> part(static_cast<size_t>(chunks * dim), T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t q = c0; q < c1; ++q) {
-      double* acc = part.data() + q * dim;
-      for (int64_t i = q * chunk; i < std::min(count, (q + 1) * chunk); ++i) {
-        const T* row = pm + i * dim;
-        for (int64_t j = 0; j < dim; ++j) acc[j] += static_cast<double>(row[j]);
-      }
-    }
+    for (int64_t q = c0; q < c1; ++q)
+      for (int64_t i = q * chunk; i < std::min(count, (q + 1) * chunk); ++i)
+        acc_row(part.data() + q * dim, pm + i * dim, dim);
   });
   T* pc = c.data_ptr<T>();
   for (int64_t j = 0; j < dim; ++j) {
     double s = 0.0;
-    for (int64_t q = 0; q < chunks; ++q) s += part[q * dim + j];
+    for (int64_t q = 0; q < chunks; ++q) s += static_cast<double>(part[q * dim + j]);
     pc[j] = static_cast<T>(s / static_cast<double>(count));
   }
   T* py = y2.data_ptr<T>();
   at::parallel_for(0, count, 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const T* row = pm + i * dim;
-      T acc[W];
-      for (int64_t k = 0; k < W; ++k) acc[k] = 0;
-      int64_t j = 0;
-      for (; j + W <= dim; j += W)
-        for (int64_t k = 0; k < W; ++k) {
-          const T e = row[j + k] - pc[j + k];
-          acc[k] += e * e;
-        }
-      for (; j < dim; ++j) {
-        const T e = row[j] - pc[j];
-        acc[0] += e * e;
-      }
-      py[i] = lanes_sum(acc);
-    }
+    for (int64_t i = lo; i < hi; ++i) py[i] = sqdiff_row(pm + i * dim, pc, dim);
   });
   return std::make_tuple(c, y2);
 }
@@ -283,30 +331,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prep_t(const torch::Tens
   T* pcol = col.data_ptr<T>();
   T* pv = v.data_ptr<T>();
   at::parallel_for(0, b, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const T* row = ps + i * dim;
-      T* out = pl + i * dim;
-      T sq[W], cr[W], vw[W];
-      for (int64_t k = 0; k < W; ++k) sq[k] = cr[k] = vw[k] = 0;
-      int64_t j = 0;
-      for (; j + W <= dim; j += W)
-        for (int64_t k = 0; k < W; ++k) {
-          const T x = row[j + k], e = x - pc[j + k];
-          out[j + k] = e;
-          sq[k] += e * e;
-          cr[k] += e * pc[j + k];
-          vw[k] += x * pw[j + k];
-        }
-      for (; j < dim; ++j) {
-        const T x = row[j], e = x - pc[j];
-        out[j] = e;
-        sq[0] += e * e;
-        cr[0] += e * pc[j];
-        vw[0] += x * pw[j];
-      }
-      pcol[i] = lanes_sum(sq) + T(2) * lanes_sum(cr);
-      pv[i] = lanes_sum(vw);
-    }
+    for (int64_t i = lo; i < hi; ++i) prep_row(ps + i * dim, pc, pw, pl + i * dim, dim, pcol + i, pv + i);
   });
   T* last = pl + b * dim;
   for (int64_t j = 0; j < dim; ++j) last[j] = T(-0.5) * pw[j];
