@@ -19,10 +19,20 @@ pass each, row by row while the row is in cache, parallel over rows (`at::parall
   `"max"`, with $\sum \text{grad}\, |u_j - v_i|$), in one pass; column sums are formed per
   block of 64 rows and added in a fixed order (the same result for any thread count).
 
+`logits_forward` / `logits_backward` (the kernel of `unit_randers_logits`) and `head_forward` /
+`head_backward` (the whole of `factor_head_logits`: projection, factor $L$ with its zero blocks
+skipped, bounded drift, scale, the kernel) call these and the matmuls as ATen functions from C++,
+mirroring the torch code of `finslerlib.nn._kernels` step by step, so that a training step makes a
+few Python-level calls instead of some hundred. The backward forms the prototypes' gradient as
+one product $g^\top s$ and one pass over its rows ($-k$, the drift's and the diagonal term).
+
 float32 and float64, CPU; the loops are compiled for AVX-512, AVX2 and plain x86-64
 (`target_clones`, picked at load time). Built with `torch.utils.cpp_extension.load_inline`
 (`finslerlib.math.compiled.load_compiled`): where it cannot be built, one `RuntimeWarning` says
 why and the kernel runs its torch path, which computes the same values.
+
+This file is over 500 lines because it holds the C++ source as one string (the loops and the
+ATen-level kernels it binds).
 """
 
 from __future__ import annotations
