@@ -446,6 +446,19 @@ Tensor block_view(const Tensor& buf, int64_t rows, int64_t cols) {
   return buf.narrow(0, 0, rows * cols).view({rows, cols});
 }
 
+// the backward's [B + 1, chunk] block is scratch (nothing of it leaves the call): one buffer per
+// thread is kept between steps (up to SCRATCH_BYTES), so that a step does not fault in fresh pages
+constexpr int64_t SCRATCH_BYTES = int64_t(32) << 20;
+
+Tensor scratch(int64_t numel, const at::TensorOptions& options) {
+  thread_local Tensor cache;
+  const int64_t bytes = numel * static_cast<int64_t>(options.dtype().itemsize());
+  if (bytes > SCRATCH_BYTES) return at::empty({numel}, options);
+  const bool fits = cache.defined() && cache.dtype() == options.dtype() && cache.numel() >= numel;
+  if (!fits || cache.use_count() > 1 || cache.storage().use_count() > 1) cache = at::empty({numel}, options);
+  return cache.narrow(0, 0, numel);
+}
+
 std::vector<std::pair<int64_t, int64_t>> column_blocks(int64_t classes, int64_t chunk) {
   std::vector<std::pair<int64_t, int64_t>> out;
   for (int64_t j0 = 0; j0 < std::max<int64_t>(classes, 1); j0 += chunk)
@@ -537,7 +550,7 @@ std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Ten
   auto g_rows = at::empty({b}, s.options());
   double abs_part = 0.0;
   auto blocks = column_blocks(classes, chunk);
-  auto buf = at::empty({(b + 1) * (blocks[0].second - blocks[0].first)}, s.options());
+  auto buf = scratch((b + 1) * (blocks[0].second - blocks[0].first), s.options());
   Tensor g_cols, cols, grad_m, gm;
   const bool multi = blocks.size() > 1;
   if (multi) {
