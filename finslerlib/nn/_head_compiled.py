@@ -365,19 +365,27 @@ FL_CLONES void gradm_row(double* o, const double* mr, const double* w, double a,
 }
 
 template <typename T>
-void gradm_t(torch::Tensor& out, const torch::Tensor& m, const T* cols, const torch::Tensor& gc,
-             const torch::Tensor& w, double k) {
-  // out_j <- -k out_j + k cols_j w + k gc_j m_j, row by row
+void rows_update(torch::Tensor& out, const torch::Tensor& m, const T* cols, const torch::Tensor& gc,
+                 const torch::Tensor& w, double a, double kb, double kc) {
+  // out_j <- a out_j + kb cols_j w + kc gc_j m_j, row by row (the prototypes' gradient: a = -k,
+  // kb = kc = k; the features': rows and g's row sums, a = kb = -k, kc = k)
   const int64_t n = out.size(0), dim = out.size(1), lo = out.stride(0), lm = m.stride(0);
   T* po = out.data_ptr<T>();
   const T* pm = m.data_ptr<T>();
   const T* pg = gc.data_ptr<T>();
   const T* pw = w.data_ptr<T>();
-  const T a = T(-k);
   at::parallel_for(0, n, 16, [&](int64_t lo_, int64_t hi) {
     for (int64_t j = lo_; j < hi; ++j)
-      gradm_row(po + j * lo, pm + j * lm, pw, a, T(k) * cols[j], T(k) * pg[j], dim);
+      gradm_row(po + j * lo, pm + j * lm, pw, T(a), T(kb) * cols[j], T(kc) * pg[j], dim);
   });
+}
+
+void rows_update(torch::Tensor& out, const torch::Tensor& m, const torch::Tensor& cols,
+                 const torch::Tensor& gc, const torch::Tensor& w, double a, double kb, double kc) {
+  if (out.scalar_type() == at::kFloat)
+    rows_update<float>(out, m, cols.data_ptr<float>(), gc, w, a, kb, kc);
+  else
+    rows_update<double>(out, m, cols.data_ptr<double>(), gc, w, a, kb, kc);
 }
 
 }  // namespace
@@ -536,14 +544,16 @@ std::vector<Tensor> logits_fwd(const Tensor& s_in, const Tensor& m_in, const Ten
 }
 
 // [grad_s, grad_m, grad_w, grad_scale] (undefined where not needed)
-std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Tensor& m_in, const Tensor& w_in,
-                               const Opt& scale, const Tensor& left, const Tensor& col, const Tensor& y2,
-                               const Tensor& alpha, const Tensor& u, const Tensor& v, const Opt& labels,
+std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s_in, const Tensor& m_in,
+                               const Tensor& w_in, const Opt& scale, const Tensor& left, const Tensor& col,
+                               const Tensor& y2, const Tensor& alpha, const Tensor& u, const Tensor& v,
+                               const Opt& labels,
                                int64_t sign, double margin, bool need_s, bool need_m, bool need_w,
                                bool need_scale, int64_t chunk) {
   const int64_t b = alpha.size(0), classes = alpha.size(1);
   const double k = scale.has_value() ? scale->item<double>() : 1.0;
   auto grad = (grad_in.stride(1) == 1 || grad_in.numel() == 0) ? grad_in : grad_in.contiguous();
+  auto s = s_in.contiguous();
   auto m = m_in.contiguous();
   auto w = w_in.contiguous();
   auto rows = at::empty({b}, s.options());
@@ -569,10 +579,7 @@ std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Ten
       // sum_i g_ij (m_j - s_i) + cols_j w, times k: one product, then one pass over the rows
       auto gmj = multi ? grad_m.narrow(0, j0, n) : at::empty({n, s.size(1)}, s.options());
       at::mm_out(gmj, tmp.narrow(0, 0, b).t(), s);
-      if (s.scalar_type() == at::kFloat)
-        gradm_t<float>(gmj, mj, tmp.select(0, b).data_ptr<float>(), gc, w, k);
-      else
-        gradm_t<double>(gmj, mj, tmp.select(0, b).data_ptr<double>(), gc, w, k);
+      rows_update(gmj, mj, tmp.select(0, b), gc, w, -k, k, k);
       if (!multi) grad_m = gmj;
     }
     if (gm.defined())
@@ -598,8 +605,10 @@ std::vector<Tensor> logits_bwd(const Tensor& grad_in, const Tensor& s, const Ten
       total = total + margin * grad.gather(1, labels->unsqueeze(1)).sum();
     grad_scale = total.reshape(scale->sizes());
   }
-  if (need_s)
-    grad_s = gm.narrow(0, 0, b).addcmul_(s, g_rows.unsqueeze(1), -1.0).addr_(rows, w).mul_(-k);
+  if (need_s) {  // k (sum_j g_ij (s_i - m_j) - rows_i w) (the centre cancels), in place in gm
+    grad_s = gm.narrow(0, 0, b);
+    rows_update(grad_s, s, rows, g_rows, w, -k, -k, k);
+  }
   return {grad_s, grad_m, grad_w, grad_scale};
 }
 
