@@ -480,6 +480,26 @@ std::vector<std::pair<int64_t, int64_t>> tri_splits(int64_t dim, int64_t count) 
   return out;
 }
 
+// L = tril(raw, -1) + diag(softplus(diag raw) + eps); with column blocks, row block i is copied up to
+// its diagonal block only and zeroed right of it (one write of each entry)
+Tensor lower_factor(const Tensor& raw, double eps, int64_t count) {
+  Tensor chol;
+  if (count <= 1) {
+    chol = raw.clone(at::MemoryFormat::Contiguous).tril_(-1);
+  } else {
+    const int64_t dim = raw.size(0);
+    chol = at::empty({dim, dim}, raw.options());
+    for (auto [i0, i1] : tri_splits(dim, count)) {
+      auto rows = chol.narrow(0, i0, i1 - i0);
+      rows.narrow(1, 0, i1).copy_(raw.narrow(0, i0, i1 - i0).narrow(1, 0, i1));
+      rows.narrow(1, i0, i1 - i0).tril_(-1);
+      if (i1 < dim) rows.narrow(1, i1, dim - i1).zero_();
+    }
+  }
+  chol.diagonal().copy_(at::softplus(raw.diagonal()).add_(eps));
+  return chol;
+}
+
 Tensor times_lower(const Tensor& z, const Tensor& chol, int64_t count) {  // z @ chol, chol lower
   if (count <= 1) return at::mm(z, chol);
   auto out = at::empty({z.size(0), chol.size(1)}, z.options());
@@ -507,8 +527,10 @@ Tensor lower_outer(const Tensor& z, const Tensor& g, int64_t count) {  // tril(z
   for (auto [i0, i1] : tri_splits(z.size(1), count)) {
     auto o = out.narrow(0, i0, i1 - i0).narrow(1, 0, i1);
     at::mm_out(o, z.narrow(1, i0, i1 - i0).t(), g.narrow(1, 0, i1));
+    out.narrow(0, i0, i1 - i0).narrow(1, i0, i1 - i0).tril_();  // the diagonal block
+    if (i1 < out.size(1)) out.narrow(0, i0, i1 - i0).narrow(1, i1, out.size(1) - i1).zero_();
   }
-  return out.tril_();
+  return out;
 }
 
 // d and the saved [left, col (B x 1), y2, alpha, u, v]
@@ -632,8 +654,7 @@ std::vector<Tensor> head_forward(Tensor x, Opt proj, Tensor raw, Tensor drift, T
                                  double eps, double max_drift, double scale_sign, int64_t sign, Opt labels,
                                  double margin, int64_t chunk, int64_t tri) {
   auto z = proj.has_value() ? at::mm(x, proj->t()) : x;
-  auto chol = raw.clone(at::MemoryFormat::Contiguous).tril_(-1);
-  chol.diagonal().copy_(at::softplus(raw.diagonal()).add_(eps));
+  auto chol = lower_factor(raw, eps, tri);
   auto s = times_lower(z, chol, tri);
   // the bounded drift w = max_drift f(r) u, f(r) = tanh(r) / r, and f'(r) / r (Taylor below 1e-4)
   const double r = at::linalg_vector_norm(drift).item<double>();
