@@ -13,7 +13,17 @@ result, the logit scale and the geodesic margin folded in, no `[B, C, D]` tensor
 `factor_head_logits` is the whole head on its own learnable metric as one autograd node: the
 projection, the factor $L$ (built once per step), the bounded drift, the scale and this kernel,
 with the backward written out (autograd's bookkeeping of some twenty small nodes is what a
-low-rank head paid beyond its matmuls).
+low-rank head paid beyond its matmuls). On CPU the products with the triangular $L$ skip its zero
+blocks (`_TRI_BLOCKS` column blocks: 10 of 16 block products).
+
+On CPU, for float32 and float64 with at least `_head_compiled.MIN_ENTRIES` logits, both nodes run
+the same steps as ATen calls from C++ with fused passes over the `[B, C]` blocks
+(`finslerlib.nn._head_compiled`: one pass forward and one backward instead of about five and six,
+and some hundred Python-level torch calls fewer per step); the torch code here is the reference,
+the path on other devices, inside traced graphs and where the C++ cannot be built.
+
+This file is over 500 lines because the two autograd nodes, their torch forward and backward and
+the composites that serve as their double backward and test oracle belong together.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import torch
 import torch.nn.functional as nnf
 
 from finslerlib.math.pairwise import pairwise_sqdist, safe_sqrt
+from finslerlib.nn._head_compiled import use_compiled
 
 __all__ = ["DIRECTION_SIGNS", "factor_head_logits", "unit_randers_logits"]
 
@@ -116,8 +127,35 @@ class _UnitRandersLogits(torch.autograd.Function):
         return (*_logits_backward(saved, sign, margin, grad, needs[:4]), None, None, None)
 
 
+def _block_view(buf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A contiguous `[rows, cols]` view at the start of the flat buffer `buf`."""
+    return buf[: rows * cols].view(rows, cols)
+
+
+def _compiled_for(x: torch.Tensor, classes: int, *tensors: torch.Tensor | None):
+    """The compiled module for these operands (one dtype, contiguous-row-friendly CPU), or `None`."""
+    if not classes or any(t is not None and t.dtype != x.dtype for t in tensors):
+        return None
+    return use_compiled(x, x.shape[0] * classes)
+
+
 def _logits_forward(s, m, w, scale, sign, labels, margin):
     """The kernel's forward: `(d, saved)`, `saved` the tensors `_logits_backward` reads."""
+    batch, classes = s.shape[0], m.shape[0]
+    lib = _compiled_for(s, classes, m, w, scale)
+    if lib is not None:  # the same passes in C++ (finslerlib.nn._head_compiled)
+        d, *rest = lib.logits_forward(s, m, w, scale, sign, labels, margin, _column_chunk(s, classes))
+        return d, (s, m, w, scale, *rest, labels)
+    d, saved = _logits_forward_torch(s, m, w, scale, sign, labels)
+    if labels is not None and margin:
+        # the target class is `margin` further away: scale * margin more on B entries
+        shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
+        d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
+    return d, saved
+
+
+def _logits_forward_torch(s, m, w, scale, sign, labels):
+    """The forward from torch operations (any device and dtype): `(d, saved)`, no margin."""
     batch, classes = s.shape[0], m.shape[0]
     # centre on the prototypes' mean c (against cancellation in the Gram trick; a centre
     # taken from the batch would make one row's logits depend on the other rows, and be
@@ -164,17 +202,42 @@ def _logits_forward(s, m, w, scale, sign, labels, margin):
             # scale * (alpha + sign (u_j - v_i)): the drift's outer difference written first
             # (no read of [B, C]), then one accumulating pass
             torch.sub(k * uj, k * vcol, out=dj).addcmul_(a, scale)
-    if labels is not None and margin:
-        # the target class is `margin` further away: scale * margin more on B entries
-        shift = torch.full((batch, 1), margin, dtype=d.dtype, device=d.device)
-        d.scatter_add_(1, labels.unsqueeze(1), shift if scale is None else shift.mul_(scale))
     return d, (s, m, w, scale, left, col, y2, alpha, u, v, labels)
+
+
+def _backward_block_torch(tmp, gj, alpha, u, v, sign, need_abs):
+    """One column block of the backward from torch operations: `g = grad / alpha` into `tmp[:B]`
+    (0 where alpha is 0: there 0/0 or x/0; a NaN or an infinity in grad itself still reaches every
+    result through the row and column sums), the signed column sums into `tmp[B]`; returns
+    `(g's column sums, row sums, g's row sums, sum grad |t| or None)` (times sign(t) for "max")."""
+    batch = gj.shape[0]
+    g = torch.div(gj, alpha, out=tmp[:batch])
+    g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    cj = tmp[batch]
+    abs_part = None
+    if sign == 0:
+        diff = u - v.unsqueeze(1)
+        t = torch.sign(diff).mul_(gj)
+        rows = t.sum(1)
+        torch.sum(t, 0, out=cj)
+        if need_abs:
+            abs_part = torch.linalg.vecdot(t.view(-1), diff.view(-1))
+    else:
+        rows = gj.sum(1)
+        torch.sum(gj, 0, out=cj)
+        if sign == -1:
+            cj.neg_()
+    return g.sum(0), rows, g.sum(1), abs_part
 
 
 def _logits_backward(saved, sign, margin, grad, needs):
     """The kernel's backward: `(grad_s, grad_m, grad_w, grad_scale)` for the four `needs`."""
     s, m, w, scale, left, col, y2, alpha, u, v, labels = saved
     batch, classes = alpha.shape
+    lib = _compiled_for(s, classes, m, w, scale, grad)
+    if lib is not None:  # the same steps in C++ (finslerlib.nn._head_compiled)
+        chunk = _column_chunk(s, classes)
+        return tuple(lib.logits_backward(grad, *saved[:-1], labels, sign, margin, list(needs), chunk))
     k = scale if scale is not None else torch.ones((), dtype=s.dtype, device=s.device)
     need_m = needs[1]
     # right = [-k s; k w]: [g; cols]^T right = -k g^T s + k cols w^T
@@ -190,33 +253,20 @@ def _logits_backward(saved, sign, margin, grad, needs):
     # abs_part = sum grad |t| ("max")
     rows = g_rows = gm = abs_part = None
     blocks = _blocks(s, classes)
-    block = torch.empty(batch + 1, blocks[0][1], dtype=s.dtype, device=s.device)
+    buf = s.new_empty((batch + 1) * blocks[0][1])
     g_cols = cols = None
     if len(blocks) > 1:
         g_cols, cols = torch.empty_like(u), torch.empty_like(u)
         grad_m = torch.empty_like(m) if need_m else None
     for j0, j1 in blocks:
         whole = j1 - j0 == classes
-        gj, tmp = (grad, block) if whole else (grad[:, j0:j1], block[:, : j1 - j0])
-        # g = grad / alpha, and 0 where alpha is 0 (there 0/0 or x/0; a NaN or an infinity in
-        # grad itself still reaches every result through the row and column sums below)
-        g = torch.div(gj, alpha if whole else alpha[:, j0:j1], out=tmp[:batch])
-        g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        gj = grad if whole else grad[:, j0:j1]
+        aj, uj = (alpha, u) if whole else (alpha[:, j0:j1], u[j0:j1])
+        tmp = _block_view(buf, batch + 1, j1 - j0)
         cj = tmp[batch]
-        if sign == 0:
-            diff = (u if whole else u[j0:j1]) - v.unsqueeze(1)
-            t = torch.sign(diff).mul_(gj)
-            rows = _acc(rows, t.sum(1))
-            torch.sum(t, 0, out=cj)
-            if needs[3]:
-                abs_part = _acc(abs_part, torch.linalg.vecdot(t.view(-1), diff.view(-1)))
-        else:
-            rows = _acc(rows, gj.sum(1))
-            torch.sum(gj, 0, out=cj)
-            if sign == -1:
-                cj.neg_()
-        g_rows = _acc(g_rows, g.sum(1))
-        gc = g.sum(0)
+        gc, row_sums, g_row_sums, abs_sum = _backward_block_torch(tmp, gj, aj, uj, v, sign, needs[3])
+        rows, g_rows = _acc(rows, row_sums), _acc(g_rows, g_row_sums)
+        abs_part = abs_part if abs_sum is None else _acc(abs_part, abs_sum)
         mj = m if whole else m[j0:j1]
         if need_m:
             # sum_i g_ij (m_j - s_i) + cols_j w, times k
@@ -335,6 +385,52 @@ def _lower(raw: torch.Tensor, eps: float) -> torch.Tensor:
     return chol
 
 
+# on CPU, products with the triangular factor L (R x R) skip its zero blocks: L's columns in blocks
+# of at least this many, up to _TRI_BLOCKS blocks (4 blocks: 10 of the 16 block products, at
+# matmul speed); GPUs take one dense product
+_TRI_WIDTH = 128
+_TRI_BLOCKS = 4
+
+
+def _tri_splits(x: torch.Tensor, dim: int) -> list[tuple[int, int]]:
+    count = 1 if x.device.type != "cpu" else max(1, min(_TRI_BLOCKS, dim // _TRI_WIDTH))
+    edges = [dim * k // count for k in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _times_lower(z: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """`z @ chol` for a lower-triangular `chol`: column block j of the result reads rows >= j."""
+    splits = _tri_splits(z, chol.shape[0])
+    if len(splits) == 1:
+        return z @ chol
+    out = z.new_empty(z.shape[0], chol.shape[1])
+    for j0, j1 in splits:
+        torch.mm(z[:, j0:], chol[j0:, j0:j1], out=out[:, j0:j1])
+    return out
+
+
+def _times_upper(g: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """`g @ chol.mT` for a lower-triangular `chol`: column block i of the result reads columns < i1."""
+    splits = _tri_splits(g, chol.shape[0])
+    if len(splits) == 1:
+        return g @ chol.mT
+    out = g.new_empty(g.shape[0], chol.shape[0])
+    for i0, i1 in splits:
+        torch.mm(g[:, :i1], chol[i0:i1, :i1].mT, out=out[:, i0:i1])
+    return out
+
+
+def _lower_outer(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """`tril(z.mT @ g)`: row block i computed up to its last column only."""
+    splits = _tri_splits(z, z.shape[1])
+    if len(splits) == 1:
+        return torch.mm(z.mT, g).tril_()
+    out = z.new_empty(z.shape[1], g.shape[1])
+    for i0, i1 in splits:
+        torch.mm(z[:, i0:i1].mT, g[:, :i1], out=out[i0:i1, :i1])
+    return out.tril_()  # also zeroes the blocks never written
+
+
 def _head_composite(x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
     """`_FactorHeadLogits` from differentiable torch ops (double backward, traced graphs, tests)."""
     z = x if proj is None else x @ proj.mT
@@ -355,14 +451,25 @@ class _FactorHeadLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin):
+        ctx.consts = (eps, max_drift, scale_sign, sign, margin)
+        lib = _compiled_for(x, m.shape[0], proj, raw, drift, m, log_scale)
+        ctx.compiled, ctx.lib = lib is not None, lib
+        if lib is not None:  # the same steps in C++ (finslerlib.nn._head_compiled)
+            ctx.sizes = (_column_chunk(x, m.shape[0]), len(_tri_splits(x, raw.shape[0])))
+            d, z, chol, f, slope, s, w, scale, *rest = lib.head_forward(
+                x, proj, raw, drift, m, log_scale, eps, max_drift, scale_sign, sign, labels, margin,
+                *ctx.sizes,
+            )
+            saved = (s, m, w, scale, *rest, labels)
+            ctx.save_for_backward(x, proj, raw, drift, log_scale, z, chol, f, slope, *saved)
+            return d
         z = x if proj is None else x @ proj.mT
         chol = _lower(raw, eps)
-        s = z @ chol
+        s = _times_lower(z, chol)
         f, slope = _squash_factors(drift)
         w = (f * max_drift) * drift
         scale = None if log_scale is None else log_scale.exp().mul_(scale_sign)
         d, saved = _logits_forward(s, m, w, scale, sign, labels, margin)
-        ctx.consts = (eps, max_drift, scale_sign, sign, margin)
         ctx.save_for_backward(x, proj, raw, drift, log_scale, z, chol, f, slope, *saved)
         return d
 
@@ -379,6 +486,12 @@ class _FactorHeadLogits(torch.autograd.Function):
                 out = _head_composite(*inputs, eps, max_drift, scale_sign, sign, saved[-1], margin)
             grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
             return (*(next(grads) if need else None for need in needs[:6]), *(None,) * 6)
+        if ctx.compiled:
+            grads = ctx.lib.head_backward(
+                grad, x, proj, raw, drift, z, chol, f, slope, *saved[:-1], saved[-1], max_drift, sign, margin,
+                list(needs[:6]), *ctx.sizes,
+            )
+            return (*grads, *(None,) * 6)
         need_x, need_proj, need_raw, need_drift, need_m, need_scale = needs[:6]
         need_s = need_x or need_proj or need_raw
         grad_s, grad_m, grad_w, grad_scale = _logits_backward(
@@ -391,12 +504,12 @@ class _FactorHeadLogits(torch.autograd.Function):
             # w = max_drift f(r) u: grad_u = max_drift (f grad_w + f'(r)/r (u . grad_w) u)
             grad_drift = torch.addcmul(grad_w * f, drift, (drift @ grad_w) * slope).mul_(max_drift)
         if need_raw:
-            grad_raw = torch.mm(z.mT, grad_s).tril_()
+            grad_raw = _lower_outer(z, grad_s)
             d = raw.diagonal()
             dslope = torch.where(d > _SOFTPLUS_THRESHOLD, torch.ones_like(d), torch.sigmoid(d))
             grad_raw.diagonal().mul_(dslope)
         if need_x or need_proj:
-            grad_z = grad_s @ chol.mT
+            grad_z = _times_upper(grad_s, chol)
             if proj is None:
                 grad_x = grad_z
             else:
