@@ -194,6 +194,13 @@ def _grid_points(solver: GeodesicSolver, dim: int) -> int:
 _OWN_GRIDS = 16  # pairs that get a grid each when their batch's grid is coarser than they are
 
 
+def _own_points(points: int, dim: int) -> int:
+    """Nodes per axis of a grid of one pair's own box: in 3-D at most 7 (343 nodes, 6.5k edges, fewer
+    than the 8.3k of the 33^2 grid of 2-D; its step a third of the pair's extent), a seventh of the
+    edges of a 13^3 grid (whose edge weights cost as much for one pair as for the whole batch)."""
+    return min(points, 7) if dim >= 3 else points
+
+
 def _grid_step(x: torch.Tensor, y: torch.Tensor, points: int) -> float:
     """The step of `graph_polylines`' grid for these points: its box is twice their largest extent."""
     both = torch.cat([x, y])
@@ -248,7 +255,8 @@ def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | N
         resolution = resolution.fill_(_grid_step(x, y, points))
         # The grid covers the whole batch: a pair shorter than its cells (next to a far pair in the
         # same call) would get no detour search at all. Such pairs get a grid of their own box: one
-        # for all of them where that is finer, else one each (at most _OWN_GRIDS of them).
+        # for all of them where that is finer, else one each (at most _OWN_GRIDS of them, with
+        # `_own_points` nodes per axis).
         chord = (y - x).abs().amax(-1)
         own = torch.full_like(nontrivial, n == 1)  # pairs searched on a grid of their own box
         coarse = nontrivial & (resolution > chord) & ~own
@@ -259,8 +267,9 @@ def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | N
                 [sub[i : i + 1] for i in range(len(sub))] if len(sub) <= _OWN_GRIDS else []
             )
             for g in groups:
-                graph[g], found[g] = graph_polylines(coefficients, x[g], y[g], segments=k, points=points)
-                resolution[g] = _grid_step(x[g], y[g], points)
+                count = points if len(g) > 1 else _own_points(points, d)
+                graph[g], found[g] = graph_polylines(coefficients, x[g], y[g], segments=k, points=count)
+                resolution[g] = _grid_step(x[g], y[g], count)
                 own[g] = len(g) == 1
             coarse = nontrivial & (resolution > chord) & ~own
         if bool(coarse.any()):
