@@ -41,7 +41,12 @@ from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
 from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
-from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.geodesics.shooting import (
+    BoundarySolution,
+    GeodesicConvergenceError,
+    end_point_shift,
+    solve_boundary_value,
+)
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import format_values
 
@@ -307,12 +312,17 @@ def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
         momentum=sol.momentum[index], end_point=sol.end_point[index], end_momentum=sol.end_momentum[index],
         path=sol.path[:, index], path_momentum=sol.path_momentum[:, index], residual=sol.residual[index],
         tolerance=sol.tolerance[index], iterations=sol.iterations, jacobian=sol.jacobian[index],
-        coarse_end=None if sol.coarse_end is None else sol.coarse_end[index],
+        coarse_end=None if sol.coarse_end is None else sol.coarse_end[index], steps=sol.steps,
     )
 
 
 def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: StartProvider | None = None):
-    """Shoot the surviving candidates; per pair keep the shortest converged one."""
+    """Shoot the surviving candidates; per pair keep the shortest converged one.
+
+    The shooting starts at `solver.steps`; where the error estimate after its first Newton
+    iteration (`discretization_error` of the candidates near their targets) asks for more steps,
+    it goes on at the steps `_next_steps` gives (`solve_boundary_value`'s `more_steps`).
+    """
     n, d = x.shape
     safe = guarded(coefficients)
     starts, present, resolution = _starts(safe, x, y, solver, start)  # [C, B, K+1, D], [C, B], [B]
@@ -355,9 +365,24 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: Start
         all_p[flat] = momenta
         shot = keep.reshape(-1).nonzero().squeeze(-1)
         idx = shot % n
+    _, _, dist_atol, dist_rtol = solver.tolerances(x.dtype)
+    xi, yi = x[idx], y[idx]
+
+    def more_steps(p, end, end_momentum, coarse, steps):
+        # the candidates whose end point is near the target (a geodesic near the converged one)
+        error, length = discretization_error(
+            coefficients, xi, p, end, end_momentum, steps=steps, coarse=coarse
+        )
+        tol = dist_atol + dist_rtol * length
+        near = (end - yi).norm(dim=-1) <= 0.1 * (yi - xi).norm(dim=-1)
+        short = near & torch.isfinite(error) & ~(error <= tol)
+        if not bool(short.any()) or 2 * steps > solver.max_steps:
+            return steps
+        return _next_steps(steps, (error / tol)[short].max().item(), solver.max_steps)
+
     sol = solve_boundary_value(
-        coefficients, x[idx], y[idx], steps=solver.steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
-        jacobian=solver.jacobian, start=all_p[shot], coarse_end=True,
+        coefficients, xi, yi, steps=solver.steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
+        jacobian=solver.jacobian, start=all_p[shot], coarse_end=True, more_steps=more_steps,
     )
     with torch.no_grad():
         length = _length(safe, x[idx], sol.momentum)
@@ -451,15 +476,13 @@ def discretization_error(
 
 def predicted_momentum(sol: BoundarySolution, y: torch.Tensor, steps: int, new_steps: int) -> torch.Tensor:
     r"""The start of the shooting at `new_steps` after a solve at `steps`: one Newton step on the
-    end point predicted at `new_steps`.
+    end point predicted at `new_steps` (`finslerlib.geodesics.shooting.end_point_shift`).
 
-    RK4's end point error is $O(N^{-4})$: from $x_N(1)$ and the comparison end point
-    $x_{N/2}(1)$ (`sol.coarse_end`), the end point at $M$ steps is about
-    $x_N(1) + (x_N(1) - x_{N/2}(1)) (1 - (N / M)^4) / 15$. The step
-    $-J^{-1} (x_M(1) - y)$ with the solve's Jacobian $J$ removes most of that shift, so the shooting
-    at $M$ steps usually starts within its tolerance (no Newton iteration, one flow instead of two).
-    Its accuracy does not matter for the result: the shooting at $M$ steps checks its residual.
-    Odd `steps` (no halved comparison), or a non-finite prediction: `sol.momentum`.
+    The step $-J^{-1} (x_M(1) - y)$ with the solve's Jacobian $J$ removes most of the end point's
+    move, so the shooting at $M$ steps usually starts within its tolerance (no Newton iteration,
+    one flow instead of two). Its accuracy does not matter for the result: the shooting at $M$
+    steps checks its residual. Odd `steps` (no halved comparison), or a non-finite prediction:
+    `sol.momentum`.
 
     Args:
         sol: the solve at `steps` (with `coarse_end` and `jacobian`), `[B]` problems.
@@ -472,8 +495,7 @@ def predicted_momentum(sol: BoundarySolution, y: torch.Tensor, steps: int, new_s
     """
     if steps % 2 or sol.coarse_end is None or sol.jacobian is None or sol.momentum.shape[0] == 0:
         return sol.momentum
-    shift = (sol.end_point - sol.coarse_end) * ((1.0 - (steps / new_steps) ** 4) / 15.0)
-    residual = sol.end_point + shift - y
+    residual = sol.end_point + end_point_shift(sol.end_point, sol.coarse_end, steps, new_steps) - y
     step = torch.linalg.solve_ex(sol.jacobian, residual.unsqueeze(-1))[0].squeeze(-1)
     p = sol.momentum - step
     return torch.where(torch.isfinite(p).all(-1, keepdim=True), p, sol.momentum)
@@ -575,7 +597,7 @@ def shortest_geodesics(
         )
     sol, report = _search(coefficients, x, y, solver, atol, rtol, start)
     upper_bound = report["upper_bound"]
-    steps = solver.steps
+    steps = sol.steps
     while True:
         error, distance = discretization_error(
             coefficients, x, sol.momentum, sol.end_point, sol.end_momentum, steps=steps, coarse=sol.coarse_end
@@ -595,7 +617,7 @@ def shortest_geodesics(
     tiny = torch.finfo(x.dtype).tiny
     miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(tiny)
     error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
-    fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
+    fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__ if k != "steps"}
     # a refined start shorter than the kept geodesic even allowing for its error: that geodesic is
     # not the distance (the error estimate is trusted only after the step doubling above)
     beaten = upper_bound < distance - error - error_tolerance
