@@ -22,6 +22,7 @@ import torch
 from torch.func import vjp
 
 from finslerlib.math import randers as rmath
+from finslerlib.math.linalg import batch_shape as _batch_shape
 from finslerlib.math.linalg import dot as _dot
 from finslerlib.math.linalg import rows_times as _rows_times
 from finslerlib.math.linalg import small_inverse as _small_inverse
@@ -102,7 +103,7 @@ def hamiltonian_vector_field(
     else:
         a, b, pullback = _plain_pullback(coefficients, x)
     d = p.shape[-1]
-    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-1], p.shape[:-1])
+    shape = _batch_shape(a.shape[:-2], b.shape[:-1], p.shape[:-1])
     small = _small_inverse(a)
     if small is not None:
         u, f, lam, scale, spd = _small_legendre_terms(small, p, b)

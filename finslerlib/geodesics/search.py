@@ -41,7 +41,12 @@ from finslerlib.geodesics.hamilton import CoefficientFn, guarded
 from finslerlib.geodesics.integrate import geodesic_flow, simpson_weights
 from finslerlib.geodesics.options import GeodesicSolver
 from finslerlib.geodesics.polyline import polyline_momentum
-from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.geodesics.shooting import (
+    BoundarySolution,
+    GeodesicConvergenceError,
+    end_point_shift,
+    solve_boundary_value,
+)
 from finslerlib.math import randers as rmath
 from finslerlib.math.validation import format_values
 
@@ -194,6 +199,13 @@ def _grid_points(solver: GeodesicSolver, dim: int) -> int:
 _OWN_GRIDS = 16  # pairs that get a grid each when their batch's grid is coarser than they are
 
 
+def _own_points(points: int, dim: int) -> int:
+    """Nodes per axis of a grid of one pair's own box: in 3-D at most 7 (343 nodes, 6.5k edges, fewer
+    than the 8.3k of the 33^2 grid of 2-D; its step a third of the pair's extent), a seventh of the
+    edges of a 13^3 grid (whose edge weights cost as much for one pair as for the whole batch)."""
+    return min(points, 7) if dim >= 3 else points
+
+
 def _grid_step(x: torch.Tensor, y: torch.Tensor, points: int) -> float:
     """The step of `graph_polylines`' grid for these points: its box is twice their largest extent."""
     both = torch.cat([x, y])
@@ -248,7 +260,8 @@ def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | N
         resolution = resolution.fill_(_grid_step(x, y, points))
         # The grid covers the whole batch: a pair shorter than its cells (next to a far pair in the
         # same call) would get no detour search at all. Such pairs get a grid of their own box: one
-        # for all of them where that is finer, else one each (at most _OWN_GRIDS of them).
+        # for all of them where that is finer, else one each (at most _OWN_GRIDS of them, with
+        # `_own_points` nodes per axis).
         chord = (y - x).abs().amax(-1)
         own = torch.full_like(nontrivial, n == 1)  # pairs searched on a grid of their own box
         coarse = nontrivial & (resolution > chord) & ~own
@@ -259,8 +272,9 @@ def _starts(coefficients, x, y, solver: GeodesicSolver, start: StartProvider | N
                 [sub[i : i + 1] for i in range(len(sub))] if len(sub) <= _OWN_GRIDS else []
             )
             for g in groups:
-                graph[g], found[g] = graph_polylines(coefficients, x[g], y[g], segments=k, points=points)
-                resolution[g] = _grid_step(x[g], y[g], points)
+                count = points if len(g) > 1 else _own_points(points, d)
+                graph[g], found[g] = graph_polylines(coefficients, x[g], y[g], segments=k, points=count)
+                resolution[g] = _grid_step(x[g], y[g], count)
                 own[g] = len(g) == 1
             coarse = nontrivial & (resolution > chord) & ~own
         if bool(coarse.any()):
@@ -298,12 +312,17 @@ def _select(sol: BoundarySolution, index: torch.Tensor) -> dict:
         momentum=sol.momentum[index], end_point=sol.end_point[index], end_momentum=sol.end_momentum[index],
         path=sol.path[:, index], path_momentum=sol.path_momentum[:, index], residual=sol.residual[index],
         tolerance=sol.tolerance[index], iterations=sol.iterations, jacobian=sol.jacobian[index],
-        coarse_end=None if sol.coarse_end is None else sol.coarse_end[index],
+        coarse_end=None if sol.coarse_end is None else sol.coarse_end[index], steps=sol.steps,
     )
 
 
 def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: StartProvider | None = None):
-    """Shoot the surviving candidates; per pair keep the shortest converged one."""
+    """Shoot the surviving candidates; per pair keep the shortest converged one.
+
+    The shooting starts at `solver.steps`; where the error estimate after its first Newton
+    iteration (`discretization_error` of the candidates near their targets) asks for more steps,
+    it goes on at the steps `_next_steps` gives (`solve_boundary_value`'s `more_steps`).
+    """
     n, d = x.shape
     safe = guarded(coefficients)
     starts, present, resolution = _starts(safe, x, y, solver, start)  # [C, B, K+1, D], [C, B], [B]
@@ -346,9 +365,24 @@ def _search(coefficients, x, y, solver: GeodesicSolver, atol, rtol, start: Start
         all_p[flat] = momenta
         shot = keep.reshape(-1).nonzero().squeeze(-1)
         idx = shot % n
+    _, _, dist_atol, dist_rtol = solver.tolerances(x.dtype)
+    xi, yi = x[idx], y[idx]
+
+    def more_steps(p, end, end_momentum, coarse, steps):
+        # the candidates whose end point is near the target (a geodesic near the converged one)
+        error, length = discretization_error(
+            coefficients, xi, p, end, end_momentum, steps=steps, coarse=coarse
+        )
+        tol = dist_atol + dist_rtol * length
+        near = (end - yi).norm(dim=-1) <= 0.1 * (yi - xi).norm(dim=-1)
+        short = near & torch.isfinite(error) & ~(error <= tol)
+        if not bool(short.any()) or 2 * steps > solver.max_steps:
+            return steps
+        return _next_steps(steps, (error / tol)[short].max().item(), solver.max_steps)
+
     sol = solve_boundary_value(
-        coefficients, x[idx], y[idx], steps=solver.steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
-        jacobian=solver.jacobian, start=all_p[shot], coarse_end=True,
+        coefficients, xi, yi, steps=solver.steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
+        jacobian=solver.jacobian, start=all_p[shot], coarse_end=True, more_steps=more_steps,
     )
     with torch.no_grad():
         length = _length(safe, x[idx], sol.momentum)
@@ -438,6 +472,33 @@ def discretization_error(
     err = (end_momentum * (end - coarse)).sum(-1).abs() * factor / length.clamp_min(torch.finfo(x.dtype).tiny)
     err = torch.where(length > 0, err, torch.zeros_like(err))
     return torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))), length
+
+
+def predicted_momentum(sol: BoundarySolution, y: torch.Tensor, steps: int, new_steps: int) -> torch.Tensor:
+    r"""The start of the shooting at `new_steps` after a solve at `steps`: one Newton step on the
+    end point predicted at `new_steps` (`finslerlib.geodesics.shooting.end_point_shift`).
+
+    The step $-J^{-1} (x_M(1) - y)$ with the solve's Jacobian $J$ removes most of the end point's
+    move, so the shooting at $M$ steps usually starts within its tolerance (no Newton iteration,
+    one flow instead of two). Its accuracy does not matter for the result: the shooting at $M$
+    steps checks its residual. Odd `steps` (no halved comparison), or a non-finite prediction:
+    `sol.momentum`.
+
+    Args:
+        sol: the solve at `steps` (with `coarse_end` and `jacobian`), `[B]` problems.
+        y: Tensor `[B, D]`, the targets.
+        steps: `N`, even for a prediction.
+        new_steps: `M`.
+
+    Returns:
+        Tensor `[B, D]`, initial momenta.
+    """
+    if steps % 2 or sol.coarse_end is None or sol.jacobian is None or sol.momentum.shape[0] == 0:
+        return sol.momentum
+    residual = sol.end_point + end_point_shift(sol.end_point, sol.coarse_end, steps, new_steps) - y
+    step = torch.linalg.solve_ex(sol.jacobian, residual.unsqueeze(-1))[0].squeeze(-1)
+    p = sol.momentum - step
+    return torch.where(torch.isfinite(p).all(-1, keepdim=True), p, sol.momentum)
 
 
 def _next_steps(steps: int, ratio: float, max_steps: int) -> int:
@@ -536,7 +597,7 @@ def shortest_geodesics(
         )
     sol, report = _search(coefficients, x, y, solver, atol, rtol, start)
     upper_bound = report["upper_bound"]
-    steps = solver.steps
+    steps = sol.steps
     while True:
         error, distance = discretization_error(
             coefficients, x, sol.momentum, sol.end_point, sol.end_momentum, steps=steps, coarse=sol.coarse_end
@@ -545,16 +606,18 @@ def shortest_geodesics(
         short = sol.converged & ~(error <= error_tolerance)
         if not bool(short.any()) or 2 * steps > solver.max_steps:
             break
+        previous = steps
         steps = _next_steps(steps, (error / error_tolerance)[short].max().item(), solver.max_steps)
         sol = solve_boundary_value(
             coefficients, x, y, steps=steps, atol=atol, rtol=rtol, max_iter=solver.max_iter,
-            jacobian=solver.jacobian, start=sol.momentum, initial_jacobian=sol.jacobian, coarse_end=True,
+            jacobian=solver.jacobian, start=predicted_momentum(sol, y, previous, steps),
+            initial_jacobian=sol.jacobian, coarse_end=True,
         )
     # the residual moves the end point too: its first-order effect on the length counts as error
     tiny = torch.finfo(x.dtype).tiny
     miss = (sol.end_momentum * (sol.end_point - y)).sum(-1).abs() / distance.clamp_min(tiny)
     error = error + torch.where(distance > 0, miss, torch.zeros_like(miss))
-    fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__}
+    fields = {k: getattr(sol, k) for k in BoundarySolution.__dataclass_fields__ if k != "steps"}
     # a refined start shorter than the kept geodesic even allowing for its error: that geodesic is
     # not the distance (the error estimate is trusted only after the step doubling above)
     beaten = upper_bound < distance - error - error_tolerance
