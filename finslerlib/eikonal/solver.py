@@ -28,6 +28,7 @@ from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
 from finslerlib.eikonal.scheme import Precomputed, Stencil, jacobi_step, precompute, stencil
 from finslerlib.eikonal.sweep import Sweeper
 from finslerlib.math import randers as rmath
+from finslerlib.math.pairwise import safe_sqrt
 from finslerlib.math.validation import randers_validity
 
 __all__ = ["DistanceMap", "eikonal_map", "distance_map", "grid_points", "metric_function"]
@@ -183,7 +184,7 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
     for s in range(sources.shape[0]):
         v = x - sources[s]
         av = v @ a_s[s]
-        alpha = torch.sqrt((av * v).sum(-1).clamp_min(0))
+        alpha = safe_sqrt((av * v).sum(-1))  # zero gradient at the source's own node (v = 0)
         t0 = alpha + v @ b_s[s]
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         g = av / safe_alpha.unsqueeze(-1) + b_s[s]
