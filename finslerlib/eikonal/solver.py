@@ -177,42 +177,46 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         raise ValueError(
             f"sources[{i}] = {sources[i].tolist()} lies where the metric is not a Randers metric"
         )
-    base = torch.full(x.shape[:-1], float("inf"), dtype=x.dtype, device=x.device)
-    second = torch.full_like(base, float("inf"))  # the second smallest T0 over the sources
-    nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
-    grad = torch.zeros_like(x)
-    for s in range(sources.shape[0]):
+    count = sources.shape[0]
+    base = second = nearest = grad = None
+    for s in range(count):
         v = x - sources[s]
         av = v @ a_s[s]
         alpha = safe_sqrt((av * v).sum(-1))  # zero gradient at the source's own node (v = 0)
         t0 = alpha + v @ b_s[s]
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         g = av / safe_alpha.unsqueeze(-1) + b_s[s]
+        if base is None:  # the first source is the nearest everywhere so far
+            base, grad = t0, g
+            nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+            second = torch.full_like(t0, float("inf"))  # the second smallest T0 over the sources
+            continue
         closer = t0 < base
         second = torch.where(closer, base, torch.minimum(second, t0))
         base = torch.where(closer, t0, base)
         nearest = torch.where(closer, torch.full_like(nearest, s), nearest)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
-    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
     fixed_val = torch.full_like(base, float("inf"))
-    for s in range(sources.shape[0]):
-        # the nodes of the window around the source: exact local values, fixed where no other
-        # source reaches the node sooner (else left to the sweeps: a node fixed at one source's
-        # value while another reaches it sooner would never take the smaller value)
-        near = ((x - sources[s]) / spacing).abs().amax(-1) <= radius
-        if not bool(near.any()):  # pragma: no cover - radius >= 1 always holds a node
+    for s in range(count):
+        # the nodes of the window around the source (within `radius` cells on every axis, the test
+        # per axis on the axis' own values): exact local values, fixed where no other source
+        # reaches the node sooner (else left to the sweeps: a node fixed at one source's value
+        # while another reaches it sooner would never take the smaller value)
+        ranges = [
+            (((ax - sources[s, k]) / spacing[k]).abs() <= radius).nonzero().flatten()
+            for k, ax in enumerate(axes)
+        ]
+        if any(r.numel() == 0 for r in ranges):  # pragma: no cover - radius >= 1 always holds a node
             raise ValueError(f"no node within source_radius of sources[{s}] = {sources[s].tolist()}")
-        idx = near.nonzero(as_tuple=True)
+        idx = tuple(m.reshape(-1) for m in torch.meshgrid(*ranges, indexing="ij"))
         xn = x[idx]
         a_m, b_m = fn(0.5 * (xn + sources[s]))
         val = rmath.norm(xn - sources[s], a_m, b_m)
         others = torch.where(nearest[idx] == s, second[idx], base[idx]).detach()
         first = val.detach() <= others
-        local = torch.full_like(base, float("inf"))
-        local = local.index_put(idx, torch.where(first, val, torch.full_like(val, float("inf"))))
-        fixed = fixed | torch.isfinite(local)
-        fixed_val = torch.minimum(fixed_val, local)
-    fixed = fixed & valid & torch.isfinite(fixed_val)
+        local = torch.where(first, val, torch.full_like(val, float("inf")))
+        fixed_val = fixed_val.index_put(idx, torch.minimum(fixed_val[idx], local))
+    fixed = valid & torch.isfinite(fixed_val)
     return fixed, fixed_val, base, grad
 
 
@@ -272,9 +276,21 @@ def _term_scale(st: Stencil, a: torch.Tensor, b: torch.Tensor, spacing: torch.Te
     """
     off = torch.tensor(st.offsets, dtype=a.dtype, device=a.device) * spacing  # [K, D]
     d = off.shape[-1]
-    outer = (off[:, :, None] * off[:, None, :]).reshape(len(off), d * d).T  # [D*D, K]
-    a2, b2, keep = a.reshape(-1, d * d), b.reshape(-1, d), valid.reshape(-1)
+    keep = valid.reshape(-1)
     top, block = 0.0, 1 << 20  # [block, K] at a time
+    if bool(((off != 0).sum(-1) == 1).all()):
+        # axis offsets (3-D), +-h_k e_k: e^T a e = a_kk h_k^2 and |b . e| = |b_k h_k|, read from the
+        # diagonal (the same products as the general form's, whose other terms are exact zeros)
+        diag, b2 = a.diagonal(dim1=-2, dim2=-1).reshape(-1, d), b.reshape(-1, d)
+        h = spacing.to(a.dtype)
+        for start in range(0, diag.shape[0], block):
+            sl = slice(start, start + block)
+            term = ((diag[sl] * (h * h)).clamp_min(0).sqrt() + (b2[sl] * h).abs()).amax(-1)
+            term = torch.where(keep[sl], term, torch.zeros_like(term))
+            top = max(top, float(term.max()))
+        return top
+    outer = (off[:, :, None] * off[:, None, :]).reshape(len(off), d * d).T  # [D*D, K]
+    a2, b2 = a.reshape(-1, d * d), b.reshape(-1, d)
     for start in range(0, a2.shape[0], block):
         sl = slice(start, start + block)
         term = ((a2[sl] @ outer).clamp_min(0).sqrt() + (b2[sl] @ off.T).abs()).amax(-1)
