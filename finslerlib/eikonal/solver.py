@@ -167,9 +167,10 @@ def _check_axes(axes, sources):
     return torch.stack(spacing)
 
 
-def _source_data(fn, axes, sources, spacing, radius, valid):
-    """Fixed values near the sources and the factorization's $T_0$ and its gradient at every node."""
-    x = grid_points(axes)
+def _source_data(fn, axes, sources, spacing, radius, valid, x=None):
+    """Fixed values near the sources and the factorization's $T_0$ and its gradient at every node
+    (`x`: the grid's nodes, `grid_points(axes)`, where the caller has them)."""
+    x = grid_points(axes) if x is None else x
     a_s, b_s = fn(sources)
     ok = randers_validity(a_s, b_s)[0]
     if not bool(ok.all()):
@@ -509,7 +510,7 @@ def eikonal_map(
     a = torch.where(valid[..., None, None], a, eye)
     b = torch.where(valid[..., None], b, torch.zeros_like(b))
     st = stencil(d)
-    fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid)
+    fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid, x)
     if not factor:
         base = grad = None
 
