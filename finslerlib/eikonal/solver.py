@@ -506,9 +506,21 @@ def eikonal_map(
     a = a.expand(*x.shape[:-1], d, d)
     b = b.expand(*x.shape)
     valid = randers_validity(a.detach(), b.detach())[0]
-    eye = torch.eye(d, dtype=dtype, device=device)
-    a = torch.where(valid[..., None, None], a, eye)
-    b = torch.where(valid[..., None], b, torch.zeros_like(b))
+    raw_a, raw_b = a, b
+    masked: list[torch.Tensor] = []
+
+    def metric() -> list[torch.Tensor]:
+        """`(a, b)` with the identity and zero where the metric is not valid (formed on first use:
+        the compiled kernel reads the metric at valid nodes only and needs no copy)."""
+        if not masked:
+            if bool(valid.all()):
+                masked.extend((raw_a, raw_b))
+            else:
+                eye = torch.eye(d, dtype=dtype, device=device)
+                masked.append(torch.where(valid[..., None, None], raw_a, eye))
+                masked.append(torch.where(valid[..., None], raw_b, torch.zeros_like(raw_b)))
+        return masked
+
     st = stencil(d)
     fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid, x)
     if not factor:
@@ -519,6 +531,7 @@ def eikonal_map(
         if base is not None:
             off = torch.tensor(st.offsets, dtype=dtype, device=device) * spacing
             slope = torch.einsum("...i,ki->k...", grad, off)
+        a, b = metric()
         return _Problem(st, precompute(st, a, b, spacing), order, fixed, fixed_val, valid, base, slope)
 
     side = max(t.numel() for t in axes)
@@ -526,11 +539,16 @@ def eikonal_map(
     with torch.no_grad():
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
-        terms = _term_scale(st, a.detach(), b.detach(), spacing, valid)
+        terms = _term_scale(st, raw_a.detach(), raw_b.detach(), spacing, valid)
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
-        wide = dtype == torch.float32 and not _uses_kernel(backend, device) and _ill_conditioned(a, b, valid)
+        wide = (
+            dtype == torch.float32
+            and not _uses_kernel(backend, device)
+            and _ill_conditioned(*metric(), valid)
+        )
         if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
             w = torch.float64
+            a, b = metric()
             st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
             st_base = None if base is None else base.detach().to(w)
             st_grad = None if grad is None else grad.detach().to(w)
@@ -549,7 +567,9 @@ def eikonal_map(
                 "torch", st, st_a, st_b, st_sp, valid & ~fixed, st_base, st_grad, build_wide
             )
         else:
-            sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
+            sweeper, step = _sweeper(
+                backend, st, raw_a, raw_b, spacing, valid & ~fixed, base, grad, build_problem
+            )
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
         auto = tol is None
         if order == 2:
@@ -583,7 +603,7 @@ def eikonal_map(
         t = t.to(dtype)
     converged = change <= tol_
     values = t
-    inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
+    inputs = (raw_a, raw_b, fixed_val) if base is None else (raw_a, raw_b, fixed_val, base, grad)
     if torch.is_grad_enabled() and any(z.requires_grad for z in inputs):
         # one differentiable sweep at the fixed point; the hook applies (I - dG/dT)^-T to its gradient
         problem = build_problem()  # outside no_grad: differentiable in the metric and the sources
