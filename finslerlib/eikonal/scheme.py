@@ -180,7 +180,14 @@ def _triangle(ts, ss, signs, spacing, b, ainv):
     a2, a1, a0 = (w * aw).sum(-1), (w * ar).sum(-1), (r * ar).sum(-1) - 1
     disc = a1 * a1 - a2 * a0
     ok = fin & (disc >= 0)
-    t = (a1 + torch.sqrt(torch.where(ok, disc, torch.ones_like(disc)))) / a2
+    # the root with a zero derivative where disc = 0: there the line of planes through the three
+    # values is tangent to the unit sphere of F*, the characteristic lies in the facet's plane and the
+    # upwind test below fails in exact arithmetic (a tangent facet never wins); sqrt's derivative
+    # there is 0 * inf = NaN even where the facet loses (measured: a source on a grid node, constant
+    # metric, factorization: tangent facets along the source's diagonal planes made every gradient NaN)
+    pos = fin & (disc > 0)
+    root = torch.where(pos, torch.sqrt(torch.where(pos, disc, torch.ones_like(disc))), torch.zeros_like(disc))
+    t = (a1 + root) / a2
     direction = ar - t.unsqueeze(-1) * aw  # a^{-1}(p - b), p = u - t w
     for k in range(3):
         ok = ok & (direction[..., k] * signs[k] <= 0)

@@ -28,7 +28,8 @@ from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
 from finslerlib.eikonal.scheme import Precomputed, Stencil, jacobi_step, precompute, stencil
 from finslerlib.eikonal.sweep import Sweeper
 from finslerlib.math import randers as rmath
-from finslerlib.math.validation import randers_validity
+from finslerlib.math.pairwise import safe_sqrt
+from finslerlib.math.validation import randers_validity, symmetry_tolerance
 
 __all__ = ["DistanceMap", "eikonal_map", "distance_map", "grid_points", "metric_function"]
 
@@ -166,9 +167,10 @@ def _check_axes(axes, sources):
     return torch.stack(spacing)
 
 
-def _source_data(fn, axes, sources, spacing, radius, valid):
-    """Fixed values near the sources and the factorization's $T_0$ and its gradient at every node."""
-    x = grid_points(axes)
+def _source_data(fn, axes, sources, spacing, radius, valid, x=None):
+    """Fixed values near the sources and the factorization's $T_0$ and its gradient at every node
+    (`x`: the grid's nodes, `grid_points(axes)`, where the caller has them)."""
+    x = grid_points(axes) if x is None else x
     a_s, b_s = fn(sources)
     ok = randers_validity(a_s, b_s)[0]
     if not bool(ok.all()):
@@ -176,42 +178,46 @@ def _source_data(fn, axes, sources, spacing, radius, valid):
         raise ValueError(
             f"sources[{i}] = {sources[i].tolist()} lies where the metric is not a Randers metric"
         )
-    base = torch.full(x.shape[:-1], float("inf"), dtype=x.dtype, device=x.device)
-    second = torch.full_like(base, float("inf"))  # the second smallest T0 over the sources
-    nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
-    grad = torch.zeros_like(x)
-    for s in range(sources.shape[0]):
+    count = sources.shape[0]
+    base = second = nearest = grad = None
+    for s in range(count):
         v = x - sources[s]
         av = v @ a_s[s]
-        alpha = torch.sqrt((av * v).sum(-1).clamp_min(0))
+        alpha = safe_sqrt((av * v).sum(-1))  # zero gradient at the source's own node (v = 0)
         t0 = alpha + v @ b_s[s]
         safe_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         g = av / safe_alpha.unsqueeze(-1) + b_s[s]
+        if base is None:  # the first source is the nearest everywhere so far
+            base, grad = t0, g
+            nearest = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+            second = torch.full_like(t0, float("inf"))  # the second smallest T0 over the sources
+            continue
         closer = t0 < base
         second = torch.where(closer, base, torch.minimum(second, t0))
         base = torch.where(closer, t0, base)
         nearest = torch.where(closer, torch.full_like(nearest, s), nearest)
         grad = torch.where(closer.unsqueeze(-1), g, grad)
-    fixed = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
     fixed_val = torch.full_like(base, float("inf"))
-    for s in range(sources.shape[0]):
-        # the nodes of the window around the source: exact local values, fixed where no other
-        # source reaches the node sooner (else left to the sweeps: a node fixed at one source's
-        # value while another reaches it sooner would never take the smaller value)
-        near = ((x - sources[s]) / spacing).abs().amax(-1) <= radius
-        if not bool(near.any()):  # pragma: no cover - radius >= 1 always holds a node
+    for s in range(count):
+        # the nodes of the window around the source (within `radius` cells on every axis, the test
+        # per axis on the axis' own values): exact local values, fixed where no other source
+        # reaches the node sooner (else left to the sweeps: a node fixed at one source's value
+        # while another reaches it sooner would never take the smaller value)
+        ranges = [
+            (((ax - sources[s, k]) / spacing[k]).abs() <= radius).nonzero().flatten()
+            for k, ax in enumerate(axes)
+        ]
+        if any(r.numel() == 0 for r in ranges):  # pragma: no cover - radius >= 1 always holds a node
             raise ValueError(f"no node within source_radius of sources[{s}] = {sources[s].tolist()}")
-        idx = near.nonzero(as_tuple=True)
+        idx = tuple(m.reshape(-1) for m in torch.meshgrid(*ranges, indexing="ij"))
         xn = x[idx]
         a_m, b_m = fn(0.5 * (xn + sources[s]))
         val = rmath.norm(xn - sources[s], a_m, b_m)
         others = torch.where(nearest[idx] == s, second[idx], base[idx]).detach()
         first = val.detach() <= others
-        local = torch.full_like(base, float("inf"))
-        local = local.index_put(idx, torch.where(first, val, torch.full_like(val, float("inf"))))
-        fixed = fixed | torch.isfinite(local)
-        fixed_val = torch.minimum(fixed_val, local)
-    fixed = fixed & valid & torch.isfinite(fixed_val)
+        local = torch.where(first, val, torch.full_like(val, float("inf")))
+        fixed_val = fixed_val.index_put(idx, torch.minimum(fixed_val[idx], local))
+    fixed = valid & torch.isfinite(fixed_val)
     return fixed, fixed_val, base, grad
 
 
@@ -271,9 +277,21 @@ def _term_scale(st: Stencil, a: torch.Tensor, b: torch.Tensor, spacing: torch.Te
     """
     off = torch.tensor(st.offsets, dtype=a.dtype, device=a.device) * spacing  # [K, D]
     d = off.shape[-1]
-    outer = (off[:, :, None] * off[:, None, :]).reshape(len(off), d * d).T  # [D*D, K]
-    a2, b2, keep = a.reshape(-1, d * d), b.reshape(-1, d), valid.reshape(-1)
+    keep = valid.reshape(-1)
     top, block = 0.0, 1 << 20  # [block, K] at a time
+    if bool(((off != 0).sum(-1) == 1).all()):
+        # axis offsets (3-D), +-h_k e_k: e^T a e = a_kk h_k^2 and |b . e| = |b_k h_k|, read from the
+        # diagonal (the same products as the general form's, whose other terms are exact zeros)
+        diag, b2 = a.diagonal(dim1=-2, dim2=-1).reshape(-1, d), b.reshape(-1, d)
+        h = spacing.to(a.dtype)
+        for start in range(0, diag.shape[0], block):
+            sl = slice(start, start + block)
+            term = ((diag[sl] * (h * h)).clamp_min(0).sqrt() + (b2[sl] * h).abs()).amax(-1)
+            term = torch.where(keep[sl], term, torch.zeros_like(term))
+            top = max(top, float(term.max()))
+        return top
+    outer = (off[:, :, None] * off[:, None, :]).reshape(len(off), d * d).T  # [D*D, K]
+    a2, b2 = a.reshape(-1, d * d), b.reshape(-1, d)
     for start in range(0, a2.shape[0], block):
         sl = slice(start, start + block)
         term = ((a2[sl] @ outer).clamp_min(0).sqrt() + (b2[sl] @ off.T).abs()).amax(-1)
@@ -380,6 +398,26 @@ def _ill_conditioned(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> b
     return bool((bad & valid).any())
 
 
+def _check_symmetric(a: torch.Tensor) -> None:
+    """`ValueError` naming the largest $|a - a^\\top|$ where it exceeds `symmetry_tolerance`
+    (relative to $\\max(1, \\max|a|)$): the scheme reads all of `a`, the Randers norm only its
+    symmetric part, so a non-symmetric `a` would give a map of no metric."""
+    d = a.shape[-1]
+    worst, top = 0.0, 1.0
+    for i in range(d):
+        top = max(top, float(torch.nan_to_num(a[..., i, i], nan=0.0, posinf=0.0, neginf=0.0).abs().max()))
+        for j in range(i):
+            diff = torch.nan_to_num(a[..., i, j] - a[..., j, i], nan=0.0, posinf=0.0, neginf=0.0)
+            off = torch.nan_to_num(a[..., i, j], nan=0.0, posinf=0.0, neginf=0.0)
+            worst = max(worst, float(diff.abs().max()))
+            top = max(top, float(off.abs().max()))
+    tol = symmetry_tolerance(a.dtype) * top
+    if not worst <= tol:
+        raise ValueError(
+            f"coefficients: a must be symmetric, got max |a - a^T| = {worst:.3g} (tolerance {tol:.3g})"
+        )
+
+
 def _uses_kernel(backend: str, device: torch.device) -> bool:
     return backend != "torch" and device.type == "cpu" and load_kernel() is not None
 
@@ -402,22 +440,65 @@ def _sweeper(backend: str, st, a, b, spacing, free, base, grad, build_problem):
 
 
 class _ImplicitHook:
-    """Backward of $T = G(T, \\theta)$: $\\bar g = \\bar T + \\partial_T G^\\top \\bar g$ by iteration."""
+    """Backward of $T = G(T, \\theta)$: $\\bar g = \\bar T + \\partial_T G^\\top \\bar g$ by iteration.
+
+    Where the scheme is causal the iteration ends exactly, after as many steps as the longest
+    upwind chain. Where it is not (an ill-conditioned local solve reads a later neighbour), it
+    contracts at a rate $\\rho$ measured from the last changes $c_k$: after `max_iter` steps the
+    gradient is returned where the remaining error $|c_k| \\rho / (1 - \\rho)$ is within
+    $\\sqrt{\\epsilon} \\max |\\bar g|$ (a derivative's usual accuracy), and otherwise an error is
+    raised: an unsettled gradient is never returned.
+    """
 
     def __init__(self, t0: torch.Tensor, f0: torch.Tensor, max_iter: int):
         self.t0, self.f0, self.max_iter = t0, f0, max_iter
 
     def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.to(self.t0.dtype)
+        if grad.numel() == 0:
+            return grad
+        eps = torch.finfo(grad.dtype).eps
         g = grad
+        changes: list[float] = []
+        history: list[torch.Tensor] = []  # the last iterates, to tell a drift from rounding noise
         for _ in range(self.max_iter):
             (jg,) = torch.autograd.grad(self.f0, self.t0, g, retain_graph=True)
             jg = torch.nan_to_num(jg, nan=0.0, posinf=0.0, neginf=0.0)
             new = grad + jg
-            if bool(((new - g).abs().max() <= 8 * torch.finfo(g.dtype).eps * (1 + new.abs().max())).item()):
-                g = new
-                break
+            change, size = float((new - g).abs().max()), float(new.abs().max())
             g = new
-        return g
+            if change <= 8 * eps * (1 + size):
+                return g
+            changes.append(change)
+            history = [*history[-(_WINDOW - 1) :], g]
+        remaining = self._remaining(changes, history)
+        if remaining <= eps**0.5 * float(g.abs().max()):
+            return g
+        raise RuntimeError(
+            f"eikonal_map backward: the adjoint iteration did not settle in {self.max_iter} steps "
+            f"(estimated remaining error {remaining:.3g}, gradient size {float(g.abs().max()):.3g}): "
+            "the discrete scheme is not causal at this metric's conditioning; use order=1 or a "
+            "better-conditioned metric"
+        )
+
+    @staticmethod
+    def _remaining(changes: list[float], history: list[torch.Tensor]) -> float:
+        """The error left after the last step: $c \\rho / (1 - \\rho)$ for a contraction at rate
+        $\\rho < 1$ (the largest ratio of successive changes over the window); where the changes
+        stopped shrinking, the net move over the window if it is no larger than a couple of
+        single steps (rounding noise about the fixed point), else `inf` (a drift or growth)."""
+        if len(changes) < _WINDOW:
+            return float("inf")
+        last = changes[-_WINDOW:]
+        rate = max(c1 / c0 if c0 > 0 else float("inf") for c0, c1 in zip(last[:-1], last[1:], strict=True))
+        if rate < 1:
+            return last[-1] * rate / (1 - rate)
+        net = float((history[-1] - history[0]).abs().max())
+        return net if net <= 2 * max(last) else float("inf")
+
+
+# iterates over which the adjoint iteration's convergence is judged
+_WINDOW = 8
 
 
 def eikonal_map(
@@ -487,32 +568,63 @@ def eikonal_map(
     d = x.shape[-1]
     a = a.expand(*x.shape[:-1], d, d)
     b = b.expand(*x.shape)
+    _check_symmetric(a.detach())
     valid = randers_validity(a.detach(), b.detach())[0]
-    eye = torch.eye(d, dtype=dtype, device=device)
-    a = torch.where(valid[..., None, None], a, eye)
-    b = torch.where(valid[..., None], b, torch.zeros_like(b))
+    raw_a, raw_b = a, b
+    masked: list[torch.Tensor] = []
+
+    def metric() -> list[torch.Tensor]:
+        """`(a, b)` with the identity and zero where the metric is not valid (formed on first use:
+        the compiled kernel reads the metric at valid nodes only and needs no copy)."""
+        if not masked:
+            if bool(valid.all()):
+                masked.extend((raw_a, raw_b))
+            else:
+                # recorded even when first formed inside the sweeps' no_grad: the gradient's step
+                # differentiates through it
+                with torch.enable_grad():
+                    eye = torch.eye(d, dtype=dtype, device=device)
+                    masked.append(torch.where(valid[..., None, None], raw_a, eye))
+                    masked.append(torch.where(valid[..., None], raw_b, torch.zeros_like(raw_b)))
+        return masked
+
     st = stencil(d)
-    fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid)
+    fixed, fixed_val, base, grad = _source_data(fn, axes, sources, spacing, source_radius, valid, x)
     if not factor:
         base = grad = None
 
-    def build_problem() -> _Problem:
+    def build_problem(w: torch.dtype | None = None, symmetric: bool = False) -> _Problem:
+        """The scheme's map in the dtype `w` (default: the map's); `symmetric` reads `a` as
+        $(a + a^\\top) / 2$, so that its gradient is symmetric (`a` is checked symmetric above)."""
+        a, b = metric()
+        sp, fv, t0, g0 = spacing, fixed_val, base, grad
+        if w is not None and w != dtype:
+            a, b, sp, fv = a.to(w), b.to(w), sp.to(w), fv.to(w)
+            t0 = None if t0 is None else t0.to(w)
+            g0 = None if g0 is None else g0.to(w)
+        if symmetric:
+            a = 0.5 * (a + a.mT)
         slope = None
-        if base is not None:
-            off = torch.tensor(st.offsets, dtype=dtype, device=device) * spacing
-            slope = torch.einsum("...i,ki->k...", grad, off)
-        return _Problem(st, precompute(st, a, b, spacing), order, fixed, fixed_val, valid, base, slope)
+        if t0 is not None:
+            off = torch.tensor(st.offsets, dtype=sp.dtype, device=device) * sp
+            slope = torch.einsum("...i,ki->k...", g0, off)
+        return _Problem(st, precompute(st, a, b, sp), order, fixed, fv, valid, t0, slope)
 
     side = max(t.numel() for t in axes)
     max_iter = 20 * side if max_iter is None else int(max_iter)
     with torch.no_grad():
         t = torch.where(fixed, fixed_val, torch.full_like(fixed_val, float("inf"))).detach()
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
-        terms = _term_scale(st, a.detach(), b.detach(), spacing, valid)
+        terms = _term_scale(st, raw_a.detach(), raw_b.detach(), spacing, valid)
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
-        wide = dtype == torch.float32 and not _uses_kernel(backend, device) and _ill_conditioned(a, b, valid)
+        wide = (
+            dtype == torch.float32
+            and not _uses_kernel(backend, device)
+            and _ill_conditioned(*metric(), valid)
+        )
         if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
             w = torch.float64
+            a, b = metric()
             st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
             st_base = None if base is None else base.detach().to(w)
             st_grad = None if grad is None else grad.detach().to(w)
@@ -531,7 +643,9 @@ def eikonal_map(
                 "torch", st, st_a, st_b, st_sp, valid & ~fixed, st_base, st_grad, build_wide
             )
         else:
-            sweeper, step = _sweeper(backend, st, a, b, spacing, valid & ~fixed, base, grad, build_problem)
+            sweeper, step = _sweeper(
+                backend, st, raw_a, raw_b, spacing, valid & ~fixed, base, grad, build_problem
+            )
         rounds = max(2, max_iter // (4 * sweeper.sweeps_per_round))
         auto = tol is None
         if order == 2:
@@ -565,15 +679,22 @@ def eikonal_map(
         t = t.to(dtype)
     converged = change <= tol_
     values = t
-    inputs = (a, b, fixed_val) if base is None else (a, b, fixed_val, base, grad)
+    inputs = (raw_a, raw_b, fixed_val) if base is None else (raw_a, raw_b, fixed_val, base, grad)
     if torch.is_grad_enabled() and any(z.requires_grad for z in inputs):
-        # one differentiable sweep at the fixed point; the hook applies (I - dG/dT)^-T to its gradient
-        problem = build_problem()  # outside no_grad: differentiable in the metric and the sources
-        out = problem.step(t.detach(), order)
+        # one differentiable sweep at the fixed point; the hook applies (I - dG/dT)^-T to its
+        # gradient. A float32 map of an ill-conditioned metric differentiates a float64 sweep: the
+        # local solves' derivatives difference terms up to cond(a) times T, and in float32 the
+        # adjoint iteration measured 610x off (order 2) or did not settle
+        w = torch.float64 if dtype == torch.float32 and _ill_conditioned(*metric(), valid) else dtype
+        # outside no_grad: differentiable in the metric and the sources
+        problem = build_problem(w, symmetric=raw_a.requires_grad)
+        tw = t.detach().to(w)
+        out = problem.step(tw, order)
         if out.requires_grad:
-            t0 = t.detach().requires_grad_(True)
+            t0 = tw.requires_grad_(True)
             f0 = problem.step(t0, order)
             out.register_hook(_ImplicitHook(t0, f0, max_iter))
+            out = out.to(dtype)
             values = out + (t - out).detach()  # the converged value, the sweep's derivative
     return DistanceMap(
         values=values,
