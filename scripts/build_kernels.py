@@ -17,6 +17,7 @@ import warnings
 from finslerlib.eikonal.kernel import load_kernel
 from finslerlib.math.arrival import load_arrival
 from finslerlib.math.epilogue import load_epilogue
+from finslerlib.nn._head_compiled import load_head_kernel
 
 
 def main() -> None:
@@ -24,6 +25,7 @@ def main() -> None:
         ("eikonal sweeps", load_kernel),
         ("cdist epilogue", load_epilogue),
         ("Killing arrival time", load_arrival),
+        ("FAIMHead logits", load_head_kernel),
     )
     for name, load in kernels:
         start = time.perf_counter()

@@ -721,7 +721,8 @@ MIN_ENTRIES = 1 << 14
 first build)."""
 
 
-def _load():
+def load_head_kernel():
+    """The compiled head module (built on first use, then cached), or `None` where it cannot be built."""
     return load_compiled(
         _STATE,
         name=_NAME,
@@ -758,4 +759,4 @@ def use_compiled(s: torch.Tensor, entries: int):
         return None
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return None
-    return _load()
+    return load_head_kernel()

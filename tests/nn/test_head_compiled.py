@@ -19,7 +19,7 @@ SIGNS = {"to_prototype": 1, "from_prototype": -1, "max": 0}
 @pytest.fixture
 def forced(monkeypatch):
     """Every call takes the compiled path (skipped where it cannot be built); counts its uses."""
-    if compiled._load() is None:
+    if compiled.load_head_kernel() is None:
         pytest.skip("the compiled head kernel cannot be built here")
     monkeypatch.setattr(compiled, "MIN_ENTRIES", 0)
     calls = []
@@ -83,7 +83,7 @@ def test_compiled_matches_the_composite_oracle(direction, dtype, batch, blocks, 
 @pytest.mark.parametrize("direction", SIGNS)
 def test_compiled_agrees_with_the_torch_path(direction, monkeypatch):
     # the same float32 inputs through both paths (column blocks, rows past one 64-row chunk)
-    if compiled._load() is None:
+    if compiled.load_head_kernel() is None:
         pytest.skip("the compiled head kernel cannot be built here")
     monkeypatch.setattr(kernels, "_column_chunk", lambda s, classes: 64)
     args, labels, weights = _inputs(150, 200, 32, torch.float32, seed=3)
@@ -147,7 +147,7 @@ def test_noncontiguous_output_gradient(forced):
 
 
 def test_factor_head_logits_compiled_equals_torch_path(monkeypatch):
-    if compiled._load() is None:
+    if compiled.load_head_kernel() is None:
         pytest.skip("the compiled head kernel cannot be built here")
     inputs = head_tests._inputs(4, True, batch=70, classes=30)
     weights = torch.randn(70, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
@@ -166,7 +166,7 @@ def test_factor_head_logits_compiled_equals_torch_path(monkeypatch):
 def test_triangular_factor_blocks_match_the_composite(path, projected, monkeypatch):
     # the products with L in column blocks (what R >= 256 gets on CPU) against autograd through
     # the composite, which multiplies by the dense L
-    if path == "compiled" and compiled._load() is None:
+    if path == "compiled" and compiled.load_head_kernel() is None:
         pytest.skip("the compiled head kernel cannot be built here")
     monkeypatch.setattr(compiled, "MIN_ENTRIES", 0 if path == "compiled" else 1 << 62)
     monkeypatch.setattr(kernels, "_TRI_WIDTH", 2)  # R = 9: 4 blocks of 2 or 3 columns
