@@ -244,10 +244,10 @@ class _Problem:
 
 def _change(new: torch.Tensor, old: torch.Tensor) -> float:
     """The largest change between two states (`inf` where a value became finite or infinite)."""
-    both = torch.isfinite(new) & torch.isfinite(old)
-    if bool((torch.isfinite(new) != torch.isfinite(old)).any()):
-        return float("inf")
-    return float(torch.where(both, (new - old).abs(), torch.zeros_like(old)).max())
+    # |new - old|: inf where one is finite and the other not, 0 where both are inf (equal), NaN (not
+    # converged) where a value is NaN
+    diff = torch.where(new == old, torch.zeros((), dtype=new.dtype, device=new.device), (new - old).abs())
+    return float(diff.max())
 
 
 def _iterate(step, t: torch.Tensor, order: int, tol: float, max_iter: int):
