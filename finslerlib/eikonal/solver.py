@@ -19,6 +19,7 @@ $\bar g = \bar T + \partial_T G^\top \bar g$, solved by fixed-point iteration in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -450,10 +451,17 @@ class _ImplicitHook:
     raised: an unsettled gradient is never returned.
     """
 
-    def __init__(self, t0: torch.Tensor, f0: torch.Tensor, max_iter: int):
-        self.t0, self.f0, self.max_iter = t0, f0, max_iter
+    def __init__(self, t0: torch.Tensor, f0: torch.Tensor, max_iter: int, converged: bool = True):
+        self.t0, self.f0, self.max_iter, self.converged = t0, f0, max_iter, converged
 
     def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        if not self.converged:
+            warnings.warn(
+                "eikonal_map backward: the map did not converge (converged=False), so its gradient "
+                "is that of an unfinished iteration, not of the scheme's solution",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         grad = grad.to(self.t0.dtype)
         if grad.numel() == 0:
             return grad
@@ -693,7 +701,7 @@ def eikonal_map(
         if out.requires_grad:
             t0 = tw.requires_grad_(True)
             f0 = problem.step(t0, order)
-            out.register_hook(_ImplicitHook(t0, f0, max_iter))
+            out.register_hook(_ImplicitHook(t0, f0, max_iter, bool(converged)))
             out = out.to(dtype)
             values = out + (t - out).detach()  # the converged value, the sweep's derivative
     return DistanceMap(

@@ -132,3 +132,22 @@ def test_gradients_flow_through_masked_nodes(backend, dtype):
     # T(q) = |q| + b . q on the valid nodes (constant metric there): d/db = sum of q
     exact = grid_points((ax, ax))[fin].sum(0)
     assert torch.allclose(g, exact, rtol=0, atol=1e3 * torch.finfo(dtype).eps * float(exact.abs().max() + 1))
+
+
+def test_the_gradient_of_an_unconverged_map_warns():
+    # a map stopped before it converged (max_iter=1) says converged=False; its gradient is that of
+    # an unfinished iteration, and the backward says so (it came back silently: audit 7)
+    ax = torch.linspace(-1, 1, 65, dtype=F64)
+    b = torch.tensor([0.3, -0.2], dtype=F64, requires_grad=True)
+
+    def coef(x):  # a speed that varies along x: paths bend, one sweep does not settle
+        a = (1 + 3 * torch.sin(5 * x[..., :1] * x[..., 1:]) ** 2)[..., None] * torch.eye(2, dtype=x.dtype)
+        return a, b.expand(*x.shape)
+
+    m = eikonal_map(coef, (ax, ax), torch.tensor([[0.1, 0.2]], dtype=F64), max_iter=1)
+    assert not m.converged
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        try:
+            torch.autograd.grad(m.values[torch.isfinite(m.values)].sum(), b)
+        except RuntimeError as err:  # the adjoint may not settle in 1 step either: also an error
+            assert "did not settle" in str(err)
