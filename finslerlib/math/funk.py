@@ -712,47 +712,94 @@ class _FunkCdist(torch.autograd.Function):
         wide = torch.float64 if x.device.type != "mps" else x.dtype
         rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
         rx_in = rx.to(x.dtype)
-        xr = x * rx_in.unsqueeze(1)
         n, m = grad.shape
-        ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
-        ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device)
-        rows = torch.empty(n, dtype=x.dtype, device=x.device)
-        cols = torch.zeros(m, dtype=x.dtype, device=x.device)
-        step = block_rows(n, m, grad.device)
-        if grad.device.type == "cpu":
-            # blocks of about 2^20 entries: the elementwise passes below run on cache-resident scratch
-            step = min(step, max(16, (1 << 20) // max(m, 1)))
-        scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
-        for i in range(0, n, step):
-            g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
-            k = g_blk.shape[0]
-            a = torch.div(g_blk, s_blk, out=scratch[0, :k])
-            if not ctx.refined:
-                a.nan_to_num_(0.0, 0.0, 0.0)  # grad / 0 (coincident points) gives inf or nan: 0 there
-            # the error model clears an entry only where sqrt(z^2 - Q_y) > 0 with a wide margin:
-            # grad / 0 and grad / NaN can only be at the flagged entries, which are set to 0
-            if flag_rows.numel():
-                lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
-                a[flag_rows[lo:hi] - i, flag_cols[lo:hi]] = 0.0
-            torch.mm(a, y, out=ay[i : i + k])
-            ax.addmm_(a.mT, xr[i : i + k])
-            # e^d (one pass); t = e^-d forward, e^d reverse
-            e = torch.exp(d_blk, out=scratch[1, :k])
-            over, times = (torch.div, torch.mul) if sign > 0 else (torch.mul, torch.div)
-            cols.addmv_(times(a, e, out=scratch[2, :k]).mT, rx_in[i : i + k])  # sum_i A_ij / t_ij
-            torch.sum(over(a, e, out=e), 1, out=rows[i : i + k])  # (rx_i times) sum_j A_ij t_ij
-        ay.mul_(rx_in.unsqueeze(1))  # [sum_j A_ij y_j]
-        rows.mul_(rx_in)  # sum_j A_ij t_ij
-        grad_x = grad_y = None
-        if ctx.needs_input_grad[0]:
-            grad_x = x * rows.unsqueeze(1) - ay
-        if ctx.needs_input_grad[1]:
-            grad_y = y * cols.unsqueeze(1) - ax
+        kernel = use_epilogue(grad, n * m) if grad.dtype == x.dtype else None
+        if kernel is not None:
+            grad_x, grad_y = _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
+        else:
+            grad_x, grad_y = _torch_grads(ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
         if flag_rows.numel():
             fx, fy = _flagged_grads(x, y, grad, flag_rows, flag_cols, radius, sign, wide)
             grad_x = None if grad_x is None else grad_x.index_add_(0, flag_rows, fx.to(x.dtype))
             grad_y = None if grad_y is None else grad_y.index_add_(0, flag_cols, fy.to(y.dtype))
         return grad_x, grad_y, None, None
+
+
+def _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols):
+    """The unflagged part of the backward with the compiled pass (float32 CPU, see `_FunkCdist`).
+
+    One pass per row block writes A = rx_i grad / sh (0 at the flagged entries) and the row and
+    column sums of A t and A / t (float64 sums); A feeds the two matmuls."""
+    n, m = grad.shape
+    if grad.stride(1) not in (0, 1):
+        grad = grad.contiguous()
+    step = block_rows(n, m, grad.device)
+    scratch = torch.empty(min(step, n), m, dtype=x.dtype, device=x.device)
+    rows = torch.empty(n, dtype=x.dtype, device=x.device)
+    cols = torch.zeros(m, dtype=torch.float64, device=x.device)
+    want_x, want_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device) if want_x else None
+    ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device) if want_y else None
+    for i in range(0, n, step):
+        k = min(step, n - i)
+        a = scratch[:k]
+        lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+        kernel.funk_grad(
+            a, grad[i : i + k], sh[i : i + k], d[i : i + k], rx_in[i : i + k], rows[i : i + k], cols,
+            flag_rows[lo:hi] - i, flag_cols[lo:hi], ctx.sign < 0, not ctx.refined,
+        )
+        if ay is not None:
+            torch.mm(a, y, out=ay[i : i + k])
+        if ax is not None:
+            if k == n:
+                torch.mm(a.mT, x, out=ax)
+            else:
+                ax.addmm_(a.mT, x[i : i + k])
+    grad_x = x * rows.unsqueeze(1) - ay if want_x else None
+    grad_y = y * cols.to(y.dtype).unsqueeze(1) - ax if want_y else None
+    return grad_x, grad_y
+
+
+def _torch_grads(ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols):
+    """The unflagged part of the backward from torch operations on row blocks (see `_FunkCdist`)."""
+    sign = ctx.sign
+    xr = x * rx_in.unsqueeze(1)
+    n, m = grad.shape
+    ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
+    ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device)
+    rows = torch.empty(n, dtype=x.dtype, device=x.device)
+    cols = torch.zeros(m, dtype=x.dtype, device=x.device)
+    step = block_rows(n, m, grad.device)
+    if grad.device.type == "cpu":
+        # blocks of about 2^20 entries: the elementwise passes below run on cache-resident scratch
+        step = min(step, max(16, (1 << 20) // max(m, 1)))
+    scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
+    for i in range(0, n, step):
+        g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
+        k = g_blk.shape[0]
+        a = torch.div(g_blk, s_blk, out=scratch[0, :k])
+        if not ctx.refined:
+            a.nan_to_num_(0.0, 0.0, 0.0)  # grad / 0 (coincident points) gives inf or nan: 0 there
+        # the error model clears an entry only where sqrt(z^2 - Q_y) > 0 with a wide margin:
+        # grad / 0 and grad / NaN can only be at the flagged entries, which are set to 0
+        if flag_rows.numel():
+            lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+            a[flag_rows[lo:hi] - i, flag_cols[lo:hi]] = 0.0
+        torch.mm(a, y, out=ay[i : i + k])
+        ax.addmm_(a.mT, xr[i : i + k])
+        # e^d (one pass); t = e^-d forward, e^d reverse
+        e = torch.exp(d_blk, out=scratch[1, :k])
+        over, times = (torch.div, torch.mul) if sign > 0 else (torch.mul, torch.div)
+        cols.addmv_(times(a, e, out=scratch[2, :k]).mT, rx_in[i : i + k])  # sum_i A_ij / t_ij
+        torch.sum(over(a, e, out=e), 1, out=rows[i : i + k])  # (rx_i times) sum_j A_ij t_ij
+    ay.mul_(rx_in.unsqueeze(1))  # [sum_j A_ij y_j]
+    rows.mul_(rx_in)  # sum_j A_ij t_ij
+    grad_x = grad_y = None
+    if ctx.needs_input_grad[0]:
+        grad_x = x * rows.unsqueeze(1) - ay
+    if ctx.needs_input_grad[1]:
+        grad_y = y * cols.unsqueeze(1) - ax
+    return grad_x, grad_y
 
 
 def _empty_index(device):
