@@ -744,9 +744,10 @@ def _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
         k = min(step, n - i)
         a = scratch[:k]
         lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+        blk = slice(i, i + k)
+        flags = (flag_rows[lo:hi] - i, flag_cols[lo:hi])
         kernel.funk_grad(
-            a, grad[i : i + k], sh[i : i + k], d[i : i + k], rx_in[i : i + k], rows[i : i + k], cols,
-            flag_rows[lo:hi] - i, flag_cols[lo:hi], ctx.sign < 0, not ctx.refined,
+            a, grad[blk], sh[blk], d[blk], rx_in[blk], rows[blk], cols, *flags, ctx.sign < 0, not ctx.refined
         )
         if ay is not None:
             torch.mm(a, y, out=ay[i : i + k])
