@@ -11,7 +11,15 @@ while the row is in cache, parallel over rows (`at::parallel_for`):
   extremes of $z$ and the row minima of $d$;
 * `funk_points`: the per-point data of `funk` in one pass over the points, $Q = R^2 - |x|^2$ in
   float64 and the matmul operand rows $[x\,Q^{-1/2}, R^2 Q^{-1/2}]$ (products in float64,
-  rounded once) or $[-y, 1]$.
+  rounded once) or $[-y, 1]$;
+* `funk_grad`: the backward of `funk`'s cdist in one pass over a row block: the weights
+  $A_{ij} = r_i\,g_{ij} / s_{ij}$ of its two matmuls ($g$ the upstream gradient, dense or
+  broadcast along rows; $s$ the kept root; 0 at the entries the forward flagged), and the sums
+  $\sum_j A_{ij} t_{ij}$ and $\sum_i A_{ij} / t_{ij}$ with $t = e^{\mp d}$ (in float64; the column
+  sums per chunk of rows, added in a fixed order).
+
+The exponential is Cephes' `expf` (a degree-6 polynomial on $|r| \le \log(2)/2$, within one unit
+in the last place).
 
 The logarithm is Cephes' `logf` (a degree-9 polynomial on $[\sqrt{1/2}, \sqrt 2)$, at most about
 one unit in the last place, the same as torch's), written so that the compiler vectorizes it; the

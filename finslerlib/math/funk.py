@@ -402,8 +402,10 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are extra columns,
     the per-point terms prepared in float64), the rest runs in place on row blocks (one compiled
     pass per block for float32 CPU results, see `finslerlib.math.epilogue`), and the
-    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ and $d$ from the forward; the entries
-    the error model flags are differentiated through `dist` in float64). Batched inputs run
+    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ and $d$ from the forward: one pass per
+    block makes the weights of its two matmuls and the row and column sums it needs, compiled for
+    float32 CPU results like the forward's; the entries the error model flags are differentiated
+    through `dist` in float64). Batched inputs run
     the same kernel one batch entry at a time.
 
     Accuracy: every entry is within `finslerlib.math.pairwise.target_accuracy` (1e-6 relative in
@@ -708,7 +710,9 @@ class _FunkCdist(torch.autograd.Function):
         # t = exp(-sign d) (= Q_y / (w + s) forward, (w + s) / Q_x reverse): no 1/Q terms that
         # cancel near the wall. The saved sh is s rx_i, so A = rx_i grad / sh. Entries the error
         # model flagged in the forward (nearly equal points: x t - y cancels) are left out here
-        # and differentiated through `dist` in float64 (the difference form) below.
+        # and differentiated through `dist` in float64 (the difference form) below. Float32 CPU
+        # gradients of at least MIN_ENTRIES entries: A and the sums of A t and A / t from one
+        # compiled pass per block (`_compiled_grads`); otherwise torch operations (`_torch_grads`).
         wide = torch.float64 if x.device.type != "mps" else x.dtype
         rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
         rx_in = rx.to(x.dtype)
