@@ -631,11 +631,15 @@ class _FunkParts:
             many = below.sum(1) * 32 > blk.shape[1]
             if many.any():
                 d, sub_root = self.dense(bad[many] + i)
-                blk[bad[many]], root[bad[many]] = d.to(blk.dtype), sub_root.to(blk.dtype)
+                blk[bad[many]] = d.to(blk.dtype)
+                if root is not None:
+                    root[bad[many]] = sub_root.to(blk.dtype)
                 bad, below = bad[~many], below[~many]
         r, cols = below.nonzero(as_tuple=True)
         d, sub_root = self.direct(bad[r] + i, cols)
-        blk[bad[r], cols], root[bad[r], cols] = d.to(blk.dtype), sub_root.to(blk.dtype)
+        blk[bad[r], cols] = d.to(blk.dtype)
+        if root is not None:
+            root[bad[r], cols] = sub_root.to(blk.dtype)
 
     def dense(self, grow):
         """Rows `grow` from the Gram form in float64, its flagged entries from `direct`."""
@@ -670,15 +674,20 @@ class _FunkCdist(torch.autograd.Function):
         out = torch.empty(n, m, dtype=dtype, device=device)
         keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
         sh = torch.empty_like(out) if keep else None
-        step = block_rows(n, m, out.device)
-        scratch = torch.empty(min(step, n), m, dtype=out.dtype, device=out.device) if sh is None else None
+        # the compiled epilogue needs no scratch (the root is written only where kept): one block,
+        # one matmul and one pass; the torch epilogue works on row blocks of a scratch root
+        compiled = use_epilogue(out, n * m) is not None
+        step = max(n, 1) if compiled else block_rows(n, m, out.device)
+        scratch = None
+        if sh is None and not compiled:
+            scratch = torch.empty(min(step, n), m, dtype=dtype, device=device)
         refine = n > 0 and m > 0 and not torch.compiler.is_compiling()
         u = matmul_roundoff(dtype)
         if wide == dtype:  # the per-point terms are in this dtype too: the worst-case bound
             u *= x.shape[1] + 2
         for i in range(0, n, step):
             blk = out[i : i + step]
-            root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
+            root = sh[i : i + step] if sh is not None else scratch if scratch is None else scratch[: len(blk)]
             rows = slice(i, i + step)
             extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine, sh is not None)
             if refine:
