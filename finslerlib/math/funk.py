@@ -674,10 +674,11 @@ class _FunkCdist(torch.autograd.Function):
         out = torch.empty(n, m, dtype=dtype, device=device)
         keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
         sh = torch.empty_like(out) if keep else None
-        # the compiled epilogue needs no scratch (the root is written only where kept): one block,
-        # one matmul and one pass; the torch epilogue works on row blocks of a scratch root
+        # row blocks (a matmul then its epilogue while the block is still in the last-level cache);
+        # the compiled epilogue writes the root only where it is kept (no scratch), the torch
+        # epilogue uses a scratch block
         compiled = use_epilogue(out, n * m) is not None
-        step = max(n, 1) if compiled else block_rows(n, m, out.device)
+        step = block_rows(n, m, out.device)
         scratch = None
         if sh is None and not compiled:
             scratch = torch.empty(min(step, n), m, dtype=dtype, device=device)
