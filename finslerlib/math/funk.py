@@ -747,7 +747,10 @@ def _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
     n, m = grad.shape
     if grad.stride(1) not in (0, 1):
         grad = grad.contiguous()
-    step = block_rows(n, m, grad.device)
+    # blocks of about 2^22 entries: A stays in the last-level cache between the pass and the two
+    # matmuls (measured at 4096 x 4096 x 128 on 2 cores: 0.94x the time of 2^23 entries on one
+    # thread and on two, 2^21 as fast on one thread but 1.4x on two)
+    step = min(block_rows(n, m, grad.device), max(16, (1 << 22) // max(m, 1)))
     scratch = torch.empty(min(step, n), m, dtype=x.dtype, device=x.device)
     rows = torch.empty(n, dtype=x.dtype, device=x.device)
     cols = torch.zeros(m, dtype=torch.float64, device=x.device)
