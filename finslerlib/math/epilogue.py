@@ -16,7 +16,10 @@ while the row is in cache, parallel over rows (`at::parallel_for`):
   $A_{ij} = r_i\,g_{ij} / s_{ij}$ of its two matmuls ($g$ the upstream gradient, dense or
   broadcast along rows; $s$ the kept root; 0 at the entries the forward flagged), and the sums
   $\sum_j A_{ij} t_{ij}$ and $\sum_i A_{ij} / t_{ij}$ with $t = e^{\mp d}$ (in float64; the column
-  sums per chunk of rows, added in a fixed order).
+  sums per chunk of 64 rows, added in chunk order: the same whatever the threads).
+
+`funk` and `funk_grad` hand their chunks of rows to the threads one at a time (an atomic counter),
+so that on a busy machine a held-up thread does not keep the others waiting.
 
 The exponential is Cephes' `expf` (a degree-6 polynomial on $|r| \le \log(2)/2$, within one unit
 in the last place).
@@ -47,6 +50,7 @@ _SOURCE = r"""
 #include <cmath>
 #include <cstdint>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <tuple>
@@ -306,6 +310,24 @@ void funk_grad_row(float* a, const float* g, bool row_grad, const float* s, cons
 #undef FL_GRAD
 }
 
+// [0, n) in chunks of `chunk` handed out one at a time to at::parallel_for's threads (an atomic
+// counter): a thread held up on a busy machine leaves its share to the others instead of making
+// them wait at the end (a static split waits for the slowest thread). f(chunk index, lo, hi).
+template <typename F>
+void dynamic_for(int64_t n, int64_t chunk, const F& f) {
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
+  if (workers <= 1 || at::in_parallel_region()) {
+    for (int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+      f(c, c * chunk, std::min(n, (c + 1) * chunk));
+  });
+}
+
 void check_block(const torch::Tensor& out) {
   TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kFloat && out.device().is_cpu(),
               "float32 CPU block");
@@ -354,7 +376,7 @@ void funk(torch::Tensor out, torch::Tensor root, torch::Tensor mqy, torch::Tenso
   float* pzl = zmin.data_ptr<float>();
   float* pzh = zmax.data_ptr<float>();
   float* pd = dmin.data_ptr<float>();
-  at::parallel_for(0, n, 8, [&](int64_t lo, int64_t hi) {
+  dynamic_for(n, 16, [&](int64_t, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i)
       funk_row(o + i * ld, keep ? r + i * ldr : nullptr, pq, ply, plx[i], m, refine, pzl + i, pzh + i,
                pd + i);
@@ -405,7 +427,7 @@ void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Ten
                bool reverse, bool sanitize) {
   // A_ij = rx_i grad_ij / sh_ij (0 at the flagged entries (flag_rows, flag_cols), rows sorted),
   // rows_i = sum_j A_ij t_ij and cols_j += sum_i A_ij / t_ij with t = exp(-d) (exp(d) reverse),
-  // the sums in float64 (cols per thread, then added in a fixed order)
+  // the sums in float64
   check_block(a); check_block(sh); check_block(d);
   const int64_t n = a.size(0), m = a.size(1);
   TORCH_CHECK(sh.size(0) == n && sh.size(1) == m && d.size(0) == n && d.size(1) == m,
@@ -437,24 +459,22 @@ void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Ten
   float* prow = rows.data_ptr<float>();
   double* pcol = cols.data_ptr<double>();
   const int64_t lda = a.stride(0), lds = sh.stride(0), ldd = d.stride(0);
-  // fixed chunks of rows, one float64 column accumulator each (deterministic sums)
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (n + 7) / 8));
-  const int64_t per = (n + chunks - 1) / chunks;
-  std::vector<double> acc(static_cast<size_t>(chunks > 1 ? chunks * m : 0), 0.0);
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      double* ca = chunks > 1 ? acc.data() + c * m : pcol;
-      const int64_t lo = c * per, hi = std::min(n, lo + per);
-      int64_t p = std::lower_bound(fr, fr + nflag, lo) - fr;
-      for (int64_t i = lo; i < hi; ++i) {
-        const int64_t start = p;
-        while (p < nflag && fr[p] == i) ++p;
-        funk_grad_row(pa + i * lda, pg + i * ldg, row_grad, ps + i * lds, pd + i * ldd, prx[i], m,
-                      fcol + start, p - start, ca, prow + i, reverse, sanitize);
-      }
+  // chunks of 64 rows, one float64 column accumulator each, added in chunk order (the same sums
+  // whichever thread ran which chunk)
+  constexpr int64_t rows_per_chunk = 64;
+  const int64_t chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
+  std::vector<double> acc(static_cast<size_t>(chunks * m), 0.0);
+  dynamic_for(n, rows_per_chunk, [&](int64_t c, int64_t lo, int64_t hi) {
+    double* ca = acc.data() + c * m;
+    int64_t p = std::lower_bound(fr, fr + nflag, lo) - fr;
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t start = p;
+      while (p < nflag && fr[p] == i) ++p;
+      funk_grad_row(pa + i * lda, pg + i * ldg, row_grad, ps + i * lds, pd + i * ldd, prx[i], m, fcol + start,
+                    p - start, ca, prow + i, reverse, sanitize);
     }
   });
-  for (int64_t c = 0; c < (chunks > 1 ? chunks : 0); ++c) {
+  for (int64_t c = 0; c < chunks; ++c) {
     const double* ca = acc.data() + c * m;
     for (int64_t j = 0; j < m; ++j) pcol[j] += ca[j];
   }

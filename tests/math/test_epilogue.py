@@ -178,8 +178,8 @@ def test_funk_grad_pass_matches_float64_weights_and_sums(module, reverse, upstre
 
 
 def test_funk_grad_pass_with_several_threads_matches_one(module):
-    """The float64 column sums are added per chunk of rows in a fixed order: results of one and of
-    two threads agree to float64 rounding."""
+    """The float64 column sums are added per chunk of 64 rows in chunk order: one thread and two
+    give the same bits (the chunks go to whichever thread is free)."""
     g = torch.Generator().manual_seed(5)
     n, m = 203, 67
     grad, d = torch.randn(n, m, generator=g), torch.rand(n, m, generator=g)
@@ -198,7 +198,7 @@ def test_funk_grad_pass_with_several_threads_matches_one(module):
         torch.set_num_threads(threads)
     (a1, r1, c1), (a2, r2, c2) = out
     assert torch.equal(a1, a2) and torch.equal(r1, r2)
-    torch.testing.assert_close(c1, c2, rtol=1e-13, atol=0)
+    assert torch.equal(c1, c2)
 
 
 def test_funk_grad_rejects_bad_flags(module):
