@@ -469,6 +469,21 @@ _XY_C = 2.0
 _LOG_C = 2.0
 
 
+# The per-point and per-row vectors of the error model below are small (N or a few hundred
+# entries). torch's log / sqrt / exp of float tensors run through MKL's vector math, which starts
+# its own threads from about a hundred entries on: on a busy 2-core machine each such call waited
+# 16-20 ms at 2 threads (microseconds on one thread), a dozen of them per `cdist` call.
+# `xlogy(1, t)` and `rsqrt` run in torch's own loops (in the calling thread at these sizes).
+def _log(t):
+    """The natural logarithm (0: -inf, negative or NaN: NaN), as `std::log`, without MKL's threads."""
+    return torch.special.xlogy(1.0, t)
+
+
+def _sqrt(t):
+    """The square root of `t >= 0` (about two units in the last place) without MKL's threads."""
+    return torch.where(t > 0, t * t.rsqrt(), t)
+
+
 class _FunkParts:
     """Per-point data of `_FunkCdist` in float64, the error model and the recomputation of flags.
 
@@ -495,7 +510,7 @@ class _FunkParts:
             # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
             self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
-        self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
+        self.lx, self.ly = _log(self.qx).mul_(0.5), _log(self.qy).mul_(0.5)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
@@ -542,7 +557,7 @@ class _FunkParts:
         z_lo = z_min - err_z
         room = z_lo * z_lo - self.qy_max
         h_hi = torch.acosh((z_max + err_z) * self.ry_max)
-        need = err_z / room.clamp_min(0.0).sqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
+        need = err_z * room.clamp_min(0.0).rsqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
         return (z_lo > 0) & (room > 0) & (d_min * self.tau >= need)
 
     def cutoff(self, z_min, z_max, d_min, grow, u, points=64, levels=2):
@@ -559,7 +574,7 @@ class _FunkParts:
         rows, top = grow.unsqueeze(1), z_max.to(self.rx.dtype).unsqueeze(1)
 
         def ok_above(c):
-            d_lo = torch.log(c + (c * c - self.qy_max).clamp_min(0.0).sqrt()) + shift
+            d_lo = _log(c + _sqrt((c * c - self.qy_max).clamp_min(0.0))) + shift
             return self.rows_ok(c, top, torch.maximum(d_min, d_lo), rows, u)
 
         fine = ok_above(hi.unsqueeze(1)).squeeze(1)
