@@ -422,12 +422,14 @@ torch::Tensor log_f32(torch::Tensor x) {
   log_row(out.data_ptr<float>(), in.data_ptr<float>(), in.numel());
   return out;
 }
-void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Tensor d, torch::Tensor rx,
-               torch::Tensor rows, torch::Tensor cols, torch::Tensor flag_rows, torch::Tensor flag_cols,
-               bool reverse, bool sanitize) {
-  // A_ij = rx_i grad_ij / sh_ij (0 at the flagged entries (flag_rows, flag_cols), rows sorted),
-  // rows_i = sum_j A_ij t_ij and cols_j += sum_i A_ij / t_ij with t = exp(-d) (exp(d) reverse),
-  // the sums in float64
+
+void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Tensor d, torch::Tensor x,
+               double r2, torch::Tensor rows, torch::Tensor gx, torch::Tensor cols, torch::Tensor flag_rows,
+               torch::Tensor flag_cols, bool reverse, bool sanitize) {
+  // A_ij = rx_i grad_ij / sh_ij with rx_i = (R^2 - |x_i|^2)^-1/2 (float64, rounded once), 0 at the
+  // flagged entries (flag_rows, flag_cols; rows sorted); rows_i = sum_j A_ij t_ij and
+  // cols_j += sum_i A_ij / t_ij with t = exp(-d) (exp(d) reverse), the sums in float64; where gx
+  // is not empty, gx_i = rows_i x_i (the matmul -A y is added to it afterwards)
   check_block(a); check_block(sh); check_block(d);
   const int64_t n = a.size(0), m = a.size(1);
   TORCH_CHECK(sh.size(0) == n && sh.size(1) == m && d.size(0) == n && d.size(1) == m,
@@ -435,7 +437,15 @@ void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Ten
   TORCH_CHECK(grad.dim() == 2 && grad.size(0) == n && grad.size(1) == m && grad.scalar_type() == at::kFloat &&
                   grad.device().is_cpu() && (grad.stride(1) == 1 || grad.stride(1) == 0 || m <= 1),
               "grad: float32 CPU [n, m] with unit or zero column stride");
-  check_vec(rx, n); check_vec(rows, n);
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == n && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "x: float32 contiguous [n, D]");
+  const int64_t dim = x.size(1);
+  const bool want_gx = gx.numel() > 0;
+  if (want_gx)
+    TORCH_CHECK(gx.dim() == 2 && gx.size(0) == n && gx.size(1) == dim && gx.scalar_type() == at::kFloat &&
+                    gx.stride(1) == 1,
+                "gx: float32 [n, D] with contiguous rows, or empty");
+  check_vec(rows, n);
   TORCH_CHECK(cols.dim() == 1 && cols.numel() == m && cols.scalar_type() == at::kDouble &&
                   cols.is_contiguous(),
               "cols: float64 contiguous vector of length ", m);
@@ -455,7 +465,9 @@ void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Ten
   const float* pg = grad.data_ptr<float>();
   const float* ps = sh.data_ptr<float>();
   const float* pd = d.data_ptr<float>();
-  const float* prx = rx.data_ptr<float>();
+  const float* px = x.data_ptr<float>();
+  float* pgx = want_gx ? gx.data_ptr<float>() : nullptr;
+  const int64_t ldgx = want_gx ? gx.stride(0) : 0;
   float* prow = rows.data_ptr<float>();
   double* pcol = cols.data_ptr<double>();
   const int64_t lda = a.stride(0), lds = sh.stride(0), ldd = d.stride(0);
@@ -470,8 +482,16 @@ void funk_grad(torch::Tensor a, torch::Tensor grad, torch::Tensor sh, torch::Ten
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t start = p;
       while (p < nflag && fr[p] == i) ++p;
-      funk_grad_row(pa + i * lda, pg + i * ldg, row_grad, ps + i * lds, pd + i * ldd, prx[i], m, fcol + start,
+      const float* xi = px + i * dim;
+      double sq = 0.0;
+      for (int64_t k = 0; k < dim; ++k) sq += static_cast<double>(xi[k]) * xi[k];
+      const float rx = static_cast<float>(1.0 / std::sqrt(r2 - sq));
+      funk_grad_row(pa + i * lda, pg + i * ldg, row_grad, ps + i * lds, pd + i * ldd, rx, m, fcol + start,
                     p - start, ca, prow + i, reverse, sanitize);
+      if (want_gx) {
+        float* gi = pgx + i * ldgx;
+        for (int64_t k = 0; k < dim; ++k) gi[k] = xi[k] * prow[i];
+      }
     }
   });
   for (int64_t c = 0; c < chunks; ++c) {

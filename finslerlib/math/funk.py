@@ -739,14 +739,13 @@ class _FunkCdist(torch.autograd.Function):
         # gradients of at least MIN_ENTRIES entries: A and the sums of A t and A / t from one
         # compiled pass per block (`_compiled_grads`); otherwise torch operations (`_torch_grads`).
         wide = torch.float64 if x.device.type != "mps" else x.dtype
-        rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
-        rx_in = rx.to(x.dtype)
         n, m = grad.shape
         kernel = use_epilogue(grad, n * m) if grad.dtype == x.dtype else None
         if kernel is not None:
-            grad_x, grad_y = _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
+            grad_x, grad_y = _compiled_grads(kernel, ctx, x, y, grad, sh, d, flag_rows, flag_cols)
         else:
-            grad_x, grad_y = _torch_grads(ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
+            rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
+            grad_x, grad_y = _torch_grads(ctx, x, y, grad, sh, d, rx.to(x.dtype), flag_rows, flag_cols)
         if flag_rows.numel():
             fx, fy = _flagged_grads(x, y, grad, flag_rows, flag_cols, radius, sign, wide)
             grad_x = None if grad_x is None else grad_x.index_add_(0, flag_rows, fx.to(x.dtype))
@@ -754,14 +753,17 @@ class _FunkCdist(torch.autograd.Function):
         return grad_x, grad_y, None, None
 
 
-def _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols):
+def _compiled_grads(kernel, ctx, x, y, grad, sh, d, flag_rows, flag_cols):
     """The unflagged part of the backward with the compiled pass (float32 CPU, see `_FunkCdist`).
 
-    One pass per row block writes A = rx_i grad / sh (0 at the flagged entries) and the row and
-    column sums of A t and A / t (float64 sums); A feeds the two matmuls."""
+    One pass per row block writes A = rx_i grad / sh (0 at the flagged entries), the row and
+    column sums of A t and A / t (float64 sums) and x_i sum_j A_ij t_ij; A feeds the two matmuls,
+    which add -A y and -A^T x in place (few whole-array operations: on a busy machine each
+    parallel operation waits for its slowest thread)."""
     n, m = grad.shape
     if grad.stride(1) not in (0, 1):
         grad = grad.contiguous()
+    x = x.contiguous()
     # blocks of about 2^22 entries: A stays in the last-level cache between the pass and the two
     # matmuls (measured at 4096 x 4096 x 128 on 2 cores: 0.94x the time of 2^23 entries on one
     # thread and on two, 2^21 as fast on one thread but 1.4x on two)
@@ -770,27 +772,24 @@ def _compiled_grads(kernel, ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols)
     rows = torch.empty(n, dtype=x.dtype, device=x.device)
     cols = torch.zeros(m, dtype=torch.float64, device=x.device)
     want_x, want_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device) if want_x else None
-    ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device) if want_y else None
+    grad_x = torch.empty_like(x) if want_x else x.new_empty(0, x.shape[1])
+    grad_y = torch.empty_like(y) if want_y else None
     for i in range(0, n, step):
         k = min(step, n - i)
         a = scratch[:k]
         lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
         blk = slice(i, i + k)
         flags = (flag_rows[lo:hi] - i, flag_cols[lo:hi])
-        kernel.funk_grad(
-            a, grad[blk], sh[blk], d[blk], rx_in[blk], rows[blk], cols, *flags, ctx.sign < 0, not ctx.refined
-        )
-        if ay is not None:
-            torch.mm(a, y, out=ay[i : i + k])
-        if ax is not None:
-            if k == n:
-                torch.mm(a.mT, x, out=ax)
-            else:
-                ax.addmm_(a.mT, x[i : i + k])
-    grad_x = x * rows.unsqueeze(1) - ay if want_x else None
-    grad_y = y * cols.to(y.dtype).unsqueeze(1) - ax if want_y else None
-    return grad_x, grad_y
+        gx = grad_x[blk] if want_x else grad_x
+        inputs = (grad[blk], sh[blk], d[blk], x[blk], ctx.radius**2)
+        kernel.funk_grad(a, *inputs, rows[blk], gx, cols, *flags, ctx.sign < 0, not ctx.refined)
+        if want_x:
+            gx.addmm_(a, y, alpha=-1.0)  # x_i sum_j A_ij t_ij - sum_j A_ij y_j
+        if grad_y is not None:
+            grad_y.addmm_(a.mT, x[blk], beta=0.0 if i == 0 else 1.0, alpha=-1.0)  # -sum_i A_ij x_i
+    if grad_y is not None:
+        grad_y.addcmul_(y, cols.to(y.dtype).unsqueeze(1))  # + y_j sum_i A_ij / t_ij
+    return (grad_x if want_x else None), grad_y
 
 
 def _torch_grads(ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols):

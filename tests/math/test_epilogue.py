@@ -146,14 +146,17 @@ def test_exp_within_one_ulp_of_float64_and_special_values(module):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("upstream", ["dense", "expanded", "rows"])
 def test_funk_grad_pass_matches_float64_weights_and_sums(module, reverse, upstream):
-    """A = rx grad / sh (0 at the flagged entries), rows = sum_j A t, cols += sum_i A / t with
-    t = e^-d (e^d reverse), against the same formulas in float64 on the same float32 inputs:
-    A within two roundings, the sums within a few float32 ulps of the sum of their terms' sizes."""
+    """A = rx grad / sh with rx = (R^2 - |x|^2)^-1/2 (0 at the flagged entries), rows = sum_j A t,
+    cols += sum_i A / t with t = e^-d (e^d reverse), gx = rows x, against the same formulas in
+    float64 on the same float32 inputs: A within three roundings, the sums within a few float32
+    ulps of the sum of their terms' sizes."""
     g = torch.Generator().manual_seed(4)
-    n, m = 37, 53
+    n, m, dim, r2 = 37, 53, 6, 2.25
     sh = torch.rand(n, m, generator=g) + 0.05
     d = torch.rand(n, m, generator=g) * 6.0
-    rx = torch.rand(n, generator=g) + 0.5
+    x = torch.randn(n, dim, generator=g)
+    x = x / x.norm(dim=1, keepdim=True) * torch.rand(n, 1, generator=g) * 1.5 * (1 - 1e-3)
+    rx = (r2 - (x.double() ** 2).sum(1)).rsqrt()
     grad = {
         "dense": torch.randn(n, m, generator=g),
         "expanded": torch.full((), 0.7).expand(n, m),  # the upstream gradient of .sum()
@@ -162,18 +165,20 @@ def test_funk_grad_pass_matches_float64_weights_and_sums(module, reverse, upstre
     flag_rows, flag_cols = torch.tensor([0, 4, 4, 36]), torch.tensor([52, 0, 9, 3])
     sh[flag_rows, flag_cols] = 0.0  # flagged entries may divide by 0: they are set to 0 anyway
     cols0 = torch.randn(m, generator=g, dtype=torch.float64)  # the sums are added to cols
-    a, rows, cols = torch.empty(n, m), torch.empty(n), cols0.clone()
-    module.funk_grad(a, grad, sh, d, rx, rows, cols, flag_rows, flag_cols, reverse, False)
-    want_a = grad.double() / sh.double() * rx.double()[:, None]
+    a, rows, cols, gx = torch.empty(n, m), torch.empty(n), cols0.clone(), torch.empty(n, dim)
+    module.funk_grad(a, grad, sh, d, x, r2, rows, gx, cols, flag_rows, flag_cols, reverse, False)
+    want_a = grad.double() / sh.double() * rx[:, None]
     want_a[flag_rows, flag_cols] = 0.0
-    assert bool(((a.double() - want_a).abs() <= 2 * EPS * want_a.abs()).all())
+    assert bool(((a.double() - want_a).abs() <= 3 * EPS * want_a.abs()).all())
     t = torch.exp(d.double() if reverse else -d.double())
     terms_r, terms_c = want_a * t, want_a / t
-    assert bool(((rows.double() - terms_r.sum(1)).abs() <= 4 * EPS * terms_r.abs().sum(1)).all())
-    assert bool(((cols - cols0 - terms_c.sum(0)).abs() <= 4 * EPS * terms_c.abs().sum(0)).all())
-    # without the error model (`sanitize`): grad / 0 at an unflagged entry gives 0, not inf
+    assert bool(((rows.double() - terms_r.sum(1)).abs() <= 5 * EPS * terms_r.abs().sum(1)).all())
+    assert bool(((cols - cols0 - terms_c.sum(0)).abs() <= 5 * EPS * terms_c.abs().sum(0)).all())
+    assert torch.equal(gx, x * rows[:, None])
+    # without the error model (`sanitize`): grad / 0 at an unflagged entry gives 0, not inf; an
+    # empty gx is left alone
     sh[1, 1] = 0.0
-    module.funk_grad(a, grad, sh, d, rx, rows, cols, flag_rows, flag_cols, reverse, True)
+    module.funk_grad(a, grad, sh, d, x, r2, rows, torch.empty(0), cols, flag_rows, flag_cols, reverse, True)
     assert a[1, 1] == 0.0 and bool(torch.isfinite(a).all() & torch.isfinite(rows).all())
 
 
@@ -184,7 +189,7 @@ def test_funk_grad_pass_with_several_threads_matches_one(module):
     n, m = 203, 67
     grad, d = torch.randn(n, m, generator=g), torch.rand(n, m, generator=g)
     sh = torch.rand(n, m, generator=g) + 0.1
-    rx = torch.rand(n, generator=g) + 0.5
+    x = torch.rand(n, 3, generator=g) * 0.5
     none = torch.zeros(0, dtype=torch.long)
     out = []
     threads = torch.get_num_threads()
@@ -192,7 +197,7 @@ def test_funk_grad_pass_with_several_threads_matches_one(module):
         for count in (1, 2):
             torch.set_num_threads(count)
             a, rows, cols = torch.empty(n, m), torch.empty(n), torch.zeros(m, dtype=torch.float64)
-            module.funk_grad(a, grad, sh, d, rx, rows, cols, none, none, False, False)
+            module.funk_grad(a, grad, sh, d, x, 1.0, rows, torch.empty(0), cols, none, none, False, False)
             out.append((a, rows, cols))
     finally:
         torch.set_num_threads(threads)
@@ -204,7 +209,7 @@ def test_funk_grad_pass_with_several_threads_matches_one(module):
 def test_funk_grad_rejects_bad_flags(module):
     n, m = 4, 5
     ones = torch.ones(n, m)
-    args = [torch.empty(n, m), ones, ones, ones, torch.ones(n), torch.empty(n)]
+    args = [torch.empty(n, m), ones, ones, ones, torch.zeros(n, 2), 1.0, torch.empty(n), torch.empty(0)]
     cols = torch.zeros(m, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="flags"):
         module.funk_grad(*args, cols, torch.tensor([2, 1]), torch.tensor([0, 0]), False, False)  # unsorted
