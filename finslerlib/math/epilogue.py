@@ -13,10 +13,11 @@ while the row is in cache, parallel over rows (`at::parallel_for`):
   float64 and the matmul operand rows $[x\,Q^{-1/2}, R^2 Q^{-1/2}]$ (products in float64,
   rounded once) or $[-y, 1]$;
 * `funk_grad`: the backward of `funk`'s cdist in one pass over a row block: the weights
-  $A_{ij} = r_i\,g_{ij} / s_{ij}$ of its two matmuls ($g$ the upstream gradient, dense or
-  broadcast along rows; $s$ the kept root; 0 at the entries the forward flagged), and the sums
-  $\sum_j A_{ij} t_{ij}$ and $\sum_i A_{ij} / t_{ij}$ with $t = e^{\mp d}$ (in float64; the column
-  sums per chunk of 64 rows, added in chunk order: the same whatever the threads).
+  $A_{ij} = r_i\,g_{ij} / s_{ij}$ of its two matmuls ($r_i = (R^2 - |x_i|^2)^{-1/2}$ from the
+  points in float64; $g$ the upstream gradient, dense or broadcast along rows; $s$ the kept root;
+  0 at the entries the forward flagged), the sums $\sum_j A_{ij} t_{ij}$ and
+  $\sum_i A_{ij} / t_{ij}$ with $t = e^{\mp d}$ (in float64; the column sums per chunk of 64 rows,
+  added in chunk order: the same whatever the threads) and $x_i \sum_j A_{ij} t_{ij}$.
 
 `funk` and `funk_grad` hand their chunks of rows to the threads one at a time (an atomic counter),
 so that on a busy machine a held-up thread does not keep the others waiting.
