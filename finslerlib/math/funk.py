@@ -402,8 +402,10 @@ def cdist(x: torch.Tensor, y: torch.Tensor, *, radius: float = 1.0, reverse: boo
     $v$ comes from one matmul of the rescaled points (the scalings and $R^2$ are extra columns,
     the per-point terms prepared in float64), the rest runs in place on row blocks (one compiled
     pass per block for float32 CPU results, see `finslerlib.math.epilogue`), and the
-    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ and $d$ from the forward; the entries
-    the error model flags are differentiated through `dist` in float64). Batched inputs run
+    backward is written by hand (it keeps $\sqrt{v^2 - 1}$ and $d$ from the forward: one pass per
+    block makes the weights of its two matmuls and the row and column sums it needs, compiled for
+    float32 CPU results like the forward's; the entries the error model flags are differentiated
+    through `dist` in float64). Batched inputs run
     the same kernel one batch entry at a time.
 
     Accuracy: every entry is within `finslerlib.math.pairwise.target_accuracy` (1e-6 relative in
@@ -467,6 +469,21 @@ _XY_C = 2.0
 _LOG_C = 2.0
 
 
+# The per-point and per-row vectors of the error model below are small (N or a few hundred
+# entries). torch's log / sqrt / exp of float tensors run through MKL's vector math, which starts
+# its own threads from about a hundred entries on: on a busy 2-core machine each such call waited
+# 16-20 ms at 2 threads (microseconds on one thread), a dozen of them per `cdist` call.
+# `xlogy(1, t)` and `rsqrt` run in torch's own loops (in the calling thread at these sizes).
+def _log(t):
+    """The natural logarithm (0: -inf, negative or NaN: NaN), as `std::log`, without MKL's threads."""
+    return torch.special.xlogy(1.0, t)
+
+
+def _sqrt(t):
+    """The square root of `t >= 0` (about two units in the last place) without MKL's threads."""
+    return torch.where(t > 0, t * t.rsqrt(), t)
+
+
 class _FunkParts:
     """Per-point data of `_FunkCdist` in float64, the error model and the recomputation of flags.
 
@@ -493,7 +510,7 @@ class _FunkParts:
             # z_ij = [x_i rx_i, R^2 rx_i] . [-y_j, 1] (-y is exact in the points' dtype)
             self.ya = torch.cat([-y, torch.ones_like(y[:, :1])], 1)
         self.rx, self.ry = self.qx.rsqrt(), self.qy.rsqrt()
-        self.lx, self.ly = self.qx.log().mul_(0.5), self.qy.log().mul_(0.5)
+        self.lx, self.ly = _log(self.qx).mul_(0.5), _log(self.qy).mul_(0.5)
         # d = log(z + sqrt(z^2 - Q_y)) - l_y + sign (l_x - l_y): a rank-2 product added in place
         self.la = torch.stack([self.lx * sign, torch.ones_like(self.lx)], 1)
         self.lb = torch.stack([torch.ones_like(self.ly), self.ly * -(1.0 + sign)], 0)
@@ -540,7 +557,7 @@ class _FunkParts:
         z_lo = z_min - err_z
         room = z_lo * z_lo - self.qy_max
         h_hi = torch.acosh((z_max + err_z) * self.ry_max)
-        need = err_z / room.clamp_min(0.0).sqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
+        need = err_z * room.clamp_min(0.0).rsqrt() + u * _LOG_C * (1.0 + h_hi + lx.abs() + self.ly_abs)
         return (z_lo > 0) & (room > 0) & (d_min * self.tau >= need)
 
     def cutoff(self, z_min, z_max, d_min, grow, u, points=64, levels=2):
@@ -557,7 +574,7 @@ class _FunkParts:
         rows, top = grow.unsqueeze(1), z_max.to(self.rx.dtype).unsqueeze(1)
 
         def ok_above(c):
-            d_lo = torch.log(c + (c * c - self.qy_max).clamp_min(0.0).sqrt()) + shift
+            d_lo = _log(c + _sqrt((c * c - self.qy_max).clamp_min(0.0))) + shift
             return self.rows_ok(c, top, torch.maximum(d_min, d_lo), rows, u)
 
         fine = ok_above(hi.unsqueeze(1)).squeeze(1)
@@ -629,11 +646,15 @@ class _FunkParts:
             many = below.sum(1) * 32 > blk.shape[1]
             if many.any():
                 d, sub_root = self.dense(bad[many] + i)
-                blk[bad[many]], root[bad[many]] = d.to(blk.dtype), sub_root.to(blk.dtype)
+                blk[bad[many]] = d.to(blk.dtype)
+                if root is not None:
+                    root[bad[many]] = sub_root.to(blk.dtype)
                 bad, below = bad[~many], below[~many]
         r, cols = below.nonzero(as_tuple=True)
         d, sub_root = self.direct(bad[r] + i, cols)
-        blk[bad[r], cols], root[bad[r], cols] = d.to(blk.dtype), sub_root.to(blk.dtype)
+        blk[bad[r], cols] = d.to(blk.dtype)
+        if root is not None:
+            root[bad[r], cols] = sub_root.to(blk.dtype)
 
     def dense(self, grow):
         """Rows `grow` from the Gram form in float64, its flagged entries from `direct`."""
@@ -668,15 +689,21 @@ class _FunkCdist(torch.autograd.Function):
         out = torch.empty(n, m, dtype=dtype, device=device)
         keep = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
         sh = torch.empty_like(out) if keep else None
+        # row blocks (a matmul then its epilogue while the block is still in the last-level cache);
+        # the compiled epilogue writes the root only where it is kept (no scratch), the torch
+        # epilogue uses a scratch block
+        compiled = use_epilogue(out, n * m) is not None
         step = block_rows(n, m, out.device)
-        scratch = torch.empty(min(step, n), m, dtype=out.dtype, device=out.device) if sh is None else None
+        scratch = None
+        if sh is None and not compiled:
+            scratch = torch.empty(min(step, n), m, dtype=dtype, device=device)
         refine = n > 0 and m > 0 and not torch.compiler.is_compiling()
         u = matmul_roundoff(dtype)
         if wide == dtype:  # the per-point terms are in this dtype too: the worst-case bound
             u *= x.shape[1] + 2
         for i in range(0, n, step):
             blk = out[i : i + step]
-            root = sh[i : i + step] if scratch is None else scratch[: blk.shape[0]]
+            root = sh[i : i + step] if sh is not None else scratch if scratch is None else scratch[: len(blk)]
             rows = slice(i, i + step)
             extremes = parts.gram(xa[rows], ya, la[rows], lb, minus_qy, blk, root, not refine, sh is not None)
             if refine:
@@ -708,51 +735,103 @@ class _FunkCdist(torch.autograd.Function):
         # t = exp(-sign d) (= Q_y / (w + s) forward, (w + s) / Q_x reverse): no 1/Q terms that
         # cancel near the wall. The saved sh is s rx_i, so A = rx_i grad / sh. Entries the error
         # model flagged in the forward (nearly equal points: x t - y cancels) are left out here
-        # and differentiated through `dist` in float64 (the difference form) below.
+        # and differentiated through `dist` in float64 (the difference form) below. Float32 CPU
+        # gradients of at least MIN_ENTRIES entries: A and the sums of A t and A / t from one
+        # compiled pass per block (`_compiled_grads`); otherwise torch operations (`_torch_grads`).
         wide = torch.float64 if x.device.type != "mps" else x.dtype
-        rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
-        rx_in = rx.to(x.dtype)
-        xr = x * rx_in.unsqueeze(1)
         n, m = grad.shape
-        ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
-        ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device)
-        rows = torch.empty(n, dtype=x.dtype, device=x.device)
-        cols = torch.zeros(m, dtype=x.dtype, device=x.device)
-        step = block_rows(n, m, grad.device)
-        if grad.device.type == "cpu":
-            # blocks of about 2^20 entries: the elementwise passes below run on cache-resident scratch
-            step = min(step, max(16, (1 << 20) // max(m, 1)))
-        scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
-        for i in range(0, n, step):
-            g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
-            k = g_blk.shape[0]
-            a = torch.div(g_blk, s_blk, out=scratch[0, :k])
-            if not ctx.refined:
-                a.nan_to_num_(0.0, 0.0, 0.0)  # grad / 0 (coincident points) gives inf or nan: 0 there
-            # the error model clears an entry only where sqrt(z^2 - Q_y) > 0 with a wide margin:
-            # grad / 0 and grad / NaN can only be at the flagged entries, which are set to 0
-            if flag_rows.numel():
-                lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
-                a[flag_rows[lo:hi] - i, flag_cols[lo:hi]] = 0.0
-            torch.mm(a, y, out=ay[i : i + k])
-            ax.addmm_(a.mT, xr[i : i + k])
-            # e^d (one pass); t = e^-d forward, e^d reverse
-            e = torch.exp(d_blk, out=scratch[1, :k])
-            over, times = (torch.div, torch.mul) if sign > 0 else (torch.mul, torch.div)
-            cols.addmv_(times(a, e, out=scratch[2, :k]).mT, rx_in[i : i + k])  # sum_i A_ij / t_ij
-            torch.sum(over(a, e, out=e), 1, out=rows[i : i + k])  # (rx_i times) sum_j A_ij t_ij
-        ay.mul_(rx_in.unsqueeze(1))  # [sum_j A_ij y_j]
-        rows.mul_(rx_in)  # sum_j A_ij t_ij
-        grad_x = grad_y = None
-        if ctx.needs_input_grad[0]:
-            grad_x = x * rows.unsqueeze(1) - ay
-        if ctx.needs_input_grad[1]:
-            grad_y = y * cols.unsqueeze(1) - ax
+        kernel = use_epilogue(grad, n * m) if grad.dtype == x.dtype else None
+        if kernel is not None:
+            grad_x, grad_y = _compiled_grads(kernel, ctx, x, y, grad, sh, d, flag_rows, flag_cols)
+        else:
+            rx = (radius * radius - torch.linalg.vector_norm(x, dim=1, dtype=wide).square()).rsqrt()
+            grad_x, grad_y = _torch_grads(ctx, x, y, grad, sh, d, rx.to(x.dtype), flag_rows, flag_cols)
         if flag_rows.numel():
             fx, fy = _flagged_grads(x, y, grad, flag_rows, flag_cols, radius, sign, wide)
             grad_x = None if grad_x is None else grad_x.index_add_(0, flag_rows, fx.to(x.dtype))
             grad_y = None if grad_y is None else grad_y.index_add_(0, flag_cols, fy.to(y.dtype))
         return grad_x, grad_y, None, None
+
+
+def _compiled_grads(kernel, ctx, x, y, grad, sh, d, flag_rows, flag_cols):
+    """The unflagged part of the backward with the compiled pass (float32 CPU, see `_FunkCdist`).
+
+    One pass per row block writes A = rx_i grad / sh (0 at the flagged entries), the row and
+    column sums of A t and A / t (float64 sums) and x_i sum_j A_ij t_ij; A feeds the two matmuls,
+    which add -A y and -A^T x in place (few whole-array operations: on a busy machine each
+    parallel operation waits for its slowest thread)."""
+    n, m = grad.shape
+    if grad.stride(1) not in (0, 1):
+        grad = grad.contiguous()
+    x = x.contiguous()
+    # blocks of about 2^22 entries: A stays in the last-level cache between the pass and the two
+    # matmuls (measured at 4096 x 4096 x 128 on 2 cores: 0.94x the time of 2^23 entries on one
+    # thread and on two, 2^21 as fast on one thread but 1.4x on two)
+    step = min(block_rows(n, m, grad.device), max(16, (1 << 22) // max(m, 1)))
+    scratch = torch.empty(min(step, n), m, dtype=x.dtype, device=x.device)
+    rows = torch.empty(n, dtype=x.dtype, device=x.device)
+    cols = torch.zeros(m, dtype=torch.float64, device=x.device)
+    want_x, want_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    grad_x = torch.empty_like(x) if want_x else x.new_empty(0, x.shape[1])
+    grad_y = torch.empty_like(y) if want_y else None
+    for i in range(0, n, step):
+        k = min(step, n - i)
+        a = scratch[:k]
+        lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+        blk = slice(i, i + k)
+        flags = (flag_rows[lo:hi] - i, flag_cols[lo:hi])
+        gx = grad_x[blk] if want_x else grad_x
+        inputs = (grad[blk], sh[blk], d[blk], x[blk], ctx.radius**2)
+        kernel.funk_grad(a, *inputs, rows[blk], gx, cols, *flags, ctx.sign < 0, not ctx.refined)
+        if want_x:
+            gx.addmm_(a, y, alpha=-1.0)  # x_i sum_j A_ij t_ij - sum_j A_ij y_j
+        if grad_y is not None:
+            grad_y.addmm_(a.mT, x[blk], beta=0.0 if i == 0 else 1.0, alpha=-1.0)  # -sum_i A_ij x_i
+    if grad_y is not None:
+        grad_y.addcmul_(y, cols.to(y.dtype).unsqueeze(1))  # + y_j sum_i A_ij / t_ij
+    return (grad_x if want_x else None), grad_y
+
+
+def _torch_grads(ctx, x, y, grad, sh, d, rx_in, flag_rows, flag_cols):
+    """The unflagged part of the backward from torch operations on row blocks (see `_FunkCdist`)."""
+    sign = ctx.sign
+    xr = x * rx_in.unsqueeze(1)
+    n, m = grad.shape
+    ay = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
+    ax = torch.zeros(m, x.shape[1], dtype=x.dtype, device=x.device)
+    rows = torch.empty(n, dtype=x.dtype, device=x.device)
+    cols = torch.zeros(m, dtype=x.dtype, device=x.device)
+    step = block_rows(n, m, grad.device)
+    if grad.device.type == "cpu":
+        # blocks of about 2^20 entries: the elementwise passes below run on cache-resident scratch
+        step = min(step, max(16, (1 << 20) // max(m, 1)))
+    scratch = torch.empty(3, min(step, n), m, dtype=x.dtype, device=x.device)
+    for i in range(0, n, step):
+        g_blk, s_blk, d_blk = grad[i : i + step], sh[i : i + step], d[i : i + step]
+        k = g_blk.shape[0]
+        a = torch.div(g_blk, s_blk, out=scratch[0, :k])
+        if not ctx.refined:
+            a.nan_to_num_(0.0, 0.0, 0.0)  # grad / 0 (coincident points) gives inf or nan: 0 there
+        # the error model clears an entry only where sqrt(z^2 - Q_y) > 0 with a wide margin:
+        # grad / 0 and grad / NaN can only be at the flagged entries, which are set to 0
+        if flag_rows.numel():
+            lo, hi = torch.searchsorted(flag_rows, torch.tensor([i, i + k], device=x.device)).tolist()
+            a[flag_rows[lo:hi] - i, flag_cols[lo:hi]] = 0.0
+        torch.mm(a, y, out=ay[i : i + k])
+        ax.addmm_(a.mT, xr[i : i + k])
+        # e^d (one pass); t = e^-d forward, e^d reverse
+        e = torch.exp(d_blk, out=scratch[1, :k])
+        over, times = (torch.div, torch.mul) if sign > 0 else (torch.mul, torch.div)
+        cols.addmv_(times(a, e, out=scratch[2, :k]).mT, rx_in[i : i + k])  # sum_i A_ij / t_ij
+        torch.sum(over(a, e, out=e), 1, out=rows[i : i + k])  # (rx_i times) sum_j A_ij t_ij
+    ay.mul_(rx_in.unsqueeze(1))  # [sum_j A_ij y_j]
+    rows.mul_(rx_in)  # sum_j A_ij t_ij
+    grad_x = grad_y = None
+    if ctx.needs_input_grad[0]:
+        grad_x = x * rows.unsqueeze(1) - ay
+    if ctx.needs_input_grad[1]:
+        grad_y = y * cols.unsqueeze(1) - ax
+    return grad_x, grad_y
 
 
 def _empty_index(device):

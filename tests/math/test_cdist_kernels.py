@@ -138,3 +138,75 @@ def test_funk_cdist_double_backward():
             return fmath.cdist(a, b, radius=1.2, reverse=reverse)
 
         assert torch.autograd.gradgradcheck(fn, (x, y))
+
+
+def _shell_points(n, dim, radius, g, inner=0.0):
+    v = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    size = inner + (radius - inner) * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    return v / v.norm(dim=-1, keepdim=True) * size
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("upstream", ["weights", "sum", "transposed"])
+def test_float32_funk_cdist_gradients_near_the_wall_match_float64_dist(reverse, upstream, monkeypatch):
+    """The float32 backward (with the compiled epilogue: its fused weight pass) against autograd
+    through float64 `dist` on the same float32 inputs, over several row blocks, with points up to
+    |x| = 1 - 1e-3, a near-duplicate and a coincident pair (flagged entries), for a dense upstream
+    gradient, the expanded one of `.sum()` and a non-contiguous one. Bound: each pair's term off by
+    at most float32 eps times the conditioning 1/Q of the metric at the wall, so a point's gradient
+    by that times the sum of its terms' norms (the terms cancel: their sum is down to 1e-2 of it)."""
+    monkeypatch.setattr(fmath, "block_rows", lambda n, m, device: 48)  # 3 blocks, the last partial
+    g = torch.Generator().manual_seed(12)
+    n, m, dim = 130, 70, 16
+    x = _shell_points(n, dim, 1 - 1e-3, g, inner=0.5).float()
+    y = _shell_points(m, dim, 1 - 1e-3, g).float()
+    y[3] = (x[60].double() * (1 - 1e-5)).float()
+    y[9] = x[100]
+    if upstream == "weights":
+        w = torch.randn(n, m, generator=g, dtype=torch.float64)
+    elif upstream == "sum":
+        w = torch.ones(n, m, dtype=torch.float64)
+    else:
+        w = torch.randn(m, n, generator=g, dtype=torch.float64).mT
+
+    xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+    out = fmath.cdist(xs, ys, reverse=reverse)
+    (out.sum() if upstream == "sum" else (out * w.float()).sum()).backward()
+    # the oracle per pair: float64 autograd through `dist` (the difference form)
+    xd = x.double()[:, None].expand(n, m, dim).clone().requires_grad_()
+    yd = y.double()[None].expand(n, m, dim).clone().requires_grad_()
+    (fmath.dist(yd, xd) if reverse else fmath.dist(xd, yd)).mul(w).sum().backward()
+    eps = torch.finfo(torch.float32).eps
+    q_min = 1 - max(x.double().norm(dim=-1).max(), y.double().norm(dim=-1).max()) ** 2
+    for got, terms, side in ((xs.grad, xd.grad, 1), (ys.grad, yd.grad, 0)):
+        assert got.dtype == torch.float32
+        err = (got.double() - terms.sum(side)).norm(dim=-1)
+        assert bool((err <= eps / q_min * terms.norm(dim=-1).sum(side)).all()), err.max().item()
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_float32_funk_cdist_gradient_of_one_side_only(which):
+    """Only one input needs a gradient: the same gradient as when both do."""
+    g = torch.Generator().manual_seed(13)
+    x, y = _shell_points(300, 8, 0.9, g).float(), _shell_points(260, 8, 0.9, g).float()
+    w = torch.randn(300, 260, generator=g)
+    both = [x.clone().requires_grad_(), y.clone().requires_grad_()]
+    (fmath.cdist(*both) * w).sum().backward()
+    one = [x.clone(), y.clone()]
+    one[which].requires_grad_()
+    (fmath.cdist(*one) * w).sum().backward()
+    assert one[1 - which].grad is None
+    torch.testing.assert_close(one[which].grad, both[which].grad, rtol=0, atol=0)
+
+
+@DTYPES
+def test_funk_cdist_empty_sides_have_empty_gradients(dtype):
+    g = torch.Generator().manual_seed(14)
+    for n, m in ((0, 5), (4, 0), (0, 0)):
+        x = _shell_points(n, 3, 0.9, g).to(dtype).requires_grad_()
+        y = _shell_points(m, 3, 0.9, g).to(dtype).requires_grad_()
+        out = fmath.cdist(x, y)
+        assert out.shape == (n, m) and out.dtype == dtype
+        out.sum().backward()
+        assert x.grad.shape == (n, 3) and y.grad.shape == (m, 3)
+        assert not x.grad.any() and not y.grad.any()
