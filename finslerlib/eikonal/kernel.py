@@ -616,6 +616,56 @@ std::tuple<int64_t, double, int64_t> rounds(torch::Tensor t, torch::Tensor a, to
   return res;
 }
 
+// Randers validity of contiguous [N, D, D] / [N, D] data, D = 2 or 3, by the formulas of
+// finslerlib.math.validation.randers_validity (Sylvester's criterion on the lower triangle,
+// |b|^2_{a^-1} = b^T adj(a) b / det(a)): writes ok [N] (uint8) and the drift |b|_{a^-1} [N]
+// (NaN where a is not SPD or not finite), in a's dtype
+template <typename S>
+void validity_impl(const S* a, const S* b, uint8_t* ok, S* drift, int64_t n, int d) {
+  const S nan = std::numeric_limits<S>::quiet_NaN();
+  at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const S* m = a + i * d * d;
+      const S* v = b + i * d;
+      bool finite = true;
+      for (int k = 0; k < d * d; ++k) finite = finite && std::isfinite(m[k]);
+      bool spd;
+      S quad;
+      if (d == 2) {
+        S a00 = m[0], a10 = m[2], a11 = m[3];
+        S det = a00 * a11 - a10 * a10;
+        spd = finite && a00 > 0 && det > 0;
+        S w0 = a11 * v[0] - a10 * v[1];
+        S w1 = -a10 * v[0] + a00 * v[1];
+        quad = (v[0] * w0 + v[1] * w1) / det;
+      } else {
+        S a00 = m[0], a10 = m[3], a11 = m[4], a20 = m[6], a21 = m[7], a22 = m[8];
+        S c00 = a11 * a22 - a21 * a21, c10 = a20 * a21 - a10 * a22, c20 = a10 * a21 - a11 * a20;
+        S c11 = a00 * a22 - a20 * a20, c21 = a10 * a20 - a00 * a21, c22 = a00 * a11 - a10 * a10;
+        S det = a00 * c00 + a10 * c10 + a20 * c20;
+        spd = finite && a00 > 0 && c22 > 0 && det > 0;
+        S w0 = c00 * v[0] + c10 * v[1] + c20 * v[2];
+        S w1 = c10 * v[0] + c11 * v[1] + c21 * v[2];
+        S w2 = c20 * v[0] + c21 * v[1] + c22 * v[2];
+        quad = (v[0] * w0 + v[1] * w1 + v[2] * w2) / det;
+      }
+      S dr = spd ? std::sqrt(std::max(quad, S(0))) : nan;
+      if (spd && !(quad == quad)) dr = nan;  // a non-finite b
+      drift[i] = dr;
+      ok[i] = (spd && dr < S(1)) ? 1 : 0;
+    }
+  });
+}
+
+void validity(torch::Tensor a, torch::Tensor b, torch::Tensor ok, torch::Tensor drift) {
+  const int64_t n = b.size(0);
+  const int d = (int)b.size(1);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "eikonal_validity", [&] {
+    validity_impl<scalar_t>(a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), ok.data_ptr<uint8_t>(),
+                            drift.data_ptr<scalar_t>(), n, d);
+  });
+}
+
 void jacobi(torch::Tensor t, torch::Tensor out, torch::Tensor a, torch::Tensor b, torch::Tensor grad,
             torch::Tensor base, torch::Tensor spacing, torch::Tensor free_, torch::Tensor offsets,
             torch::Tensor edges, torch::Tensor tris, int64_t order) {
@@ -641,10 +691,45 @@ def load_kernel():
         _STATE,
         name=_MODULE_NAME,
         source=_SOURCE,
-        functions=["rounds", "jacobi"],
+        functions=["rounds", "jacobi", "validity"],
         what="finslerlib.eikonal: the compiled sweep kernel",
         fallback="the torch sweeps (slower). Pass backend='torch' to silence this",
     )
+
+
+def compiled_validity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    r"""`randers_validity(a, b)[0]` in one compiled pass, or `None` where it does not apply.
+
+    It applies to contiguous float32/float64 CPU data of one shape `[..., D, D]` / `[..., D]`,
+    D = 2 or 3 (a user metric's materialized grid data, where the elementwise torch formulas make
+    some forty passes over the grid), with the same formulas: Sylvester's criterion on the lower
+    triangle and $|b|^2_{a^{-1}} = b^\top \mathrm{adj}(a)\, b / \det a$.
+
+    Args:
+        a: Tensor, shape `[..., D, D]`.
+        b: Tensor, shape `[..., D]`.
+
+    Returns:
+        bool Tensor `[...]`, or `None`.
+    """
+    d = b.shape[-1] if b.dim() else 0
+    if (
+        d not in (2, 3)
+        or a.device.type != "cpu"
+        or a.dtype not in (torch.float32, torch.float64)
+        or b.dtype != a.dtype
+        or a.shape != (*b.shape, d)
+        or not (a.is_contiguous() and b.is_contiguous())
+        or b.numel() == 0
+    ):
+        return None
+    module = load_kernel()
+    if module is None:
+        return None
+    ok = torch.empty(b.shape[:-1], dtype=torch.uint8)
+    drift = torch.empty(b.shape[:-1], dtype=a.dtype)
+    module.validity(a.reshape(-1, d, d), b.reshape(-1, d), ok.reshape(-1), drift.reshape(-1))
+    return ok.bool()
 
 
 def compiled_available() -> bool:

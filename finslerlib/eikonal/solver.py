@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from finslerlib.eikonal.kernel import CompiledSweeper, load_kernel
+from finslerlib.eikonal.kernel import CompiledSweeper, compiled_validity, load_kernel
 from finslerlib.eikonal.scheme import Precomputed, Stencil, jacobi_step, precompute, stencil
 from finslerlib.eikonal.sweep import Sweeper
 from finslerlib.math import randers as rmath
@@ -579,7 +579,9 @@ def eikonal_map(
     a = a.expand(*x.shape[:-1], d, d)
     b = b.expand(*x.shape)
     _check_symmetric(a.detach())
-    valid = randers_validity(a.detach(), b.detach())[0]
+    valid = compiled_validity(a.detach(), b.detach()) if _uses_kernel(backend, device) else None
+    if valid is None:
+        valid = randers_validity(a.detach(), b.detach())[0]
     raw_a, raw_b = a, b
     masked: list[torch.Tensor] = []
 
