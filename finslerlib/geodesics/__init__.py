@@ -36,7 +36,12 @@ from finslerlib.geodesics.search import (
     raise_unconverged,
     shortest_geodesics,
 )
-from finslerlib.geodesics.shooting import BoundarySolution, GeodesicConvergenceError, solve_boundary_value
+from finslerlib.geodesics.shooting import (
+    BoundarySolution,
+    GeodesicConvergenceError,
+    end_point_shift,
+    solve_boundary_value,
+)
 from finslerlib.geodesics.transport import GeodesicTransport, geodesic_spray, transport_along_geodesic
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "exponential_map",
     "polyline_momentum",
     "solve_boundary_value",
+    "end_point_shift",
     "shortest_geodesics",
     "GeodesicSolver",
     "GeodesicSolution",
