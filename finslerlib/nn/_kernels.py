@@ -346,6 +346,8 @@ def unit_randers_logits(
         )
     if sign not in (1, -1, 0):
         raise ValueError(f"sign must be 1, -1 or 0, got {sign}")
+    if scale is not None and not isinstance(scale, torch.Tensor):
+        raise TypeError(f"scale must be a scalar Tensor or None, got {type(scale).__name__}")
     if labels is not None:
         if labels.shape != s.shape[:1]:
             raise ValueError(f"labels must have shape [{s.shape[0]}], got {tuple(labels.shape)}")

@@ -181,7 +181,10 @@ class FAIMHead(nn.Module):
     `einsum` head of `docs/concepts/classification.md`,
     $\sqrt{(x-\mu)^\top \Sigma (x-\mu)} + \lambda |\beta \cdot (x-\mu)|$,
     since $\max(\alpha + \beta, \alpha - \beta) = \alpha + |\beta|$ (a symmetric metric); the
-    other two directions are the asymmetric ones.
+    other two directions are the asymmetric ones. Where the drift is exactly zero, `"max"` gives it
+    a zero gradient ($|\\beta \\cdot (x - \\mu)|$ at $\\beta = 0$), so a learnable metric's drift,
+    which starts at zero, stays there: start it off zero to learn it under `"max"` (for
+    `Randers.learnable`, `manifold.drift_raw.data.normal_(std=1e-2)`).
 
     All `[B, C]` distances come from `manifold.cdist`: no `[B, C, D]` tensor is ever built
     (`"max"` needs both directions, i.e. two `cdist` calls, about twice the cost).

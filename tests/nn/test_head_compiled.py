@@ -184,3 +184,10 @@ def test_triangular_factor_blocks_match_the_composite(path, projected, monkeypat
     want = torch.autograd.grad((ref * weights).sum(), [t for t in ref_leaves if t is not None])
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_a_python_float_scale_is_a_type_error():
+    # audit 8: a float scale raised AttributeError ('float' object has no attribute 'dtype')
+    s, m, w = torch.zeros(2, 3), torch.ones(4, 3), torch.zeros(3)
+    with pytest.raises(TypeError, match="scale must be a scalar Tensor or None, got float"):
+        unit_randers_logits(s, m, w, 2.0)
