@@ -153,7 +153,10 @@ def _difference_jacobian(
     too, `(jac, (x1, p1, xs, ps), coarse_end)` (`flow_with_coarse` of the center).
     """
     n, d = p.shape
-    h = torch.finfo(p.dtype).eps ** 0.5 * p.norm(dim=-1).clamp_min(1e-3)  # [B]
+    # the step is relative to the larger of |p| and |x|: the end points carry rounding eps |x(1)|,
+    # so a step of sqrt(eps) |p| for a (nearly) coincident pair (|p| ~ 0) left only rounding in the
+    # differences (float32: a singular Jacobian crashed the batch's solve, audit 9)
+    h = torch.finfo(p.dtype).eps ** 0.5 * torch.maximum(p.norm(dim=-1), x.norm(dim=-1)).clamp_min(1e-3)
     eye = torch.eye(d, dtype=p.dtype, device=p.device)
     shifts = eye.unsqueeze(1) * h[None, :, None]  # [D, B, D]
     q = torch.cat([(p.unsqueeze(0) + shifts).reshape(-1, d), p])
