@@ -54,10 +54,27 @@ def distance_with_gradient(
         d = rmath.norm(rmath.inverse_legendre(solution.momentum, a0, b0), a0, b0)
     if not torch.is_grad_enabled():
         return d
-    start = safe_div(solution.momentum, d.unsqueeze(-1))
-    end = safe_div(solution.end_momentum, d.unsqueeze(-1))
+    nodes, moms = solution.path, solution.path_momentum  # [K + 1, B, D]
+    # rows whose solve left non-finite data (a failed pair, NaN to the caller): their terms are
+    # built from finite stand-ins (the start point, zero momenta), so that a zero upstream gradient
+    # stays zero instead of 0 * NaN poisoning the metric parameters' gradient of the other rows
+    bad = ~(
+        torch.isfinite(nodes).all(-1).all(0)
+        & torch.isfinite(moms).all(-1).all(0)
+        & torch.isfinite(solution.momentum).all(-1)
+        & torch.isfinite(solution.end_momentum).all(-1)
+        & torch.isfinite(d)
+    )
+    p0, p1 = solution.momentum, solution.end_momentum
+    if bool(bad.any()):
+        nodes = torch.where(bad[None, :, None], x.detach().unsqueeze(0), nodes)
+        moms = torch.where(bad[None, :, None], torch.zeros_like(moms), moms)
+        p0 = torch.where(bad[:, None], torch.zeros_like(p0), p0)
+        p1 = torch.where(bad[:, None], torch.zeros_like(p1), p1)
+    scale = torch.where(bad, torch.ones_like(d), d).unsqueeze(-1)
+    start = safe_div(p0, scale)
+    end = safe_div(p1, scale)
     term = (end * (y - y.detach())).sum(-1) - (start * (x - x.detach())).sum(-1)
-    nodes, moms = solution.path, solution.path_momentum
     a, b = coefficients(nodes)
     if a.requires_grad or b.requires_grad:
         with torch.no_grad():
