@@ -585,6 +585,15 @@ def eikonal_map(
     raw_a, raw_b = a, b
     masked: list[torch.Tensor] = []
 
+    ill: list[bool] = []
+
+    def ill_conditioned() -> bool:
+        """`_ill_conditioned` of the masked metric, computed once (the float32 forward and its
+        gradient's step both ask; it inverts `a` at every node)."""
+        if not ill:
+            ill.append(_ill_conditioned(*metric(), valid))
+        return ill[0]
+
     def metric() -> list[torch.Tensor]:
         """`(a, b)` with the identity and zero where the metric is not valid (formed on first use:
         the compiled kernel reads the metric at valid nodes only and needs no copy)."""
@@ -629,12 +638,8 @@ def eikonal_map(
         scale = float(fixed_val[fixed].abs().max()) if bool(fixed.any()) else 1.0
         terms = _term_scale(st, raw_a.detach(), raw_b.detach(), spacing, valid)
         tol_ = 8 * d * torch.finfo(dtype).eps * max(1.0, scale, terms) if tol is None else float(tol)
-        wide = (
-            dtype == torch.float32
-            and not _uses_kernel(backend, device)
-            and _ill_conditioned(*metric(), valid)
-        )
-        if wide:  # the forward sweeps in float64 (the gradient's step stays in the map's dtype)
+        wide = dtype == torch.float32 and not _uses_kernel(backend, device) and ill_conditioned()
+        if wide:  # the forward sweeps in float64 (so does the gradient's step, below)
             w = torch.float64
             a, b = metric()
             st_a, st_b, st_sp = a.detach().to(w), b.detach().to(w), spacing.to(w)
@@ -697,7 +702,7 @@ def eikonal_map(
         # gradient. A float32 map of an ill-conditioned metric differentiates a float64 sweep: the
         # local solves' derivatives difference terms up to cond(a) times T, and in float32 the
         # adjoint iteration measured 610x off (order 2) or did not settle
-        w = torch.float64 if dtype == torch.float32 and _ill_conditioned(*metric(), valid) else dtype
+        w = torch.float64 if dtype == torch.float32 and ill_conditioned() else dtype
         # outside no_grad: differentiable in the metric and the sources
         problem = build_problem(w, symmetric=raw_a.requires_grad)
         tw = t.detach().to(w)
