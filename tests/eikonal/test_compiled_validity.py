@@ -4,13 +4,11 @@ on random, non-SPD, strong-drift and non-finite grid data, float32 and float64, 
 import pytest
 import torch
 
-from finslerlib.eikonal import kernel as kernel_module
 from finslerlib.eikonal.kernel import compiled_validity
 from finslerlib.math.validation import randers_validity
+from tests.support.eikonal import needs_kernel
 
-pytestmark = pytest.mark.skipif(
-    not kernel_module.compiled_available(), reason="the compiled kernel cannot be built here"
-)
+pytestmark = needs_kernel
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

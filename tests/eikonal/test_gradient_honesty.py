@@ -10,19 +10,11 @@ import pytest
 import torch
 
 from finslerlib.eikonal import eikonal_map, grid_points
-from finslerlib.eikonal import kernel as kernel_module
+from tests.support.eikonal import BACKENDS
 
 F64, F32 = torch.float64, torch.float32
 
-backends = [
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not kernel_module.compiled_available(), reason="the compiled kernel cannot be built here"
-        ),
-    ),
-    "torch",
-]
+backends = BACKENDS
 
 
 def _closed(a, b, src, pts):

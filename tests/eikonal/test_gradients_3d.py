@@ -11,20 +11,12 @@ import pytest
 import torch
 
 from finslerlib.eikonal import eikonal_map, grid_points
-from finslerlib.eikonal import kernel as kernel_module
+from tests.support.eikonal import BACKENDS
 
 F64 = torch.float64
 EPS = torch.finfo(F64).eps
 
-backends = [
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not kernel_module.compiled_available(), reason="the compiled kernel cannot be built here"
-        ),
-    ),
-    "torch",
-]
+backends = BACKENDS
 
 # the audit's metric: a = diag(1, 1e5, 3) (cond 1e5), a moderate drift, |b|_{a^-1} = 0.22
 DIAG = torch.tensor([1.0, 1e5, 3.0], dtype=F64)
